@@ -1,0 +1,65 @@
+// attnsparse <verb> ...: the command-line entry point.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli/verb.h"
+#include "core/error.h"
+
+namespace attnsparse::cli {
+
+namespace {
+std::vector<std::pair<std::string, VerbRegistrar>>& registry() {
+  static std::vector<std::pair<std::string, VerbRegistrar>> verbs;
+  return verbs;
+}
+}  // namespace
+
+bool register_verb(const char* name, VerbRegistrar registrar) {
+  registry().emplace_back(name, registrar);
+  return true;
+}
+
+void add_threads_option(CLI::App* sub, int* threads) {
+  sub->add_option("--threads,-t", *threads, "CPU threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+}  // namespace attnsparse::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "attnsparse — measure, explain, train for and exploit sparsity in LLM self-attention.\n"
+      "MODEL is a .gguf file or a Hugging Face model directory.\n"
+      "Run 'attnsparse <verb> --help' for a verb's options and an example."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "attnsparse 0.1.0");
+  auto& verbs = attnsparse::cli::registry();
+  std::sort(verbs.begin(), verbs.end());
+  for (auto& [name, registrar] : verbs) registrar(app);
+
+  std::string verb = argc > 1 ? argv[1] : "";
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const attnsparse::Error& e) {
+    std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "attnsparse %s: error: out of memory\n", verb.c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), e.what());
+    return 1;
+  }
+  return 0;
+}

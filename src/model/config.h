@@ -1,0 +1,42 @@
+// The model's hyper-parameters as plain data, filled from GGUF metadata or config.json.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace attnsparse {
+
+enum class RopeLayout {
+  None,         // learned absolute positions (gpt2)
+  Adjacent,     // rotate pairs (0,1), (2,3), ... : llama in GGUF files (converter permuted Q/K)
+  HalfSplit,    // rotate pairs (i, i + d/2): Hugging Face checkpoints, qwen2 in GGUF
+};
+
+struct RopeScaling {
+  std::string type;  // "", "linear", "llama3"
+  float factor = 1.f;
+  float low_freq_factor = 1.f;
+  float high_freq_factor = 4.f;
+  int64_t original_context = 8192;
+};
+
+struct ModelConfig {
+  std::string arch;        // "llama", "qwen2", "gpt2"
+  std::string name;
+  int64_t n_vocab = 0;
+  int64_t n_ctx = 0;       // training context length
+  int64_t n_embd = 0;
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_kv_head = 0;
+  int64_t head_dim = 0;
+  int64_t n_ff = 0;
+  float norm_eps = 1e-5f;
+  bool tied_output = false;  // output projection reuses token_embd
+  // RoPE
+  RopeLayout rope_layout = RopeLayout::None;
+  int64_t rope_dim = 0;      // rotated dimensions per head
+  float rope_base = 10000.f;
+  RopeScaling rope_scaling;
+};
+
+}  // namespace attnsparse

@@ -1,0 +1,38 @@
+// Tokenizers of the model families we read: SentencePiece-style BPE (llama vocab type,
+// Llama 2) and byte-level BPE with the pre-tokenizer named by tokenizer.ggml.pre or
+// tokenizer.json (gpt-2, llama-bpe, qwen2, deepseek, starcoder, falcon, mpt, gpt-neox,
+// refact, phi-3, ...). Built from GGUF metadata or a Hugging Face tokenizer.json.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace attnsparse {
+
+class GgufFile;
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
+  // dir holds tokenizer.json and optionally tokenizer_config.json (BOS/EOS handling).
+  static std::unique_ptr<Tokenizer> from_hf_dir(const std::string& dir);
+
+  // add_special: prepend BOS (and append EOS) as the model's settings say.
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_special) const = 0;
+  // Concatenated text of the tokens; special tokens (BOS/EOS) are skipped.
+  virtual std::string decode(std::span<const int32_t> tokens) const = 0;
+  virtual std::string token_piece(int32_t id) const = 0;  // the token's decoded bytes
+
+  virtual int32_t n_vocab() const = 0;
+  virtual int32_t bos_id() const = 0;  // -1 when none
+  virtual int32_t eos_id() const = 0;  // -1 when none
+  virtual bool add_bos() const = 0;
+  virtual std::string type_name() const = 0;  // e.g. "spm", "bpe/gpt-2", "byte"
+};
+
+}  // namespace attnsparse

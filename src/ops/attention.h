@@ -1,0 +1,62 @@
+// The attention core: causal softmax attention for a block of queries against a KV
+// cache, with GQA/MQA, optional sparse key sets, and an optional observer that sees
+// every finished probability row. The model's forward pass calls only this.
+//
+// Layouts (f32, row-major):
+//   q   [n_q, n_head, head_dim]      query i has absolute position q_pos0 + i
+//   k,v [n_kv, n_kv_head, head_dim]  key j has absolute position key_pos(j)
+//   out [n_q, n_head, head_dim]
+// Strides are in floats between consecutive tokens (so q/k/v may live inside wider
+// buffers, e.g. a fused qkv projection).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace attnsparse::ops {
+
+struct AttentionShape {
+  int64_t n_q = 0;       // queries in this call
+  int64_t q_pos0 = 0;    // absolute position of query 0
+  int64_t n_kv = 0;      // keys in the cache (slots)
+  int n_head = 0;        // query heads
+  int n_kv_head = 0;     // key/value heads; query head h uses kv head h / (n_head / n_kv_head)
+  int head_dim = 0;
+  float scale = 0.f;     // logit scale, usually 1/sqrt(head_dim)
+};
+
+struct AttentionArgs {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  const float* k = nullptr;
+  int64_t k_stride = 0;
+  const float* v = nullptr;
+  int64_t v_stride = 0;
+  float* out = nullptr;
+  int64_t out_stride = 0;
+  // Absolute position of each cache slot (size n_kv); nullptr means slot j = position j.
+  // Eviction policies keep a subset of positions in the cache.
+  const int32_t* key_pos = nullptr;
+};
+
+// Sees each finished row of post-softmax probabilities over the keys the query visited.
+// `keys` lists the cache slots in increasing order (nullptr: slots 0..n_keys-1).
+// Called concurrently from several threads (different heads/queries): implementations
+// must be thread-safe for distinct (head, query) pairs.
+class RowObserver {
+ public:
+  virtual ~RowObserver() = default;
+  virtual void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys,
+                      int64_t n_keys) = 0;
+};
+
+class KeySet;  // ops/keyset.h: which keys each query visits (sparse attention)
+
+// Dense causal attention when `keys` is nullptr. Multi-threaded over heads x queries.
+void attention(const AttentionShape& shape, const AttentionArgs& args,
+               const KeySet* keys = nullptr, RowObserver* observer = nullptr);
+
+// Naive reference: materialises each score row, no tiling. For tests only.
+void attention_reference(const AttentionShape& shape, const AttentionArgs& args,
+                         const KeySet* keys = nullptr, RowObserver* observer = nullptr);
+
+}  // namespace attnsparse::ops

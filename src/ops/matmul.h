@@ -1,0 +1,38 @@
+// Weight-times-activation products for every weight dtype, and (de)quantisation.
+// Kernels take raw pointers and shapes; they know nothing of models or files.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace attnsparse::ops {
+
+// A weight matrix as stored: n_out rows of n_in elements each (row-major, quantised
+// blocks along the row), i.e. PyTorch's nn.Linear weight layout.
+struct WeightView {
+  DType dtype = DType::F32;
+  const uint8_t* data = nullptr;
+  int64_t n_out = 0;
+  int64_t n_in = 0;
+  int64_t row_bytes() const { return dtype_row_bytes(dtype, n_in); }
+};
+
+// y[t, o] = sum_i x[t, i] * W[o, i] for t < m (x is [m, n_in], y is [m, n_out], both
+// row-major f32). Like llama.cpp, activations are first rounded to the weight's
+// "vec-dot" type: f16 for F16 weights, bf16 for BF16, Q8_0 blocks for Q8_0/Q4_0 and
+// Q8_K blocks for Q4_K/Q6_K; F32 weights use f32 activations. Multi-threaded (OpenMP).
+void matmul(const WeightView& w, const float* x, int64_t m, float* y);
+
+// Scalar reference of matmul with the same activation rounding (for tests).
+void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);
+
+// Row conversions. dequantize works for every DType; quantize for F32, F16, BF16, Q8_0
+// (what the GGUF writer emits). n must be a multiple of the dtype's block size.
+void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n);
+void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n);
+
+// Which SIMD path the kernels picked at run time ("avx512bf16", "avx512", "avx2",
+// "portable"). ATTNSPARSE_SIMD=portable|avx2|avx512 in the environment forces a lower one.
+const char* simd_level_name();
+
+}  // namespace attnsparse::ops
