@@ -2,6 +2,7 @@
 // (synthetic models, trained models) load in other GGUF tools.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,17 @@ class GgufWriter {
   void add_tensor_raw(const std::string& name, DType type, std::vector<int64_t> shape,
                       const uint8_t* bytes, int64_t nbytes);
 
+  // Streaming: the tensor's f32 values are produced at write time, a block of rows at a
+  // time (rows = numel / innermost dim, each of `cols` values), converted to `type` and
+  // written, so peak memory stays far below the file size (synthetic models).
+  // gen(row0, nrows, dst) fills dst[0 .. nrows*cols); calls come in row order.
+  using RowGenerator = std::function<void(int64_t row0, int64_t nrows, float* dst)>;
+  void add_tensor_generated(const std::string& name, DType type, std::vector<int64_t> shape,
+                            RowGenerator gen);
+
+  size_t n_tensors() const { return tensors_.size(); }
+  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
+
   // Writes to path + ".tmp" and renames, so a failed write leaves no partial file.
   void write(const std::string& path) const;
 
@@ -39,6 +51,7 @@ class GgufWriter {
     DType type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
+    RowGenerator gen;  // set for add_tensor_generated (then bytes is empty)
   };
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<PendingTensor> tensors_;
