@@ -309,7 +309,9 @@ TEST(GgufWriter, RewritesLlamaCppFileExactly) {
     ASSERT_EQ(a.nbytes, b.nbytes) << a.name;
     EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << a.name;
   }
-  if (extra == 0) EXPECT_EQ(testing::read_bytes(out), testing::read_bytes(src_path));
+  if (extra == 0) {
+    EXPECT_EQ(testing::read_bytes(out), testing::read_bytes(src_path));
+  }
 }
 
 }  // namespace
