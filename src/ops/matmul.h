@@ -31,7 +31,7 @@ void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n);
 void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n);
 
-// Which SIMD path the kernels picked at run time ("avx512bf16", "avx512", "avx2",
+// Which SIMD path the kernels picked at run time ("avx512-vnni", "avx512", "avx2",
 // "portable"). ATTNSPARSE_SIMD=portable|avx2|avx512 in the environment forces a lower one.
 const char* simd_level_name();
 

@@ -1,0 +1,58 @@
+// Internal: the per-ISA kernel tables behind ops::matmul (not for use outside src/ops).
+#pragma once
+#include <cstdint>
+
+#include "ops/matmul.h"
+#include "ops/quant.h"
+
+namespace attnsparse::ops::kern {
+
+// Rows [o0, o1) of y for every token; x already rounded ("xr") or quantised ("a").
+using FloatRowsFn = void (*)(const WeightView& w, const float* xr, int64_t m, float* y,
+                             int64_t o0, int64_t o1);
+using Q80RowsFn = void (*)(const WeightView& w, const quant::BlockQ8_0* a, int64_t m, float* y,
+                           int64_t o0, int64_t o1);
+using Q8KRowsFn = void (*)(const WeightView& w, const quant::BlockQ8_K* a, int64_t m, float* y,
+                           int64_t o0, int64_t o1);
+
+struct Kernels {
+  const char* name;
+  // Activation rounding for F16 / BF16 weights (x -> f32 values exactly representable in
+  // the weight's type, round to nearest even); n elements.
+  void (*round_acts)(DType type, const float* x, float* xr, int64_t n);
+  FloatRowsFn float_rows;  // small m (GEMV-style, weights read once per row)
+  // GEMM for F32/F16/BF16 weights, used when m >= gemm_min_m (0: none). The activations
+  // are first packed by pack_xT (token blocks [b0, b1) of gemm_tokens tokens each).
+  int64_t gemm_min_m;
+  int64_t gemm_tokens;
+  int64_t gemm_kc;
+  void (*pack_xT)(const float* xr, int64_t m, int64_t k, float* xT, int64_t b0, int64_t b1);
+  void (*float_gemm)(const WeightView& w, const float* xT, int64_t m, float* y, int64_t o0,
+                     int64_t o1);
+  Q80RowsFn q8_0_rows;
+  Q80RowsFn q4_0_rows;
+  Q8KRowsFn q4_K_rows;
+  Q8KRowsFn q6_K_rows;
+};
+
+const Kernels& portable_kernels();
+// Defined in matmul_avx2.cpp / matmul_avx512.cpp; only call when the CPU supports them.
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels(bool vnni);
+// Q8_0 / Q4_0 rows with AVX512-VNNI dot products (matmul_avx512_vnni.cpp).
+extern const Q80RowsFn avx512_vnni_q8_0_rows;
+extern const Q80RowsFn avx512_vnni_q4_0_rows;
+
+// Shared scalar helper: packed-activation buffer size in floats for the GEMM.
+inline int64_t packed_x_floats(int64_t m, int64_t k, int64_t tokens, int64_t kc) {
+  const int64_t n_tb = (m + tokens - 1) / tokens;
+  const int64_t n_kc = (k + kc - 1) / kc;
+  return n_tb * n_kc * kc * tokens;
+}
+
+// Scalar transpose-pack shared by all ISAs: block (kc, b) holds [kc][tokens] floats,
+// zero for tokens past m.
+void pack_xT_scalar(const float* xr, int64_t m, int64_t k, float* xT, int64_t b0, int64_t b1,
+                    int64_t tokens, int64_t kc);
+
+}  // namespace attnsparse::ops::kern

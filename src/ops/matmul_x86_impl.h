@@ -1,0 +1,347 @@
+// Internal: x86 SIMD kernels, written once as templates over an "Arch" traits struct and
+// compiled twice: by matmul_avx2.cpp (AVX2+FMA+F16C) and matmul_avx512.cpp (AVX-512),
+// each under its own `#pragma GCC target`, inside an anonymous namespace. Include only
+// from those two files, after the pragma.
+//
+// Arch provides:
+//   using vec;  static constexpr int W (floats per vec), NR (weight rows per GEMM tile)
+//   zero(), loadu(p), loadu_n(p, n) (n < W, zero-filled), set1(f), fmadd(a, b, c),
+//   hsum(v), storeu(p, v), cvt_row(dtype, src, dst, n), round_acts(dtype, x, xr, n),
+//   static constexpr bool kVnni; dot_i8(ax_u8, sy_s8) (8 int32 sums of 4 u8*s8 products)
+
+// (<algorithm>, <vector> and <immintrin.h> must be included before the target pragma.)
+
+namespace {
+
+using attnsparse::DType;
+using attnsparse::ops::WeightView;
+using namespace attnsparse::ops::quant;
+
+constexpr int64_t kKC = 256;  // GEMM k-block
+
+// ---------------------------------------------------------------------------------------
+// F32 / F16 / BF16 weights, small m: per row, convert once into an f32 buffer, then dot
+// it with up to 4 tokens at a time (two partial accumulators per token).
+template <class A, int NT>
+inline void dot_row_tokens(const float* wr, const float* const* xs, int64_t n, float* out) {
+  using V = typename A::vec;
+  V acc0[NT], acc1[NT];
+  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = A::zero();
+  int64_t i = 0;
+  for (; i + 2 * A::W <= n; i += 2 * A::W) {
+    const V w0 = A::loadu(wr + i), w1 = A::loadu(wr + i + A::W);
+    for (int t = 0; t < NT; ++t) {
+      acc0[t] = A::fmadd(w0, A::loadu(xs[t] + i), acc0[t]);
+      acc1[t] = A::fmadd(w1, A::loadu(xs[t] + i + A::W), acc1[t]);
+    }
+  }
+  for (; i < n; i += A::W) {
+    const int64_t r = std::min<int64_t>(A::W, n - i);
+    const V w0 = r == A::W ? A::loadu(wr + i) : A::loadu_n(wr + i, r);
+    for (int t = 0; t < NT; ++t)
+      acc0[t] = A::fmadd(w0, r == A::W ? A::loadu(xs[t] + i) : A::loadu_n(xs[t] + i, r), acc0[t]);
+  }
+  for (int t = 0; t < NT; ++t) out[t] = A::hsum(A::add(acc0[t], acc1[t]));
+}
+
+template <class A>
+void float_rows(const WeightView& w, const float* xr, int64_t m, float* y, int64_t o0, int64_t o1) {
+  thread_local std::vector<float> row;
+  row.resize(w.n_in + 64);
+  const int64_t n = w.n_in;
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* src = w.data + o * w.row_bytes();
+    const float* wr;
+    if (w.dtype == DType::F32) {
+      wr = reinterpret_cast<const float*>(src);
+    } else {
+      A::cvt_row(w.dtype, src, row.data(), n);
+      wr = row.data();
+    }
+    for (int64_t t0 = 0; t0 < m; t0 += 4) {
+      const int nt = static_cast<int>(std::min<int64_t>(4, m - t0));
+      const float* xs[4];
+      for (int j = 0; j < nt; ++j) xs[j] = xr + (t0 + j) * n;
+      float out[4];
+      switch (nt) {
+        case 1: dot_row_tokens<A, 1>(wr, xs, n, out); break;
+        case 2: dot_row_tokens<A, 2>(wr, xs, n, out); break;
+        case 3: dot_row_tokens<A, 3>(wr, xs, n, out); break;
+        default: dot_row_tokens<A, 4>(wr, xs, n, out); break;
+      }
+      for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// F32 / F16 / BF16 GEMM. Activations are packed (pack_xT) into blocks of TB = 2*W tokens
+// x kKC inputs, transposed ([k][TB]); a panel of NR weight rows x kKC is converted to f32
+// ([NR][kKC]); the micro-kernel keeps NR x TB outputs in 2*NR vector registers and does
+// one broadcast of a weight per row and k. Partial sums across k-blocks live in a
+// per-thread tile buffer.
+template <class A, int TV>
+inline void micro_kernel(const float* xb, const float* wp, int64_t kl, float* c, bool accumulate) {
+  using V = typename A::vec;
+  constexpr int NR = A::NR, W = A::W, TB = 2 * A::W;
+  V acc[NR][TV];
+  if (accumulate) {
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < TV; ++v) acc[r][v] = A::loadu(c + r * TB + v * W);
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < TV; ++v) acc[r][v] = A::zero();
+  }
+  for (int64_t k = 0; k < kl; ++k) {
+    V xv[TV];
+    for (int v = 0; v < TV; ++v) xv[v] = A::loadu(xb + k * TB + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      const V b = A::set1(wp[r * kKC + k]);
+      for (int v = 0; v < TV; ++v) acc[r][v] = A::fmadd(b, xv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < TV; ++v) A::storeu(c + r * TB + v * W, acc[r][v]);
+}
+
+template <class A>
+void pack_xT(const float* xr, int64_t m, int64_t k, float* xT, int64_t b0, int64_t b1) {
+  attnsparse::ops::kern::pack_xT_scalar(xr, m, k, xT, b0, b1, 2 * A::W, kKC);
+}
+
+template <class A>
+void float_gemm(const WeightView& w, const float* xT, int64_t m, float* y, int64_t o0, int64_t o1) {
+  constexpr int NR = A::NR, TB = 2 * A::W;
+  const int64_t n = w.n_in;
+  const int64_t n_tb = (m + TB - 1) / TB;
+  const int64_t n_kc = (n + kKC - 1) / kKC;
+  const int64_t n_pan = (o1 - o0 + NR - 1) / NR;
+  thread_local std::vector<float> panel, cbuf;
+  panel.assign(NR * kKC, 0.f);
+  cbuf.resize(n_pan * n_tb * NR * TB);
+  const int64_t rb = w.row_bytes();
+  const int64_t elem = w.dtype == DType::F32 ? 4 : 2;
+  for (int64_t c = 0; c < n_kc; ++c) {
+    const int64_t k0 = c * kKC, kl = std::min(kKC, n - k0);
+    for (int64_t p = 0; p < n_pan; ++p) {
+      const int64_t r0 = o0 + p * NR, nr = std::min<int64_t>(NR, o1 - r0);
+      for (int64_t r = 0; r < nr; ++r)
+        A::cvt_row(w.dtype, w.data + (r0 + r) * rb + k0 * elem, panel.data() + r * kKC, kl);
+      for (int64_t r = nr; r < NR; ++r) std::fill_n(panel.data() + r * kKC, kKC, 0.f);
+      for (int64_t b = 0; b < n_tb; ++b) {
+        const float* xb = xT + (c * n_tb + b) * kKC * TB;
+        float* tile = cbuf.data() + (p * n_tb + b) * NR * TB;
+        if (m - b * TB > A::W)
+          micro_kernel<A, 2>(xb, panel.data(), kl, tile, c > 0);
+        else
+          micro_kernel<A, 1>(xb, panel.data(), kl, tile, c > 0);
+      }
+    }
+  }
+  for (int64_t p = 0; p < n_pan; ++p) {
+    const int64_t r0 = o0 + p * NR, nr = std::min<int64_t>(NR, o1 - r0);
+    for (int64_t b = 0; b < n_tb; ++b) {
+      const float* tile = cbuf.data() + (p * n_tb + b) * NR * TB;
+      const int64_t nt = std::min<int64_t>(TB, m - b * TB);
+      for (int64_t t = 0; t < nt; ++t) {
+        float* yt = y + (b * TB + t) * w.n_out + r0;
+        for (int64_t r = 0; r < nr; ++r) yt[r] = tile[r * TB + t];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Integer kernels on 256-bit vectors (shared by both ISAs; dot_i8 is VNNI or maddubs).
+
+[[maybe_unused]] inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 32 signed weights x 32 signed activations -> 8 int32 partial sums (sign trick).
+template <class A>
+inline __m256i dot_s8(__m256i w, __m256i x) {
+  const __m256i ax = _mm256_sign_epi8(w, w);
+  const __m256i sy = _mm256_sign_epi8(x, w);
+  return A::dot_i8(ax, sy);
+}
+
+inline __m256i unpack_q4_0(const uint8_t* qs) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i lo = _mm_and_si128(t, _mm_set1_epi8(0x0F));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(t, 4), _mm_set1_epi8(0x0F));
+  return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+
+template <class A, bool Q4, int NT>
+inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i qw;
+    float dw;
+    if constexpr (Q4) {
+      const auto* blk = reinterpret_cast<const BlockQ4_0*>(wrow) + b;
+      qw = unpack_q4_0(blk->qs);
+      dw = load_f16(blk->d);
+    } else {
+      const auto* blk = reinterpret_cast<const BlockQ8_0*>(wrow) + b;
+      qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
+      dw = load_f16(blk->d);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_0& a = as[t][b];
+      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
+      const __m256 d = _mm256_set1_ps(dw * load_f16(a.d));
+      acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8<A>(qw, qa)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+template <class A, bool Q4>
+void q8_0_rows(const WeightView& w, const BlockQ8_0* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  const int64_t nb = w.n_in / kQK8_0;
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* wr = w.data + o * w.row_bytes();
+    for (int64_t t0 = 0; t0 < m; t0 += 4) {
+      const int nt = static_cast<int>(std::min<int64_t>(4, m - t0));
+      const BlockQ8_0* as[4];
+      for (int j = 0; j < nt; ++j) as[j] = a + (t0 + j) * nb;
+      float out[4];
+      switch (nt) {
+        case 1: q8_0_row_tokens<A, Q4, 1>(wr, as, nb, out); break;
+        case 2: q8_0_row_tokens<A, Q4, 2>(wr, as, nb, out); break;
+        case 3: q8_0_row_tokens<A, Q4, 3>(wr, as, nb, out); break;
+        default: q8_0_row_tokens<A, Q4, 4>(wr, as, nb, out); break;
+      }
+      for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
+    }
+  }
+}
+
+// unsigned 8-bit weights x signed activations -> 16 int16 pair sums (maddubs), then
+// times a per-lane int16 scale -> 8 int32.
+inline __m256i scaled_pairs(__m256i wu, __m256i x, __m256i scale16) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(wu, x), scale16);
+}
+
+template <int NT>
+inline void q4_K_row_tokens(const BlockQ4_K* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  float accm[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    accm[t] = 0.f;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ4_K& blk = wb[b];
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, blk.scales, &sc[j], &mn[j]);
+    const float dw = load_f16(blk.d), dmw = load_f16(blk.dmin);
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * j));
+      lo[j] = _mm256_and_si256(q, m4);
+      hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int j = 0; j < 4; ++j) {
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 64 * j));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 64 * j + 32));
+        sumi = _mm256_add_epi32(sumi, scaled_pairs(lo[j], x0, _mm256_set1_epi16(sc[2 * j])));
+        sumi = _mm256_add_epi32(sumi, scaled_pairs(hi[j], x1, _mm256_set1_epi16(sc[2 * j + 1])));
+      }
+      int32_t summ = 0;
+      for (int j = 0; j < 8; ++j) summ += int32_t(mn[j]) * (a.bsums[2 * j] + a.bsums[2 * j + 1]);
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+      accm[t] += (dmw * a.d) * float(summ);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]) - accm[t];
+}
+
+template <int NT>
+inline void q6_K_row_tokens(const BlockQ6_K* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i k32 = _mm256_set1_epi8(32);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ6_K& blk = wb[b];
+    __m256i q[8], scale[8];
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = blk.ql + 64 * half;
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * half));
+      q[4 * half + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+      q[4 * half + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+      q[4 * half + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+      q[4 * half + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+      const int8_t* sc = blk.scales + 8 * half;
+      for (int g = 0; g < 4; ++g)
+        scale[4 * half + g] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
+    }
+    const float dw = load_f16(blk.d);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * g));
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[g], x), _mm256_maddubs_epi16(k32, x));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale[g]));
+      }
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+template <class WBlock, void (*F1)(const WBlock*, const BlockQ8_K* const*, int64_t, float*),
+          void (*F2)(const WBlock*, const BlockQ8_K* const*, int64_t, float*),
+          void (*F3)(const WBlock*, const BlockQ8_K* const*, int64_t, float*),
+          void (*F4)(const WBlock*, const BlockQ8_K* const*, int64_t, float*)>
+void k_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  const int64_t nb = w.n_in / kQK_K;
+  for (int64_t o = o0; o < o1; ++o) {
+    const auto* wr = reinterpret_cast<const WBlock*>(w.data + o * w.row_bytes());
+    for (int64_t t0 = 0; t0 < m; t0 += 4) {
+      const int nt = static_cast<int>(std::min<int64_t>(4, m - t0));
+      const BlockQ8_K* as[4];
+      for (int j = 0; j < nt; ++j) as[j] = a + (t0 + j) * nb;
+      float out[4];
+      switch (nt) {
+        case 1: F1(wr, as, nb, out); break;
+        case 2: F2(wr, as, nb, out); break;
+        case 3: F3(wr, as, nb, out); break;
+        default: F4(wr, as, nb, out); break;
+      }
+      for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
+    }
+  }
+}
+
+template <class A>
+void q4_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockQ4_K, q4_K_row_tokens<1>, q4_K_row_tokens<2>, q4_K_row_tokens<3>, q4_K_row_tokens<4>>(
+      w, a, m, y, o0, o1);
+}
+template <class A>
+void q6_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockQ6_K, q6_K_row_tokens<1>, q6_K_row_tokens<2>, q6_K_row_tokens<3>, q6_K_row_tokens<4>>(
+      w, a, m, y, o0, o1);
+}
+
+}  // namespace
