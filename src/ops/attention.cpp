@@ -1,18 +1,197 @@
-// Provisional naive attention core (correct, slow); the tiled online-softmax core
-// replaces it behind the same interface.
+// The attention core: tiled online softmax (flash style) over key tiles with GQA, sparse
+// key sets and an optional row observer, dispatched at run time to an AVX-512, AVX2 or
+// SSE2 build of the same kernel (ops/attention_kernel.h). attention_reference is the
+// naive definition the tests compare against.
 #include "ops/attention.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "ops/attention_tiles.h"
+#include "ops/keyset.h"
+
+// ---- The kernel, three times. ----
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx2,fma")
+#define ATTN_NS isa_avx512
+#define ATTN_W 16
+#include "ops/attention_kernel.h"
+#undef ATTN_NS
+#undef ATTN_W
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define ATTN_NS isa_avx2
+#define ATTN_W 8
+#include "ops/attention_kernel.h"
+#undef ATTN_NS
+#undef ATTN_W
+#pragma GCC pop_options
+
+#define ATTN_NS isa_sse2
+#define ATTN_W 4
+#include "ops/attention_kernel.h"
+#undef ATTN_NS
+#undef ATTN_W
 
 namespace attnsparse::ops {
 
+namespace {
+
+using detail::Job;
+using detail::Scratch;
+
+enum class Isa { Avx512 = 0, Avx2 = 1, Sse2 = 2 };
+
+bool cpu_has(Isa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::Avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq");
+    case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::Sse2: return true;
+  }
+  return false;
+}
+
+std::atomic<int> g_isa{-1};
+
+Isa current_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = cpu_has(Isa::Avx512) ? 0 : cpu_has(Isa::Avx2) ? 1 : 2;
+    g_isa.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(v);
+}
+
+void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys) {
+  if (s.n_q < 0 || s.n_kv < 0) fail("attention: negative sizes (n_q {}, n_kv {})", s.n_q, s.n_kv);
+  if (s.n_head < 1 || s.n_kv_head < 1 || s.n_head % s.n_kv_head != 0)
+    fail("attention: {} query heads are not a multiple of {} kv heads", s.n_head, s.n_kv_head);
+  if (s.head_dim < 1 || s.head_dim > 256) fail("attention: head_dim {} outside 1..256", s.head_dim);
+  if (s.q_pos0 < 0) fail("attention: negative query position {}", s.q_pos0);
+  if (s.n_q > 0 && (a.q == nullptr || a.out == nullptr)) fail("attention: null q or out");
+  if (s.n_kv > 0 && (a.k == nullptr || a.v == nullptr)) fail("attention: null k or v");
+  if (!std::isfinite(s.scale)) fail("attention: scale is not finite");
+  if (keys) keys->validate(s.n_head, s.n_q);
+}
+
+constexpr int kTargetRows = 32;  // rows (heads of a group x tokens) per job
+
+void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
+               RowObserver* observer) {
+  const int group = s.n_head / s.n_kv_head;
+  const int64_t nt = std::max<int64_t>(1, kTargetRows / group);
+  const int64_t nblocks = (s.n_q + nt - 1) / nt;
+  const int64_t items = nblocks * s.n_kv_head;
+  const int64_t rows = group * nt;
+  const int64_t dp = (s.head_dim + 15) / 16 * 16;
+  const Isa isa = current_isa();
+#pragma omp parallel if (items > 1)
+  {
+    const int64_t tk = detail::kTileKeys;
+    std::vector<float> buf(rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
+    std::vector<int8_t> cls(rows);
+    std::vector<float> obs_s;
+    std::vector<int32_t> obs_j;
+    std::vector<int64_t> obs_n;
+    std::vector<float> probs;
+    Scratch sc;
+    float* p = buf.data();
+    sc.q = p; p += rows * dp;
+    sc.o = p; p += rows * dp;
+    sc.s = p; p += rows * tk;
+    sc.kt = p; p += dp * tk;
+    sc.vp = p; p += tk * dp;
+    sc.m = p; p += rows;
+    sc.l = p; p += rows;
+    sc.cls = cls.data();
+    if (observer) {
+      obs_s.resize(rows * s.n_kv + 1);
+      obs_j.resize(rows * s.n_kv + 1);
+      obs_n.resize(rows);
+      probs.resize(s.n_kv + 16);
+      sc.obs_s = obs_s.data();
+      sc.obs_j = obs_j.data();
+      sc.obs_n = obs_n.data();
+      sc.probs = probs.data();
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      // Latest query blocks (the most keys) first.
+      const int64_t b = nblocks - 1 - item / s.n_kv_head;
+      Job job{&s, &a, keys, observer, static_cast<int>(item % s.n_kv_head), b * nt,
+              std::min(s.n_q, (b + 1) * nt)};
+      switch (isa) {
+        case Isa::Avx512: observer ? isa_avx512::job_observed(job, sc) : isa_avx512::job_plain(job, sc); break;
+        case Isa::Avx2: observer ? isa_avx2::job_observed(job, sc) : isa_avx2::job_plain(job, sc); break;
+        case Isa::Sse2: observer ? isa_sse2::job_observed(job, sc) : isa_sse2::job_plain(job, sc); break;
+      }
+    }
+  }
+}
+
+void run_gather(const AttentionShape& s, const AttentionArgs& a, const KeySet& keys,
+                RowObserver* observer) {
+  const Isa isa = current_isa();
+  const int64_t rows = s.n_q * s.n_head;
+#pragma omp parallel if (rows > 1)
+  {
+    std::vector<float> scores(s.n_kv + 16);
+    std::vector<int32_t> slots(s.n_kv + 16);
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int head = static_cast<int>(r % s.n_head);
+      const int64_t i = r / s.n_head;
+      switch (isa) {
+        case Isa::Avx512: isa_avx512::gather_row(s, a, keys, observer, head, i, scores.data(), slots.data()); break;
+        case Isa::Avx2: isa_avx2::gather_row(s, a, keys, observer, head, i, scores.data(), slots.data()); break;
+        case Isa::Sse2: isa_sse2::gather_row(s, a, keys, observer, head, i, scores.data(), slots.data()); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const char* attention_isa() {
+  switch (current_isa()) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    case Isa::Sse2: return "sse2";
+  }
+  return "?";
+}
+
+void force_attention_isa(const char* name) {
+  const std::string n = name ? name : "";
+  if (n.empty()) {
+    g_isa.store(-1);
+    return;
+  }
+  Isa isa;
+  if (n == "avx512") isa = Isa::Avx512;
+  else if (n == "avx2") isa = Isa::Avx2;
+  else if (n == "sse2") isa = Isa::Sse2;
+  else fail("attention: unknown instruction set '{}' (avx512, avx2, sse2)", n);
+  if (!cpu_has(isa)) fail("attention: this CPU cannot run {}", n);
+  g_isa.store(static_cast<int>(isa));
+}
+
 void attention_reference(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
                          RowObserver* observer) {
-  if (keys != nullptr) fail("attention_reference: sparse key sets are not implemented yet");
+  validate(s, a, keys);
   const int group = s.n_head / s.n_kv_head;
 #pragma omp parallel
   {
@@ -28,27 +207,26 @@ void attention_reference(const AttentionShape& s, const AttentionArgs& a, const 
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < s.n_kv; ++j) {
           const int64_t kp = a.key_pos ? a.key_pos[j] : j;
-          if (kp > pos) continue;
+          const bool in = keys ? keys->contains(h, i, pos, j, kp) : kp <= pos;
+          if (!in) continue;  // the -inf mask: exp(-inf) = 0, dropped from the row
           const float* k = a.k + j * a.k_stride + kvh * s.head_dim;
-          float dot = 0;
-          for (int d = 0; d < s.head_dim; ++d) dot += q[d] * k[d];
-          p[n] = dot * s.scale;
+          double dot = 0;
+          for (int d = 0; d < s.head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
+          p[n] = static_cast<float>(dot * s.scale);
           slots[n] = static_cast<int32_t>(j);
           mx = std::max(mx, p[n]);
           ++n;
         }
-        float sum = 0;
+        double sum = 0;
+        for (int64_t j = 0; j < n; ++j) sum += std::exp(static_cast<double>(p[j]) - mx);
+        std::vector<double> o(s.head_dim, 0.0);
         for (int64_t j = 0; j < n; ++j) {
-          p[j] = std::exp(p[j] - mx);
-          sum += p[j];
-        }
-        float* o = a.out + i * a.out_stride + h * s.head_dim;
-        for (int d = 0; d < s.head_dim; ++d) o[d] = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          p[j] /= sum;
+          p[j] = static_cast<float>(std::exp(static_cast<double>(p[j]) - mx) / sum);
           const float* v = a.v + slots[j] * a.v_stride + kvh * s.head_dim;
-          for (int d = 0; d < s.head_dim; ++d) o[d] += p[j] * v[d];
+          for (int d = 0; d < s.head_dim; ++d) o[d] += static_cast<double>(p[j]) * v[d];
         }
+        float* out = a.out + i * a.out_stride + h * s.head_dim;
+        for (int d = 0; d < s.head_dim; ++d) out[d] = static_cast<float>(o[d]);
         if (observer) observer->on_row(h, pos, p.data(), slots.data(), n);
       }
     }
@@ -57,7 +235,13 @@ void attention_reference(const AttentionShape& s, const AttentionArgs& a, const 
 
 void attention(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
                RowObserver* observer) {
-  attention_reference(s, a, keys, observer);
+  validate(s, a, keys);
+  if (s.n_q == 0) return;
+  if (keys && keys->kind() == KeySet::Kind::IndexList) {
+    run_gather(s, a, *keys, observer);
+    return;
+  }
+  run_tiled(s, a, keys, observer);
 }
 
 }  // namespace attnsparse::ops

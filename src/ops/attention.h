@@ -55,8 +55,15 @@ class KeySet;  // ops/keyset.h: which keys each query visits (sparse attention)
 void attention(const AttentionShape& shape, const AttentionArgs& args,
                const KeySet* keys = nullptr, RowObserver* observer = nullptr);
 
-// Naive reference: materialises each score row, no tiling. For tests only.
+// Naive reference: materialises each score row, no tiling; a sparse key set is applied
+// as a -inf mask built from KeySet::contains. For tests only.
 void attention_reference(const AttentionShape& shape, const AttentionArgs& args,
                          const KeySet* keys = nullptr, RowObserver* observer = nullptr);
+
+// The SIMD variant attention() uses: "avx512", "avx2" or "sse2" (picked from the CPU at
+// first use). force_attention_isa selects one for tests and benchmarks ("" = automatic);
+// throws Error for an unknown name or one the CPU cannot run.
+const char* attention_isa();
+void force_attention_isa(const char* isa);
 
 }  // namespace attnsparse::ops

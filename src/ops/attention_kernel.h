@@ -1,0 +1,359 @@
+// The tiled online-softmax attention kernel, written once with GCC vector extensions and
+// compiled several times (attention.cpp includes this file under different
+// `#pragma GCC target` settings with ATTN_NS / ATTN_W defined): AVX-512 (16 lanes),
+// AVX2+FMA (8 lanes) and baseline SSE2 (4 lanes). No include guard on purpose.
+//
+// Per job (a KV head x a block of query tokens, all query heads of the group together so
+// each K/V tile is loaded once per group): for each tile of 64 keys, classify every row
+// (skip / full / partial), compute S = Q K^T for the block, mask partial rows, update
+// the running max and sum (log2 domain, queries pre-scaled by scale*log2(e)), rescale
+// and accumulate O += P V. With Observe, every row's visited scores are kept (O(n_kv)
+// per row) and normalised probabilities are emitted once the row's max/sum are final.
+
+namespace attnsparse::ops::ATTN_NS {
+
+using namespace attnsparse::ops::detail;
+
+constexpr int W = ATTN_W;
+typedef float vf __attribute__((vector_size(ATTN_W * 4)));
+typedef float vfu __attribute__((vector_size(ATTN_W * 4), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(ATTN_W * 4)));
+
+static inline vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
+static inline void store(float* p, vf x) { *reinterpret_cast<vfu*>(p) = x; }
+static inline vf bcast(float x) { return vf{} + x; }
+
+// 2^x, relative error ~1e-7; 0 for x < -126 (including -inf).
+static inline vf exp2v(vf x) {
+  const vf lo = bcast(-126.f), hi = bcast(126.f);
+  const vi under = x < lo;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const vf magic = bcast(12582912.f);  // 1.5 * 2^23: round to nearest integer
+  const vf n = (x + magic) - magic;
+  const vf f = x - n;  // [-0.5, 0.5]
+  vf p = bcast(1.525273380405984e-05f);
+  p = p * f + 1.5403530393381606e-04f;
+  p = p * f + 1.3333558146428443e-03f;
+  p = p * f + 9.618129107628477e-03f;
+  p = p * f + 5.550410866482158e-02f;
+  p = p * f + 2.402265069591007e-01f;
+  p = p * f + 6.931471805599453e-01f;
+  p = p * f + 1.f;
+  const vi ni = __builtin_convertvector(n, vi);
+  const vf scale = (vf)((ni + 127) << 23);
+  const vf r = p * scale;
+  return under ? vf{} : r;
+}
+
+static inline float hmax(vf x) {
+  float m = x[0];
+  for (int k = 1; k < W; ++k) m = x[k] > m ? x[k] : m;
+  return m;
+}
+static inline float hsum(vf x) {
+  float s = 0;
+  for (int k = 0; k < W; ++k) s += x[k];
+  return s;
+}
+
+constexpr int kRowsQK = W == 16 ? 4 : 2;  // register block: rows x 4 vectors
+constexpr int kRowsPV = W == 16 ? 4 : 2;
+
+// S[r][c0*W .. (c0+4)*W) = sum_d Q[r][d] * Kt[d][...], NR rows.
+template <int NR>
+static inline void qk_micro(const float* q, int64_t dp, const float* kt, int d_count, int c0,
+                            float* s) {
+  vf acc[NR][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) acc[r][c] = vf{};
+  for (int d = 0; d < d_count; ++d) {
+    const float* krow = kt + d * kTileKeys + c0 * W;
+    vf kv[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) kv[c] = load(krow + c * W);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const vf qb = bcast(q[r * dp + d]);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) acc[r][c] += qb * kv[c];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) store(s + r * kTileKeys + (c0 + c) * W, acc[r][c]);
+}
+
+// O[r][d0 .. d0 + NC*W) += sum_jj P[r][jj] * V[jj][...], NR rows.
+template <int NR, int NC>
+static inline void pv_micro(const float* p, const float* v, int64_t v_stride, int nk, int d0,
+                            float* o, int64_t dp) {
+  vf acc[NR][NC];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) acc[r][c] = load(o + r * dp + d0 + c * W);
+  for (int jj = 0; jj < nk; ++jj) {
+    const float* vrow = v + jj * v_stride + d0;
+    vf vv[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) vv[c] = load(vrow + c * W);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const vf pb = bcast(p[r * kTileKeys + jj]);
+#pragma GCC unroll 4
+      for (int c = 0; c < NC; ++c) acc[r][c] += pb * vv[c];
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) store(o + r * dp + d0 + c * W, acc[r][c]);
+}
+
+template <int NR>
+static inline void pv_rows(const float* p, const float* v, int64_t v_stride, int nk, int nvec,
+                           float* o, int64_t dp) {
+  int c = 0;
+  for (; c + 4 <= nvec; c += 4) pv_micro<NR, 4>(p, v, v_stride, nk, c * W, o, dp);
+  switch (nvec - c) {
+    case 3: pv_micro<NR, 3>(p, v, v_stride, nk, c * W, o, dp); break;
+    case 2: pv_micro<NR, 2>(p, v, v_stride, nk, c * W, o, dp); break;
+    case 1: pv_micro<NR, 1>(p, v, v_stride, nk, c * W, o, dp); break;
+    default: break;
+  }
+}
+
+template <bool Observe>
+static void run_job(const Job& job, Scratch& sc) {
+  const AttentionShape& s = *job.s;
+  const AttentionArgs& a = *job.a;
+  const int D = s.head_dim;
+  const int64_t dp = (D + W - 1) / W * W;
+  const int nvec = static_cast<int>(dp / W);
+  const int group = s.n_head / s.n_kv_head;
+  const int64_t nt = job.i1 - job.i0;
+  const int64_t rows = group * nt;
+  const float qscale = s.scale * 1.4426950408889634f;
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+
+  // Gather and pre-scale the queries; zero the accumulators.
+  for (int64_t r = 0; r < rows; ++r) {
+    const int head = job.kvh * group + static_cast<int>(r / nt);
+    const int64_t i = job.i0 + r % nt;
+    const float* q = a.q + i * a.q_stride + static_cast<int64_t>(head) * D;
+    float* qs = sc.q + r * dp;
+    for (int d = 0; d < D; ++d) qs[d] = q[d] * qscale;
+    for (int64_t d = D; d < dp; ++d) qs[d] = 0.f;
+    float* o = sc.o + r * dp;
+    for (int64_t d = 0; d < dp; ++d) o[d] = 0.f;
+    sc.m[r] = ninf;
+    sc.l[r] = 0.f;
+    if constexpr (Observe) sc.obs_n[r] = 0;
+  }
+  const int64_t t_lo = s.q_pos0 + job.i0, t_hi = s.q_pos0 + job.i1 - 1;
+  const bool pack_v = (D % W) != 0;
+  const float* kbase = a.k + static_cast<int64_t>(job.kvh) * D;
+  const float* vbase = a.v + static_cast<int64_t>(job.kvh) * D;
+
+  for (int64_t j0 = 0; j0 < s.n_kv; j0 += kTileKeys) {
+    const int64_t j1 = std::min<int64_t>(s.n_kv, j0 + kTileKeys);
+    const int nk = static_cast<int>(j1 - j0);
+    Tile tile{j0, j1, j0, j1 - 1};
+    if (a.key_pos) {
+      tile.pmin = tile.pmax = a.key_pos[j0];
+      for (int64_t j = j0 + 1; j < j1; ++j) {
+        tile.pmin = std::min<int64_t>(tile.pmin, a.key_pos[j]);
+        tile.pmax = std::max<int64_t>(tile.pmax, a.key_pos[j]);
+      }
+    }
+    if (tile.pmin > t_hi) continue;  // causal: no row sees this tile
+    bool any = false;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int head = job.kvh * group + static_cast<int>(r / nt);
+      const int64_t i = job.i0 + r % nt;
+      const KeySet* ks = job.keys ? &job.keys->for_head(head) : nullptr;
+      sc.cls[r] = classify(ks, head, i, s.q_pos0 + i, tile);
+      any |= sc.cls[r] != kSkip;
+    }
+    if (!any) continue;
+    (void)t_lo;
+
+    // K tile transposed (zero columns past the end), V tile packed if needed.
+    for (int d = 0; d < D; ++d) {
+      float* kt = sc.kt + d * kTileKeys;
+      for (int jj = 0; jj < nk; ++jj) kt[jj] = kbase[(j0 + jj) * a.k_stride + d];
+      for (int jj = nk; jj < kTileKeys; ++jj) kt[jj] = 0.f;
+    }
+    const float* vt = vbase + j0 * a.v_stride;
+    int64_t vt_stride = a.v_stride;
+    if (pack_v) {
+      for (int jj = 0; jj < nk; ++jj) {
+        float* dst = sc.vp + jj * dp;
+        const float* src = vt + jj * a.v_stride;
+        for (int d = 0; d < D; ++d) dst[d] = src[d];
+        for (int64_t d = D; d < dp; ++d) dst[d] = 0.f;
+      }
+      vt = sc.vp;
+      vt_stride = dp;
+    }
+
+    // S = Q K^T for all rows of the block.
+    for (int c0 = 0; c0 < kTileKeys / W; c0 += 4) {
+      int64_t r = 0;
+      for (; r + kRowsQK <= rows; r += kRowsQK)
+        qk_micro<kRowsQK>(sc.q + r * dp, dp, sc.kt, D, c0, sc.s + r * kTileKeys);
+      for (; r < rows; ++r) qk_micro<1>(sc.q + r * dp, dp, sc.kt, D, c0, sc.s + r * kTileKeys);
+    }
+
+    // Mask, online softmax update, probabilities into S.
+    for (int64_t r = 0; r < rows; ++r) {
+      float* srow = sc.s + r * kTileKeys;
+      if (sc.cls[r] == kSkip) {
+        for (int jj = 0; jj < kTileKeys; jj += W) store(srow + jj, vf{});
+        continue;
+      }
+      const int head = job.kvh * group + static_cast<int>(r / nt);
+      const int64_t i = job.i0 + r % nt;
+      if (sc.cls[r] == kPartial) {
+        const KeySet* ks = job.keys ? &job.keys->for_head(head) : nullptr;
+        mask_partial(ks, head, i, s.q_pos0 + i, j0, nk, a.key_pos, srow);
+      }
+      for (int jj = nk; jj < kTileKeys; ++jj) srow[jj] = ninf;
+      vf mx = bcast(ninf);
+      for (int jj = 0; jj < kTileKeys; jj += W) {
+        const vf x = load(srow + jj);
+        mx = x > mx ? x : mx;
+      }
+      const float mt = hmax(mx);
+      if (mt == ninf) {  // nothing visited in this tile
+        for (int jj = 0; jj < kTileKeys; jj += W) store(srow + jj, vf{});
+        continue;
+      }
+      if constexpr (Observe) {
+        float* os = sc.obs_s + r * s.n_kv;
+        int32_t* oj = sc.obs_j + r * s.n_kv;
+        int64_t n = sc.obs_n[r];
+        for (int jj = 0; jj < nk; ++jj) {
+          if (srow[jj] != ninf) {
+            os[n] = srow[jj];
+            oj[n] = static_cast<int32_t>(j0 + jj);
+            ++n;
+          }
+        }
+        sc.obs_n[r] = n;
+      }
+      const float m_old = sc.m[r];
+      const float m_new = m_old > mt ? m_old : mt;
+      const vf mb = bcast(m_new);
+      vf sum = vf{};
+      for (int jj = 0; jj < kTileKeys; jj += W) {
+        const vf p = exp2v(load(srow + jj) - mb);
+        store(srow + jj, p);
+        sum += p;
+      }
+      if (m_new != m_old) {
+        const float alpha = m_old == ninf ? 0.f : exp2v(bcast(m_old - m_new))[0];
+        sc.l[r] *= alpha;
+        float* o = sc.o + r * dp;
+        const vf ab = bcast(alpha);
+        for (int64_t d = 0; d < dp; d += W) store(o + d, load(o + d) * ab);
+        sc.m[r] = m_new;
+      }
+      sc.l[r] += hsum(sum);
+    }
+
+    // O += P V.
+    int64_t r = 0;
+    for (; r + kRowsPV <= rows; r += kRowsPV)
+      pv_rows<kRowsPV>(sc.s + r * kTileKeys, vt, vt_stride, nk, nvec, sc.o + r * dp, dp);
+    for (; r < rows; ++r) pv_rows<1>(sc.s + r * kTileKeys, vt, vt_stride, nk, nvec, sc.o + r * dp, dp);
+  }
+
+  // Normalise and write out; emit observed rows.
+  for (int64_t r = 0; r < rows; ++r) {
+    const int head = job.kvh * group + static_cast<int>(r / nt);
+    const int64_t i = job.i0 + r % nt;
+    float* out = a.out + i * a.out_stride + static_cast<int64_t>(head) * D;
+    const float l = sc.l[r];
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float* o = sc.o + r * dp;
+    for (int d = 0; d < D; ++d) out[d] = o[d] * inv;
+    if constexpr (Observe) {
+      const int64_t n = sc.obs_n[r];
+      const float* os = sc.obs_s + r * s.n_kv;
+      const vf mb = bcast(sc.m[r]);
+      int64_t x = 0;
+      for (; x + W <= n; x += W) store(sc.probs + x, exp2v(load(os + x) - mb) * inv);
+      for (; x < n; ++x) sc.probs[x] = exp2v(bcast(os[x] - sc.m[r]))[0] * inv;
+      job.observer->on_row(head, s.q_pos0 + i, sc.probs, sc.obs_j + r * s.n_kv, n);
+    }
+  }
+}
+
+// Sparse rows given as index lists: gather the listed keys, two passes over them.
+template <bool Observe>
+static void run_gather_row(const AttentionShape& s, const AttentionArgs& a, const KeySet& ks,
+                           RowObserver* observer, int head, int64_t i, float* scores,
+                           int32_t* slots) {
+  const int D = s.head_dim;
+  const int group = s.n_head / s.n_kv_head;
+  const int kvh = head / group;
+  const int64_t t = s.q_pos0 + i;
+  const float* q = a.q + i * a.q_stride + static_cast<int64_t>(head) * D;
+  int64_t n = 0;
+  float mx = -std::numeric_limits<float>::infinity();
+  for (const int32_t* x = ks.row_begin(head, i); x != ks.row_end(head, i); ++x) {
+    const int64_t j = *x;
+    if (j >= s.n_kv || (a.key_pos ? a.key_pos[j] : j) > t) continue;
+    const float* k = a.k + j * a.k_stride + static_cast<int64_t>(kvh) * D;
+    vf acc = vf{};
+    int d = 0;
+    for (; d + W <= D; d += W) acc += load(q + d) * load(k + d);
+    float dot = hsum(acc);
+    for (; d < D; ++d) dot += q[d] * k[d];
+    const float sc = dot * s.scale * 1.4426950408889634f;
+    scores[n] = sc;
+    slots[n] = static_cast<int32_t>(j);
+    mx = sc > mx ? sc : mx;
+    ++n;
+  }
+  float sum = 0.f;
+  int64_t x = 0;
+  const vf mb = bcast(mx);
+  for (; x + W <= n; x += W) {
+    const vf p = exp2v(load(scores + x) - mb);
+    store(scores + x, p);
+    sum += hsum(p);
+  }
+  for (; x < n; ++x) {
+    scores[x] = exp2v(bcast(scores[x] - mx))[0];
+    sum += scores[x];
+  }
+  const float inv = sum > 0.f ? 1.f / sum : 0.f;
+  float* out = a.out + i * a.out_stride + static_cast<int64_t>(head) * D;
+  for (int d = 0; d < D; ++d) out[d] = 0.f;
+  for (int64_t y = 0; y < n; ++y) {
+    const float p = scores[y] * inv;
+    scores[y] = p;
+    const float* v = a.v + slots[y] * a.v_stride + static_cast<int64_t>(kvh) * D;
+    int d = 0;
+    const vf pb = bcast(p);
+    for (; d + W <= D; d += W) store(out + d, load(out + d) + pb * load(v + d));
+    for (; d < D; ++d) out[d] += p * v[d];
+  }
+  if constexpr (Observe) observer->on_row(head, t, scores, slots, n);
+}
+
+void job_plain(const Job& job, Scratch& sc) { run_job<false>(job, sc); }
+void job_observed(const Job& job, Scratch& sc) { run_job<true>(job, sc); }
+void gather_row(const AttentionShape& s, const AttentionArgs& a, const KeySet& ks,
+                RowObserver* observer, int head, int64_t i, float* scores, int32_t* slots) {
+  if (observer) run_gather_row<true>(s, a, ks, observer, head, i, scores, slots);
+  else run_gather_row<false>(s, a, ks, observer, head, i, scores, slots);
+}
+
+}  // namespace attnsparse::ops::ATTN_NS

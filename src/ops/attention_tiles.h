@@ -1,0 +1,120 @@
+// Internal to the attention core: per-row, per-tile decisions about which keys a query
+// visits (skip the tile, take it whole, or mask inside it), shared by all SIMD variants.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "ops/attention.h"
+#include "ops/keyset.h"
+
+namespace attnsparse::ops::detail {
+
+enum TileClass : int8_t { kSkip = 0, kFull = 1, kPartial = 2 };
+
+constexpr int kTileKeys = 64;  // keys per tile
+
+// A tile of cache slots [j0, j1) whose positions lie in [pmin, pmax].
+struct Tile {
+  int64_t j0, j1, pmin, pmax;
+};
+
+// ks is already the set of the row's head (never PerHead). Conservative: kPartial is
+// always correct, kSkip/kFull only when certain.
+inline TileClass classify(const KeySet* ks, int head, int64_t i, int64_t t, const Tile& tile) {
+  if (tile.pmin > t) return kSkip;
+  const bool causal_full = tile.pmax <= t;
+  if (ks == nullptr) return causal_full ? kFull : kPartial;
+  switch (ks->kind()) {
+    case KeySet::Kind::All: return causal_full ? kFull : kPartial;
+    case KeySet::Kind::Range: {
+      const int64_t g = ks->sink(), w = ks->window_size();
+      if (w <= 0) return causal_full ? kFull : kPartial;
+      const bool none = tile.pmin >= g && tile.pmax <= t - w;
+      if (none) return kSkip;
+      const bool every = tile.pmax < g || tile.pmin > t - w;
+      return every && causal_full ? kFull : kPartial;
+    }
+    case KeySet::Kind::Dilated: {
+      const int64_t r = ks->rate(), w = ks->window_size();
+      if (t - tile.pmax > r * (w - 1)) return kSkip;
+      if (r == 1 && t - tile.pmin <= w - 1 && causal_full) return kFull;
+      return kPartial;
+    }
+    case KeySet::Kind::Strided: {
+      const int64_t l = ks->rate();
+      if ((l == 1 || t - tile.pmin < l) && causal_full) return kFull;
+      return kPartial;
+    }
+    case KeySet::Kind::BlockMask: {
+      const int64_t qb = t / ks->q_block() - ks->q_base();
+      const int64_t kb0 = tile.j0 / ks->k_block(), kb1 = (tile.j1 - 1) / ks->k_block();
+      int64_t set = 0;
+      for (int64_t kb = kb0; kb <= kb1; ++kb) set += ks->block_bit(head, qb, kb);
+      if (set == 0) return kSkip;
+      return set == kb1 - kb0 + 1 && causal_full ? kFull : kPartial;
+    }
+    case KeySet::Kind::IndexList: {
+      const int32_t* b = ks->row_begin(head, i);
+      const int32_t* e = ks->row_end(head, i);
+      const int32_t* x = std::lower_bound(b, e, static_cast<int32_t>(tile.j0));
+      return x != e && *x < tile.j1 ? kPartial : kSkip;
+    }
+    case KeySet::Kind::PerHead: return kPartial;
+  }
+  return kPartial;
+}
+
+// Sets s[jj] = -inf for the slots j0 + jj (jj < n) the row does not visit.
+inline void mask_partial(const KeySet* ks, int head, int64_t i, int64_t t, int64_t j0, int64_t n,
+                         const int32_t* key_pos, float* s) {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  if (ks != nullptr && ks->kind() == KeySet::Kind::IndexList) {
+    const int32_t* b = ks->row_begin(head, i);
+    const int32_t* e = ks->row_end(head, i);
+    const int32_t* x = std::lower_bound(b, e, static_cast<int32_t>(j0));
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const int64_t j = j0 + jj;
+      while (x != e && *x < j) ++x;
+      const bool in = x != e && *x == j && (key_pos ? key_pos[j] : j) <= t;
+      if (!in) s[jj] = ninf;
+    }
+    return;
+  }
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const int64_t j = j0 + jj;
+    const int64_t p = key_pos ? key_pos[j] : j;
+    const bool in = ks ? ks->contains(head, i, t, j, p) : p <= t;
+    if (!in) s[jj] = ninf;
+  }
+}
+
+// Per-thread buffers of the tiled core (sized for one block of rows).
+struct Scratch {
+  float* q = nullptr;    // [rows][dp] queries, pre-scaled
+  float* o = nullptr;    // [rows][dp] unnormalised outputs
+  float* s = nullptr;    // [rows][kTileKeys] scores, then probabilities
+  float* kt = nullptr;   // [head_dim][kTileKeys] the K tile, transposed
+  float* vp = nullptr;   // [kTileKeys][dp] the V tile when it must be packed
+  float* m = nullptr;    // [rows] running max (log2 domain)
+  float* l = nullptr;    // [rows] running sum
+  int8_t* cls = nullptr; // [rows] tile class of each row
+  // Observer only: each row's visited slots and raw scores, O(n_kv) per row.
+  float* obs_s = nullptr;
+  int32_t* obs_j = nullptr;
+  int64_t* obs_n = nullptr;
+  float* probs = nullptr;  // [n_kv] one row's probabilities
+};
+
+// One unit of work: a KV head and a block of query tokens [i0, i1); rows are the
+// (head in group, token) pairs, row r = hh * (i1 - i0) + (i - i0).
+struct Job {
+  const AttentionShape* s;
+  const AttentionArgs* a;
+  const KeySet* keys;  // top-level set (may be PerHead or null)
+  RowObserver* observer;
+  int kvh;
+  int64_t i0, i1;
+};
+
+}  // namespace attnsparse::ops::detail
