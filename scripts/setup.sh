@@ -12,6 +12,7 @@ packages=(
   libopenblas-dev libsentencepiece-dev sentencepiece
   libtorch-dev
   bible-kjv
+  libicu-dev
 )
 if [[ "${1:-}" == "--with-browser" || "${ATTNSPARSE_WITH_BROWSER:-0}" == "1" ]]; then
   packages+=(chromium)

@@ -5,6 +5,8 @@
 
 namespace attnsparse {
 
+class GgufFile;
+
 enum class RopeLayout {
   None,         // learned absolute positions (gpt2)
   Adjacent,     // rotate pairs (0,1), (2,3), ... : llama in GGUF files (converter permuted Q/K)
@@ -37,6 +39,20 @@ struct ModelConfig {
   int64_t rope_dim = 0;      // rotated dimensions per head
   float rope_base = 10000.f;
   RopeScaling rope_scaling;
+  float rope_freq_scale = 1.f;  // angles are multiplied by this (1 / linear scaling factor)
+  bool qkv_bias = false;     // q/k/v projections carry biases (qwen2)
+  std::string source_format;  // "gguf" or "hf"
 };
+
+// From GGUF metadata (<arch>.* keys) and the tensor table (vocabulary size, tied output).
+// Throws FormatError naming the file and the key for missing or mistyped values and for
+// architectures we do not run.
+ModelConfig config_from_gguf(const GgufFile& gguf);
+
+// From a Hugging Face config.json (LlamaForCausalLM, MistralForCausalLM,
+// Qwen2ForCausalLM, GPT2LMHeadModel). Throws FormatError naming config.json and the field.
+ModelConfig config_from_hf_json(const std::string& config_json_path);
+
+const char* rope_layout_name(RopeLayout layout);
 
 }  // namespace attnsparse

@@ -1,0 +1,104 @@
+// ModelConfig from GGUF metadata, with llama.cpp's key names.
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "model/config.h"
+
+namespace attnsparse {
+
+const char* rope_layout_name(RopeLayout layout) {
+  switch (layout) {
+    case RopeLayout::None: return "none";
+    case RopeLayout::Adjacent: return "adjacent";
+    case RopeLayout::HalfSplit: return "half-split";
+  }
+  return "?";
+}
+
+namespace {
+
+int64_t require_int(const GgufFile& f, const std::string& key) {
+  auto v = f.get_int(key);
+  if (!v) fail_file(f.path(), "missing metadata key '{}'", key);
+  if (*v <= 0) fail_file(f.path(), "metadata key '{}' must be positive, got {}", key, *v);
+  return *v;
+}
+
+}  // namespace
+
+ModelConfig config_from_gguf(const GgufFile& f) {
+  ModelConfig c;
+  c.source_format = "gguf";
+  c.arch = f.architecture();
+  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "gpt2")
+    fail_file(f.path(), "architecture '{}' is not supported (llama, qwen2, gpt2)", c.arch);
+  const std::string a = c.arch + ".";
+  c.name = f.get_string("general.name").value_or("");
+  c.n_ctx = require_int(f, a + "context_length");
+  c.n_embd = require_int(f, a + "embedding_length");
+  c.n_layer = require_int(f, a + "block_count");
+  c.n_ff = require_int(f, a + "feed_forward_length");
+  c.n_head = require_int(f, a + "attention.head_count");
+  c.n_kv_head = f.get_int(a + "attention.head_count_kv").value_or(c.n_head);
+  if (c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0)
+    fail_file(f.path(), "attention.head_count_kv {} does not divide head_count {}", c.n_kv_head,
+              c.n_head);
+  c.head_dim = f.get_int(a + "attention.key_length").value_or(c.n_embd / c.n_head);
+  if (c.head_dim <= 0 || (!f.get_int(a + "attention.key_length") && c.n_embd % c.n_head != 0))
+    fail_file(f.path(), "embedding_length {} is not a multiple of head_count {}", c.n_embd,
+              c.n_head);
+  if (auto vl = f.get_int(a + "attention.value_length"); vl && *vl != c.head_dim)
+    fail_file(f.path(), "attention.value_length {} differs from key_length {}", *vl, c.head_dim);
+
+  if (c.arch == "gpt2") {
+    auto eps = f.get_float(a + "attention.layer_norm_epsilon");
+    if (!eps) fail_file(f.path(), "missing metadata key '{}'", a + "attention.layer_norm_epsilon");
+    c.norm_eps = static_cast<float>(*eps);
+    c.rope_layout = RopeLayout::None;
+  } else {
+    auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon");
+    if (!eps)
+      fail_file(f.path(), "missing metadata key '{}'", a + "attention.layer_norm_rms_epsilon");
+    c.norm_eps = static_cast<float>(*eps);
+    // llama.cpp's converter permutes llama Q/K rows so that RoPE rotates adjacent pairs;
+    // qwen2 keeps the Hugging Face half-split ("neox") layout.
+    c.rope_layout = c.arch == "llama" ? RopeLayout::Adjacent : RopeLayout::HalfSplit;
+    c.rope_dim = f.get_int(a + "rope.dimension_count").value_or(c.head_dim);
+    if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0)
+      fail_file(f.path(), "rope.dimension_count {} is invalid for head size {}", c.rope_dim,
+                c.head_dim);
+    c.rope_base = static_cast<float>(f.get_float(a + "rope.freq_base").value_or(10000.0));
+    if (auto type = f.get_string(a + "rope.scaling.type"); type && *type != "none") {
+      c.rope_scaling.type = *type;
+      if (*type != "linear" && *type != "llama3")
+        fail_file(f.path(), "rope scaling type '{}' is not supported (linear, llama3)", *type);
+    }
+    if (auto factor = f.get_float(a + "rope.scaling.factor")) {
+      c.rope_scaling.factor = static_cast<float>(*factor);
+      if (c.rope_scaling.factor <= 0)
+        fail_file(f.path(), "rope.scaling.factor must be positive");
+      if (c.rope_scaling.type.empty() && *factor != 1.0) c.rope_scaling.type = "linear";
+    }
+    if (auto scale = f.get_float(a + "rope.scale_linear")) {
+      c.rope_scaling.type = "linear";
+      c.rope_scaling.factor = static_cast<float>(*scale);
+    }
+    if (auto orig = f.get_int(a + "rope.scaling.original_context_length"))
+      c.rope_scaling.original_context = *orig;
+    // As llama.cpp: a scaling factor in the file always scales positions linearly.
+    if (c.rope_scaling.factor != 1.f) c.rope_freq_scale = 1.f / c.rope_scaling.factor;
+    // Llama 3 scaling arrives as per-pair divisors in rope_freqs.weight.
+    if (f.find("rope_freqs.weight") != nullptr) c.rope_scaling.type = "llama3";
+  }
+  c.qkv_bias = c.arch == "qwen2";
+
+  const TensorInfo& embd = f.require("token_embd.weight");
+  if (embd.shape.size() != 2)
+    fail_file(f.path(), "tensor 'token_embd.weight' must have 2 dimensions");
+  c.n_vocab = embd.shape[0];
+  c.tied_output = f.find("output.weight") == nullptr;
+  return c;
+}
+
+}  // namespace attnsparse

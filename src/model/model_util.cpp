@@ -1,0 +1,73 @@
+#include "model/model_util.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace attnsparse {
+
+std::vector<int32_t> read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail_file(path, "cannot open");
+  std::vector<int32_t> ids;
+  std::string word;
+  while (in >> word) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != word.size() || v < 0 || v > INT32_MAX)
+      fail_file(path, "'{}' (token {}) is not a token id", word, ids.size());
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  if (ids.empty()) fail_file(path, "no token ids");
+  return ids;
+}
+
+std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0)
+      fail_usage("{}: '{}' is not a non-negative integer", option, item);
+    out.push_back(v);
+  }
+  if (out.empty()) fail_usage("{}: empty list", option);
+  return out;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    if (!out) fail_file(path, "cannot create");
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      fail_file(path, "write failed");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    fail_file(path, "cannot rename: {}", ec.message());
+  }
+}
+
+}  // namespace attnsparse

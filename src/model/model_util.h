@@ -1,0 +1,18 @@
+// Small helpers shared by the model verbs and tests.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace attnsparse {
+
+// Whitespace-separated token ids; throws FormatError naming the file for anything else.
+std::vector<int32_t> read_token_file(const std::string& path);
+
+// Comma-separated non-negative integers ("0,16,31"); throws UsageError.
+std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option);
+
+// Writes bytes to path + ".tmp" and renames, so a failure leaves no partial file.
+void write_file_atomic(const std::string& path, const void* data, size_t bytes);
+
+}  // namespace attnsparse

@@ -1,0 +1,92 @@
+// Model weights as views into the memory-mapped tensor source, bound and validated per
+// architecture. Internal to src/model/ (the forward pass), but the analysis may read it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "io/tensor_source.h"
+#include "model/config.h"
+#include "ops/matmul.h"
+
+namespace attnsparse {
+
+struct Linear {
+  ops::WeightView w;            // [n_out, n_in], any dtype
+  const float* bias = nullptr;  // [n_out] f32 or nullptr
+};
+
+struct Norm {
+  const float* weight = nullptr;  // [dim] f32
+  const float* bias = nullptr;    // [dim] f32 (LayerNorm) or nullptr (RMSNorm)
+};
+
+struct LayerWeights {
+  Norm attn_norm, ffn_norm;
+  Linear q, k, v;  // llama / qwen2
+  Linear qkv;      // gpt2: fused [3 * n_embd, n_embd], rows q | k | v
+  Linear o;
+  Linear gate, up, down;  // gate unused by gpt2
+};
+
+struct ModelWeights {
+  const TensorInfo* token_embd = nullptr;     // [n_vocab, n_embd]
+  const TensorInfo* position_embd = nullptr;  // gpt2: [n_ctx, n_embd]
+  Norm output_norm;
+  Linear output;                              // [n_vocab, n_embd] (token_embd when tied)
+  std::vector<LayerWeights> layers;
+  std::vector<float> rope_freqs;              // llama3 per-pair divisors (empty = none)
+  // Copies made where the file's layout or dtype needed a transform (HF Conv1D
+  // transposes, non-f32 norm vectors). Everything else stays memory-mapped.
+  std::vector<std::vector<uint8_t>> owned;
+};
+
+// How logical tensor names (llama.cpp's: "blk.3.attn_q.weight") map to the file's names.
+enum class NameStyle { Gguf, HuggingFace };
+
+// The file's name of a logical tensor. `logical` is llama.cpp's base name ("attn_q",
+// "token_embd", ...), layer -1 for global tensors, suffix "weight" or "bias".
+// Returns "" when the architecture has no such tensor in that naming.
+std::string tensor_file_name(NameStyle style, const std::string& arch, const std::string& logical,
+                             int layer, const std::string& suffix);
+
+// Finds, checks and wraps tensors; errors name the file and the tensor.
+class WeightBinder {
+ public:
+  WeightBinder(const ModelConfig& config, const TensorSource& source, NameStyle style,
+               ModelWeights& out);
+
+  const TensorInfo* find(const std::string& logical, int layer, const std::string& suffix) const;
+  // Requires the tensor and checks its shape (outermost first).
+  const TensorInfo& require(const std::string& logical, int layer, const std::string& suffix,
+                            const std::vector<int64_t>& shape) const;
+  // A linear layer [n_out, n_in]; HF GPT-2 Conv1D weights ([n_in, n_out]) are transposed
+  // into an owned buffer when `conv1d` is set and the style is HuggingFace.
+  Linear linear(const std::string& logical, int layer, int64_t n_out, int64_t n_in,
+                bool with_bias, bool conv1d = false);
+  // An f32 vector of n elements (converted into an owned buffer when stored otherwise).
+  const float* vector(const std::string& logical, int layer, const std::string& suffix, int64_t n);
+  Norm norm(const std::string& logical, int layer, bool with_bias);
+
+  NameStyle style() const { return style_; }
+  const TensorSource& source() const { return src_; }
+
+ private:
+  std::string name(const std::string& logical, int layer, const std::string& suffix) const;
+  const ModelConfig& cfg_;
+  const TensorSource& src_;
+  NameStyle style_;
+  ModelWeights& out_;
+};
+
+// Per-architecture binders (arch_llama.cpp, arch_gpt2.cpp).
+void bind_llama_weights(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
+void bind_gpt2_weights(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
+
+// Binds every tensor of the model; throws FormatError for missing tensors or wrong shapes.
+ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source, NameStyle style);
+
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace attnsparse
