@@ -1,0 +1,395 @@
+#include "theory/simulate.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "theory/normal.h"
+
+namespace attnsparse::theory {
+
+std::string Setting::regime_name() const {
+  switch (regime) {
+    case Regime::Gaussian: return "gaussian";
+    case Regime::NormBound: return "norm-bound";
+    case Regime::LogitC: return "logit-c";
+  }
+  return "?";
+}
+
+std::string Setting::label() const {
+  switch (regime) {
+    case Regime::Gaussian: return fmt::format("gaussian d={} sigma={:g}", d, sigma);
+    case Regime::NormBound: return fmt::format("norm-bound d={} B={:g} F={:g} R={:g}", d, B, F, R());
+    case Regime::LogitC: return fmt::format("logit-c d={} c={:g}", d, c);
+  }
+  return "?";
+}
+
+std::string Setting::definition() const {
+  switch (regime) {
+    case Regime::Gaussian:
+      return fmt::format("s_j = q.k_j/sqrt(d), q,k_j ~ N(0, {:g}^2 I_{}) i.i.d.", sigma, d);
+    case Regime::NormBound:
+      return fmt::format(
+          "s_j = x_q^T W x_j, x = {:g} g/|g| (g ~ N(0,I_{})), W = {:g} G/|G|_F (G ~ N(0,1)), |s_j| <= R = B^2 F = {:g}",
+          B, d, F, R());
+    case Regime::LogitC:
+      return fmt::format("s_j = sigma_n z_j, z_j ~ N(0,1) i.i.d., sigma_n^2 = 2*{:g}*ln n", c);
+  }
+  return "?";
+}
+
+std::vector<int64_t> powers_of_two(int64_t lo, int64_t hi) {
+  std::vector<int64_t> out;
+  for (int64_t n = 1; n <= hi && n > 0; n *= 2)
+    if (n >= lo) out.push_back(n);
+  return out;
+}
+
+namespace {
+int64_t parse_count(const std::string& s, const std::string& whole) {
+  size_t pos = 0;
+  try {
+    if (s.size() > 2 && s.compare(0, 2, "2^") == 0) {
+      const int e = std::stoi(s.substr(2), &pos);
+      if (pos != s.size() - 2 || e < 0 || e > 40) throw std::invalid_argument("");
+      return int64_t{1} << e;
+    }
+    const long long v = std::stoll(s, &pos);
+    if (pos != s.size()) throw std::invalid_argument("");
+    return v;
+  } catch (const std::exception&) {
+    fail_usage("--n '{}': '{}' is not an integer (use LO:HI, e.g. 1024:131072 or 2^10:2^17)",
+               whole, s);
+  }
+}
+}  // namespace
+
+std::pair<int64_t, int64_t> parse_n_range(const std::string& text) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos)
+    fail_usage("--n '{}': expected LO:HI, e.g. 1024:131072", text);
+  const int64_t lo = parse_count(text.substr(0, colon), text);
+  const int64_t hi = parse_count(text.substr(colon + 1), text);
+  if (lo < 1 || hi < 1) fail_usage("--n '{}': lengths must be positive", text);
+  if (lo > hi) fail_usage("--n '{}': LO = {} is larger than HI = {}", text, lo, hi);
+  return {lo, hi};
+}
+
+void validate(const SimOptions& o) {
+  if (o.n_lo < 2) fail_usage("--n: the smallest length must be at least 2 (got {})", o.n_lo);
+  if (o.n_lo > o.n_hi) fail_usage("--n: LO = {} is larger than HI = {}", o.n_lo, o.n_hi);
+  if (o.n_hi > (int64_t{1} << 24)) fail_usage("--n: HI = {} is above the limit 2^24", o.n_hi);
+  if (powers_of_two(o.n_lo, o.n_hi).size() < 2)
+    fail_usage("--n {}:{} holds fewer than two powers of two; a fit needs at least two lengths",
+               o.n_lo, o.n_hi);
+  if (o.settings.empty()) fail_usage("no settings: give --sigma, --norm-bound/--weight-frobenius or --logit-c");
+  for (const auto& s : o.settings) {
+    if (s.d < 1 || s.d > 8192) fail_usage("--d {} is outside [1, 8192]", s.d);
+    if (int64_t{s.d} * o.n_hi > (int64_t{1} << 28))
+      fail_usage("--d {} with n up to {}: the value matrix would exceed 1 GiB per thread", s.d, o.n_hi);
+    if (s.regime == Regime::Gaussian && !(s.sigma > 0 && std::isfinite(s.sigma)))
+      fail_usage("--sigma {} must be positive and finite", s.sigma);
+    if (s.regime == Regime::NormBound) {
+      if (!(s.B > 0 && std::isfinite(s.B))) fail_usage("--norm-bound {} must be positive and finite", s.B);
+      if (!(s.F > 0 && std::isfinite(s.F))) fail_usage("--weight-frobenius {} must be positive and finite", s.F);
+      if (s.R() > 600) fail_usage("R = B^2 F = {:g} is too large (limit 600: exp overflows)", s.R());
+    }
+    if (s.regime == Regime::LogitC && !(s.c > 0 && s.c <= 4))
+      fail_usage("--logit-c {} is outside (0, 4]", s.c);
+  }
+  if (o.eps.empty()) fail_usage("--eps: give at least one value");
+  for (double e : o.eps)
+    if (!(e > 0 && e < 1)) fail_usage("--eps {} is outside (0, 1)", e);
+  if (o.trials < 2 || o.trials > 100000) fail_usage("--trials {} is outside [2, 100000]", o.trials);
+  if (o.k_const < 1) fail_usage("--k-const {} must be at least 1", o.k_const);
+  if (!(o.alpha > 0 && std::isfinite(o.alpha))) fail_usage("--alpha {} must be positive", o.alpha);
+  if (!std::isnan(o.exponent) && !(o.exponent >= 0 && o.exponent <= 1))
+    fail_usage("--exponent {} is outside [0, 1]", o.exponent);
+  if (o.bootstrap < 0 || o.bootstrap > 1000000) fail_usage("--bootstrap {} is outside [0, 1e6]", o.bootstrap);
+  if (!(o.level > 0 && o.level < 1)) fail_usage("--level {} is outside (0, 1)", o.level);
+}
+
+Summary summarize(std::vector<double> v) {
+  Summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  const double m = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  s.mean = m;
+  s.sd = v.size() > 1 ? std::sqrt(ss / (v.size() - 1)) : 0;
+  auto q = [&](double p) {
+    const double pos = p * (v.size() - 1);
+    const size_t i = static_cast<size_t>(pos);
+    const double f = pos - i;
+    return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
+  };
+  s.median = q(0.5);
+  s.p10 = q(0.1);
+  s.p90 = q(0.9);
+  return s;
+}
+
+double closed_form_k(int64_t n, double sigma, double eps) {
+  return static_cast<double>(n) * norm_q(sigma + norm_inv(eps));
+}
+
+namespace {
+
+enum Purpose : uint64_t { kQuery = 1, kKeys = 2, kWeight = 3, kValues = 4, kAux = 5, kLogitZ = 6 };
+
+// Per-thread scratch.
+struct Scratch {
+  std::vector<float> buf, values;
+  std::vector<double> w, work, dense, sparse;
+  std::vector<int32_t> idx;
+};
+
+// The n_max logits of one trial (for logit-c: the standard normal z_j, scaled per n).
+void trial_logits(const Setting& st, KeyMethod method, uint64_t seed, int setting_id, int trial,
+                  int64_t n_max, std::vector<float>& s, Scratch& sc) {
+  s.resize(n_max);
+  const int d = st.d;
+  const int64_t P = (d + 1) / 2;  // normal pairs per vector
+  if (st.regime == Regime::LogitC) {
+    const uint64_t key = stream_key(seed, setting_id, trial, kLogitZ);
+    for (int64_t j = 0; j < n_max; j += 2) {
+      auto [a, b] = normal_pair_f64(key, j / 2);
+      s[j] = static_cast<float>(a);
+      if (j + 1 < n_max) s[j + 1] = static_cast<float>(b);
+    }
+    return;
+  }
+  // The query direction u such that s_j = scale * u . g_j (/ |g_j| for norm-bound).
+  std::vector<float> gq(2 * P);
+  normals_f32(stream_key(seed, setting_id, trial, kQuery), 0, gq.data(), P);
+  std::vector<double> u(d);
+  double scale = 1.0;
+  if (st.regime == Regime::Gaussian) {
+    for (int i = 0; i < d; ++i) u[i] = gq[i];
+    scale = st.sigma * st.sigma / std::sqrt(static_cast<double>(d));
+  } else {
+    const int64_t PW = (int64_t{d} * d + 1) / 2;
+    std::vector<float> G(2 * PW);
+    normals_f32(stream_key(seed, setting_id, trial, kWeight), 0, G.data(), PW);
+    double gn = 0, qn = 0;
+    for (int64_t i = 0; i < int64_t{d} * d; ++i) gn += double(G[i]) * G[i];
+    for (int i = 0; i < d; ++i) qn += double(gq[i]) * gq[i];
+    const double wscale = st.F / std::sqrt(gn), qscale = st.B / std::sqrt(qn);
+    // u = W^T x_q: u_i = sum_r x_q[r] W[r][i]
+    for (int r = 0; r < d; ++r)
+      for (int i = 0; i < d; ++i) u[i] += qscale * gq[r] * wscale * G[int64_t{r} * d + i];
+    scale = st.B;
+  }
+  if (method == KeyMethod::Reduced) {
+    double un = 0;
+    for (double x : u) un += x * x;
+    un = std::sqrt(un);
+    const uint64_t key = stream_key(seed, setting_id, trial, kKeys);
+    if (st.regime == Regime::Gaussian) {
+      for (int64_t j = 0; j < n_max; j += 2) {
+        auto [a, b] = normal_pair_f64(key, j / 2);
+        s[j] = static_cast<float>(scale * un * a);
+        if (j + 1 < n_max) s[j + 1] = static_cast<float>(scale * un * b);
+      }
+    } else {
+      // u . g / |g| with g ~ N(0, I_d): rotate u onto e_1: z / sqrt(z^2 + chi^2_{d-1}).
+      std::mt19937_64 rng(stream_key(seed, setting_id, trial, kAux));
+      std::gamma_distribution<double> chi2(0.5 * (d - 1), 2.0);
+      for (int64_t j = 0; j < n_max; ++j) {
+        const double z = normal_pair_f64(key, j).first;
+        const double rest = d > 1 ? chi2(rng) : 0.0;
+        s[j] = static_cast<float>(scale * un * z / std::sqrt(z * z + rest));
+      }
+    }
+    return;
+  }
+  // Direct: draw the keys block by block and take the GEMV with u.
+  const int64_t block = 256;
+  sc.buf.resize(block * 2 * P);
+  std::vector<float> uf(d);
+  for (int i = 0; i < d; ++i) uf[i] = static_cast<float>(u[i]);
+  const uint64_t key = stream_key(seed, setting_id, trial, kKeys);
+  const bool norm = st.regime == Regime::NormBound;
+  for (int64_t j0 = 0; j0 < n_max; j0 += block) {
+    const int64_t nb = std::min(block, n_max - j0);
+    normals_f32(key, j0 * P, sc.buf.data(), nb * P);
+    for (int64_t jj = 0; jj < nb; ++jj) {
+      const float* g = sc.buf.data() + jj * 2 * P;
+      float dot = 0, nn = 0;
+#pragma omp simd reduction(+ : dot, nn)
+      for (int i = 0; i < d; ++i) {
+        dot += uf[i] * g[i];
+        nn += g[i] * g[i];
+      }
+      s[j0 + jj] = static_cast<float>(norm ? scale * dot / std::sqrt(double(nn)) : scale * dot);
+    }
+  }
+}
+
+// Weights w_j = exp(s_j - max) of the row at length n (logit-c: rescaled z).
+void row_weights(const Setting& st, const std::vector<float>& s, int64_t n, std::vector<double>& w) {
+  const double f = st.regime == Regime::LogitC ? std::sqrt(2.0 * st.c * std::log(double(n))) : 1.0;
+  double m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, f * s[j]);
+  w.resize(n);
+  for (int64_t j = 0; j < n; ++j) w[j] = std::exp(f * s[j] - m);
+}
+
+}  // namespace
+
+std::vector<SettingResult> simulate(const SimOptions& opt) {
+  validate(opt);
+  const std::vector<int64_t> ns = powers_of_two(opt.n_lo, opt.n_hi);
+  const int64_t n_max = ns.back();
+  const int T = opt.trials;
+  const size_t N = ns.size(), E = opt.eps.size();
+  std::vector<double> nd(ns.begin(), ns.end());
+  std::vector<SettingResult> results;
+
+  for (size_t si = 0; si < opt.settings.size(); ++si) {
+    const Setting& st = opt.settings[si];
+    SettingResult res;
+    res.setting = st;
+    res.n = ns;
+    res.eps = opt.eps;
+    res.k_eps.assign(E, std::vector<std::vector<double>>(T, std::vector<double>(N)));
+    res.top1.assign(T, std::vector<double>(N));
+    std::vector<std::vector<float>> logits(T);
+
+    // Pass 1: logits and k_eps.
+#pragma omp parallel
+    {
+      Scratch sc;
+#pragma omp for schedule(dynamic, 1)
+      for (int t = 0; t < T; ++t) {
+        trial_logits(st, opt.keys, opt.seed, static_cast<int>(si), t, n_max, logits[t], sc);
+        for (size_t i = 0; i < N; ++i) {
+          row_weights(st, logits[t], ns[i], sc.w);
+          const double total = std::accumulate(sc.w.begin(), sc.w.end(), 0.0);
+          res.top1[t][i] = 1.0 / total;  // the max weight is exp(0) = 1
+          for (size_t e = 0; e < E; ++e) {
+            sc.work.assign(sc.w.begin(), sc.w.end());
+            res.k_eps[e][t][i] = static_cast<double>(k_eps_inplace(sc.work, opt.eps[e]));
+          }
+        }
+      }
+    }
+
+    // Fits.
+    size_t e_min = 0;
+    for (size_t e = 0; e < E; ++e) {
+      res.fits.push_back(fit_power_law(nd, res.k_eps[e], opt.center, opt.bootstrap, opt.level,
+                                       stream_key(opt.seed, si, e, 99)));
+      if (opt.eps[e] < opt.eps[e_min]) e_min = e;
+    }
+    if (st.regime == Regime::LogitC) {
+      std::vector<double> lx;
+      for (double n : nd) lx.push_back(std::log(n));
+      for (size_t e = 0; e < E; ++e) {
+        std::vector<double> ks, ly;
+        for (int64_t n : ns) {
+          ks.push_back(closed_form_k(n, std::sqrt(2.0 * st.c * std::log(double(n))), opt.eps[e]));
+          ly.push_back(std::log(ks.back()));
+        }
+        res.closed_k.push_back(ks);
+        res.closed_C.push_back(fit_line(lx, ly).slope);
+      }
+    }
+
+    // Pass 2: budget rules and output errors.
+    res.dyn_alpha = opt.alpha;
+    res.dyn_C = std::isnan(opt.exponent) ? std::clamp(res.fits[e_min].C, 0.0, 1.0) : opt.exponent;
+    if (opt.errors) {
+      const char* names[3] = {"const", "log", "dyn"};
+      const std::string formulas[3] = {
+          fmt::format("k = {}", opt.k_const), "k = ceil(ln n)",
+          fmt::format("k = ceil({:g} n^{:.3f})", res.dyn_alpha, res.dyn_C)};
+      for (int r = 0; r < 3; ++r) {
+        RuleResult rr;
+        rr.name = names[r];
+        rr.formula = formulas[r];
+        for (int64_t n : ns) {
+          double k = r == 0 ? double(opt.k_const)
+                   : r == 1 ? std::ceil(std::log(double(n)))
+                            : std::ceil(res.dyn_alpha * std::pow(double(n), res.dyn_C) - 1e-9);
+          rr.k.push_back(std::clamp<int64_t>(static_cast<int64_t>(k), 1, n));
+        }
+        rr.err.assign(T, std::vector<double>(N));
+        rr.tail.assign(T, std::vector<double>(N));
+        res.rules.push_back(std::move(rr));
+      }
+      const int d = st.d;
+      const int64_t P = (d + 1) / 2;
+#pragma omp parallel
+      {
+        Scratch sc;
+        std::vector<double> o(d), ok(d);
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < T; ++t) {
+          const bool direct = opt.keys == KeyMethod::Direct;
+          std::mt19937_64 rng(stream_key(opt.seed, si, t, kAux + 100));
+          std::gamma_distribution<double> chi2(0.5 * d, 2.0);
+          if (direct) {  // V: n_max x d, row j = v_j (pairs j*P ..)
+            sc.values.resize(n_max * 2 * P);
+            normals_f32(stream_key(opt.seed, si, t, kValues), 0, sc.values.data(), n_max * P);
+          }
+          const float* V = sc.values.data();
+          const int64_t ld = 2 * P;
+          for (size_t i = 0; i < N; ++i) {
+            const int64_t n = ns[i];
+            row_weights(st, logits[t], n, sc.w);
+            const double total = std::accumulate(sc.w.begin(), sc.w.end(), 0.0);
+            if (direct) {
+              std::fill(o.begin(), o.end(), 0.0);
+              for (int64_t j = 0; j < n; ++j) {
+                const double a = sc.w[j] / total;
+                const float* v = V + j * ld;
+                for (int c = 0; c < d; ++c) o[c] += a * v[c];
+              }
+            }
+            for (auto& rr : res.rules) {
+              const int64_t k = rr.k[i];
+              sc.work.assign(sc.w.begin(), sc.w.end());
+              const TopKStats ts = topk_stats_inplace(sc.work, k);
+              rr.tail[t][i] = ts.tail;
+              if (!direct) {
+                // o - o_k = sum_j c_j v_j with c = a - a' : |c|^2 = (tau/M)^2 S_G + S_tail
+                const double c2 = (ts.tail / ts.kept) * (ts.tail / ts.kept) * ts.sq_kept + ts.sq_tail;
+                rr.err[t][i] = std::sqrt(c2 * chi2(rng));
+                continue;
+              }
+              // Top-k index set (ties: lower index), renormalised output.
+              sc.idx.resize(n);
+              std::iota(sc.idx.begin(), sc.idx.end(), 0);
+              const auto& w = sc.w;
+              auto before = [&](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); };
+              if (k < n) std::nth_element(sc.idx.begin(), sc.idx.begin() + (k - 1), sc.idx.end(), before);
+              std::fill(ok.begin(), ok.end(), 0.0);
+              double kept = 0;
+              for (int64_t m = 0; m < k; ++m) kept += w[sc.idx[m]];
+              for (int64_t m = 0; m < k; ++m) {
+                const double a = w[sc.idx[m]] / kept;
+                const float* v = V + int64_t{sc.idx[m]} * ld;
+                for (int c = 0; c < d; ++c) ok[c] += a * v[c];
+              }
+              double e2 = 0;
+              for (int c = 0; c < d; ++c) e2 += (o[c] - ok[c]) * (o[c] - ok[c]);
+              rr.err[t][i] = std::sqrt(e2);
+            }
+          }
+        }
+      }
+    }
+    results.push_back(std::move(res));
+  }
+  return results;
+}
+
+}  // namespace attnsparse::theory

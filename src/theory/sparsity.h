@@ -1,0 +1,40 @@
+// Row sparsity measures and power-law fits for the n^C-sparsity study (methods.md §3).
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace attnsparse::theory {
+
+// k_eps(a) = the smallest k whose top-k mass >= (1 - eps) * sum(a) (= W_{1-eps}(a) of
+// methods.md §2). `w` holds non-negative weights (need not sum to 1) and is reordered.
+// Expected O(n): quickselect on mass (nth_element halves), no full sort.
+int64_t k_eps_inplace(std::span<double> w, double eps);
+int64_t k_eps(std::span<const double> w, double eps);  // copies
+
+// Tail statistics of keeping the k largest of the weights w (sum normalised to 1):
+// kept mass M, tail mass tau = 1 - M, and sum of squares over the kept / dropped set.
+struct TopKStats {
+  double kept = 0, tail = 0, sq_kept = 0, sq_tail = 0;
+};
+TopKStats topk_stats_inplace(std::span<double> w, int64_t k);
+
+// Least-squares line y = intercept + slope * x with the coefficient of determination.
+struct LineFit {
+  double slope = 0, intercept = 0, r2 = 0;
+};
+LineFit fit_line(std::span<const double> x, std::span<const double> y);
+
+// Power-law fit k = A n^C over trials: values[t][i] is the k of trial t at n[i]; the
+// curve is the per-n mean (or median) over trials, fitted on log-log axes. The interval
+// resamples trials with replacement (percentile bootstrap, `resamples` draws, seeded).
+struct PowerFit {
+  double C = 0, log_A = 0, r2 = 0;
+  double C_lo = 0, C_hi = 0;  // bootstrap interval
+  double level = 0.95;
+};
+enum class Center { Mean, Median };
+PowerFit fit_power_law(std::span<const double> n, const std::vector<std::vector<double>>& values,
+                       Center center, int resamples, double level, uint64_t seed);
+
+}  // namespace attnsparse::theory
