@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <memory>
 
@@ -240,10 +241,18 @@ void GgufWriter::write(const std::string& path) const {
     }
     o.pad_to(alignment);
 
+    // Generated tensors are double-buffered: block k+1 is generated and encoded while
+    // a background task writes block k, so the CPU work overlaps the disk writes.
     std::vector<float> fbuf;
-    std::vector<uint8_t> qbuf;
+    std::vector<uint8_t> qbuf[2];
+    int cur = 0;
+    std::future<void> pending;
+    auto wait_pending = [&] {
+      if (pending.valid()) pending.get();  // rethrows a write error
+    };
     for (const auto& t : tensors_) {
       if (!t.gen) {
+        wait_pending();
         o.bytes(t.bytes.data(), t.bytes.size());
       } else {
         const int64_t cols = t.shape.back();
@@ -253,17 +262,22 @@ void GgufWriter::write(const std::string& path) const {
         const int64_t block_rows = std::max<int64_t>(1, (int64_t{1} << 24) / cols);
         for (int64_t r0 = 0; r0 < rows; r0 += block_rows) {
           const int64_t nr = std::min(block_rows, rows - r0);
+          std::vector<uint8_t>& q = qbuf[cur];
+          cur ^= 1;
           fbuf.resize(static_cast<size_t>(nr * cols));
-          qbuf.resize(static_cast<size_t>(nr * row_bytes));
+          q.resize(static_cast<size_t>(nr * row_bytes));
           t.gen(r0, nr, fbuf.data());
 #pragma omp parallel for schedule(static) if (nr * cols > (1 << 16))
           for (int64_t r = 0; r < nr; ++r)
-            ops::quantize_row(t.type, fbuf.data() + r * cols, qbuf.data() + r * row_bytes, cols);
-          o.bytes(qbuf.data(), qbuf.size());
+            ops::quantize_row(t.type, fbuf.data() + r * cols, q.data() + r * row_bytes, cols);
+          wait_pending();
+          pending = std::async(std::launch::async, [&o, &q] { o.bytes(q.data(), q.size()); });
         }
       }
+      wait_pending();
       o.pad_to(alignment);
     }
+    wait_pending();
     o.close();
   } catch (...) {
     std::remove(tmp.c_str());

@@ -1,0 +1,56 @@
+// Synthetic models: GGUF files with random weights and the real dimensions of known
+// models, so benchmarks and pipelines run on realistic shapes without downloads.
+// Weights come from a counter-based RNG (value = f(seed, tensor, index)), so a file is
+// the same whatever the thread count, and generation streams through the GGUF writer.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace attnsparse {
+
+struct SynthPreset {
+  std::string name;
+  std::string arch;  // "llama", "qwen2", "gpt2"
+  std::string description;
+  int64_t n_vocab, n_ctx, n_embd, n_layer, n_head, n_kv_head, n_ff;
+  float rope_base;
+  float norm_eps;
+  bool tied_output;
+};
+
+const std::vector<SynthPreset>& synth_presets();
+// Throws UsageError listing the known names.
+const SynthPreset& find_synth_preset(const std::string& name);
+
+struct SynthOptions {
+  std::string preset;
+  DType dtype = DType::F16;    // matrices and embeddings; norms and biases stay f32
+  int64_t layers = 0;          // 0: the preset's
+  std::string vocab_from;      // GGUF whose tokenizer.* metadata is copied ("" = built-in)
+  uint64_t seed = 1;
+};
+
+// Progress callback: (tensors written so far, total tensors, name of the current one).
+using SynthProgress = std::function<void(size_t done, size_t total, const std::string& name)>;
+
+// Writes the model to out_path (via out_path.tmp + rename). Throws UsageError for bad
+// options and FormatError for a bad --vocab-from file.
+void write_synthetic_model(const SynthOptions& opts, const std::string& out_path,
+                           const SynthProgress& progress = {});
+
+// The built-in tokenizer of synthetic models: SentencePiece-style ("llama" model) with
+// <unk> <s> </s>, the 256 byte tokens <0x00>..<0xFF> and "▁", padded with unused tokens
+// to n_vocab. Every UTF-8 text round-trips through it (one token per byte, spaces as ▁).
+// Needs n_vocab >= 260.
+struct SynthVocab {
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+};
+SynthVocab synth_byte_vocab(int64_t n_vocab);
+
+}  // namespace attnsparse
