@@ -70,7 +70,7 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   args.out = out;
   args.out_stride = c.n_head * c.head_dim;
   args.key_pos = fc.cache.positions[layer].data();
-  const ops::KeySet* keys = fc.hooks ? fc.hooks->keys(layer) : nullptr;
+  const ops::KeySet* keys = fc.hooks ? fc.hooks->plan(layer, shape, args) : nullptr;
   ops::RowObserver* observer = fc.hooks ? fc.hooks->observer(layer) : nullptr;
   {
     profile::Scope timer(profile::Attention);

@@ -23,6 +23,13 @@ class AttentionHooks {
   virtual ~AttentionHooks() = default;
   // Which keys each query of this layer visits (nullptr = all, dense).
   virtual const ops::KeySet* keys(int layer) { return nullptr; }
+  // The same with the call's shape and inputs (q, the cache's k/v and slot positions), for
+  // policies whose key set depends on them (src/policies). Called first, before
+  // observer(layer). Default: keys(layer).
+  virtual const ops::KeySet* plan(int layer, const ops::AttentionShape& shape,
+                                  const ops::AttentionArgs& args) {
+    return keys(layer);
+  }
   // Sees every probability row of this layer (nullptr = none).
   virtual ops::RowObserver* observer(int layer) { return nullptr; }
   // Called after the layer's attention with the exact q/k/v/out it used (out holds the
