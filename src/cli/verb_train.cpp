@@ -6,20 +6,25 @@
 #include "core/error.h"
 #include "train/trainer.h"
 
-
 namespace attnsparse::cli {
 namespace {
 
 void register_train(CLI::App& app) {
   auto* sub = app.add_subcommand("train", "Train a small llama/gpt2 model (libtorch), optionally with the condensation regulariser, and export GGUF");
   sub->footer(
-      "Example:\n"
-      "  attnsparse train --arch llama --preset small --data data/kjv.train.txt --val data/kjv.val.txt \\\n"
-      "      --tokenizer spm:4000 --steps 2000 --batch 16 --ctx 128 --lr 2e-3 --seed 1 \\\n"
-      "      --reg topk:k=8,lambda=0.1 --out model.gguf\n"
-      "Regulariser specs: topk:k=8,lambda=0.1 | topk:k=8,lambda=0.1,hinge=0.05 |\n"
+      "Example (the bundled default model, see scripts/train_default.sh):\n"
+      "  scripts/kjv_corpus.sh out/corpus\n"
+      "  attnsparse train --arch llama --preset small --data out/corpus/kjv.train.txt \\\n"
+      "      --val out/corpus/kjv.val.txt --tokenizer spm:4000 --steps 2000 --batch 16 --ctx 256 \\\n"
+      "      --lr 2e-3 --seed 1 --threads 2 --out model.gguf\n"
+      "With the condensation regulariser (methods.md section 4):\n"
+      "  attnsparse train ... --reg topk:k=8,lambda=0.1 --out sparse.gguf\n"
+      "Regulariser specs: topk:k=8,lambda=0.1 (tail mass) | topk:k=8,lambda=0.1,hinge=0.05 |\n"
       "  dyn:alpha=1,C=0.5,lambda=0.1 (k_t = ceil(alpha*(t+1)^C)); add layers=0,1 / heads=2,3 to restrict.\n"
-      "Writes OUT (GGUF), OUT.ckpt (checkpoint for --resume), OUT.csv (loss curve), OUT.svg (plot).");
+      "Tokenizers: byte (260 tokens) | spm:N (SentencePiece BPE trained by spm_train on --data) |\n"
+      "  spm:FILE.model | gguf:FILE (the vocabulary of an existing model).\n"
+      "Writes OUT (GGUF), OUT.ckpt (checkpoint for --resume), OUT.csv (loss per step), OUT.svg (plot);\n"
+      "progress goes to stderr, the summary table to stdout, --json FILE for programs.");
   static train::TrainOptions o;
   static int threads = 0;
   sub->add_option("--arch", o.arch, "llama or gpt2")->capture_default_str();
@@ -39,6 +44,7 @@ void register_train(CLI::App& app) {
   sub->add_option("--reg", o.reg, "condensation regulariser spec (see below), or none")->capture_default_str();
   sub->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   sub->add_option("--out", o.out, "output GGUF file")->required();
+  sub->add_option("--checkpoint", o.checkpoint, "checkpoint file (default OUT.ckpt)");
   sub->add_flag("--f16", o.f16, "store matrices as f16 (default f32)");
   sub->add_option("--eval-every", o.eval_every, "validate every N steps (-1: steps/10)")->capture_default_str();
   sub->add_option("--eval-batches", o.eval_batches, "validation batches")->capture_default_str();

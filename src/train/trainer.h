@@ -25,6 +25,7 @@ struct TrainOptions {
   std::string reg = "none";          // RegSpec string
   std::string device = "cpu";
   std::string out;                   // model.gguf
+  std::string checkpoint;            // default: out + ".ckpt"
   bool f16 = false;                  // export matrices as f16
   int64_t eval_every = -1;           // -1: steps / 10
   int64_t eval_batches = 8;
@@ -37,14 +38,18 @@ struct TrainOptions {
   std::string prompt = "And";
   int64_t metric_k = 8;              // k of the sparsity metrics (mean M_k, (ε,k)-sparse share)
   double metric_eps = 0.05;
-  bool quiet = false;
+  bool quiet = false;                // no progress on stderr
   int threads = 0;                   // 0: libtorch's default (all cores)
 };
 
 struct TrainSummary {
   int64_t params = 0;
   int64_t steps = 0;
+  int64_t n_vocab = 0;
+  int64_t train_tokens = 0, val_tokens = 0;
+  bool line_aligned = false;   // windows start at line starts
   double train_loss = 0, val_loss = 0, val_ppl = 0;
+  double val_bits_per_byte = 0;  // the validation loss per UTF-8 byte of the predicted text
   double mean_topk_mass = 0;   // mean M_k over val rows t >= k, all layers and heads
   double sparse_share = 0;     // share of those rows with M_k >= 1 - eps
   double tokens_per_s = 0;
