@@ -108,7 +108,8 @@ void validate(const SimOptions& o) {
     if (!(e > 0 && e < 1)) fail_usage("--eps {} is outside (0, 1)", e);
   if (o.trials < 2 || o.trials > 100000) fail_usage("--trials {} is outside [2, 100000]", o.trials);
   if (o.k_const < 1) fail_usage("--k-const {} must be at least 1", o.k_const);
-  if (!(o.alpha > 0 && std::isfinite(o.alpha))) fail_usage("--alpha {} must be positive", o.alpha);
+  if (!std::isnan(o.alpha) && !(o.alpha > 0 && std::isfinite(o.alpha)))
+    fail_usage("--alpha {} must be positive", o.alpha);
   if (!std::isnan(o.exponent) && !(o.exponent >= 0 && o.exponent <= 1))
     fail_usage("--exponent {} is outside [0, 1]", o.exponent);
   if (o.bootstrap < 0 || o.bootstrap > 1000000) fail_usage("--bootstrap {} is outside [0, 1e6]", o.bootstrap);
@@ -142,6 +143,14 @@ double closed_form_k(int64_t n, double sigma, double eps) {
 
 namespace {
 
+// Random streams depend on the setting's parameters (not its position in the sweep), so a
+// setting gives the same rows whatever other settings run with it.
+uint64_t setting_stream(const Setting& st) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a of the label
+  for (unsigned char ch : st.label()) h = (h ^ ch) * 1099511628211ULL;
+  return h;
+}
+
 enum Purpose : uint64_t { kQuery = 1, kKeys = 2, kWeight = 3, kValues = 4, kAux = 5, kLogitZ = 6 };
 
 // Per-thread scratch.
@@ -152,7 +161,7 @@ struct Scratch {
 };
 
 // The n_max logits of one trial (for logit-c: the standard normal z_j, scaled per n).
-void trial_logits(const Setting& st, KeyMethod method, uint64_t seed, int setting_id, int trial,
+void trial_logits(const Setting& st, KeyMethod method, uint64_t seed, uint64_t setting_id, int trial,
                   int64_t n_max, std::vector<float>& s, Scratch& sc) {
   s.resize(n_max);
   const int d = st.d;
@@ -242,6 +251,116 @@ void row_weights(const Setting& st, const std::vector<float>& s, int64_t n, std:
   for (int64_t j = 0; j < n; ++j) w[j] = std::exp(f * s[j] - m);
 }
 
+int64_t k_eps_with(std::vector<double>& work, double eps, SelectMethod method) {
+  return method == SelectMethod::FullSort ? k_eps_sorted_inplace(work, eps) : k_eps_inplace(work, eps);
+}
+
+// The budget of a rule at length n, clamped to [1, n].
+int64_t rule_k(int rule, int64_t n, int64_t k_const, double alpha, double C) {
+  double k = rule == 0 ? double(k_const)
+           : rule == 1 ? std::ceil(std::log(double(n)))
+                       : std::ceil(alpha * std::pow(double(n), C) - 1e-9);
+  return std::clamp<int64_t>(static_cast<int64_t>(k), 1, n);
+}
+
+// Pass 2 for one trial: for every n the dense output o (Gaussian values) and, per rule,
+// the renormalised top-k output o_k, the error ||o - o_k||, its relative size and the
+// dropped dense mass. Values are drawn once per trial (prefix reuse, like the keys).
+void trial_errors(const SimOptions& opt, const Setting& st, uint64_t sid, int t,
+                  const std::vector<int64_t>& ns, const std::vector<float>& logits,
+                  std::vector<RuleResult>& rules, Scratch& sc) {
+  const size_t N = ns.size();
+  const int64_t n_max = ns.back();
+  const int d = st.d;
+  const int64_t P = (d + 1) / 2, ld = 2 * P;
+  const bool direct = opt.keys == KeyMethod::Direct;
+  // Normalised weights of every prefix row.
+  std::vector<std::vector<double>> a(N);
+  for (size_t i = 0; i < N; ++i) {
+    row_weights(st, logits, ns[i], a[i]);
+    const double total = std::accumulate(a[i].begin(), a[i].end(), 0.0);
+    for (double& x : a[i]) x /= total;
+  }
+  std::vector<std::vector<double>> o(N, std::vector<double>(direct ? d : 0, 0.0));
+  if (direct) {
+    sc.values.resize(size_t(n_max) * ld);
+    normals_f32(stream_key(opt.seed, sid, t, kValues), 0, sc.values.data(), n_max * P);
+    // Dense outputs of all prefixes in one pass over the value rows (block by block, so
+    // a block stays in cache while every prefix that contains it is updated).
+    const int64_t block = 256;
+    for (int64_t j0 = 0; j0 < n_max; j0 += block) {
+      for (size_t i = 0; i < N; ++i) {
+        const int64_t j1 = std::min(j0 + block, ns[i]);
+        double* oi = o[i].data();
+        for (int64_t j = j0; j < j1; ++j) {
+          const double w = a[i][j];
+          const float* v = sc.values.data() + j * ld;
+#pragma omp simd
+          for (int c = 0; c < d; ++c) oi[c] += w * v[c];
+        }
+      }
+    }
+  }
+  std::mt19937_64 rng(stream_key(opt.seed, sid, t, kAux + 100));
+  std::normal_distribution<double> gauss;
+  std::vector<double> ok(d);
+  for (size_t i = 0; i < N; ++i) {
+    const std::vector<double>& w = a[i];
+    double o_norm = 0;
+    for (int c = 0; c < (direct ? d : 0); ++c) o_norm += o[i][c] * o[i][c];
+    o_norm = std::sqrt(o_norm);
+    double sq_all = 0;
+    if (!direct)
+      for (double x : w) sq_all += x * x;
+    for (auto& rr : rules) {
+      const int64_t k = rr.k[i];
+      sc.work.assign(w.begin(), w.end());
+      const double thr = kth_largest_inplace(sc.work, k, opt.select == SelectMethod::FullSort);
+      double kept = 0, sq_kept = 0;
+      std::fill(ok.begin(), ok.end(), 0.0);
+      for_each_topk(w, k, thr, [&](size_t j) {
+        kept += w[j];
+        sq_kept += w[j] * w[j];
+        if (direct) {
+          const float* v = sc.values.data() + int64_t(j) * ld;
+          const double x = w[j];
+#pragma omp simd
+          for (int c = 0; c < d; ++c) ok[c] += x * v[c];
+        }
+      });
+      const double tail = std::max(0.0, 1.0 - kept);
+      rr.tail[t][i] = tail;
+      if (direct) {
+        double e2 = 0;
+        for (int c = 0; c < d; ++c) {
+          const double diff = o[i][c] - ok[c] / kept;
+          e2 += diff * diff;
+        }
+        rr.err[t][i] = std::sqrt(e2);
+        rr.rel[t][i] = o_norm > 0 ? rr.err[t][i] / o_norm : NAN;
+      } else {
+        // o = sum_j a_j v_j and o - o_k = sum_j c_j v_j (c = a - a': -a_j tau/M on the kept
+        // set, a_j on the tail) are, per coordinate, jointly normal with variances
+        // S = sum a^2, |c|^2 = (tau/M)^2 S_kept + S_tail and covariance
+        // sum a c = S_tail - (tau/M) S_kept: draw the d coordinate pairs exactly.
+        const double sq_tail = std::max(0.0, sq_all - sq_kept);
+        const double r = tail / kept;
+        const double var_e = r * r * sq_kept + sq_tail, cov = sq_tail - r * sq_kept;
+        const double slope = cov / sq_all, resid = std::sqrt(std::max(0.0, var_e - cov * slope));
+        double e2 = 0, o2 = 0;
+        for (int c = 0; c < d; ++c) {
+          const double z1 = gauss(rng), z2 = gauss(rng);
+          const double oc = std::sqrt(sq_all) * z1, ec = slope * oc + resid * z2;
+          o2 += oc * oc;
+          e2 += ec * ec;
+        }
+        rr.err[t][i] = std::sqrt(e2);
+        rr.rel[t][i] = o2 > 0 ? std::sqrt(e2 / o2) : NAN;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<SettingResult> simulate(const SimOptions& opt) {
@@ -252,9 +371,15 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
   const size_t N = ns.size(), E = opt.eps.size();
   std::vector<double> nd(ns.begin(), ns.end());
   std::vector<SettingResult> results;
+  auto say = [&](const std::string& line) {
+    if (opt.progress) opt.progress(line);
+  };
 
   for (size_t si = 0; si < opt.settings.size(); ++si) {
     const Setting& st = opt.settings[si];
+    const uint64_t sid = setting_stream(st);
+    say(fmt::format("setting {}/{}: {} ({} trials, n = {}..{})", si + 1, opt.settings.size(), st.label(), T,
+                    ns.front(), n_max));
     SettingResult res;
     res.setting = st;
     res.n = ns;
@@ -269,14 +394,14 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
       Scratch sc;
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < T; ++t) {
-        trial_logits(st, opt.keys, opt.seed, static_cast<int>(si), t, n_max, logits[t], sc);
+        trial_logits(st, opt.keys, opt.seed, sid, t, n_max, logits[t], sc);
         for (size_t i = 0; i < N; ++i) {
           row_weights(st, logits[t], ns[i], sc.w);
           const double total = std::accumulate(sc.w.begin(), sc.w.end(), 0.0);
           res.top1[t][i] = 1.0 / total;  // the max weight is exp(0) = 1
           for (size_t e = 0; e < E; ++e) {
             sc.work.assign(sc.w.begin(), sc.w.end());
-            res.k_eps[e][t][i] = static_cast<double>(k_eps_inplace(sc.work, opt.eps[e]));
+            res.k_eps[e][t][i] = static_cast<double>(k_eps_with(sc.work, opt.eps[e], opt.select));
           }
         }
       }
@@ -286,7 +411,7 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
     size_t e_min = 0;
     for (size_t e = 0; e < E; ++e) {
       res.fits.push_back(fit_power_law(nd, res.k_eps[e], opt.center, opt.bootstrap, opt.level,
-                                       stream_key(opt.seed, si, e, 99)));
+                                       stream_key(opt.seed, sid, e, 99)));
       if (opt.eps[e] < opt.eps[e_min]) e_min = e;
     }
     if (st.regime == Regime::LogitC) {
@@ -304,87 +429,29 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
     }
 
     // Pass 2: budget rules and output errors.
-    res.dyn_alpha = opt.alpha;
-    res.dyn_C = std::isnan(opt.exponent) ? std::clamp(res.fits[e_min].C, 0.0, 1.0) : opt.exponent;
+    const bool fitted_C = std::isnan(opt.exponent);
+    res.dyn_C = fitted_C ? std::clamp(res.fits[e_min].C, 0.0, 1.0) : opt.exponent;
+    res.dyn_alpha = !std::isnan(opt.alpha) ? opt.alpha : fitted_C ? std::exp(res.fits[e_min].log_A) : 1.0;
     if (opt.errors) {
       const char* names[3] = {"const", "log", "dyn"};
       const std::string formulas[3] = {
           fmt::format("k = {}", opt.k_const), "k = ceil(ln n)",
-          fmt::format("k = ceil({:g} n^{:.3f})", res.dyn_alpha, res.dyn_C)};
+          fmt::format("k = ceil({:.3g} n^{:.3f})", res.dyn_alpha, res.dyn_C)};
       for (int r = 0; r < 3; ++r) {
         RuleResult rr;
         rr.name = names[r];
         rr.formula = formulas[r];
-        for (int64_t n : ns) {
-          double k = r == 0 ? double(opt.k_const)
-                   : r == 1 ? std::ceil(std::log(double(n)))
-                            : std::ceil(res.dyn_alpha * std::pow(double(n), res.dyn_C) - 1e-9);
-          rr.k.push_back(std::clamp<int64_t>(static_cast<int64_t>(k), 1, n));
-        }
+        for (int64_t n : ns) rr.k.push_back(rule_k(r, n, opt.k_const, res.dyn_alpha, res.dyn_C));
         rr.err.assign(T, std::vector<double>(N));
+        rr.rel.assign(T, std::vector<double>(N));
         rr.tail.assign(T, std::vector<double>(N));
         res.rules.push_back(std::move(rr));
       }
-      const int d = st.d;
-      const int64_t P = (d + 1) / 2;
 #pragma omp parallel
       {
         Scratch sc;
-        std::vector<double> o(d), ok(d);
 #pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < T; ++t) {
-          const bool direct = opt.keys == KeyMethod::Direct;
-          std::mt19937_64 rng(stream_key(opt.seed, si, t, kAux + 100));
-          std::gamma_distribution<double> chi2(0.5 * d, 2.0);
-          if (direct) {  // V: n_max x d, row j = v_j (pairs j*P ..)
-            sc.values.resize(n_max * 2 * P);
-            normals_f32(stream_key(opt.seed, si, t, kValues), 0, sc.values.data(), n_max * P);
-          }
-          const float* V = sc.values.data();
-          const int64_t ld = 2 * P;
-          for (size_t i = 0; i < N; ++i) {
-            const int64_t n = ns[i];
-            row_weights(st, logits[t], n, sc.w);
-            const double total = std::accumulate(sc.w.begin(), sc.w.end(), 0.0);
-            if (direct) {
-              std::fill(o.begin(), o.end(), 0.0);
-              for (int64_t j = 0; j < n; ++j) {
-                const double a = sc.w[j] / total;
-                const float* v = V + j * ld;
-                for (int c = 0; c < d; ++c) o[c] += a * v[c];
-              }
-            }
-            for (auto& rr : res.rules) {
-              const int64_t k = rr.k[i];
-              sc.work.assign(sc.w.begin(), sc.w.end());
-              const TopKStats ts = topk_stats_inplace(sc.work, k);
-              rr.tail[t][i] = ts.tail;
-              if (!direct) {
-                // o - o_k = sum_j c_j v_j with c = a - a' : |c|^2 = (tau/M)^2 S_G + S_tail
-                const double c2 = (ts.tail / ts.kept) * (ts.tail / ts.kept) * ts.sq_kept + ts.sq_tail;
-                rr.err[t][i] = std::sqrt(c2 * chi2(rng));
-                continue;
-              }
-              // Top-k index set (ties: lower index), renormalised output.
-              sc.idx.resize(n);
-              std::iota(sc.idx.begin(), sc.idx.end(), 0);
-              const auto& w = sc.w;
-              auto before = [&](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); };
-              if (k < n) std::nth_element(sc.idx.begin(), sc.idx.begin() + (k - 1), sc.idx.end(), before);
-              std::fill(ok.begin(), ok.end(), 0.0);
-              double kept = 0;
-              for (int64_t m = 0; m < k; ++m) kept += w[sc.idx[m]];
-              for (int64_t m = 0; m < k; ++m) {
-                const double a = w[sc.idx[m]] / kept;
-                const float* v = V + int64_t{sc.idx[m]} * ld;
-                for (int c = 0; c < d; ++c) ok[c] += a * v[c];
-              }
-              double e2 = 0;
-              for (int c = 0; c < d; ++c) e2 += (o[c] - ok[c]) * (o[c] - ok[c]);
-              rr.err[t][i] = std::sqrt(e2);
-            }
-          }
-        }
+        for (int t = 0; t < T; ++t) trial_errors(opt, st, sid, t, ns, logits[t], res.rules, sc);
       }
     }
     results.push_back(std::move(res));

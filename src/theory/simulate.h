@@ -25,6 +25,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ namespace attnsparse::theory {
 
 enum class Regime { Gaussian, NormBound, LogitC };
 enum class KeyMethod { Direct, Reduced };
+// How k_eps and the top-k sets are selected: expected-O(n) quickselect (nth_element), or
+// a full sort per row (the slow baseline the benchmark compares against).
+enum class SelectMethod { Quickselect, FullSort };
 
 struct Setting {
   Regime regime = Regime::Gaussian;
@@ -55,13 +59,19 @@ struct SimOptions {
   int trials = 32;
   uint64_t seed = 1;
   int64_t k_const = 8;
-  double alpha = 1.0;
-  double exponent = NAN;  // NaN: the fitted C of the smallest eps (clamped to [0, 1])
+  // The dynamic rule k = ceil(alpha n^exponent). exponent NaN: the fitted C of the smallest
+  // eps (clamped to [0, 1]); alpha NaN: that fit's prefactor A when the exponent is fitted
+  // (so the rule follows the fitted k_eps curve), else 1.
+  double alpha = NAN;
+  double exponent = NAN;
   int bootstrap = 1000;
   double level = 0.95;
   Center center = Center::Mean;
   KeyMethod keys = KeyMethod::Direct;
+  SelectMethod select = SelectMethod::Quickselect;
   bool errors = true;
+  // Progress lines (e.g. to stderr); called from the calling thread only. May be empty.
+  std::function<void(const std::string&)> progress;
 };
 
 // Throws UsageError for out-of-range options.
@@ -81,6 +91,7 @@ struct RuleResult {
   std::string formula;                   // "k = 8", "k = ceil(ln n)", "k = ceil(1 n^0.66)"
   std::vector<int64_t> k;                // per n
   std::vector<std::vector<double>> err;  // [trial][n]: ||o - o_k||
+  std::vector<std::vector<double>> rel;  // [trial][n]: ||o - o_k|| / ||o||
   std::vector<std::vector<double>> tail; // [trial][n]: dropped dense mass
 };
 

@@ -40,6 +40,31 @@ int64_t k_eps_inplace(std::span<double> w, double eps) {
   return k + (hi - lo);  // rounding: need slightly above what is left
 }
 
+int64_t k_eps_sorted_inplace(std::span<double> w, double eps) {
+  if (!(eps > 0.0 && eps < 1.0)) fail("k_eps: eps = {} is outside (0, 1)", eps);
+  const int64_t n = static_cast<int64_t>(w.size());
+  if (n == 0) return 0;
+  const double need = (1.0 - eps) * std::accumulate(w.begin(), w.end(), 0.0);
+  std::sort(w.begin(), w.end(), std::greater<double>());
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    s += w[i];
+    if (s >= need) return i + 1;
+  }
+  return n;
+}
+
+double kth_largest_inplace(std::span<double> w, int64_t k, bool full_sort) {
+  const int64_t n = static_cast<int64_t>(w.size());
+  if (k < 1 || k > n) fail("kth_largest: k = {} is outside [1, {}]", k, n);
+  if (full_sort) {
+    std::sort(w.begin(), w.end(), std::greater<double>());
+  } else {
+    std::nth_element(w.begin(), w.begin() + (k - 1), w.end(), std::greater<double>());
+  }
+  return w[k - 1];
+}
+
 int64_t k_eps(std::span<const double> w, double eps) {
   std::vector<double> copy(w.begin(), w.end());
   return k_eps_inplace(copy, eps);

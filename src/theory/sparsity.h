@@ -11,6 +11,31 @@ namespace attnsparse::theory {
 // Expected O(n): quickselect on mass (nth_element halves), no full sort.
 int64_t k_eps_inplace(std::span<double> w, double eps);
 int64_t k_eps(std::span<const double> w, double eps);  // copies
+// The same by a full descending sort and a prefix scan: O(n log n), the baseline the
+// benchmark compares against (and a second implementation for tests).
+int64_t k_eps_sorted_inplace(std::span<double> w, double eps);
+
+// The k-th largest value of w (1 <= k <= n); w is reordered. `full_sort` selects by a
+// full sort instead of nth_element (benchmark baseline).
+double kth_largest_inplace(std::span<double> w, int64_t k, bool full_sort = false);
+
+// The top-k index set of w with ties broken by the lower index (methods.md notation),
+// given t = the k-th largest value: every j with w_j > t, then the lowest indices with
+// w_j == t until k are taken. Calls visit(j) for each kept index in increasing order.
+template <typename Visit>
+void for_each_topk(std::span<const double> w, int64_t k, double t, Visit&& visit) {
+  int64_t above = 0;
+  for (double x : w) above += x > t;
+  int64_t ties_left = k - above;
+  for (size_t j = 0; j < w.size(); ++j) {
+    if (w[j] > t) {
+      visit(j);
+    } else if (w[j] == t && ties_left > 0) {
+      --ties_left;
+      visit(j);
+    }
+  }
+}
 
 // Tail statistics of keeping the k largest of the weights w (sum normalised to 1):
 // kept mass M, tail mass tau = 1 - M, and sum of squares over the kept / dropped set.

@@ -1,0 +1,183 @@
+// attnsparse theory simulate | fit: check "attention is naturally n^C-sparse"
+// (methods.md §3) in simulation and on a model's real attention rows.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "cli/verb.h"
+#include "core/error.h"
+#include "model/model_util.h"
+#include "theory/simulate.h"
+#include "theory/theory_report.h"
+
+namespace attnsparse::cli {
+namespace {
+
+std::vector<double> parse_doubles(const std::string& text, const std::string& option) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t pos = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &pos);
+    } catch (const std::exception&) {
+      pos = std::string::npos;
+    }
+    if (item.empty() || pos != item.size() || !std::isfinite(v))
+      fail_usage("{} '{}': '{}' is not a number (give a comma-separated list, e.g. 0.25,0.5)", option, text, item);
+    out.push_back(v);
+  }
+  if (out.empty()) fail_usage("{}: give at least one value", option);
+  return out;
+}
+
+std::vector<int> parse_ints(const std::string& text, const std::string& option) {
+  std::vector<int> out;
+  for (double v : parse_doubles(text, option)) {
+    if (v != std::floor(v) || v < 1 || v > 1e6) fail_usage("{} '{}': {} is not a positive integer", option, text, v);
+    out.push_back(static_cast<int>(v));
+  }
+  return out;
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, text.data(), text.size());
+}
+
+void ensure_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir)) fail_file(dir, "cannot create the output directory: {}", ec.message());
+}
+
+void progress_line(const std::string& line) {
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+void register_simulate(CLI::App* theory) {
+  auto* sub = theory->add_subcommand(
+      "simulate", "Simulate random attention rows and fit k_eps ~ n^C (Gaussian, norm-bounded, i.i.d.-logit regimes)");
+  sub->footer(
+      "Regimes (one setting per value; every setting is combined with every --d):\n"
+      "  --sigma S,...                 q, k ~ N(0, S^2 I_d), logits q.k/sqrt(d)\n"
+      "  --norm-bound B,... --weight-frobenius F,...\n"
+      "                                rows scaled to norm B, logits x_q^T W x_k with a Gaussian W of\n"
+      "                                Frobenius norm F (|logit| <= R = B^2 F); every (B, F) pair\n"
+      "  --logit-c c,...               i.i.d. N(0, 2c ln n) logits (closed form k_eps ~ n Q(sigma + Phi^-1(eps)))\n"
+      "Per setting and eps: k_eps (smallest k with top-k mass >= 1-eps) at n = powers of two, the fitted\n"
+      "exponent C with a bootstrap interval, and the output error ||o - o_k|| of k = const, ceil(ln n) and\n"
+      "ceil(alpha n^C) with Gaussian values. Writes OUT/theory.json and OUT/theory.html; a table on stdout.\n"
+      "Examples:\n"
+      "  attnsparse theory simulate --n 1024:131072 --d 128 --logit-c 0.25,0.5,0.75 --out sim\n"
+      "  attnsparse theory simulate --n 2^10:2^16 --d 64,128 --sigma 1,1.5 --eps 0.01,0.05 --trials 32 --out sim\n"
+      "  attnsparse theory simulate --d 64 --norm-bound 2 --weight-frobenius 2,8,32,128 --out collapse");
+  static std::string n_text = "1024:131072", d_text = "128", sigma_text, B_text, F_text, c_text,
+                     eps_text = "0.01,0.05", out_dir, center = "mean", keys = "direct", select = "quickselect";
+  static theory::SimOptions opt;
+  static int threads = 0;
+  static bool no_errors = false;
+  sub->add_option("--n", n_text, "lengths LO:HI (powers of two in between; 2^a allowed)")->capture_default_str();
+  sub->add_option("--d", d_text, "head dimensions, comma-separated")->capture_default_str();
+  sub->add_option("--sigma", sigma_text, "Gaussian q/k regime: standard deviations");
+  sub->add_option("--norm-bound", B_text, "norm-bounded regime: row norms B");
+  sub->add_option("--weight-frobenius", F_text, "norm-bounded regime: Frobenius norms F of W");
+  sub->add_option("--logit-c", c_text, "i.i.d.-logit regime: c in sigma_n^2 = 2c ln n");
+  sub->add_option("--eps", eps_text, "mass levels eps, comma-separated")->capture_default_str();
+  sub->add_option("--trials", opt.trials, "independent rows per setting")->capture_default_str();
+  sub->add_option("--seed", opt.seed, "random seed")->capture_default_str();
+  sub->add_option("--k-const", opt.k_const, "the fixed budget rule k = K")->capture_default_str();
+  sub->add_option("--alpha", opt.alpha, "dynamic rule k = ceil(alpha n^C): alpha (default: the fit's prefactor)");
+  sub->add_option("--exponent", opt.exponent, "dynamic rule: C (default: the fitted C of the smallest eps)");
+  sub->add_option("--bootstrap", opt.bootstrap, "bootstrap resamples for the interval of C")->capture_default_str();
+  sub->add_option("--level", opt.level, "confidence level of the interval")->capture_default_str();
+  sub->add_option("--center", center, "curve fitted per n: mean or median of k_eps over trials")
+      ->check(CLI::IsMember({"mean", "median"}))->capture_default_str();
+  sub->add_option("--keys", keys, "direct (draw key and value vectors) or reduced (exact conditional law, faster)")
+      ->check(CLI::IsMember({"direct", "reduced"}))->capture_default_str();
+  sub->add_option("--select", select, "top-k selection: quickselect, or sort (slow baseline for benchmarks)")
+      ->check(CLI::IsMember({"quickselect", "sort"}))->capture_default_str();
+  sub->add_flag("--no-errors", no_errors, "skip the output-error pass (k_eps and fits only)");
+  sub->add_option("--out", out_dir, "output directory (theory.json, theory.html)")->required();
+  add_threads_option(sub, &threads);
+  sub->callback([] {
+    apply_threads(threads);
+    const auto [lo, hi] = theory::parse_n_range(n_text);
+    opt.n_lo = lo;
+    opt.n_hi = hi;
+    opt.eps = parse_doubles(eps_text, "--eps");
+    opt.center = center == "median" ? theory::Center::Median : theory::Center::Mean;
+    opt.keys = keys == "reduced" ? theory::KeyMethod::Reduced : theory::KeyMethod::Direct;
+    opt.select = select == "sort" ? theory::SelectMethod::FullSort : theory::SelectMethod::Quickselect;
+    opt.errors = !no_errors;
+    opt.settings.clear();
+    const std::vector<int> ds = parse_ints(d_text, "--d");
+    if (B_text.empty() != F_text.empty())
+      fail_usage("--norm-bound and --weight-frobenius go together (got only {})",
+                 B_text.empty() ? "--weight-frobenius" : "--norm-bound");
+    for (int d : ds) {
+      if (!sigma_text.empty())
+        for (double s : parse_doubles(sigma_text, "--sigma")) {
+          theory::Setting st;
+          st.regime = theory::Regime::Gaussian;
+          st.d = d;
+          st.sigma = s;
+          opt.settings.push_back(st);
+        }
+      if (!B_text.empty())
+        for (double B : parse_doubles(B_text, "--norm-bound"))
+          for (double F : parse_doubles(F_text, "--weight-frobenius")) {
+            theory::Setting st;
+            st.regime = theory::Regime::NormBound;
+            st.d = d;
+            st.B = B;
+            st.F = F;
+            opt.settings.push_back(st);
+          }
+      if (!c_text.empty())
+        for (double c : parse_doubles(c_text, "--logit-c")) {
+          theory::Setting st;
+          st.regime = theory::Regime::LogitC;
+          st.d = d;
+          st.c = c;
+          opt.settings.push_back(st);
+        }
+    }
+    theory::validate(opt);
+    ensure_dir(out_dir);
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.progress = [t0](const std::string& line) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      progress_line(fmt::format("[{:7.1f}s] {}", s, line));
+    };
+    const auto results = theory::simulate(opt);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto json = theory::simulation_json(opt, results);
+    json["seconds"] = seconds;
+    write_text_atomic(out_dir + "/theory.json", json.dump(1) + "\n");
+    write_text_atomic(out_dir + "/theory.html", theory::simulation_html(opt, results));
+    fmt::print("{}", theory::simulation_table(opt, results));
+    fmt::print("\n{:.1f} s; wrote {}/theory.json and {}/theory.html\n", seconds, out_dir, out_dir);
+  });
+}
+
+void register_theory(CLI::App& app) {
+  auto* theory = app.add_subcommand(
+      "theory", "Check 'attention is naturally n^C-sparse': simulation (simulate) and real attention rows (fit)");
+  theory->require_subcommand(1);
+  theory->footer(
+      "Examples:\n"
+      "  attnsparse theory simulate --d 128 --logit-c 0.5 --out sim\n"
+      "  attnsparse theory fit model.gguf --data docs/ --out fit");
+  register_simulate(theory);
+}
+ATTNSPARSE_VERB(register_theory);
+
+}  // namespace
+}  // namespace attnsparse::cli
