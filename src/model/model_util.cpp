@@ -71,3 +71,17 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
 }
 
 }  // namespace attnsparse
+
+namespace attnsparse {
+
+std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail_file(path, "is a directory, not a text file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_file(path, "cannot open");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail_file(path, "read failed");
+  return text;
+}
+
+}  // namespace attnsparse

@@ -16,3 +16,10 @@ std::vector<int64_t> parse_index_list(const std::string& text, const std::string
 void write_file_atomic(const std::string& path, const void* data, size_t bytes);
 
 }  // namespace attnsparse
+
+namespace attnsparse {
+
+// The whole file as bytes; throws FormatError naming the file when it cannot be read.
+std::string read_text_file(const std::string& path);
+
+}  // namespace attnsparse

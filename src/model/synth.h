@@ -43,8 +43,9 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
                            const SynthProgress& progress = {});
 
 // The built-in tokenizer of synthetic models: SentencePiece-style ("llama" model) with
-// <unk> <s> </s>, the 256 byte tokens <0x00>..<0xFF> and "▁", padded with unused tokens
-// to n_vocab. Every UTF-8 text round-trips through it (one token per byte, spaces as ▁).
+// <unk> <s> </s>, the 256 byte tokens <0x00>..<0xFF> and "▁", padded to n_vocab with
+// pseudo-words of consonant-vowel syllables ("▁ba", "kote", ...). Every text round-trips
+// through it (bytes fall back to byte tokens, spaces become ▁).
 // Needs n_vocab >= 260.
 struct SynthVocab {
   std::vector<std::string> tokens;

@@ -367,7 +367,11 @@ std::string TokenizerImpl::piece(int32_t id, bool render_special) const {
   const uint8_t type = spec_.types[id];
   if (type == kControl || type == kUnknown) return render_special ? t : std::string();
   if (type == kUserDefined) return t;
+  // As llama.cpp's token_to_piece: unused tokens (and byte tokens of a byte-level BPE
+  // vocabulary) render as nothing.
+  if (type == kUnused) return std::string();
   if (spec_.algo == Algo::ByteBpe) {
+    if (type == kByte) return std::string();
     std::string out;
     for (const uint32_t cp : utf8_to_cpts(t)) {
       const int b = unicode_to_byte(cp);

@@ -21,6 +21,9 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
   // dir holds tokenizer.json and optionally tokenizer_config.json (BOS/EOS handling).
   static std::unique_ptr<Tokenizer> from_hf_dir(const std::string& dir);
+  // A .gguf file (a model or a vocabulary-only file) or a Hugging Face directory; needs
+  // no weights.
+  static std::unique_ptr<Tokenizer> load(const std::string& path);
 
   // add_special: prepend BOS (and append EOS) as the model's settings say.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special) const = 0;

@@ -2,6 +2,7 @@
 // defaults llama.cpp applies (llama_vocab::impl::load).
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -122,7 +123,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
   std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
   if (name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos) {
     for (size_t i = 0; i < spec.tokens.size(); ++i) {
-      const uint8_t t = i < spec.types.size() ? spec.types[i] : kNormal;
+      const uint8_t t = i < spec.types.size() ? spec.types[i] : static_cast<uint8_t>(kNormal);
       const std::string& s = spec.tokens[i];
       const bool special = t == kUnknown || t == kControl || t == kUserDefined;
       if ((special || s == "</s>") && s != "<unk>" && s != "<s>" && s != "<|endoftext|>")
@@ -130,6 +131,14 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
     }
   }
   return std::make_unique<TokenizerImpl>(std::move(spec));
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return from_hf_dir(path);
+  if (!std::filesystem::exists(path, ec)) fail_file(path, "no such file or directory");
+  GgufFile gguf(path);
+  return from_gguf(gguf);
 }
 
 }  // namespace attnsparse

@@ -1,0 +1,138 @@
+// attnsparse info MODEL: architecture, dimensions, tensor dtypes, vocabulary, tokenizer.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/verb.h"
+#include "core/error.h"
+#include "io/tensor_source.h"
+#include "model/model.h"
+
+namespace attnsparse::cli {
+namespace {
+
+int64_t path_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return static_cast<int64_t>(fs::file_size(path, ec));
+  int64_t total = 0;
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) total += static_cast<int64_t>(e.file_size(ec));
+  return total;
+}
+
+void register_info(CLI::App& app) {
+  auto* sub = app.add_subcommand(
+      "info", "Show a model's architecture, dimensions, tensor dtypes, vocabulary and tokenizer");
+  sub->footer(
+      "MODEL is a .gguf file or a Hugging Face directory (config.json + *.safetensors).\n"
+      "Example: attnsparse info tinyllama.gguf\n"
+      "         attnsparse info ./Qwen2-0.5B --json");
+  static std::string model_path;
+  static bool json_out = false;
+  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  sub->add_flag("--json", json_out, "print one JSON object instead of the table");
+  sub->callback([] {
+    auto model = Model::load(model_path);
+    const ModelConfig& c = model->config();
+    // Tensor dtypes: count, elements and bytes per dtype.
+    struct Tally {
+      int64_t tensors = 0, elements = 0, bytes = 0;
+    };
+    std::map<std::string, Tally> by_dtype;
+    int64_t params = 0;
+    for (const TensorInfo& t : model->weights().tensors()) {
+      Tally& tl = by_dtype[dtype_name(t.dtype)];
+      ++tl.tensors;
+      tl.elements += t.numel();
+      tl.bytes += t.nbytes;
+      params += t.numel();
+    }
+    // A model without a usable tokenizer is still a model: report why instead of failing.
+    std::string tok_type, tok_error;
+    int64_t tok_vocab = 0;
+    int32_t bos = -1, eos = -1;
+    bool add_bos = false;
+    try {
+      const Tokenizer& tok = model->tokenizer();
+      tok_type = tok.type_name();
+      tok_vocab = tok.n_vocab();
+      bos = tok.bos_id();
+      eos = tok.eos_id();
+      add_bos = tok.add_bos();
+    } catch (const Error& e) {
+      tok_error = e.what();
+    }
+    const std::string rope_scaling = c.rope_scaling.type.empty() ? "none" : c.rope_scaling.type;
+    if (json_out) {
+      nlohmann::json j;
+      j["path"] = model_path;
+      j["format"] = c.source_format;
+      j["arch"] = c.arch;
+      j["name"] = c.name;
+      j["n_vocab"] = c.n_vocab;
+      j["n_ctx"] = c.n_ctx;
+      j["n_embd"] = c.n_embd;
+      j["n_layer"] = c.n_layer;
+      j["n_head"] = c.n_head;
+      j["n_kv_head"] = c.n_kv_head;
+      j["head_dim"] = c.head_dim;
+      j["n_ff"] = c.n_ff;
+      j["norm_eps"] = std::stod(fmt::format("{}", c.norm_eps));  // 1e-05, not 9.99e-06
+      j["tied_output"] = c.tied_output;
+      j["qkv_bias"] = c.qkv_bias;
+      j["rope"] = {{"layout", rope_layout_name(c.rope_layout)}, {"dim", c.rope_dim},
+                   {"base", c.rope_base}, {"scaling", rope_scaling},
+                   {"factor", c.rope_scaling.factor}};
+      j["parameters"] = params;
+      j["bytes"] = path_bytes(model_path);
+      nlohmann::json d = nlohmann::json::object();
+      for (const auto& [name, t] : by_dtype)
+        d[name] = {{"tensors", t.tensors}, {"elements", t.elements}, {"bytes", t.bytes}};
+      j["tensor_dtypes"] = d;
+      if (tok_error.empty())
+        j["tokenizer"] = {{"type", tok_type}, {"n_vocab", tok_vocab}, {"bos", bos}, {"eos", eos},
+                          {"add_bos", add_bos}};
+      else
+        j["tokenizer"] = {{"error", tok_error}};
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    fmt::print("{:<16} {}\n", "model", model_path);
+    fmt::print("{:<16} {} ({})\n", "format", c.source_format, c.name.empty() ? "unnamed" : c.name);
+    fmt::print("{:<16} {}\n", "architecture", c.arch);
+    const double disk = static_cast<double>(path_bytes(model_path));
+    fmt::print("{:<16} {:.3f} M ({} on disk)\n", "parameters", params / 1e6,
+               disk >= 1e9 ? fmt::format("{:.2f} GB", disk / 1e9) : fmt::format("{:.1f} MB", disk / 1e6));
+    fmt::print("{:<16} {}\n", "layers", c.n_layer);
+    fmt::print("{:<16} {}\n", "n_embd", c.n_embd);
+    fmt::print("{:<16} {} query, {} key/value{} (head size {})\n", "heads", c.n_head, c.n_kv_head,
+               c.n_kv_head == 1 ? " (MQA)" : c.n_kv_head < c.n_head ? " (GQA)" : "", c.head_dim);
+    fmt::print("{:<16} {}\n", "n_ff", c.n_ff);
+    fmt::print("{:<16} {}\n", "context", c.n_ctx);
+    fmt::print("{:<16} {}\n", "vocabulary", c.n_vocab);
+    fmt::print("{:<16} {}\n", "norm", fmt::format("{} eps {:g}", c.arch == "gpt2" ? "LayerNorm" : "RMSNorm", c.norm_eps));
+    if (c.rope_layout == RopeLayout::None)
+      fmt::print("{:<16} learned absolute positions\n", "positions");
+    else
+      fmt::print("{:<16} RoPE {} pairs, {} dims, base {:g}, scaling {}{}\n", "positions",
+                 rope_layout_name(c.rope_layout), c.rope_dim, c.rope_base, rope_scaling,
+                 rope_scaling == "none" ? "" : fmt::format(" x{:g}", c.rope_scaling.factor));
+    fmt::print("{:<16} {}\n", "output", c.tied_output ? "tied to token_embd" : "separate");
+    fmt::print("{:<16} {}\n", "q/k/v bias", c.qkv_bias ? "yes" : "no");
+    for (const auto& [name, t] : by_dtype)
+      fmt::print("{:<16} {:<5} {:4} tensors {:10.3f} M elements {:9.1f} MB\n", "tensors", name,
+                 t.tensors, t.elements / 1e6, t.bytes / 1e6);
+    if (tok_error.empty())
+      fmt::print("{:<16} {} ({} tokens, bos {}, eos {}, adds bos: {})\n", "tokenizer", tok_type,
+                 tok_vocab, bos, eos, add_bos ? "yes" : "no");
+    else
+      fmt::print("{:<16} unavailable: {}\n", "tokenizer", tok_error);
+  });
+}
+ATTNSPARSE_VERB(register_info);
+
+}  // namespace
+}  // namespace attnsparse::cli

@@ -1,0 +1,93 @@
+// attnsparse perplexity MODEL --text-file F [--ctx N] [--stride S] [--json]: sliding-window
+// perplexity of a text file.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "cli/verb.h"
+#include "core/error.h"
+#include "model/generate.h"
+#include "model/model.h"
+#include "model/model_util.h"
+
+namespace attnsparse::cli {
+namespace {
+
+void register_perplexity(CLI::App& app) {
+  auto* sub = app.add_subcommand("perplexity", "Perplexity of a text file (sliding windows of --ctx tokens)");
+  sub->footer(
+      "The file is tokenized as a whole (with BOS where the model adds one). Window w covers\n"
+      "tokens [w*stride, w*stride + ctx) and is evaluated from an empty cache; it scores the\n"
+      "tokens no earlier window scored (each from all tokens before it in the window). With\n"
+      "stride < ctx every token but the first is scored once, with at least ctx - stride\n"
+      "tokens of context; with stride == ctx each window's first token goes unscored.\n"
+      "--json prints one object: perplexity, nll_per_token (nats), tokens (of the file),\n"
+      "scored, bytes (file size), bits_per_byte, ctx, stride, windows, seconds.\n"
+      "Example: attnsparse perplexity model.gguf --text-file wiki.txt --ctx 512 --stride 256 --json");
+  static std::string model_path, text_file;
+  static int64_t ctx = 0, stride = 0;
+  static bool json_out = false;
+  static int threads = 0;
+  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  sub->add_option("--text-file", text_file, "the text")->required();
+  static CLI::Option* ctx_opt = sub->add_option(
+      "--ctx", ctx, "window length in tokens (default min(512, the model's context))");
+  static CLI::Option* stride_opt =
+      sub->add_option("--stride", stride, "window step in tokens (default ctx / 2)");
+  sub->add_flag("--json", json_out, "print one JSON object");
+  add_threads_option(sub, &threads);
+  sub->callback([] {
+    apply_threads(threads);
+    if (ctx_opt->count() > 0 && ctx < 2) fail_usage("--ctx must be at least 2, got {}", ctx);
+    if (stride_opt->count() > 0 && stride < 1) fail_usage("--stride must be positive, got {}", stride);
+    const std::string text = read_text_file(text_file);
+    auto model = Model::load(model_path);
+    if (ctx_opt->count() == 0) ctx = std::min<int64_t>(512, model->config().n_ctx);
+    if (ctx > model->config().n_ctx)
+      fail_usage("--ctx {} exceeds the model's context of {}", ctx, model->config().n_ctx);
+    const int64_t step = stride_opt->count() == 0 ? std::max<int64_t>(1, ctx / 2) : stride;
+    if (step > ctx) fail_usage("--stride must be in 1..{} (--ctx), got {}", ctx, step);
+    const std::vector<int32_t> tokens = model->tokenizer().encode(text, true);
+    if (tokens.size() < 2) fail_file(text_file, "has {} token(s); perplexity needs at least 2", tokens.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    const PerplexityResult r = perplexity(*model, tokens, ctx, step, [&](int64_t done, int64_t total) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      fmt::print(stderr, "perplexity: window {}/{} ({:.1f} s)\n", done, total, s);
+    });
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double ppl = std::exp(r.nll_per_token());
+    const double bytes = static_cast<double>(text.size());
+    // Bits per byte over the scored tokens' share of the file (all but the first token).
+    const double bpb = r.nll_sum / std::log(2.0) / bytes;
+    if (json_out) {
+      nlohmann::json j;
+      j["model"] = model_path;
+      j["text_file"] = text_file;
+      j["perplexity"] = ppl;
+      j["nll_per_token"] = r.nll_per_token();
+      j["tokens"] = r.tokens;
+      j["scored"] = r.scored;
+      j["bytes"] = text.size();
+      j["bits_per_byte"] = bpb;
+      j["ctx"] = ctx;
+      j["stride"] = step;
+      j["windows"] = r.windows;
+      j["seconds"] = secs;
+      fmt::print("{}\n", j.dump());
+      return;
+    }
+    fmt::print("{:<16} {}\n", "file", text_file);
+    fmt::print("{:<16} {} bytes, {} tokens ({} scored)\n", "text", text.size(), r.tokens, r.scored);
+    fmt::print("{:<16} ctx {}, stride {}, {} windows\n", "windows", ctx, step, r.windows);
+    fmt::print("{:<16} {:.4f}\n", "perplexity", ppl);
+    fmt::print("{:<16} {:.5f} nats\n", "nll / token", r.nll_per_token());
+    fmt::print("{:<16} {:.4f}\n", "bits / byte", bpb);
+    fmt::print("{:<16} {:.2f} s ({:.1f} scored tok/s)\n", "time", secs, r.scored / secs);
+  });
+}
+ATTNSPARSE_VERB(register_perplexity);
+
+}  // namespace
+}  // namespace attnsparse::cli
