@@ -98,6 +98,21 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
   const int64_t rows = group * nt;
   const int64_t dp = (s.head_dim + 15) / 16 * 16;
   const Isa isa = current_isa();
+  // Prefill: several query blocks read every K/V tile, so pack them once for all.
+  const int64_t n_tiles = (s.n_kv + detail::kTileKeys - 1) / detail::kTileKeys;
+  std::vector<float> k_packed, v_packed;
+  if (nblocks > 1 && n_tiles > 0) {
+    const int w = isa == Isa::Avx512 ? isa_avx512::simd_width() : isa == Isa::Avx2 ? isa_avx2::simd_width() : isa_sse2::simd_width();
+    const int64_t dpw = (s.head_dim + w - 1) / w * w;
+    k_packed.resize(static_cast<size_t>(s.n_kv_head) * n_tiles * s.head_dim * detail::kTileKeys);
+    v_packed.resize(static_cast<size_t>(s.n_kv_head) * n_tiles * detail::kTileKeys * dpw);
+    float* vp = v_packed.data();
+    switch (isa) {
+      case Isa::Avx512: isa_avx512::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
+      case Isa::Avx2: isa_avx2::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
+      case Isa::Sse2: isa_sse2::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
+    }
+  }
 #pragma omp parallel if (items > 1)
   {
     const int64_t tk = detail::kTileKeys;
@@ -133,6 +148,11 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
       const int64_t b = nblocks - 1 - item / s.n_kv_head;
       Job job{&s, &a, keys, observer, static_cast<int>(item % s.n_kv_head), b * nt,
               std::min(s.n_q, (b + 1) * nt)};
+      if (!k_packed.empty()) {
+        job.k_packed = k_packed.data();
+        job.v_packed = v_packed.empty() ? nullptr : v_packed.data();
+        job.n_tiles = n_tiles;
+      }
       switch (isa) {
         case Isa::Avx512: observer ? isa_avx512::job_observed(job, sc) : isa_avx512::job_plain(job, sc); break;
         case Isa::Avx2: observer ? isa_avx2::job_observed(job, sc) : isa_avx2::job_plain(job, sc); break;

@@ -21,7 +21,8 @@ typedef int32_t vi __attribute__((vector_size(ATTN_W * 4)));
 
 static inline vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
 static inline void store(float* p, vf x) { *reinterpret_cast<vfu*>(p) = x; }
-static inline vf bcast(float x) { return vf{} + x; }
+// x - 0 is exact for every x (also -0), so this folds to a plain broadcast; x + 0 does not.
+static inline vf bcast(float x) { return x - vf{}; }
 
 // 2^x, relative error ~1e-7; 0 for x < -126 (including -inf).
 static inline vf exp2v(vf x) {
@@ -59,17 +60,19 @@ static inline float hsum(vf x) {
 
 constexpr int kRowsQK = W == 16 ? 4 : 2;  // register block: rows x 4 vectors
 constexpr int kRowsPV = W == 16 ? 4 : 2;
+constexpr int kQkChunk = 64;  // head_dim rows of the K tile per pass (16 KB)
 
-// S[r][c0*W .. (c0+4)*W) = sum_d Q[r][d] * Kt[d][...], NR rows.
+// S[r][c0*W .. (c0+4)*W) (+)= sum_{d in [d0, d1)} Q[r][d] * Kt[d][...], NR rows; the
+// first chunk (d0 == 0) starts from zero.
 template <int NR>
-static inline void qk_micro(const float* q, int64_t dp, const float* kt, int d_count, int c0,
+static inline void qk_micro(const float* q, int64_t dp, const float* kt, int d0, int d1, int c0,
                             float* s) {
   vf acc[NR][4];
 #pragma GCC unroll 4
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) acc[r][c] = vf{};
-  for (int d = 0; d < d_count; ++d) {
+    for (int c = 0; c < 4; ++c) acc[r][c] = d0 == 0 ? vf{} : load(s + r * kTileKeys + (c0 + c) * W);
+  for (int d = d0; d < d1; ++d) {
     const float* krow = kt + d * kTileKeys + c0 * W;
     vf kv[4];
 #pragma GCC unroll 4
@@ -114,18 +117,70 @@ static inline void pv_micro(const float* p, const float* v, int64_t v_stride, in
     for (int c = 0; c < NC; ++c) store(o + r * dp + d0 + c * W, acc[r][c]);
 }
 
-template <int NR>
-static inline void pv_rows(const float* p, const float* v, int64_t v_stride, int nk, int nvec,
-                           float* o, int64_t dp) {
+// O += P V for `rows` rows over output columns [c*W, (c+nc)*W): the V sub-block
+// (nk x nc*W floats) stays in L1 while every row block uses it.
+template <int NC>
+static inline void pv_columns(const float* p, const float* v, int64_t v_stride, int nk, int c, int64_t rows,
+                              float* o, int64_t dp) {
+  int64_t r = 0;
+  for (; r + kRowsPV <= rows; r += kRowsPV)
+    pv_micro<kRowsPV, NC>(p + r * kTileKeys, v, v_stride, nk, c * W, o + r * dp, dp);
+  for (; r < rows; ++r) pv_micro<1, NC>(p + r * kTileKeys, v, v_stride, nk, c * W, o + r * dp, dp);
+}
+
+static inline void pv_all(const float* p, const float* v, int64_t v_stride, int nk, int nvec, int64_t rows,
+                          float* o, int64_t dp) {
   int c = 0;
-  for (; c + 4 <= nvec; c += 4) pv_micro<NR, 4>(p, v, v_stride, nk, c * W, o, dp);
+  for (; c + 4 <= nvec; c += 4) pv_columns<4>(p, v, v_stride, nk, c, rows, o, dp);
   switch (nvec - c) {
-    case 3: pv_micro<NR, 3>(p, v, v_stride, nk, c * W, o, dp); break;
-    case 2: pv_micro<NR, 2>(p, v, v_stride, nk, c * W, o, dp); break;
-    case 1: pv_micro<NR, 1>(p, v, v_stride, nk, c * W, o, dp); break;
+    case 3: pv_columns<3>(p, v, v_stride, nk, c, rows, o, dp); break;
+    case 2: pv_columns<2>(p, v, v_stride, nk, c, rows, o, dp); break;
+    case 1: pv_columns<1>(p, v, v_stride, nk, c, rows, o, dp); break;
     default: break;
   }
 }
+
+// kt[d][jj] = k[jj][d] for jj < nk, zero for nk <= jj < kTileKeys.
+static inline void transpose_k_tile(const float* k, int64_t k_stride, int nk, int D, float* kt) {
+  for (int d = 0; d < D; ++d) {
+    float* row = kt + d * kTileKeys;
+    for (int jj = 0; jj < nk; ++jj) row[jj] = k[jj * k_stride + d];
+    for (int jj = nk; jj < kTileKeys; ++jj) row[jj] = 0.f;
+  }
+}
+
+// vp[jj][0..dp) = v[jj][0..D) padded with zeros.
+static inline void pack_v_tile(const float* v, int64_t v_stride, int nk, int D, int64_t dp, float* vp) {
+  for (int jj = 0; jj < nk; ++jj) {
+    float* dst = vp + jj * dp;
+    const float* src = v + jj * v_stride;
+    for (int d = 0; d < D; ++d) dst[d] = src[d];
+    for (int64_t d = D; d < dp; ++d) dst[d] = 0.f;
+  }
+}
+
+// Packs every K and V tile of the call once, so the query blocks of a prefill share them
+// (and V rows become contiguous: cache rows with a power-of-two stride would map onto a
+// few L1 sets and evict each other):
+// k_packed [kv_head][tile][head_dim][kTileKeys], v_packed [kv_head][tile][kTileKeys][dp].
+void pack_kv(const AttentionShape& s, const AttentionArgs& a, int64_t n_tiles, float* k_packed, float* v_packed) {
+  const int D = s.head_dim;
+  const int64_t dp = (D + W - 1) / W * W;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int g = 0; g < s.n_kv_head; ++g)
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+      const int64_t j0 = tile * kTileKeys;
+      const int nk = static_cast<int>(std::min<int64_t>(kTileKeys, s.n_kv - j0));
+      const int64_t index = static_cast<int64_t>(g) * n_tiles + tile;
+      transpose_k_tile(a.k + j0 * a.k_stride + static_cast<int64_t>(g) * D, a.k_stride, nk, D,
+                       k_packed + index * D * kTileKeys);
+      if (v_packed)
+        pack_v_tile(a.v + j0 * a.v_stride + static_cast<int64_t>(g) * D, a.v_stride, nk, D, dp,
+                    v_packed + index * kTileKeys * dp);
+    }
+}
+
+int simd_width() { return W; }
 
 template <bool Observe>
 static void run_job(const Job& job, Scratch& sc) {
@@ -182,31 +237,36 @@ static void run_job(const Job& job, Scratch& sc) {
     if (!any) continue;
     (void)t_lo;
 
-    // K tile transposed (zero columns past the end), V tile packed if needed.
-    for (int d = 0; d < D; ++d) {
-      float* kt = sc.kt + d * kTileKeys;
-      for (int jj = 0; jj < nk; ++jj) kt[jj] = kbase[(j0 + jj) * a.k_stride + d];
-      for (int jj = nk; jj < kTileKeys; ++jj) kt[jj] = 0.f;
+    // K tile transposed (zero columns past the end), V tile packed if needed: taken from
+    // the call's packed copy when there is one (prefill), else made here (decode).
+    const int64_t tile_index = static_cast<int64_t>(job.kvh) * job.n_tiles + j0 / kTileKeys;
+    const float* kt_tile = sc.kt;
+    if (job.k_packed) {
+      kt_tile = job.k_packed + tile_index * D * kTileKeys;
+    } else {
+      transpose_k_tile(kbase + j0 * a.k_stride, a.k_stride, nk, D, sc.kt);
     }
     const float* vt = vbase + j0 * a.v_stride;
     int64_t vt_stride = a.v_stride;
-    if (pack_v) {
-      for (int jj = 0; jj < nk; ++jj) {
-        float* dst = sc.vp + jj * dp;
-        const float* src = vt + jj * a.v_stride;
-        for (int d = 0; d < D; ++d) dst[d] = src[d];
-        for (int64_t d = D; d < dp; ++d) dst[d] = 0.f;
-      }
+    if (job.v_packed) {
+      vt = job.v_packed + tile_index * kTileKeys * dp;
+      vt_stride = dp;
+    } else if (pack_v) {
+      pack_v_tile(vt, a.v_stride, nk, D, dp, sc.vp);
       vt = sc.vp;
       vt_stride = dp;
     }
 
-    // S = Q K^T for all rows of the block.
-    for (int c0 = 0; c0 < kTileKeys / W; c0 += 4) {
-      int64_t r = 0;
-      for (; r + kRowsQK <= rows; r += kRowsQK)
-        qk_micro<kRowsQK>(sc.q + r * dp, dp, sc.kt, D, c0, sc.s + r * kTileKeys);
-      for (; r < rows; ++r) qk_micro<1>(sc.q + r * dp, dp, sc.kt, D, c0, sc.s + r * kTileKeys);
+    // S = Q K^T for all rows of the block, in chunks of head_dim so that the K sub-block
+    // (kQkChunk x kTileKeys floats) stays in L1 while every row block uses it.
+    for (int d0 = 0; d0 < D; d0 += kQkChunk) {
+      const int d1 = std::min(D, d0 + kQkChunk);
+      for (int c0 = 0; c0 < kTileKeys / W; c0 += 4) {
+        int64_t r = 0;
+        for (; r + kRowsQK <= rows; r += kRowsQK)
+          qk_micro<kRowsQK>(sc.q + r * dp, dp, kt_tile, d0, d1, c0, sc.s + r * kTileKeys);
+        for (; r < rows; ++r) qk_micro<1>(sc.q + r * dp, dp, kt_tile, d0, d1, c0, sc.s + r * kTileKeys);
+      }
     }
 
     // Mask, online softmax update, probabilities into S.
@@ -267,10 +327,7 @@ static void run_job(const Job& job, Scratch& sc) {
     }
 
     // O += P V.
-    int64_t r = 0;
-    for (; r + kRowsPV <= rows; r += kRowsPV)
-      pv_rows<kRowsPV>(sc.s + r * kTileKeys, vt, vt_stride, nk, nvec, sc.o + r * dp, dp);
-    for (; r < rows; ++r) pv_rows<1>(sc.s + r * kTileKeys, vt, vt_stride, nk, nvec, sc.o + r * dp, dp);
+    pv_all(sc.s, vt, vt_stride, nk, nvec, rows, sc.o, dp);
   }
 
   // Normalise and write out; emit observed rows.

@@ -46,6 +46,11 @@ inline TileClass classify(const KeySet* ks, int head, int64_t i, int64_t t, cons
       if ((l == 1 || t - tile.pmin < l) && causal_full) return kFull;
       return kPartial;
     }
+    case KeySet::Kind::BlockLocal: {
+      const int64_t lo = t / ks->rate() * ks->rate();  // first position of t's block
+      if (tile.pmax < lo) return kSkip;
+      return tile.pmin >= lo && causal_full ? kFull : kPartial;
+    }
     case KeySet::Kind::BlockMask: {
       const int64_t qb = t / ks->q_block() - ks->q_base();
       const int64_t kb0 = tile.j0 / ks->k_block(), kb1 = (tile.j1 - 1) / ks->k_block();
@@ -115,6 +120,10 @@ struct Job {
   RowObserver* observer;
   int kvh;
   int64_t i0, i1;
+  // Tiles packed once per call (nullptr: each job packs its own).
+  const float* k_packed = nullptr;
+  const float* v_packed = nullptr;
+  int64_t n_tiles = 0;
 };
 
 }  // namespace attnsparse::ops::detail

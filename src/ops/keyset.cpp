@@ -44,6 +44,14 @@ KeySet KeySet::strided(int64_t stride) {
   return s;
 }
 
+KeySet KeySet::block_local(int64_t block) {
+  if (block < 1) fail("key set: block must be >= 1 (got {})", block);
+  KeySet s;
+  s.kind_ = Kind::BlockLocal;
+  s.a_ = block;
+  return s;
+}
+
 KeySet KeySet::block_mask(int64_t q_block, int64_t k_block, int64_t q_pos0, int64_t n_qblocks,
                           int64_t n_kblocks, int mask_heads, std::vector<uint8_t> bits) {
   if (q_block < 1 || k_block < 1) fail("key set: block sizes must be >= 1 (got {}x{})", q_block, k_block);
@@ -126,6 +134,7 @@ bool KeySet::contains(int head, int64_t i, int64_t t, int64_t j, int64_t p) cons
     case Kind::Range: return p < a_ || b_ <= 0 || d < b_;
     case Kind::Dilated: return d % a_ == 0 && d / a_ < b_;
     case Kind::Strided: return d < a_ || d % a_ == 0;
+    case Kind::BlockLocal: return p / a_ == t / a_;
     case Kind::BlockMask: return block_bit(head, t / a_ - c_, j / b_);
     case Kind::IndexList: {
       if (i < 0 || i >= nq_) return false;
@@ -153,6 +162,7 @@ int64_t closed_count(const KeySet& s, int64_t t) {
       const int64_t l = s.rate();
       return std::min(l, n) + (t >= l ? t / l : 0);
     }
+    case KeySet::Kind::BlockLocal: return t % s.rate() + 1;
     default: return -1;
   }
 }
@@ -160,6 +170,12 @@ int64_t closed_count(const KeySet& s, int64_t t) {
 
 int64_t KeySet::kept(int n_head, int64_t n_q, int64_t q_pos0, int64_t n_kv,
                      const int32_t* key_pos) const {
+  // A cache whose slot j holds position j counts with the closed forms.
+  if (key_pos != nullptr) {
+    bool identity = true;
+    for (int64_t j = 0; j < n_kv && identity; ++j) identity = key_pos[j] == j;
+    if (identity) key_pos = nullptr;
+  }
   if (kind_ == Kind::PerHead) {
     if (sub_heads_ != n_head) fail("key set: per-head set has {} heads, attention has {}", sub_heads_, n_head);
     int64_t total = 0;
@@ -232,6 +248,7 @@ std::string KeySet::describe() const {
     case Kind::Range: return a_ > 0 ? fmt::format("sink={},window={}", a_, b_) : fmt::format("window={}", b_);
     case Kind::Dilated: return fmt::format("dilated={}:{}", b_, a_);
     case Kind::Strided: return fmt::format("strided={}", a_);
+    case Kind::BlockLocal: return fmt::format("block={}", a_);
     case Kind::BlockMask: return fmt::format("block-mask {}x{} ({} heads)", a_, b_, sub_heads_);
     case Kind::IndexList: return fmt::format("index-lists ({} rows, {} keys)", row_ptr_->size() - 1, slots_->size());
     case Kind::PerHead: return fmt::format("per-head ({} heads)", sub_heads_);

@@ -10,6 +10,7 @@
 //   range(sink, window) p < sink  or  t - p < window          (window <= 0: unlimited)
 //   dilated(w, r)       t - p = r*m for m in 0..w-1
 //   strided(l)          t - p < l  or  (t - p) mod l == 0
+//   block local(b)      floor(p/b) == floor(t/b)                  (block-local attention)
 //   block mask          per (query block, key block) a bit; query block of position t is
 //                       floor(t/q_block) - floor(q_pos0/q_block), key block of slot j is
 //                       floor(j/k_block) (slot space); shared by all heads or per head
@@ -25,13 +26,14 @@ namespace attnsparse::ops {
 
 class KeySet {
  public:
-  enum class Kind { All, Range, Dilated, Strided, BlockMask, IndexList, PerHead };
+  enum class Kind { All, Range, Dilated, Strided, BlockLocal, BlockMask, IndexList, PerHead };
 
   static KeySet all();
   static KeySet window(int64_t window);
   static KeySet sink_window(int64_t sink, int64_t window);
   static KeySet dilated(int64_t window, int64_t rate);
   static KeySet strided(int64_t stride);
+  static KeySet block_local(int64_t block);
   // bits: [mask_heads][n_qblocks][n_kblocks], 0/1; mask_heads is 1 (shared) or n_head.
   static KeySet block_mask(int64_t q_block, int64_t k_block, int64_t q_pos0, int64_t n_qblocks,
                            int64_t n_kblocks, int mask_heads, std::vector<uint8_t> bits);
@@ -59,7 +61,7 @@ class KeySet {
   // Parameters (meaning depends on kind).
   int64_t sink() const { return a_; }
   int64_t window_size() const { return b_; }  // Range: window; Dilated: w
-  int64_t rate() const { return a_; }          // Dilated: r; Strided: l
+  int64_t rate() const { return a_; }          // Dilated: r; Strided: l; BlockLocal: b
   // Block mask
   int64_t q_block() const { return a_; }
   int64_t k_block() const { return b_; }

@@ -184,12 +184,13 @@ TEST(KeySet, MembershipMatchesMethodsDefinitions) {
       EXPECT_EQ(KeySet::dilated(4, 3).contains(0, 0, t, j, j), causal && dil);
       EXPECT_EQ(KeySet::strided(6).contains(0, 0, t, j, j), causal && (d < 6 || d % 6 == 0));
       EXPECT_EQ(KeySet::all().contains(0, 0, t, j, j), causal);
+      EXPECT_EQ(KeySet::block_local(8).contains(0, 0, t, j, j), causal && j / 8 == t / 8);
     }
 }
 
 TEST(KeySet, KeptCountEqualsBruteForce) {
   std::vector<KeySet> sets = {KeySet::all(), KeySet::window(7), KeySet::sink_window(4, 9),
-                              KeySet::dilated(5, 3), KeySet::strided(8)};
+                              KeySet::dilated(5, 3), KeySet::strided(8), KeySet::block_local(6)};
   for (const auto& ks : sets) {
     for (int64_t q_pos0 : {0, 13, 50}) {
       const int64_t n_q = 20, n_kv = q_pos0 + n_q;
@@ -197,6 +198,17 @@ TEST(KeySet, KeptCountEqualsBruteForce) {
       for (int64_t i = 0; i < n_q; ++i)
         for (int64_t j = 0; j < n_kv; ++j) brute += ks.contains(0, i, q_pos0 + i, j, j);
       EXPECT_EQ(ks.kept(3, n_q, q_pos0, n_kv, nullptr), 3 * brute) << ks.describe();
+      std::vector<int32_t> identity(n_kv);
+      for (int64_t j = 0; j < n_kv; ++j) identity[j] = int32_t(j);
+      EXPECT_EQ(ks.kept(3, n_q, q_pos0, n_kv, identity.data()), 3 * brute) << ks.describe();
+      // A shuffled cache holds the same positions: the same count.
+      std::vector<int32_t> shuffled = identity;
+      std::reverse(shuffled.begin(), shuffled.end());
+      int64_t brute_shuffled = 0;
+      for (int64_t i = 0; i < n_q; ++i)
+        for (int64_t j = 0; j < n_kv; ++j) brute_shuffled += ks.contains(0, i, q_pos0 + i, j, shuffled[j]);
+      EXPECT_EQ(brute_shuffled, brute) << ks.describe();
+      EXPECT_EQ(ks.kept(3, n_q, q_pos0, n_kv, shuffled.data()), 3 * brute) << ks.describe();
     }
   }
 }
@@ -269,6 +281,51 @@ TEST(Attention, PositionalSetsMatchMaskedReference) {
     Problem decode = make_problem(1, 300, 301, 8, 1, 128, seed++);
     check(decode, &ks, name + " decode");
   }
+}
+
+KeySet random_lists(std::mt19937& rng, int64_t n_q, int64_t q_pos0, int64_t n_kv, int heads,
+                    int64_t keep);
+
+TEST(Attention, EveryKeySetKindAcrossGqaRatiosAndHeadDims) {
+  // Every kind with every GQA ratio; head_dim and the query offset rotate so that every
+  // (ratio, head_dim) pair occurs too. n = 77 (from 0 or 45): never a multiple of the tile.
+  std::mt19937 rng(15);
+  struct Heads { int heads, kv_heads; };
+  const Heads gqa[] = {{4, 4}, {4, 2}, {8, 2}, {8, 1}};  // ratios 1, 2, 4, 8
+  const int dims[] = {64, 80, 128};
+  uint32_t seed = 300;
+  for (int kind = 0; kind < 8; ++kind) {
+    for (int gi = 0; gi < 4; ++gi) {
+      const Heads g = gqa[gi];
+      const int dim = dims[(kind + gi) % 3];
+      const int64_t n_q = 77, q_pos0 = (kind + gi) % 2 ? 45 : 0, n_kv = n_q + q_pos0;
+      const int64_t nqb = (q_pos0 + n_q - 1) / 32 - q_pos0 / 32 + 1, nkb = (n_kv + 31) / 32;
+      std::vector<uint8_t> bits(nqb * nkb);
+      for (auto& b : bits) b = rng() % 2;
+      std::vector<KeySet> heads;
+      for (int h = 0; h < g.heads; ++h) heads.push_back(h % 2 ? KeySet::window(9 + h) : KeySet::block_local(16));
+      const std::pair<KeySet, std::string> sets[] = {
+          {KeySet::window(20), "window"},
+          {KeySet::sink_window(3, 30), "sink+window"},
+          {KeySet::dilated(12, 4), "dilated"},
+          {KeySet::strided(7), "strided"},
+          {KeySet::block_local(32), "block local"},
+          {KeySet::block_mask(32, 32, q_pos0, nqb, nkb, 1, bits), "block mask"},
+          {random_lists(rng, n_q, q_pos0, n_kv, g.heads, 25), "index lists"},
+          {KeySet::per_head(heads), "per head"},
+      };
+      Problem p = make_problem(n_q, q_pos0, n_kv, g.heads, g.kv_heads, dim, seed++);
+      check(p, &sets[kind].first,
+            sets[kind].second + " heads " + std::to_string(g.heads) + "/" + std::to_string(g.kv_heads) + " dim " +
+                std::to_string(dim) + " q_pos0 " + std::to_string(q_pos0));
+    }
+  }
+  // The largest head_dim with a sparse set.
+  Problem big = make_problem(70, 0, 70, 4, 2, 256, seed++);
+  KeySet sw = KeySet::sink_window(2, 40);
+  check(big, &sw, "sink+window dim 256");
+  KeySet lists = random_lists(rng, 70, 0, 70, 1, 30);
+  check(big, &lists, "index lists dim 256");
 }
 
 TEST(Attention, BlockMasksMatchMaskedReference) {

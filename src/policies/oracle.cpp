@@ -1,0 +1,195 @@
+// Oracle comparison of policy maps against dense attention on the same inputs.
+#include "policies/oracle.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "core/error.h"
+#include "policies/eviction.h"
+#include "policies/planner.h"
+
+namespace attnsparse::policies {
+
+void OracleLayerStats::merge(const OracleLayerStats& o) {
+  diff2 += o.diff2;
+  ref2 += o.ref2;
+  tau += o.tau;
+  rows += o.rows;
+  kept += o.kept;
+  visible += o.visible;
+}
+
+double OracleLayerStats::relative_l2() const { return ref2 > 0 ? std::sqrt(diff2 / ref2) : 0.0; }
+
+struct OracleHooks::PerMap {
+  std::vector<EvictionSimulator> simulators;  // per layer, evicting maps only
+  bool evicting = false;
+  // Current layer's call:
+  std::vector<const Policy*> heads;             // per head
+  std::vector<const Policy*> content_heads;     // per head, null unless content
+  bool any_content = false;
+  std::optional<ops::KeySet> pre;               // key sets of the non-content heads
+  std::unique_ptr<ContentSelector> selector;    // selections of the content heads
+};
+
+// Sees every dense row once and, for each map, measures the mass its key set keeps.
+class OracleHooks::RowTap : public ops::RowObserver {
+ public:
+  explicit RowTap(OracleHooks& o) : o_(o) {}
+  void begin(int layer, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+    layer_ = layer;
+    q_pos0_ = s.q_pos0;
+    key_pos_ = a.key_pos;
+    threads_ = omp_get_max_threads();
+    partial_.assign(static_cast<size_t>(threads_) * o_.maps_.size(), OracleLayerStats{});
+  }
+  void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n) override {
+    const int64_t i = query_pos - q_pos0_;
+    std::vector<int32_t> idx;
+    if (keys == nullptr) {
+      idx.resize(n);
+      for (int64_t x = 0; x < n; ++x) idx[x] = static_cast<int32_t>(x);
+      keys = idx.data();
+    }
+    const int th = omp_get_thread_num();
+    for (size_t m = 0; m < o_.maps_.size(); ++m) {
+      PerMap& pm = *o_.per_map_[m];
+      OracleLayerStats& st = partial_[th * o_.maps_.size() + m];
+      double kept_mass = 0;
+      int64_t kept = 0;
+      if (pm.content_heads[head] != nullptr) {
+        pm.selector->on_row(head, query_pos, probs, keys, n);
+        const auto& sel = pm.selector->lists().row(head, i);
+        // Both sorted by slot: merge.
+        size_t y = 0;
+        for (int64_t x = 0; x < n && y < sel.size(); ++x) {
+          while (y < sel.size() && sel[y] < keys[x]) ++y;
+          if (y < sel.size() && sel[y] == keys[x]) kept_mass += probs[x];
+        }
+        kept = static_cast<int64_t>(sel.size());
+      } else if (!pm.pre) {
+        for (int64_t x = 0; x < n; ++x) kept_mass += probs[x];
+        kept = n;
+      } else {
+        for (int64_t x = 0; x < n; ++x) {
+          const int64_t j = keys[x];
+          if (pm.pre->contains(head, i, query_pos, j, key_pos_ ? key_pos_[j] : j)) {
+            kept_mass += probs[x];
+            ++kept;
+          }
+        }
+      }
+      st.tau += std::max(0.0, 1.0 - kept_mass);
+      st.kept += kept;
+      st.visible += n;
+      st.rows += 1;
+    }
+  }
+  void finish() {
+    for (int th = 0; th < threads_; ++th)
+      for (size_t m = 0; m < o_.maps_.size(); ++m)
+        o_.stats_[m][layer_].merge(partial_[th * o_.maps_.size() + m]);
+  }
+
+ private:
+  OracleHooks& o_;
+  int layer_ = 0;
+  int64_t q_pos0_ = 0;
+  const int32_t* key_pos_ = nullptr;
+  int threads_ = 1;
+  std::vector<OracleLayerStats> partial_;  // [thread][map]
+};
+
+OracleHooks::OracleHooks(const ModelConfig& config, std::vector<PolicyMap> maps)
+    : config_(config), maps_(std::move(maps)) {
+  const int n_layer = static_cast<int>(config_.n_layer), n_head = static_cast<int>(config_.n_head);
+  for (const auto& map : maps_) {
+    map.validate(n_layer, n_head);
+    per_map_.push_back(std::make_unique<PerMap>());
+  }
+  stats_.assign(maps_.size(), std::vector<OracleLayerStats>(n_layer));
+  tap_ = std::make_unique<RowTap>(*this);
+  reset();
+}
+
+OracleHooks::~OracleHooks() = default;
+
+void OracleHooks::reset() {
+  const int n_layer = static_cast<int>(config_.n_layer), n_head = static_cast<int>(config_.n_head);
+  for (size_t m = 0; m < maps_.size(); ++m) {
+    PerMap& pm = *per_map_[m];
+    pm.evicting = maps_[m].any_evicting(n_layer, n_head);
+    pm.simulators.clear();
+    if (pm.evicting)
+      for (int l = 0; l < n_layer; ++l) pm.simulators.emplace_back(maps_[m].at(l, 0));
+  }
+}
+
+const ops::KeySet* OracleHooks::plan(int layer, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+  static const Policy kDense;
+  for (size_t m = 0; m < maps_.size(); ++m) {
+    PerMap& pm = *per_map_[m];
+    pm.heads.assign(s.n_head, nullptr);
+    pm.content_heads.assign(s.n_head, nullptr);
+    pm.any_content = false;
+    pm.pre.reset();
+    pm.selector.reset();
+    if (pm.evicting) {
+      pm.pre = pm.simulators[layer].plan(s, a);
+      continue;
+    }
+    std::vector<const Policy*> non_content(s.n_head);
+    for (int h = 0; h < s.n_head; ++h) {
+      const Policy& p = maps_[m].at(layer, h);
+      pm.heads[h] = &p;
+      if (p.content()) {
+        pm.content_heads[h] = &p;
+        pm.any_content = true;
+      }
+      non_content[h] = p.content() ? &kDense : &p;
+    }
+    pm.pre = plan_call(non_content, s, a);
+    if (pm.any_content) pm.selector = std::make_unique<ContentSelector>(pm.content_heads, s.n_q, s.q_pos0);
+  }
+  tap_->begin(layer, s, a);
+  return nullptr;  // the model itself runs dense
+}
+
+ops::RowObserver* OracleHooks::observer(int layer) { return tap_.get(); }
+
+void OracleHooks::after_attention(int layer, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+  tap_->finish();
+  const int64_t width = static_cast<int64_t>(s.n_head) * s.head_dim;
+  std::vector<float> sparse(static_cast<size_t>(s.n_q) * width);
+  for (size_t m = 0; m < maps_.size(); ++m) {
+    PerMap& pm = *per_map_[m];
+    std::optional<ops::KeySet> keys;
+    if (pm.any_content) keys = plan_call(pm.heads, s, a, &pm.selector->lists());
+    else keys = std::move(pm.pre);
+    pm.pre.reset();
+    pm.selector.reset();
+    double diff2 = 0, ref2 = 0;
+    if (keys) {
+      ops::AttentionArgs b = a;
+      b.out = sparse.data();
+      b.out_stride = width;
+      ops::attention(s, b, &*keys, nullptr);
+    }
+    for (int64_t i = 0; i < s.n_q; ++i) {
+      const float* o = a.out + i * a.out_stride;
+      const float* g = keys ? sparse.data() + i * width : o;
+      for (int64_t c = 0; c < width; ++c) {
+        const double d = static_cast<double>(o[c]) - g[c];
+        diff2 += d * d;
+        ref2 += static_cast<double>(o[c]) * o[c];
+      }
+    }
+    stats_[m][layer].diff2 += diff2;
+    stats_[m][layer].ref2 += ref2;
+  }
+}
+
+}  // namespace attnsparse::policies

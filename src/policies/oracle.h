@@ -1,0 +1,52 @@
+// Oracle comparison: the model runs dense attention, and at every layer each policy map
+// is applied to exactly the same q/k/v (same hidden states). Per map and layer:
+//   kept / visible  keys in the policy's sets vs. causal keys (summed over heads, rows);
+//   tau             dense tail mass the policy drops, 1 - sum_{j in G_t} a_j, per row;
+//   diff2 / ref2    ||O - O_G||^2 and ||O||^2 over the layer's attention outputs, where
+//                   O_G is the core's output with the policy's key sets.
+// Evicting policies are simulated token by token (EvictionSimulator) on the dense q/k,
+// with their state carried across the calls of one sequence (call reset() between
+// sequences).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/model.h"
+#include "policies/policy_map.h"
+
+namespace attnsparse::policies {
+
+struct OracleLayerStats {
+  double diff2 = 0, ref2 = 0;  // squared L2 norms (error, dense output)
+  double tau = 0;              // summed over rows
+  int64_t rows = 0;
+  int64_t kept = 0, visible = 0;
+  void merge(const OracleLayerStats& o);
+  double relative_l2() const;
+};
+
+class OracleHooks : public AttentionHooks {
+ public:
+  OracleHooks(const ModelConfig& config, std::vector<PolicyMap> maps);
+  ~OracleHooks() override;
+
+  void reset();  // a new sequence starts (eviction simulators restart)
+  // [map][layer]
+  const std::vector<std::vector<OracleLayerStats>>& stats() const { return stats_; }
+
+  const ops::KeySet* plan(int layer, const ops::AttentionShape& shape, const ops::AttentionArgs& args) override;
+  ops::RowObserver* observer(int layer) override;
+  void after_attention(int layer, const ops::AttentionShape& shape, const ops::AttentionArgs& args) override;
+
+ private:
+  class RowTap;
+  struct PerMap;
+  ModelConfig config_;
+  std::vector<PolicyMap> maps_;
+  std::vector<std::unique_ptr<PerMap>> per_map_;
+  std::unique_ptr<RowTap> tap_;
+  std::vector<std::vector<OracleLayerStats>> stats_;
+};
+
+}  // namespace attnsparse::policies

@@ -1,0 +1,273 @@
+// Planning key sets for positional, content and paged policies.
+#include "policies/planner.h"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace attnsparse::policies {
+
+namespace {
+
+ops::KeySet to_csr(const RowLists& l, int first_head, int heads) {
+  std::vector<int64_t> row_ptr{0};
+  size_t total = 0;
+  for (int h = first_head; h < first_head + heads; ++h)
+    for (int64_t i = 0; i < l.n_q; ++i) total += l.row(h, i).size();
+  std::vector<int32_t> slots;
+  slots.reserve(total);
+  row_ptr.reserve(static_cast<size_t>(heads) * l.n_q + 1);
+  for (int h = first_head; h < first_head + heads; ++h)
+    for (int64_t i = 0; i < l.n_q; ++i) {
+      const auto& r = l.row(h, i);
+      slots.insert(slots.end(), r.begin(), r.end());
+      row_ptr.push_back(static_cast<int64_t>(slots.size()));
+    }
+  return ops::KeySet::index_lists(l.n_q, heads, std::move(row_ptr), std::move(slots));
+}
+
+inline uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Maps absolute positions to cache slots (identity when key_pos is null).
+class SlotOfPosition {
+ public:
+  SlotOfPosition(const ops::AttentionShape& s, const ops::AttentionArgs& a) : n_kv_(s.n_kv) {
+    if (a.key_pos == nullptr) return;
+    identity_ = false;
+    int64_t max_pos = -1;
+    for (int64_t j = 0; j < s.n_kv; ++j) max_pos = std::max<int64_t>(max_pos, a.key_pos[j]);
+    slot_.assign(max_pos + 1, -1);
+    for (int64_t j = 0; j < s.n_kv; ++j) slot_[a.key_pos[j]] = static_cast<int32_t>(j);
+  }
+  // -1 when the position is not cached.
+  int32_t operator()(int64_t pos) const {
+    if (identity_) return pos < n_kv_ ? static_cast<int32_t>(pos) : -1;
+    return pos < static_cast<int64_t>(slot_.size()) ? slot_[pos] : -1;
+  }
+
+ private:
+  bool identity_ = true;
+  int64_t n_kv_;
+  std::vector<int32_t> slot_;
+};
+
+}  // namespace
+
+ops::KeySet RowLists::all_heads() const { return to_csr(*this, 0, n_head); }
+ops::KeySet RowLists::head(int h) const { return to_csr(*this, h, 1); }
+
+ContentSelector::ContentSelector(std::vector<const Policy*> head_policies, int64_t n_q, int64_t q_pos0)
+    : policies_(std::move(head_policies)), q_pos0_(q_pos0),
+      lists_(static_cast<int>(policies_.size()), n_q) {}
+
+void ContentSelector::on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys,
+                             int64_t n_keys) {
+  const Policy* p = policies_[head];
+  if (p == nullptr) return;
+  auto& out = lists_.row(head, query_pos - q_pos0_);
+  out.clear();
+  if (keys) {
+    select_from_row(*p, probs, keys, n_keys, out);
+  } else {
+    std::vector<int32_t> idx(n_keys);
+    std::iota(idx.begin(), idx.end(), 0);
+    select_from_row(*p, probs, idx.data(), n_keys, out);
+  }
+}
+
+ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+  const SlotOfPosition slot_of(s, a);
+  RowLists lists(1, s.n_q);
+#pragma omp parallel for schedule(dynamic, 16) if (s.n_q > 64)
+  for (int64_t i = 0; i < s.n_q; ++i) {
+    const int64_t t = s.q_pos0 + i;
+    std::vector<int64_t> pos;
+    const int64_t global_end = std::min(p.sink, t + 1);       // [0, global_end)
+    const int64_t window_start = std::max<int64_t>(0, t - p.window + 1);  // [window_start, t]
+    for (int64_t x = 0; x < global_end; ++x) pos.push_back(x);
+    // The others: [global_end, window_start).
+    const int64_t lo = global_end, m = window_start - global_end;
+    if (m > 0) {
+      if (m <= p.random) {
+        for (int64_t x = lo; x < window_start; ++x) pos.push_back(x);
+      } else {
+        // Floyd's sampling of R distinct values from [0, m).
+        uint64_t state = p.seed * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(t) * 0xD1B54A32D192ED03ull;
+        std::vector<int64_t> chosen;
+        for (int64_t jdx = m - p.random; jdx < m; ++jdx) {
+          const int64_t r = static_cast<int64_t>(splitmix64(state) % static_cast<uint64_t>(jdx + 1));
+          if (std::find(chosen.begin(), chosen.end(), r) == chosen.end()) chosen.push_back(r);
+          else chosen.push_back(jdx);
+        }
+        for (int64_t c : chosen) pos.push_back(lo + c);
+      }
+    }
+    for (int64_t x = std::max(window_start, global_end); x <= t; ++x) pos.push_back(x);
+    auto& row = lists.row(0, i);
+    for (int64_t x : pos) {
+      const int32_t j = slot_of(x);
+      if (j >= 0) row.push_back(j);
+    }
+    std::sort(row.begin(), row.end());
+  }
+  return lists.all_heads();
+}
+
+RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+  const int D = s.head_dim;
+  const int group = s.n_head / s.n_kv_head;
+  const int64_t P = p.page;
+  const int64_t n_pages = (s.n_kv + P - 1) / P;
+  auto pos_of = [&](int64_t j) -> int64_t { return a.key_pos ? a.key_pos[j] : j; };
+  // Per kv head and page: min/max over all its keys, and the page's largest position.
+  std::vector<float> page_min(static_cast<size_t>(s.n_kv_head) * n_pages * D);
+  std::vector<float> page_max(page_min.size());
+  std::vector<int64_t> page_last(n_pages);
+  for (int64_t x = 0; x < n_pages; ++x) {
+    int64_t last = -1;
+    for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) last = std::max(last, pos_of(j));
+    page_last[x] = last;
+  }
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int g = 0; g < s.n_kv_head; ++g)
+    for (int64_t x = 0; x < n_pages; ++x) {
+      float* mn = page_min.data() + (static_cast<size_t>(g) * n_pages + x) * D;
+      float* mx = page_max.data() + (static_cast<size_t>(g) * n_pages + x) * D;
+      std::fill(mn, mn + D, std::numeric_limits<float>::infinity());
+      std::fill(mx, mx + D, -std::numeric_limits<float>::infinity());
+      for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) {
+        const float* k = a.k + j * a.k_stride + static_cast<int64_t>(g) * D;
+        for (int d = 0; d < D; ++d) {
+          mn[d] = std::min(mn[d], k[d]);
+          mx[d] = std::max(mx[d], k[d]);
+        }
+      }
+    }
+  RowLists lists(s.n_head, s.n_q);
+#pragma omp parallel
+  {
+    std::vector<float> bound(n_pages);
+    std::vector<int32_t> order(n_pages);
+    std::vector<float> pmn(D), pmx(D);
+#pragma omp for collapse(2) schedule(dynamic, 8)
+    for (int h = 0; h < s.n_head; ++h)
+      for (int64_t i = 0; i < s.n_q; ++i) {
+        const int64_t t = s.q_pos0 + i;
+        const int g = h / group;
+        const float* q = a.q + i * a.q_stride + static_cast<int64_t>(h) * D;
+        int64_t n_live = 0;
+        for (int64_t x = 0; x < n_pages; ++x) {
+          const float* mn = page_min.data() + (static_cast<size_t>(g) * n_pages + x) * D;
+          const float* mx = page_max.data() + (static_cast<size_t>(g) * n_pages + x) * D;
+          if (page_last[x] > t) {
+            // Partly in the query's future: bounds over the visible keys only.
+            std::fill(pmn.begin(), pmn.end(), std::numeric_limits<float>::infinity());
+            std::fill(pmx.begin(), pmx.end(), -std::numeric_limits<float>::infinity());
+            bool any = false;
+            for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) {
+              if (pos_of(j) > t) continue;
+              any = true;
+              const float* k = a.k + j * a.k_stride + static_cast<int64_t>(g) * D;
+              for (int d = 0; d < D; ++d) {
+                pmn[d] = std::min(pmn[d], k[d]);
+                pmx[d] = std::max(pmx[d], k[d]);
+              }
+            }
+            if (!any) continue;
+            mn = pmn.data();
+            mx = pmx.data();
+          }
+          float u = 0;
+          for (int d = 0; d < D; ++d) u += std::max(q[d] * mn[d], q[d] * mx[d]);
+          bound[x] = u;
+          order[n_live++] = static_cast<int32_t>(x);
+        }
+        const int64_t keep = std::min<int64_t>(p.pages, n_live);
+        auto before = [&](int32_t x, int32_t y) { return bound[x] != bound[y] ? bound[x] > bound[y] : x < y; };
+        if (keep < n_live) std::nth_element(order.begin(), order.begin() + (keep - 1), order.begin() + n_live, before);
+        std::sort(order.begin(), order.begin() + keep);
+        auto& row = lists.row(h, i);
+        for (int64_t y = 0; y < keep; ++y) {
+          const int64_t x = order[y];
+          for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j)
+            if (pos_of(j) <= t) row.push_back(static_cast<int32_t>(j));
+        }
+      }
+  }
+  return lists;
+}
+
+std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, const ops::AttentionShape& s,
+                                     const ops::AttentionArgs& a, const RowLists* dense_rows) {
+  if (static_cast<int>(heads.size()) != s.n_head)
+    fail("plan: {} head policies for {} heads", heads.size(), s.n_head);
+  bool all_dense = true, uniform = true, any_content = false;
+  for (int h = 0; h < s.n_head; ++h) {
+    const Policy& p = *heads[h];
+    if (p.evicting()) fail("plan: {} is an evicting policy; it is executed by the policy session", p.spec());
+    all_dense &= p.kind == Kind::Dense;
+    uniform &= *heads[h] == *heads[0];
+    any_content |= p.content();
+  }
+  if (all_dense) return std::nullopt;
+
+  // Content selections: from the caller's dense pass or a scoring pass of our own.
+  RowLists own_rows;
+  if (any_content && dense_rows == nullptr) {
+    std::vector<const Policy*> content(s.n_head, nullptr);
+    for (int h = 0; h < s.n_head; ++h)
+      if (heads[h]->content()) content[h] = heads[h];
+    ContentSelector selector(content, s.n_q, s.q_pos0);
+    std::vector<float> scratch(static_cast<size_t>(s.n_q) * s.n_head * s.head_dim);
+    ops::AttentionArgs scoring = a;
+    scoring.out = scratch.data();
+    scoring.out_stride = static_cast<int64_t>(s.n_head) * s.head_dim;
+    ops::attention(s, scoring, nullptr, &selector);
+    own_rows = selector.lists();
+    dense_rows = &own_rows;
+  }
+
+  // Per distinct policy, computed once.
+  std::vector<std::pair<Policy, ops::KeySet>> shared;  // bigbird
+  std::vector<std::pair<Policy, RowLists>> quest;
+  auto shared_set = [&](const Policy& p) -> const ops::KeySet& {
+    for (auto& [q, ks] : shared)
+      if (q == p) return ks;
+    shared.emplace_back(p, bigbird_keys(p, s, a));
+    return shared.back().second;
+  };
+  auto quest_rows = [&](const Policy& p) -> const RowLists& {
+    for (auto& [q, rl] : quest)
+      if (q == p) return rl;
+    quest.emplace_back(p, quest_lists(p, s, a));
+    return quest.back().second;
+  };
+
+  if (uniform) {
+    const Policy& p = *heads[0];
+    if (p.has_simple_key_set()) return p.positional_keys();
+    if (p.kind == Kind::BigBird) return shared_set(p);
+    if (p.content()) return dense_rows->all_heads();
+    if (p.paged()) return quest_rows(p).all_heads();
+  }
+  std::vector<ops::KeySet> per_head;
+  per_head.reserve(s.n_head);
+  for (int h = 0; h < s.n_head; ++h) {
+    const Policy& p = *heads[h];
+    if (p.has_simple_key_set()) per_head.push_back(p.positional_keys());
+    else if (p.kind == Kind::BigBird) per_head.push_back(shared_set(p));
+    else if (p.content()) per_head.push_back(dense_rows->head(h));
+    else per_head.push_back(quest_rows(p).head(h));
+  }
+  return ops::KeySet::per_head(std::move(per_head));
+}
+
+}  // namespace attnsparse::policies

@@ -1,0 +1,69 @@
+// Planning: turns the policies of one attention call (one per query head, none evicting)
+// into the key set the attention core runs. Planning is separate from running: a plan
+// is an ops::KeySet, built before the call and passed to ops::attention.
+//
+//   positional  a KeySet kind (window, sink+window, dilated, strided, block) or, for
+//               bigbird, index lists shared by all heads;
+//   content     topk/dyntopk/topp select from the dense probability row of each (head,
+//               query): a first dense pass of the core with a ContentSelector observer
+//               (or the model's own dense pass, in oracle mode), then index lists;
+//   quest       per-page elementwise min/max of the keys bound each page's best score
+//               (sum_d max(q_d min_d, q_d max_d)); the K best pages are kept.
+// Heads with different policies get a per-head KeySet.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "ops/attention.h"
+#include "ops/keyset.h"
+#include "policies/policy.h"
+
+namespace attnsparse::policies {
+
+// Per (head, query) sorted slot lists of one call.
+struct RowLists {
+  int n_head = 0;
+  int64_t n_q = 0;
+  std::vector<std::vector<int32_t>> rows;  // [head * n_q + i]
+
+  RowLists() = default;
+  RowLists(int heads, int64_t queries) : n_head(heads), n_q(queries), rows(static_cast<size_t>(heads) * queries) {}
+  std::vector<int32_t>& row(int head, int64_t i) { return rows[static_cast<size_t>(head) * n_q + i]; }
+  const std::vector<int32_t>& row(int head, int64_t i) const { return rows[static_cast<size_t>(head) * n_q + i]; }
+  ops::KeySet all_heads() const;   // IndexList with n_head list heads
+  ops::KeySet head(int h) const;   // IndexList of head h alone (1 list head)
+};
+
+// Selects the kept keys of content-policy heads from dense probability rows.
+// head_policies[h] == nullptr: head h is not selected (its rows are ignored).
+class ContentSelector : public ops::RowObserver {
+ public:
+  ContentSelector(std::vector<const Policy*> head_policies, int64_t n_q, int64_t q_pos0);
+  void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys,
+              int64_t n_keys) override;
+  const RowLists& lists() const { return lists_; }
+
+ private:
+  std::vector<const Policy*> policies_;
+  int64_t q_pos0_;
+  RowLists lists_;
+};
+
+// BigBird: global keys p < G, the window p > t-W, and R random other causal keys drawn
+// per query from a generator seeded by (seed, t) — so the set of query t does not depend
+// on how the sequence is split into calls. Shared by all heads.
+ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
+
+// Quest lists for every query head (pages are slot ranges [x*P, (x+1)*P); a page's bounds
+// cover only the keys the query may see).
+RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
+
+// The key set of a call where query head h follows *head_policies[h] (none evicting).
+// `dense_rows`, when given, supplies content selections made on the model's own dense
+// pass; otherwise content heads trigger a dense scoring pass here. nullopt: all dense.
+std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& head_policies,
+                                     const ops::AttentionShape& s, const ops::AttentionArgs& a,
+                                     const RowLists* dense_rows = nullptr);
+
+}  // namespace attnsparse::policies
