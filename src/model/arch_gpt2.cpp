@@ -17,7 +17,7 @@ void bind_gpt2_weights(const ModelConfig& c, WeightBinder& b, ModelWeights& w) {
   w.token_embd = &b.require("token_embd", -1, "weight", {c.n_vocab, d});
   w.position_embd = &b.require("position_embd", -1, "weight", {c.n_ctx, d});
   w.output_norm = b.norm("output_norm", -1, true);
-  if (c.tied_output || b.find("output", -1, "weight") == nullptr) {
+  if (c.tied_output) {  // GGUF: no output.weight; HF: tie_word_embeddings
     w.output.w = {w.token_embd->dtype, w.token_embd->data, c.n_vocab, d};
   } else {
     w.output = b.linear("output", -1, c.n_vocab, d, false);

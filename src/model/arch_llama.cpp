@@ -13,7 +13,7 @@ void bind_llama_weights(const ModelConfig& c, WeightBinder& b, ModelWeights& w) 
   const int64_t d = c.n_embd, qd = c.n_head * c.head_dim, kvd = c.n_kv_head * c.head_dim;
   w.token_embd = &b.require("token_embd", -1, "weight", {c.n_vocab, d});
   w.output_norm = b.norm("output_norm", -1, false);
-  if (c.tied_output || b.find("output", -1, "weight") == nullptr) {
+  if (c.tied_output) {  // GGUF: no output.weight; HF: tie_word_embeddings
     w.output.w = {w.token_embd->dtype, w.token_embd->data, c.n_vocab, d};
   } else {
     w.output = b.linear("output", -1, c.n_vocab, d, false);

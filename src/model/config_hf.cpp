@@ -99,7 +99,8 @@ ModelConfig config_from_hf_json(const std::string& path) {
     c.n_ff = f.get_int_or("n_inner", 4 * c.n_embd);
     c.norm_eps = static_cast<float>(f.get_float_or("layer_norm_epsilon", 1e-5));
     c.n_vocab = f.get_int("vocab_size");
-    c.tied_output = true;
+    // GPT2LMHeadModel ties lm_head to wte unless the config says otherwise.
+    c.tied_output = f.get_bool_or("tie_word_embeddings", true);
     c.rope_layout = RopeLayout::None;
     if (c.n_embd % c.n_head != 0)
       fail_file(path, "n_embd {} is not a multiple of n_head {}", c.n_embd, c.n_head);

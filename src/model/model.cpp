@@ -6,8 +6,8 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/safetensors.h"
 #include "model/forward.h"
-#include "model/hf_loader.h"
 #include "model/profile.h"
 #include "ops/matmul.h"
 
@@ -156,7 +156,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     const std::string cfg_path = (fs::path(path) / "config.json").string();
     if (!fs::exists(cfg_path, ec)) fail_file(path, "not a model directory (no config.json)");
     ModelConfig cfg = config_from_hf_json(cfg_path);
-    auto source = open_safetensors_model_dir(path);
+    auto source = open_safetensors_dir(path);
     return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(source), nullptr,
                                               NameStyle::HuggingFace);
   }

@@ -1,11 +1,323 @@
-// Tokenizer::from_hf_dir: a Hugging Face tokenizer.json (+ tokenizer_config.json).
+// Tokenizer::from_hf_dir: a Hugging Face tokenizer.json (BPE model) plus
+// tokenizer_config.json (BOS/EOS tokens and whether they are added) and, as a fallback
+// for the ids, config.json.
+//
+// Two families are recognised from the file's structure:
+// - byte-level BPE (GPT-2, Llama 3, Qwen2, ...): a ByteLevel pre-tokenizer, optionally
+//   after Split regexes; each known regex maps to the scanner llama.cpp uses for it.
+// - SentencePiece-style BPE (Llama 2, Mistral, TinyLlama): byte_fallback and/or a
+//   normalizer that prepends "▁" and replaces spaces with "▁" (or a Metaspace
+//   pre-tokenizer); encoded as llama.cpp encodes the same vocabulary.
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+
 #include "core/error.h"
 #include "model/tokenizer_impl.h"
 
 namespace attnsparse {
+namespace tok {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+const char kSpaceEscape[] = "\xE2\x96\x81";  // "▁"
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail_file(path, "cannot open");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    fail_file(path, "invalid JSON: {}", e.what());
+  }
+}
+
+// The pre-tokenizer regexes (as written in tokenizer.json files) we have scanners for.
+bool split_kind_of_regex(const std::string& re, SplitKind& kind) {
+  static const std::map<std::string, SplitKind> known = {
+      {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+       SplitKind::Gpt2},
+      {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+       SplitKind::Gpt2},
+      {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+       "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+       SplitKind::Llama3},
+      {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+       "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+       SplitKind::Qwen2},
+      {"[\\p{P}\\$\\+<=>\\^~\\|]+", SplitKind::PunctRun},
+      {"[\\p{P}\\$\\+<=>\\^~\\|`]+", SplitKind::PunctRunBq},
+      {"\\p{N}+", SplitKind::NumberRun},
+      {"\\p{N}", SplitKind::NumberOne},
+      {"[0-9][0-9][0-9]", SplitKind::Digits3},
+      {"[\\r\\n]", SplitKind::NewlineOne},
+      {"\\s?\\p{L}+", SplitKind::SpaceLetters},
+      {"\\s?\\p{P}+", SplitKind::SpacePunct},
+  };
+  auto it = known.find(re);
+  if (it == known.end()) return false;
+  kind = it->second;
+  return true;
+}
+
+std::string token_content(const json& v) {  // "<s>" or {"content": "<s>", ...}
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
+  return {};
+}
+
+struct PreTokenizer {
+  bool byte_level = false;
+  bool byte_prefix_space = false;
+  bool metaspace = false;
+  bool metaspace_prefix = false;
+  std::vector<SplitKind> split;
+};
+
+// Walks the pre_tokenizer object (possibly a Sequence).
+void read_pre_tokenizer(const json& p, const std::string& path, PreTokenizer& out) {
+  if (p.is_null()) return;
+  if (!p.is_object() || !p.contains("type") || !p["type"].is_string())
+    fail_file(path, "pre_tokenizer must be an object with a type");
+  const std::string type = p["type"].get<std::string>();
+  if (type == "Sequence") {
+    if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array())
+      fail_file(path, "pre_tokenizer Sequence needs a pretokenizers list");
+    for (const json& q : p["pretokenizers"]) read_pre_tokenizer(q, path, out);
+  } else if (type == "ByteLevel") {
+    out.byte_level = true;
+    out.byte_prefix_space = p.value("add_prefix_space", false);
+    if (p.value("use_regex", true)) out.split.push_back(SplitKind::Gpt2);
+  } else if (type == "Split") {
+    std::string re;
+    if (p.contains("pattern") && p["pattern"].is_object()) {
+      const json& pat = p["pattern"];
+      if (pat.contains("Regex") && pat["Regex"].is_string()) re = pat["Regex"].get<std::string>();
+      else if (pat.contains("String") && pat["String"].is_string()) re = pat["String"].get<std::string>();
+    }
+    SplitKind kind;
+    if (!split_kind_of_regex(re, kind))
+      fail_file(path, "unsupported pre-tokenizer Split pattern '{}'", re);
+    out.split.push_back(kind);
+  } else if (type == "Digits") {
+    out.split.push_back(p.value("individual_digits", false) ? SplitKind::NumberOne
+                                                             : SplitKind::NumberRun);
+  } else if (type == "Metaspace") {
+    out.metaspace = true;
+    const std::string scheme = p.value("prepend_scheme", std::string("always"));
+    out.metaspace_prefix = p.value("add_prefix_space", true) && scheme != "never";
+  } else if (type == "Punctuation") {
+    out.split.push_back(SplitKind::PunctRun);
+  } else {
+    fail_file(path, "unsupported pre-tokenizer type '{}'", type);
+  }
+}
+
+// Llama 2 style normalizer: Prepend("▁") and Replace(" ", "▁").
+void read_normalizer(const json& n, bool& prepend, bool& replace_space) {
+  if (!n.is_object()) return;
+  const std::string type = n.value("type", std::string());
+  if (type == "Sequence" && n.contains("normalizers") && n["normalizers"].is_array()) {
+    for (const json& m : n["normalizers"]) read_normalizer(m, prepend, replace_space);
+  } else if (type == "Prepend" && n.value("prepend", std::string()) == kSpaceEscape) {
+    prepend = true;
+  } else if (type == "Replace" && n.value("content", std::string()) == kSpaceEscape) {
+    replace_space = true;
+  }
+}
+
+}  // namespace
+}  // namespace tok
 
 std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
-  fail_file(dir, "tokenizer.json support is not implemented yet");
+  using namespace tok;
+  const std::string path = (fs::path(dir) / "tokenizer.json").string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail_file(dir, "no tokenizer.json in the model directory");
+  const json j = read_json(path);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    fail_file(path, "missing the 'model' object");
+  const json& m = j["model"];
+  const std::string model_type = m.value("type", std::string("BPE"));
+  if (model_type != "BPE")
+    fail_file(path, "tokenizer model type '{}' is not supported (BPE)", model_type);
+  if (!m.contains("vocab") || !m["vocab"].is_object()) fail_file(path, "model.vocab must be an object");
+
+  VocabSpec spec;
+  spec.source = path;
+  // Vocabulary: model.vocab plus added_tokens, by id.
+  std::map<int64_t, std::string> by_id;
+  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
+      fail_file(path, "model.vocab['{}'] is not a token id", it.key());
+    by_id[it.value().get<int64_t>()] = it.key();
+  }
+  struct Added {
+    int64_t id;
+    std::string content;
+    bool special, lstrip, rstrip;
+  };
+  std::vector<Added> added;
+  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
+    for (const json& a : j["added_tokens"]) {
+      if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
+          !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0)
+        fail_file(path, "added_tokens entries need an integer id and a string content");
+      added.push_back({a["id"].get<int64_t>(), a["content"].get<std::string>(),
+                       a.value("special", false), a.value("lstrip", false), a.value("rstrip", false)});
+      by_id[added.back().id] = added.back().content;
+    }
+  }
+  if (by_id.empty()) fail_file(path, "the vocabulary is empty");
+  const int64_t n = by_id.rbegin()->first + 1;
+  if (n > (int64_t{1} << 24)) fail_file(path, "token id {} is implausibly large", n - 1);
+  spec.tokens.assign(n, std::string());
+  spec.types.assign(n, kNormal);
+  for (int64_t i = 0; i < n; ++i) spec.types[i] = kUnused;  // ids no entry names
+  for (const auto& [id, text] : by_id) {
+    spec.tokens[id] = text;
+    spec.types[id] = kNormal;
+  }
+  for (const Added& a : added) {
+    spec.types[a.id] = a.special ? kControl : kUserDefined;
+    if (a.lstrip) spec.lstrip.push_back(static_cast<int32_t>(a.id));
+    if (a.rstrip) spec.rstrip.push_back(static_cast<int32_t>(a.id));
+  }
+  std::unordered_map<std::string, int32_t> id_by_text;
+  for (const auto& [id, t] : by_id) id_by_text.emplace(t, static_cast<int32_t>(id));
+  auto id_of = [&](const std::string& text) -> int32_t {
+    auto it = id_by_text.find(text);
+    return it == id_by_text.end() ? -1 : it->second;
+  };
+
+  // Merges: "a b" strings or ["a", "b"] pairs, in rank order.
+  if (m.contains("merges") && m["merges"].is_array()) {
+    spec.merges.reserve(m["merges"].size());
+    for (const json& mg : m["merges"]) {
+      if (mg.is_string()) {
+        const std::string s = mg.get<std::string>();
+        const size_t sp = s.find(' ', 1);
+        if (sp == std::string::npos) fail_file(path, "malformed merge '{}' (no space)", s);
+        spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+      } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+        spec.merges.emplace_back(mg[0].get<std::string>(), mg[1].get<std::string>());
+      } else {
+        fail_file(path, "malformed merge {}", mg.dump());
+      }
+    }
+  }
+  spec.ignore_merges = m.value("ignore_merges", false);
+
+  PreTokenizer pre;
+  if (j.contains("pre_tokenizer")) read_pre_tokenizer(j["pre_tokenizer"], path, pre);
+  bool prepend = false, replace_space = false;
+  if (j.contains("normalizer")) read_normalizer(j["normalizer"], prepend, replace_space);
+  const bool byte_fallback = m.value("byte_fallback", false);
+
+  if (pre.byte_level) {
+    spec.algo = Algo::ByteBpe;
+    spec.pre_name = "hf";
+    spec.split = pre.split;
+    spec.byte_prefix_space = pre.byte_prefix_space;
+    spec.add_space_prefix = false;
+  } else if (byte_fallback || replace_space || pre.metaspace) {
+    spec.algo = Algo::SpmBpe;
+    spec.pre_name = "spm";
+    spec.add_space_prefix = prepend || pre.metaspace_prefix;
+    if (!pre.split.empty())
+      fail_file(path, "a SentencePiece-style tokenizer with Split pre-tokenizers is not supported");
+    char buf[8];
+    for (int b = 0; b < 256; ++b) {
+      snprintf(buf, sizeof buf, "<0x%02X>", b);
+      const int32_t id = id_of(buf);
+      if (id >= 0 && spec.types[id] == kNormal) spec.types[id] = kByte;
+    }
+  } else {
+    fail_file(path, "unrecognised tokenizer: neither a ByteLevel pre-tokenizer nor "
+                    "SentencePiece-style byte fallback / ▁ normalizer");
+  }
+  if (m.contains("unk_token") && m["unk_token"].is_string()) {
+    spec.unk = id_of(m["unk_token"].get<std::string>());
+    if (spec.unk >= 0) spec.types[spec.unk] = kUnknown;
+  }
+
+  // BOS / EOS: tokenizer_config.json, then the post-processor template, then config.json.
+  const std::string tc_path = (fs::path(dir) / "tokenizer_config.json").string();
+  json tc = json::object();
+  if (fs::exists(tc_path, ec)) tc = read_json(tc_path);
+  if (!tc.is_object()) fail_file(tc_path, "expected a JSON object");
+  std::optional<bool> add_bos, add_eos;
+  if (tc.contains("bos_token") && !tc["bos_token"].is_null()) {
+    const std::string b = token_content(tc["bos_token"]);
+    if (b.empty()) fail_file(tc_path, "bos_token must be a string or an object with content");
+    spec.bos = id_of(b);
+    if (spec.bos < 0) fail_file(tc_path, "bos_token '{}' is not in the vocabulary", b);
+  }
+  if (tc.contains("eos_token") && !tc["eos_token"].is_null()) {
+    const std::string e = token_content(tc["eos_token"]);
+    if (e.empty()) fail_file(tc_path, "eos_token must be a string or an object with content");
+    spec.eos = id_of(e);
+    if (spec.eos < 0) fail_file(tc_path, "eos_token '{}' is not in the vocabulary", e);
+  }
+  for (const char* key : {"add_bos_token", "add_eos_token"}) {
+    if (!tc.contains(key) || tc[key].is_null()) continue;
+    if (!tc[key].is_boolean()) fail_file(tc_path, "{} must be true or false", key);
+    (key[4] == 'b' ? add_bos : add_eos) = tc[key].get<bool>();
+  }
+  // TemplateProcessing: special tokens before / after the sequence "A" are BOS / EOS.
+  if (j.contains("post_processor") && j["post_processor"].is_object()) {
+    const json& pp = j["post_processor"];
+    const json* tmpl = nullptr;
+    if (pp.value("type", std::string()) == "TemplateProcessing") tmpl = &pp;
+    else if (pp.value("type", std::string()) == "Sequence" && pp.contains("processors") &&
+             pp["processors"].is_array())
+      for (const json& q : pp["processors"])
+        if (q.value("type", std::string()) == "TemplateProcessing") tmpl = &q;
+    if (tmpl && tmpl->contains("single") && (*tmpl)["single"].is_array()) {
+      bool seen_seq = false;
+      for (const json& item : (*tmpl)["single"]) {
+        if (item.contains("Sequence")) {
+          seen_seq = true;
+        } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id")) {
+          const int32_t id = id_of(item["SpecialToken"]["id"].get<std::string>());
+          if (id < 0) continue;
+          if (!seen_seq) {
+            if (spec.bos < 0) spec.bos = id;
+            if (!add_bos) add_bos = id == spec.bos;
+          } else {
+            if (spec.eos < 0) spec.eos = id;
+            if (!add_eos) add_eos = id == spec.eos;
+          }
+        }
+      }
+    }
+  }
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  if ((spec.bos < 0 || spec.eos < 0) && fs::exists(cfg_path, ec)) {
+    const json cfg = read_json(cfg_path);
+    auto cfg_id = [&](const char* key, int32_t& dst) {
+      if (dst >= 0 || !cfg.is_object() || !cfg.contains(key)) return;
+      const json& v = cfg[key];
+      const json& x = v.is_array() && !v.empty() ? v[0] : v;  // eos_token_id may be a list
+      if (x.is_number_integer() && x.get<int64_t>() >= 0 && x.get<int64_t>() < n)
+        dst = static_cast<int32_t>(x.get<int64_t>());
+    };
+    cfg_id("bos_token_id", spec.bos);
+    cfg_id("eos_token_id", spec.eos);
+  }
+  // Without any setting, SentencePiece-style (Llama 2) tokenizers add BOS, as
+  // LlamaTokenizer does by default; byte-level ones add nothing.
+  spec.add_bos = add_bos.value_or(spec.algo == Algo::SpmBpe && spec.bos >= 0);
+  spec.add_eos = add_eos.value_or(false);
+  if (spec.add_bos && spec.bos < 0) fail_file(tc_path, "add_bos_token is set but no bos_token is defined");
+  if (spec.add_eos && spec.eos < 0) fail_file(tc_path, "add_eos_token is set but no eos_token is defined");
+  return std::make_unique<TokenizerImpl>(std::move(spec));
 }
 
 }  // namespace attnsparse

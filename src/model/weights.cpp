@@ -34,7 +34,7 @@ const std::map<std::string, std::string>& hf_gpt2_names() {
       {"output_norm", "transformer.ln_f"}, {"attn_norm", "ln_1"},
       {"attn_qkv", "attn.c_attn"},       {"attn_output", "attn.c_proj"},
       {"ffn_norm", "ln_2"},              {"ffn_up", "mlp.c_fc"},
-      {"ffn_down", "mlp.c_proj"},
+      {"ffn_down", "mlp.c_proj"},        {"output", "lm_head"},  // only when untied
   };
   return m;
 }
