@@ -459,4 +459,25 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
   return results;
 }
 
+TrialDraw draw_trial(const SimOptions& opt, size_t setting, int trial) {
+  validate(opt);
+  if (setting >= opt.settings.size()) fail("draw_trial: setting {} out of range", setting);
+  const Setting& st = opt.settings[setting];
+  const int64_t n_max = powers_of_two(opt.n_lo, opt.n_hi).back();
+  const uint64_t sid = setting_stream(st);
+  TrialDraw out;
+  out.d = st.d;
+  Scratch sc;
+  trial_logits(st, opt.keys, opt.seed, sid, trial, n_max, out.logits, sc);
+  if (opt.keys == KeyMethod::Direct) {
+    const int64_t P = (st.d + 1) / 2;
+    std::vector<float> buf(size_t(n_max) * 2 * P);
+    normals_f32(stream_key(opt.seed, sid, trial, kValues), 0, buf.data(), n_max * P);
+    out.values.resize(size_t(n_max) * st.d);
+    for (int64_t j = 0; j < n_max; ++j)
+      std::copy_n(buf.data() + j * 2 * P, st.d, out.values.data() + j * st.d);
+  }
+  return out;
+}
+
 }  // namespace attnsparse::theory

@@ -111,6 +111,17 @@ struct SettingResult {
 
 std::vector<SettingResult> simulate(const SimOptions& opt);
 
+// The raw draw of one trial of setting `setting` (an index into opt.settings), exactly as
+// simulate() uses it: the n_max logits (logit-c: the standard normal z_j, to be scaled by
+// sigma_n) and, for KeyMethod::Direct, the n_max x d values (row-major, row j = v_j).
+// For tests that recompute k_eps and errors by brute force.
+struct TrialDraw {
+  std::vector<float> logits;
+  std::vector<float> values;
+  int d = 0;
+};
+TrialDraw draw_trial(const SimOptions& opt, size_t setting, int trial);
+
 // Closed form for i.i.d. N(0, sigma^2) logits: k_eps ~= n Q(sigma + Phi^-1(eps)).
 double closed_form_k(int64_t n, double sigma, double eps);
 

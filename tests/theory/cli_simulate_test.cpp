@@ -1,0 +1,107 @@
+// `attnsparse theory simulate` end to end: outputs, the JSON contract (`fits` with eps, C,
+// C_ci and the setting's parameters), and one-line errors with no output left behind.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int rc;
+  std::string out, err;
+};
+
+CliRun run_cli(const std::string& args, const fs::path& dir) {
+  fs::create_directories(dir);
+  const std::string cmd = std::string(ATTNSPARSE_BIN) + " " + args + " >" + (dir / "stdout.txt").string() + " 2>" +
+                          (dir / "stderr.txt").string();
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return {WEXITSTATUS(status), slurp(dir / "stdout.txt"), slurp(dir / "stderr.txt")};
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("attnsparse_theory_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+TEST(CliSimulate, WritesJsonFitsAndHtml) {
+  const fs::path dir = fresh_dir("sim");
+  const fs::path out = dir / "out";
+  const CliRun r = run_cli("theory simulate --n 2^8:2^11 --d 8 --logit-c 0.5 --sigma 1.5 --norm-bound 1 "
+                        "--weight-frobenius 16,64 --eps 0.01,0.05 --trials 6 --bootstrap 50 --threads 2 --out " +
+                            out.string(),
+                        dir);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("setting 4/4"), std::string::npos) << "progress on stderr";
+  EXPECT_NE(r.out.find("logit-c d=8 c=0.5"), std::string::npos) << "table on stdout";
+  std::ifstream jin(out / "theory.json");
+  const auto j = nlohmann::json::parse(jin);
+  ASSERT_EQ(j["fits"].size(), 4u * 2u);  // 4 settings x 2 eps
+  int logit = 0;
+  for (const auto& f : j["fits"]) {
+    ASSERT_TRUE(f.contains("eps") && f.contains("C") && f.contains("C_ci") && f.contains("regime"));
+    ASSERT_EQ(f["C_ci"].size(), 2u);
+    EXPECT_LE(f["C_ci"][0].get<double>(), f["C"].get<double>() + 1e-12);
+    EXPECT_GE(f["C_ci"][1].get<double>(), f["C"].get<double>() - 1e-12);
+    if (f["regime"] == "logit-c") {
+      ++logit;
+      EXPECT_EQ(f["logit_c"].get<double>(), 0.5);
+      EXPECT_TRUE(f.contains("closed_form_C"));
+    }
+    if (f["regime"] == "gaussian") EXPECT_EQ(f["sigma"].get<double>(), 1.5);
+    if (f["regime"] == "norm-bound") EXPECT_TRUE(f.contains("R"));
+  }
+  EXPECT_EQ(logit, 2);
+  EXPECT_EQ(j["settings"][0]["n"].size(), 4u);  // 2^8 .. 2^11
+  EXPECT_EQ(j["settings"][0]["rules"].size(), 3u);
+  std::ifstream hin(out / "theory.html");
+  std::stringstream html;
+  html << hin.rdbuf();
+  EXPECT_EQ(html.str().rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(html.str().find("<svg"), std::string::npos);
+  EXPECT_NE(html.str().find("collapse"), std::string::npos);  // the R sweep section
+  EXPECT_EQ(html.str().find("<script"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(CliSimulate, BadArgumentsFailWithOneLineAndNoOutput) {
+  const fs::path dir = fresh_dir("bad");
+  const fs::path out = dir / "out";
+  for (const std::string args : {"--logit-c 0.5 --eps 1.5", "--logit-c 0.5 --n 4096:1024", "--sigma abc",
+                                 "--norm-bound 1", "--logit-c 0.5 --trials 1", ""}) {
+    const CliRun r = run_cli("theory simulate " + args + " --out " + out.string(), dir);
+    EXPECT_NE(r.rc, 0) << args;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << args;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
+    EXPECT_FALSE(fs::exists(out / "theory.json")) << args;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(CliSimulate, HelpHasAnExample) {
+  const fs::path dir = fresh_dir("help");
+  const CliRun r = run_cli("theory simulate --help", dir);
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_NE(r.out.find("Example"), std::string::npos);
+  EXPECT_NE(r.out.find("attnsparse theory simulate --"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+}  // namespace
