@@ -1,0 +1,127 @@
+// Mergeable statistics of an analysis run. Everything here is a sum, a count, a histogram
+// or a bottom-k hash sample, so documents (and whole runs) combine with merge() in any
+// grouping, and the state serialises exactly (checkpoint / --resume).
+//
+// Memory is O(documents x layers + groups x layers x heads + layers x (bins + reservoir)),
+// independent of the number of rows.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "analysis/params.h"
+#include "analysis/row_metrics.h"
+
+namespace attnsparse::analysis {
+
+// Per-row quantities summed per (document, layer) and per (group, layer, head).
+enum Metric : int {
+  kWidthNorm50, kWidthNorm90, kWidthNorm95, kWidthNorm99,  // w_p = W_p / (t+1)
+  kWidth50, kWidth90, kWidth95, kWidth99,                  // W_p
+  kEntropy, kEntropyNorm, kEffectiveSupport,               // H, H / ln(t+1), exp(H)
+  kSinkMass, kSinkArgmax, kSinkTop5, kSinkRatio,           // a_0, [argmax], [top 5], a_0 (t+1)
+  kRecent1, kRecent8, kRecent32, kRecent64, kRecent128,    // R_w
+  kRecentRatio1, kRecentRatio8, kRecentRatio32, kRecentRatio64, kRecentRatio128,  // R_w / baseline
+  kNumMetrics
+};
+const char* metric_name(int metric);
+// The value of each Metric for one row.
+std::array<double, kNumMetrics> metric_values(const RowMetrics& m);
+
+struct MetricSums {
+  std::array<double, kNumMetrics> sum{};
+  int64_t rows = 0;
+  void add(const std::array<double, kNumMetrics>& v);
+  void merge(const MetricSums& o);
+};
+
+// Persistence per gap (kPersistenceGaps) and k (kTopK): the top-k overlap and the H2O
+// mass, summed over (anchor, gap) pairs.
+struct PersistenceSums {
+  // [gap][k]
+  std::array<std::array<double, kTopK.size()>, kPersistenceGaps.size()> overlap{}, h2o{};
+  std::array<int64_t, kPersistenceGaps.size()> pairs{};
+  void merge(const PersistenceSums& o);
+};
+
+// Fixed-bin histogram (linear or log10 bins) with under- and overflow bins.
+struct Histogram {
+  double lo = 0, hi = 1;
+  bool log10 = false;
+  std::vector<int64_t> counts;  // [0] underflow (and zero / NaN), [1..bins], [bins+1] overflow
+  Histogram() = default;
+  Histogram(double lo, double hi, int bins, bool log10);
+  int bins() const { return static_cast<int>(counts.size()) - 2; }
+  void add(double v);
+  void merge(const Histogram& o);
+  int64_t total() const;
+  // Quantile q in [0,1], interpolated within the bin (in log space for log bins). NaN when
+  // empty; the range limit when the quantile falls in an under/overflow bin.
+  double quantile(double q) const;
+  double bin_low(int i) const;  // i in 1..bins
+  double bin_high(int i) const;
+};
+
+// Per-layer distributions. kHistRecentRatio is R_w / baseline for the C3 window
+// (VerdictParams::recency_window); kHistSinkRatio is a_0 (t+1).
+enum HistogramKind : int { kHistWidth90, kHistSinkMass, kHistEntropyNorm, kHistRecentRatio, kHistSinkRatio, kNumHistograms };
+const char* histogram_name(int kind);
+Histogram make_histogram(int kind);
+
+// Bottom-k sample by a hash of (seed, document, layer, head, query): mergeable and
+// independent of the order rows arrive in. Used for the rank tests per layer.
+struct SampledRow {
+  uint64_t key = 0;
+  float recent_diff = 0;  // R_w - min(w, t+1)/(t+1) for the C3 window
+  float sink_diff = 0;    // a_0 - 1/(t+1)
+  float width90 = 0;      // w_0.9
+};
+struct Reservoir {
+  int capacity = 0;
+  std::vector<SampledRow> rows;  // a max-heap by key while filling; sorted by key after finish()
+  void add(const SampledRow& r);
+  void merge(const Reservoir& o);
+  void finish();  // sort by key (canonical order)
+};
+
+struct DocumentInfo {
+  std::string id, source, dataset;
+  int64_t tokens = 0;           // after truncation
+  int64_t original_tokens = 0;  // before truncation
+  int64_t prefill_rows = 0, decode_rows = 0;
+  int half = 0;  // split-half group (the run's document index % 2), fixed when the document is added
+};
+
+struct Accumulator {
+  int n_layers = 0, n_heads = 0;
+  std::vector<DocumentInfo> documents;
+  std::vector<std::vector<MetricSums>> doc_layer;             // [doc][layer]
+  std::vector<std::vector<PersistenceSums>> doc_persistence;  // [doc][layer]
+  // Per group ("all", each dataset, "half:0" / "half:1" = even / odd documents): [layer * n_heads + head].
+  std::vector<std::string> group_names;
+  std::vector<std::vector<MetricSums>> group_head;
+  std::vector<std::vector<PersistenceSums>> group_head_persistence;
+  std::vector<std::vector<Histogram>> histograms;  // [layer][HistogramKind]
+  std::vector<Reservoir> reservoirs;               // [layer]
+
+  Accumulator() = default;
+  Accumulator(int n_layers, int n_heads, int reservoir_capacity);
+
+  // Adds one document (its index is documents.size()) and returns its index.
+  int64_t begin_document(const DocumentInfo& info);
+  int group_index(const std::string& name);  // creates the group on first use
+  // The groups a document counts in: "all", its dataset, its half.
+  std::array<int, 3> groups_of(const DocumentInfo& doc);
+
+  // Appends another accumulator's documents (renumbered after ours) and merges the rest.
+  void merge(const Accumulator& o);
+
+  int64_t total_rows() const;
+  nlohmann::json to_json() const;                       // exact (doubles round-trip)
+  static Accumulator from_json(const nlohmann::json& j);
+};
+
+}  // namespace attnsparse::analysis

@@ -1,0 +1,244 @@
+#include "analysis/collector.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace attnsparse::analysis {
+
+const char* const kRowDumpHeader =
+    "doc,layer,head,query,n_keys,width_p50,width_p90,width_p95,width_p99,entropy,sink_mass,"
+    "recent_1,recent_8,recent_32,recent_64,recent_128\n";
+
+struct DocumentCollector::Slot {
+  RowMetrics m;
+  bool filled = false;
+};
+
+class DocumentCollector::LayerObserver : public ops::RowObserver {
+ public:
+  explicit LayerObserver(DocumentCollector* c) : c_(c) {}
+  int layer = 0;
+  void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys,
+              int64_t n_keys) override {
+    c_->on_row(layer, head, query_pos, probs, keys, n_keys);
+  }
+
+ private:
+  DocumentCollector* c_;
+};
+
+namespace {
+
+constexpr float kFixedScale = 1073741824.0f;  // 2^30
+
+// Adds fixed-point probabilities to the bucket; one function per ISA (the library is
+// built for baseline x86-64).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void add_fixed(int64_t* acc, const float* probs, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
+}
+
+// Indices of the k largest entries of v[0..n) ordered by (value desc, index asc).
+template <typename T>
+std::vector<int32_t> top_indices(const T* v, int64_t n, int k) {
+  std::vector<int32_t> idx(n);
+  for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
+  const int64_t kk = std::min<int64_t>(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [v](int32_t a, int32_t b) {
+    return v[a] > v[b] || (v[a] == v[b] && a < b);
+  });
+  idx.resize(kk);
+  return idx;
+}
+
+}  // namespace
+
+DocumentCollector::DocumentCollector(const DocumentPlan& plan, const AnalysisParams& params,
+                                     Accumulator& acc, int64_t doc_slot, RowDumpSink dump)
+    : plan_(plan), params_(params), acc_(acc), doc_slot_(doc_slot), dump_(std::move(dump)),
+      n_heads_(plan.n_heads), observer_(std::make_unique<LayerObserver>(this)) {
+  if (acc.n_layers != plan.n_layers || acc.n_heads != plan.n_heads)
+    fail("internal: accumulator shape {}x{} does not match the plan's {}x{}", acc.n_layers,
+         acc.n_heads, plan.n_layers, plan.n_heads);
+  groups_ = acc_.groups_of(acc_.documents.at(doc_slot));
+  candidate_of_.assign(plan.n_tokens, -1);
+  for (size_t c = 0; c < plan.queries.size(); ++c) candidate_of_[plan.queries[c]] = int32_t(c);
+
+  const int A = static_cast<int>(plan.anchors.size());
+  bucket_of_.assign(plan.prefill_len, -1);
+  anchor_of_.assign(plan.prefill_len, -1);
+  for (int64_t q = 0, a = 0; q < plan.prefill_len && a < A; ++q) {
+    while (a < A && plan.anchors[a] < q) ++a;
+    if (a < A) bucket_of_[q] = int32_t(a);
+  }
+  for (int a = 0; a < A; ++a) anchor_of_[plan.anchors[a]] = a;
+  buckets_.assign(n_heads_, std::vector<std::vector<int64_t>>(A));
+  bucket_locks_ = std::vector<std::mutex>(size_t(n_heads_) * A);
+  anchor_topk_.assign(n_heads_, std::vector<std::vector<int32_t>>(A));
+  pair_rows_.assign(n_heads_, std::vector<std::vector<std::vector<float>>>(
+                                  A, std::vector<std::vector<float>>(kPersistenceGaps.size())));
+}
+
+DocumentCollector::~DocumentCollector() = default;
+
+void DocumentCollector::begin_call(int64_t q_pos0, int64_t n_q) {
+  if (q_pos0 < 0 || n_q < 1 || q_pos0 + n_q > plan_.n_tokens)
+    fail("internal: call of {} queries at {} outside the document ({} tokens)", n_q, q_pos0, plan_.n_tokens);
+  q_pos0_ = q_pos0;
+  n_q_ = n_q;
+  persistence_call_ = q_pos0 == 0 && n_q == plan_.prefill_len && !plan_.anchors.empty();
+  slots_.assign(size_t(n_heads_) * n_q, Slot{});
+}
+
+ops::RowObserver* DocumentCollector::observer(int layer) {
+  if (persistence_call_) {  // fresh persistence state for this layer
+    for (int h = 0; h < n_heads_; ++h)
+      for (size_t a = 0; a < plan_.anchors.size(); ++a) {
+        buckets_[h][a].assign(plan_.anchors[a] + 1, 0);
+        anchor_topk_[h][a].clear();
+        for (auto& r : pair_rows_[h][a]) r.clear();
+      }
+  }
+  observer_->layer = layer;
+  return observer_.get();
+}
+
+void DocumentCollector::on_row(int layer, int head, int64_t query, const float* probs,
+                               const int32_t* keys, int64_t n) {
+  const int64_t i = query - q_pos0_;
+  if (i < 0 || i >= n_q_ || head < 0 || head >= n_heads_) return;
+  // Slots are strictly increasing, so first 0 and last n-1 means slot j is key j: the
+  // dense case, which takes the vectorised paths below.
+  if (keys != nullptr && n > 0 && keys[0] == 0 && keys[n - 1] == n - 1) keys = nullptr;
+  // Analysis runs dense attention without eviction: cache slots are key positions.
+  const int32_t c = candidate_of_[query];
+  if (c >= 0 && plan_.selected(layer, head, c)) {
+    thread_local std::vector<float> scratch;
+    Slot& s = slots_[size_t(head) * n_q_ + i];
+    s.m = compute_row_metrics(probs, keys, n, query, scratch);
+    s.filled = true;
+  }
+  if (!persistence_call_) return;
+
+  const int32_t b = bucket_of_[query];
+  if (b >= 0) {
+    std::lock_guard<std::mutex> lock(bucket_locks_[size_t(head) * plan_.anchors.size() + b]);
+    int64_t* acc = buckets_[head][b].data();
+    if (keys == nullptr) {
+      add_fixed(acc, probs, n);
+    } else {
+      for (int64_t j = 0; j < n; ++j) acc[keys[j]] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
+    }
+  }
+  auto position = [keys](int64_t j) -> int64_t { return keys ? keys[j] : j; };
+  if (const int32_t a = anchor_of_[query]; a >= 0) {
+    std::vector<int32_t> top = topk_indices(probs, n, kTopK.back());
+    for (int32_t& j : top) j = static_cast<int32_t>(position(j));
+    anchor_topk_[head][a] = std::move(top);
+  }
+  for (size_t g = 0; g < kPersistenceGaps.size(); ++g) {
+    const int64_t t = query - kPersistenceGaps[g];
+    if (t < 0) break;
+    const int32_t a = anchor_of_[t];
+    if (a < 0) continue;
+    std::vector<float>& r = pair_rows_[head][a][g];
+    r.assign(t + 1, 0.f);
+    for (int64_t j = 0; j < n && position(j) <= t; ++j) r[position(j)] = probs[j];
+  }
+}
+
+void DocumentCollector::end_layer(int layer) {
+  reduce_rows(layer);
+  if (persistence_call_) reduce_persistence(layer);
+  if (on_progress) on_progress(rows_done_);
+}
+
+void DocumentCollector::reduce_rows(int layer) {
+  MetricSums& doc_sums = acc_.doc_layer[doc_slot_][layer];
+  DocumentInfo& info = acc_.documents[doc_slot_];
+  std::vector<Histogram>& hists = acc_.histograms[layer];
+  Reservoir& reservoir = acc_.reservoirs[layer];
+  const int wi = recency_window_index(params_.verdict);
+  std::string lines;
+  for (int h = 0; h < n_heads_; ++h) {
+    for (int64_t i = 0; i < n_q_; ++i) {
+      Slot& s = slots_[size_t(h) * n_q_ + i];
+      if (!s.filled) continue;
+      s.filled = false;
+      const RowMetrics& m = s.m;
+      const int64_t t = q_pos0_ + i;
+      if (!std::isfinite(m.entropy) || !std::isfinite(m.sink_mass) || !std::isfinite(m.recency.back()))
+        fail("layer {} head {} query {}: the attention row is not finite (the model produced NaN or inf)",
+             layer, h, t);
+      const auto v = metric_values(m);
+      doc_sums.add(v);
+      for (int g : groups_) acc_.group_head[g][size_t(layer) * n_heads_ + h].add(v);
+      hists[kHistWidth90].add(v[kWidthNorm90]);
+      hists[kHistSinkMass].add(v[kSinkMass]);
+      hists[kHistEntropyNorm].add(v[kEntropyNorm]);
+      hists[kHistRecentRatio].add(v[kRecentRatio1 + wi]);
+      hists[kHistSinkRatio].add(v[kSinkRatio]);
+      SampledRow r;
+      r.key = hash_combine(hash_combine(hash_combine(hash_combine(params_.sampling.seed ^ 0x5a17, plan_.doc), layer), h), t);
+      r.recent_diff = float(m.recency[wi] - RowMetrics::recency_baseline(kRecencyWindows[wi], t));
+      r.sink_diff = float(m.sink_mass - 1.0 / double(t + 1));
+      r.width90 = float(v[kWidthNorm90]);
+      reservoir.add(r);
+      (t < plan_.prefill_len ? info.prefill_rows : info.decode_rows) += 1;
+      ++rows_done_;
+      if (dump_) {
+        fmt::format_to(std::back_inserter(lines), "{},{},{},{},{},{},{},{},{},{:.8g},{:.8g}", plan_.doc, layer, h,
+                       t, m.n_keys, m.width[0], m.width[1], m.width[2], m.width[3], m.entropy, m.sink_mass);
+        for (double rw : m.recency) fmt::format_to(std::back_inserter(lines), ",{:.8g}", rw);
+        lines += '\n';
+      }
+    }
+  }
+  if (dump_ && !lines.empty()) dump_(lines);
+}
+
+void DocumentCollector::reduce_persistence(int layer) {
+  const size_t A = plan_.anchors.size();
+  PersistenceSums& doc_sums = acc_.doc_persistence[doc_slot_][layer];
+  std::vector<int64_t> accumulated;
+  for (int h = 0; h < n_heads_; ++h) {
+    accumulated.clear();
+    for (size_t a = 0; a < A; ++a) {
+      const int64_t t = plan_.anchors[a];
+      // A_t = attention accumulated over queries <= t = the buckets of anchors <= a.
+      accumulated.resize(t + 1, 0);
+      const std::vector<int64_t>& bucket = buckets_[h][a];
+      for (int64_t j = 0; j <= t; ++j) accumulated[j] += bucket[j];
+      const std::vector<int32_t> heavy = top_indices(accumulated.data(), t + 1, kTopK.back());
+      const std::vector<int32_t>& anchor_top = anchor_topk_[h][a];
+      PersistenceSums one;
+      for (size_t g = 0; g < kPersistenceGaps.size(); ++g) {
+        const std::vector<float>& r = pair_rows_[h][a][g];
+        if (r.empty()) continue;
+        const std::vector<int32_t> later_top = top_indices(r.data(), t + 1, kTopK.back());
+        double mass = 0;
+        for (float x : r) mass += x;
+        for (size_t ki = 0; ki < kTopK.size(); ++ki) {
+          const int64_t k = std::min<int64_t>(kTopK[ki], t + 1);
+          int64_t common = 0;
+          for (int64_t x = 0; x < k && x < int64_t(anchor_top.size()); ++x)
+            common += std::find(later_top.begin(), later_top.begin() + k, anchor_top[x]) != later_top.begin() + k;
+          double on_heavy = 0;
+          for (int64_t x = 0; x < k; ++x) on_heavy += r[heavy[x]];
+          one.overlap[g][ki] = double(common) / double(k);
+          one.h2o[g][ki] = mass > 0 ? on_heavy / mass : 0.0;
+        }
+        one.pairs[g] = 1;
+        doc_sums.merge(one);
+        for (int grp : groups_) acc_.group_head_persistence[grp][size_t(layer) * n_heads_ + h].merge(one);
+        one = PersistenceSums{};
+      }
+    }
+  }
+}
+
+}  // namespace attnsparse::analysis

@@ -1,0 +1,85 @@
+#include "analysis/params.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "analysis/row_metrics.h"
+#include "core/error.h"
+
+namespace attnsparse::analysis {
+
+const char* row_kind_name(RowKind kind) {
+  switch (kind) {
+    case RowKind::Prefill: return "prefill";
+    case RowKind::Decode: return "decode";
+    case RowKind::Both: return "both";
+  }
+  return "?";
+}
+
+int recency_window_index(const VerdictParams& v) {
+  const auto it = std::find(kRecencyWindows.begin(), kRecencyWindows.end(), v.recency_window);
+  return static_cast<int>(it - kRecencyWindows.begin());
+}
+
+void validate(const AnalysisParams& p) {
+  const SamplingParams& s = p.sampling;
+  if (s.min_query < 0) fail_usage("--min-query must be >= 0 (got {})", s.min_query);
+  if (s.stride < 1) fail_usage("--stride must be >= 1 (got {})", s.stride);
+  if (s.max_rows < 0) fail_usage("--max-rows must be >= 0 (got {})", s.max_rows);
+  if (s.max_tokens < 0) fail_usage("--max-tokens must be >= 0 (got {})", s.max_tokens);
+  if (s.decode_tokens < 1) fail_usage("--decode-tokens must be >= 1 (got {})", s.decode_tokens);
+  if (p.persistence.anchors < 0) fail_usage("persistence anchors must be >= 0");
+  if (p.persistence.min_anchor < 0) fail_usage("persistence min anchor must be >= 0");
+  if (std::find(kPersistenceGaps.begin(), kPersistenceGaps.end(), p.persistence.feature_gap) ==
+      kPersistenceGaps.end())
+    fail_usage("persistence feature gap must be one of 1, 16, 128, 1024");
+  const VerdictParams& v = p.verdict;
+  if (recency_window_index(v) >= int(kRecencyWindows.size()))
+    fail_usage("recency window must be one of 1, 8, 32, 64, 128 (got {})", v.recency_window);
+  if (std::find(kPersistenceGaps.begin(), kPersistenceGaps.end(), v.c5_gap) == kPersistenceGaps.end())
+    fail_usage("C5 gap must be one of 1, 16, 128, 1024 (got {})", v.c5_gap);
+  if (std::find(kTopK.begin(), kTopK.end(), v.c5_k) == kTopK.end())
+    fail_usage("C5 k must be 8 or 32 (got {})", v.c5_k);
+  if (v.bootstrap_resamples < 10) fail_usage("bootstrap resamples must be >= 10");
+  if (v.reservoir < 10) fail_usage("reservoir size must be >= 10");
+  if (v.kmeans_min_k < 2 || v.kmeans_max_k < v.kmeans_min_k) fail_usage("k-means k range must satisfy 2 <= min <= max");
+}
+
+nlohmann::json to_json(const AnalysisParams& p) {
+  const SamplingParams& s = p.sampling;
+  const PersistenceParams& q = p.persistence;
+  const VerdictParams& v = p.verdict;
+  using nlohmann::json;
+  return json{
+      {"sampling",
+       {{"rows", row_kind_name(s.rows)}, {"min_query", s.min_query}, {"stride", s.stride},
+        {"decode_tokens", s.decode_tokens}, {"max_rows", s.max_rows}, {"max_tokens", s.max_tokens},
+        {"seed", s.seed}}},
+      {"metrics",
+       {{"width_levels", kWidthLevels}, {"recency_windows", kRecencyWindows}, {"top_k", kTopK},
+        {"persistence_gaps", kPersistenceGaps}}},
+      {"persistence",
+       {{"anchors_per_document", q.anchors}, {"min_anchor", q.min_anchor},
+        {"feature_gap", q.feature_gap},
+        {"accumulated_attention_resolution", "2^-30 per row (fixed point, order independent)"}}},
+      {"statistics",
+       {{"bootstrap_resamples", v.bootstrap_resamples}, {"interval", 1 - v.alpha},
+        {"bootstrap_unit", "document"}, {"rank_test_rows_per_layer", v.reservoir},
+        {"holm_family", "the layers of one conjecture"}}},
+      {"c1", {{"rho_at_most", v.c1_rho}, {"p_below", v.c1_p}, {"middle_third", "layers l with L/3 <= l + 0.5 < 2L/3"}}},
+      {"c2",
+       {{"k_min", v.kmeans_min_k}, {"k_max", v.kmeans_max_k}, {"restarts", v.kmeans_restarts},
+        {"silhouette_supported", v.c2_silhouette_supported}, {"ari_supported", v.c2_ari_supported},
+        {"silhouette_partial", v.c2_silhouette_partial},
+        {"features", {"width_norm_p90", "sink_mass", "recent_32", "entropy_norm", "persistence_overlap_k32"}}}},
+      {"c3_c4",
+       {{"recency_window", v.recency_window}, {"median_ratio_at_least", v.c34_ratio}, {"p_below", v.c34_p},
+        {"supported_layer_share", v.c34_supported_share}, {"partial_layer_share", v.c34_partial_share}}},
+      {"c5",
+       {{"gap", v.c5_gap}, {"k", v.c5_k}, {"supported_at_least", v.c5_supported},
+        {"partial_at_least", v.c5_partial}}},
+  };
+}
+
+}  // namespace attnsparse::analysis

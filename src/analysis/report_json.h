@@ -1,0 +1,20 @@
+// From accumulated statistics to report.json (schema: docs/report-schema.md): per-layer
+// means with bootstrap intervals, per-head features and clusters, persistence, and the
+// verdicts of the five conjectures (methods.md §2).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "analysis/accumulator.h"
+#include "analysis/params.h"
+
+namespace attnsparse::analysis {
+
+inline constexpr const char* kReportSchema = "attnsparse.analysis/1";
+
+// `meta` supplies "model" (with "n_kv_heads" for the KV group of each head), "data" and
+// "run" objects, copied into the report as they are. Deterministic: the same accumulator
+// and parameters give the same report.
+nlohmann::json build_report(const Accumulator& acc, const AnalysisParams& params,
+                            const nlohmann::json& meta);
+
+}  // namespace attnsparse::analysis

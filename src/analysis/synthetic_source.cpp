@@ -1,0 +1,82 @@
+#include "analysis/synthetic_source.h"
+
+#include <cmath>
+#include <vector>
+
+#include "analysis/collector.h"
+#include "analysis/plan.h"
+
+namespace attnsparse::analysis {
+
+namespace {
+// N(0,1) from a hash (Box-Muller).
+double gaussian(uint64_t h) {
+  const double u1 = (double(mix64(h) >> 11) + 0.5) * 0x1.0p-53;
+  const double u2 = double(mix64(h ^ 0x9e3779b97f4a7c15ULL) >> 11) * 0x1.0p-53;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+}  // namespace
+
+SyntheticRowSource::SyntheticRowSource(int n_layers, int n_heads, PatternFn pattern, uint64_t seed)
+    : n_layers_(n_layers), n_heads_(n_heads), pattern_(std::move(pattern)), seed_(seed) {}
+
+uint64_t SyntheticRowSource::document_seed(std::span<const int32_t> tokens) const {
+  uint64_t h = hash_combine(seed_, tokens.size());
+  for (int32_t t : tokens) h = hash_combine(h, uint64_t(uint32_t(t)));
+  return h;
+}
+
+void SyntheticRowSource::row(uint64_t doc_seed, int layer, int head, int64_t t,
+                             std::vector<double>& probs) const {
+  const HeadPattern p = pattern_(layer, head);
+  const uint64_t head_seed = hash_combine(hash_combine(doc_seed, uint64_t(layer)), uint64_t(head));
+  const uint64_t row_seed = hash_combine(head_seed, uint64_t(t) | (uint64_t(1) << 40));
+  probs.resize(t + 1);
+  double mx = -1e300;
+  for (int64_t j = 0; j <= t; ++j) {
+    double s = 0;
+    if (j == 0) s += p.sink;
+    if (j == t - 1) s += p.previous;
+    if (t - j < p.recent_window) s += p.recent;
+    if (p.heavy != 0 && j > 0 && hash_uniform(hash_combine(doc_seed ^ 0x4eaf, uint64_t(j))) < p.heavy_share)
+      s += p.heavy;
+    if (p.key_noise != 0) s += p.key_noise * gaussian(hash_combine(head_seed, uint64_t(j)));
+    if (p.row_noise != 0) s += p.row_noise * gaussian(hash_combine(row_seed, uint64_t(j)));
+    probs[j] = s;
+    mx = std::max(mx, s);
+  }
+  double total = 0;
+  for (double& x : probs) total += (x = std::exp(x - mx));
+  for (double& x : probs) x /= total;
+}
+
+void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t prefill_len,
+                                      DocumentCollector& collector) {
+  const uint64_t doc_seed = document_seed(tokens);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  auto call = [&](int64_t q0, int64_t nq) {
+    collector.begin_call(q0, nq);
+    for (int l = 0; l < n_layers_; ++l) {
+      ops::RowObserver* obs = collector.observer(l);
+#pragma omp parallel
+      {
+        std::vector<double> p;
+        std::vector<float> pf;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t r = 0; r < nq * n_heads_; ++r) {
+          // Latest queries first, as the attention core does.
+          const int head = static_cast<int>(r % n_heads_);
+          const int64_t t = q0 + nq - 1 - r / n_heads_;
+          row(doc_seed, l, head, t, p);
+          pf.assign(p.begin(), p.end());
+          obs->on_row(head, t, pf.data(), nullptr, t + 1);
+        }
+      }
+      collector.end_layer(l);
+    }
+  };
+  call(0, prefill_len);
+  for (int64_t t = prefill_len; t < n; ++t) call(t, 1);
+}
+
+}  // namespace attnsparse::analysis

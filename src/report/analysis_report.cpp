@@ -1,0 +1,471 @@
+#include "report/analysis_report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "report/svg.h"
+
+namespace attnsparse::report {
+
+namespace {
+
+using json = nlohmann::json;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double number(const json& j) { return j.is_number() ? j.get<double>() : kNaN; }
+
+// j[a][b]... with missing keys or nulls as NaN.
+double at(const json& j, std::initializer_list<const char*> path) {
+  const json* p = &j;
+  for (const char* k : path) {
+    if (!p->is_object() || !p->contains(k)) return kNaN;
+    p = &(*p)[k];
+  }
+  return number(*p);
+}
+
+std::string text_of(const json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_null()) return "n/a";
+  if (j.is_number_float()) return format_number(j.get<double>(), 4);
+  return j.dump();
+}
+
+const char* verdict_label(const std::string& v) {
+  return v == "supported" ? "supported" : v == "partial" ? "partial" : "not supported";
+}
+
+// One series per layer: x = layer, y = per_layer[l].metrics[name].mean with its interval.
+Series layer_series(const json& report, const std::string& metric, const std::string& label) {
+  Series s;
+  s.name = label;
+  for (const json& l : report["per_layer"]) {
+    const json& m = l["metrics"][metric];
+    s.x.push_back(number(l["layer"]));
+    s.y.push_back(number(m["mean"]));
+    s.low.push_back(number(m["low"]));
+    s.high.push_back(number(m["high"]));
+  }
+  return s;
+}
+
+std::string verdict_section(const json& report) {
+  std::vector<std::vector<std::string>> rows, classes;
+  for (const json& c : report["conjectures"]) {
+    const std::string v = c["verdict"].get<std::string>();
+    std::string evidence = c["detail"].get<std::string>();
+    if (c.value("insufficient_data", false)) evidence += " (insufficient data)";
+    rows.push_back({fmt::format("C{}", c["id"].get<int>()), c["name"].get<std::string>(), verdict_label(v), evidence});
+    classes.push_back({"", "l", v == "supported" ? "good" : v == "not_supported" ? "bad" : "", "l"});
+  }
+  return table({"#", "conjecture", "verdict", "evidence"}, rows, classes) +
+         note("Rules (methods.md §2, parameters below): C1 Spearman rho(layer, mean w_0.9) <= -0.5 with "
+              "p < 0.01 supports, a widest layer in the middle third whose interval lies above the first "
+              "and last layers' refutes; C2 silhouette and adjusted Rand index of k-means head clusters; "
+              "C3/C4 per-layer median ratio to the uniform baseline >= 5 with Holm-adjusted one-sided "
+              "Wilcoxon p < 0.01 in >= 90% of layers; C5 mean top-32 overlap at gap 128 >= 0.8 (>= 0.4 partial).");
+}
+
+std::string width_charts(const json& report) {
+  ChartSpec spec;
+  spec.title = "Normalised width w_p = W_p / (t+1) per layer";
+  spec.x = linear_axis("layer");
+  spec.y = linear_axis("mean w_p (share of keys)");
+  spec.y.min = 0;
+  spec.note = "Bands: 95% bootstrap intervals over documents.";
+  const std::vector<Series> s = {layer_series(report, "width_norm_p50", "p = 0.5"),
+                                 layer_series(report, "width_norm_p90", "p = 0.9"),
+                                 layer_series(report, "width_norm_p99", "p = 0.99")};
+  ChartSpec abs = spec;
+  abs.title = "Width W_p (keys holding mass p) per layer";
+  abs.y = log_axis("mean W_p (keys)");
+  const std::vector<Series> a = {layer_series(report, "width_p50", "p = 0.5"),
+                                 layer_series(report, "width_p90", "p = 0.9"),
+                                 layer_series(report, "width_p99", "p = 0.99")};
+  ChartSpec ent = spec;
+  ent.title = "Entropy per layer (normalised by ln(t+1))";
+  ent.y = linear_axis("mean H / ln(t+1)");
+  ent.y.min = 0;
+  ent.y.max = 1;
+  return grid({chart(spec, s), chart(abs, a), chart(ent, {layer_series(report, "entropy_norm", "H / ln(t+1)")})});
+}
+
+std::string sink_recency_charts(const json& report) {
+  ChartSpec mass;
+  mass.title = "Sink and recency mass per layer";
+  mass.x = linear_axis("layer");
+  mass.y = linear_axis("mean attention mass");
+  mass.y.min = 0;
+  mass.y.max = 1;
+  mass.note = "a_0: mass on the first token; R_w: mass on the last w keys. Bands: 95% bootstrap intervals.";
+  const std::vector<Series> ms = {layer_series(report, "sink_mass", "sink a_0"),
+                                  layer_series(report, "recent_1", "R_1"),
+                                  layer_series(report, "recent_8", "R_8"),
+                                  layer_series(report, "recent_32", "R_32"),
+                                  layer_series(report, "recent_128", "R_128")};
+  ChartSpec share = mass;
+  share.title = "First token as arg-max / in the top 5";
+  share.y = linear_axis("share of rows");
+  share.note = "";
+  const std::vector<Series> ss = {layer_series(report, "sink_argmax", "key 0 is arg-max"),
+                                  layer_series(report, "sink_top5", "key 0 in top 5")};
+  // Median ratios to the uniform baseline, from the C3 / C4 statistics.
+  ChartSpec ratio;
+  ratio.title = "Median ratio to the uniform baseline per layer";
+  ratio.x = linear_axis("layer");
+  ratio.y = log_axis("median ratio");
+  ratio.y_rules = {{5.0, "verdict threshold"}, {1.0, "uniform"}};
+  std::vector<Series> rs;
+  for (const json& c : report["conjectures"]) {
+    const int id = c["id"].get<int>();
+    if (id != 3 && id != 4) continue;
+    Series s;
+    s.name = id == 3 ? fmt::format("R_{} / baseline (C3)", c["statistics"].value("window", 32))
+                     : "a_0 (t+1) (C4)";
+    for (const json& l : c["statistics"]["per_layer"]) {
+      s.x.push_back(number(l["layer"]));
+      s.y.push_back(number(l["median_ratio"]));
+    }
+    rs.push_back(s);
+  }
+  return grid({chart(mass, ms), chart(share, ss), chart(ratio, rs)});
+}
+
+std::string head_section(const json& report) {
+  const int L = report["counts"]["layers"].get<int>(), H = report["counts"]["heads"].get<int>();
+  std::vector<std::vector<int>> labels(L, std::vector<int>(H, -1));
+  std::vector<std::vector<std::string>> tips(L, std::vector<std::string>(H));
+  HeatmapSpec width, sink;
+  width.title = "Mean w_0.9 per head";
+  sink.title = "Mean sink mass a_0 per head";
+  for (HeatmapSpec* h : {&width, &sink}) {
+    h->row_label = "layer";
+    h->col_label = "head";
+    h->values.assign(L, std::vector<double>(H, kNaN));
+    h->max_width = 520;
+  }
+  width.lo = 0;
+  sink.lo = 0;
+  sink.hi = 1;
+  for (const json& h : report["per_head"]) {
+    const int l = h["layer"].get<int>(), k = h["head"].get<int>();
+    if (l >= L || k >= H) continue;
+    labels[l][k] = h["cluster"].is_number() ? h["cluster"].get<int>() : -1;
+    width.values[l][k] = at(h, {"features", "width_norm_p90"});
+    sink.values[l][k] = at(h, {"features", "sink_mass"});
+    tips[l][k] = fmt::format("layer {} head {}: cluster {}, w_0.9 {}, sink {}, R_32 {}, H/ln(t+1) {}, overlap@16 {}", l, k,
+                             labels[l][k] >= 0 ? std::to_string(labels[l][k]) : "none",
+                             format_number(width.values[l][k]), format_number(sink.values[l][k]),
+                             format_number(at(h, {"features", "recent_32"})),
+                             format_number(at(h, {"features", "entropy_norm"})),
+                             format_number(at(h, {"features", "persistence_overlap_k32"})));
+  }
+  const json& cl = report["clusters"];
+  const std::string title = cl["best_k"].is_number()
+                                ? fmt::format("Head clusters (k = {}, silhouette {})", cl["best_k"].get<int>(),
+                                              format_number(number(cl["silhouette"])))
+                                : std::string("Head clusters (none)");
+  std::string html = grid({cluster_grid_svg(labels, tips, title), heatmap(width), heatmap(sink)});
+  // Cluster centres in feature units: the mean of each feature over the cluster's heads.
+  if (cl["best_k"].is_number()) {
+    const int k = cl["best_k"].get<int>();
+    std::vector<std::string> header = {"cluster", "heads"};
+    for (const json& f : cl["features"]) header.push_back(f.get<std::string>());
+    std::vector<std::vector<std::string>> rows;
+    for (int c = 0; c < k; ++c) {
+      int count = 0;
+      std::vector<double> sum(cl["features"].size(), 0.0);
+      for (const json& h : report["per_head"]) {
+        if (!h["cluster"].is_number() || h["cluster"].get<int>() != c) continue;
+        ++count;
+        for (size_t f = 0; f < sum.size(); ++f) sum[f] += number(h["features"][cl["features"][f].get<std::string>()]);
+      }
+      std::vector<std::string> row = {std::to_string(c), std::to_string(count)};
+      for (double s : sum) row.push_back(format_number(count ? s / count : kNaN));
+      rows.push_back(row);
+    }
+    html += table(header, rows);
+  }
+  std::vector<std::vector<std::string>> cand;
+  for (const json& c : cl["candidates"])
+    cand.push_back({text_of(c["k"]), text_of(c["silhouette"]), text_of(c["inertia"])});
+  html += table({"k", "silhouette", "inertia"}, cand);
+  const json& st = cl["stability"];
+  std::vector<std::vector<std::string>> pairs;
+  for (const json& p : st["pairs"]) {
+    if (pairs.size() >= 30) break;
+    pairs.push_back({p["a"].get<std::string>(), p["b"].get<std::string>(), text_of(p["ari"])});
+  }
+  html += note(st["basis"].is_string()
+                   ? fmt::format("Stability: adjusted Rand index of the clusterings of {} = {} (mean over pairs).",
+                                 st["basis"].get<std::string>(), text_of(st["ari"]))
+                   : std::string("Stability: not measurable (one dataset and fewer than two documents)."));
+  if (!pairs.empty()) html += table({"group a", "group b", "ARI"}, pairs);
+  return html;
+}
+
+std::string persistence_chart(const json& report) {
+  ChartSpec spec;
+  spec.title = "Persistence against the gap";
+  spec.x = log_axis("gap (tokens)", true);
+  spec.y = linear_axis("overlap / mass");
+  spec.y.min = 0;
+  spec.y.max = 1;
+  spec.note = "overlap_k: |top-k(a_t) ∩ top-k(a_t' restricted to keys <= t)| / k; h2o_k: share of a_t' (restricted) on "
+              "the k keys with the most attention accumulated over queries <= t. Bands: 95% bootstrap intervals.";
+  std::vector<Series> series;
+  for (const char* name : {"overlap_k8", "overlap_k32", "h2o_k8", "h2o_k32"}) {
+    Series s;
+    s.name = name;
+    s.dashed = std::string(name).starts_with("h2o");
+    for (const json& g : report["persistence"]) {
+      s.x.push_back(number(g["gap"]));
+      s.y.push_back(at(g, {name, "mean"}));
+      s.low.push_back(at(g, {name, "low"}));
+      s.high.push_back(at(g, {name, "high"}));
+    }
+    series.push_back(s);
+  }
+  ChartSpec layer_spec;
+  layer_spec.title = "Top-32 overlap per layer";
+  layer_spec.x = linear_axis("layer");
+  layer_spec.y = linear_axis("mean overlap_k32");
+  layer_spec.y.min = 0;
+  layer_spec.y.max = 1;
+  std::vector<Series> per_layer;
+  for (const json& g : report["persistence"]) {
+    Series s;
+    s.name = fmt::format("gap {}", g["gap"].get<int>());
+    const json& v = g["per_layer"]["overlap_k32"];
+    for (size_t l = 0; l < v.size(); ++l) {
+      s.x.push_back(double(l));
+      s.y.push_back(at(v[l], {"mean"}));
+    }
+    per_layer.push_back(s);
+  }
+  return grid({chart(spec, series), chart(layer_spec, per_layer)});
+}
+
+std::string distribution_charts(const json& report) {
+  struct Kind {
+    const char* key;
+    const char* title;
+    const char* x;
+  };
+  const Kind kinds[] = {{"width_norm_p90", "Distribution of w_0.9", "w_0.9"},
+                        {"entropy_norm", "Distribution of H / ln(t+1)", "H / ln(t+1)"},
+                        {"sink_mass", "Distribution of the sink mass a_0", "a_0"},
+                        {"recent_ratio", "Distribution of R_w / baseline (C3 window)", "R_w / baseline"},
+                        {"sink_ratio", "Distribution of a_0 (t+1)", "a_0 (t+1)"}};
+  std::vector<std::string> charts;
+  const json& d = report["distributions"];
+  for (const Kind& k : kinds) {
+    if (!d.contains(k.key)) continue;
+    const json& h = d[k.key];
+    const bool log10 = h["log10"].get<bool>();
+    const double lo = h["lo"].get<double>(), hi = h["hi"].get<double>();
+    const int bins = h["bins"].get<int>();
+    ChartSpec spec;
+    spec.title = k.title;
+    spec.x = log10 ? log_axis(k.x) : linear_axis(k.x);
+    spec.y = linear_axis("share of rows per bin (%)");
+    spec.y.min = 0;
+    auto series_of = [&](const json& counts, const std::string& name) {
+      Series s;
+      s.name = name;
+      s.markers = false;
+      double total = 0;
+      for (const json& c : counts) total += c.get<double>();
+      for (int i = 1; i <= bins; ++i) {
+        const double x = lo + (hi - lo) * (i - 0.5) / bins;
+        s.x.push_back(log10 ? std::pow(10.0, x) : x);
+        s.y.push_back(total > 0 ? 100.0 * counts[i].get<double>() / total : kNaN);
+      }
+      return s;
+    };
+    std::vector<Series> series = {series_of(h["counts"], "all layers")};
+    const json& per = h["per_layer"];
+    const size_t L = per.size();
+    if (L >= 3) {
+      series.push_back(series_of(per[0], "first layer"));
+      series.push_back(series_of(per[L / 2], fmt::format("layer {}", L / 2)));
+      series.push_back(series_of(per[L - 1], "last layer"));
+      for (size_t i = 1; i < series.size(); ++i) series[i].dashed = true;
+    }
+    const double total = [&] {
+      double t = 0;
+      for (const json& c : h["counts"]) t += c.get<double>();
+      return t;
+    }();
+    const double under = h["counts"][0].get<double>(), over = h["counts"][bins + 1].get<double>();
+    if (total > 0 && (under > 0 || over > 0))
+      spec.note = fmt::format("Outside the axis: {:.2g}% below, {:.2g}% above.", 100 * under / total, 100 * over / total);
+    charts.push_back(chart(spec, series));
+  }
+  return grid(charts);
+}
+
+std::string layer_table(const json& report) {
+  std::vector<std::vector<std::string>> rows;
+  for (const json& l : report["per_layer"]) {
+    auto mean = [&](const char* m) { return format_number(at(l, {"metrics", m, "mean"})); };
+    rows.push_back({text_of(l["layer"]), text_of(l["rows"]), mean("width_norm_p50"), mean("width_norm_p90"),
+                    mean("width_p90"), mean("entropy"), mean("entropy_norm"), mean("sink_mass"), mean("sink_argmax"),
+                    mean("recent_1"), mean("recent_32"), mean("recent_ratio_32")});
+  }
+  return table({"layer", "rows", "w_0.5", "w_0.9", "W_0.9", "H", "H/ln(t+1)", "a_0", "a_0 argmax", "R_1", "R_32",
+                "R_32/base"},
+               rows);
+}
+
+void flatten(const json& j, const std::string& prefix, std::vector<std::vector<std::string>>& rows) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), rows);
+  } else {
+    rows.push_back({prefix, j.is_string() ? j.get<std::string>() : j.dump()});
+  }
+}
+
+std::string documents_table(const json& report) {
+  std::vector<std::vector<std::string>> rows;
+  const json& docs = report["documents"];
+  for (size_t i = 0; i < docs.size() && i < 200; ++i) {
+    const json& d = docs[i];
+    rows.push_back({std::to_string(i), d["id"].get<std::string>(), d["dataset"].get<std::string>(),
+                    text_of(d["tokens"]), text_of(d["original_tokens"]), text_of(d["rows"])});
+  }
+  std::string html = table({"doc", "id", "dataset", "tokens", "before truncation", "rows"}, rows);
+  if (docs.size() > 200) html += note(fmt::format("... and {} more (see report.json).", docs.size() - 200));
+  return html;
+}
+
+// Marks the page once every SVG element has parsed (for the headless-browser test).
+std::string loaded_marker_script(size_t expected_svgs) {
+  return fmt::format(R"(<script>
+(function () {{
+  var errors = [];
+  window.addEventListener('error', function (e) {{ errors.push(String(e.message)); }});
+  function check() {{
+    var svgs = document.getElementsByTagName('svg');
+    var ok = svgs.length === {0} && errors.length === 0;
+    for (var i = 0; i < svgs.length && ok; i++) {{
+      if (!(svgs[i] instanceof SVGSVGElement) || svgs[i].childElementCount === 0) ok = false;
+    }}
+    if (ok) {{
+      document.body.setAttribute('data-report-ok', String(svgs.length));
+      document.title = document.title + ' [ok]';
+    }} else {{
+      document.body.setAttribute('data-report-error', 'svgs ' + svgs.length + ' of {0}; ' + errors.join('; '));
+    }}
+  }}
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', check); else check();
+}})();
+</script>)",
+                     expected_svgs);
+}
+
+size_t count_svgs(const std::string& html) {
+  size_t n = 0;
+  for (size_t pos = html.find("<svg"); pos != std::string::npos; pos = html.find("<svg", pos + 4)) ++n;
+  return n;
+}
+
+}  // namespace
+
+std::string cluster_grid_svg(const std::vector<std::vector<int>>& labels,
+                             const std::vector<std::vector<std::string>>& tooltips, const std::string& title) {
+  const size_t L = labels.size();
+  size_t H = 0;
+  int k = 0;
+  for (const auto& row : labels) {
+    H = std::max(H, row.size());
+    for (int c : row) k = std::max(k, c + 1);
+  }
+  const double cell = std::clamp(440.0 / std::max<size_t>(1, H), 6.0, 28.0);
+  const double left = 48, top = 34, legend_h = 26;
+  const double width = left + cell * double(H) + 16, height = top + cell * double(L) + 34 + legend_h;
+  std::string svg = fmt::format(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{0:.0f}" height="{1:.0f}" viewBox="0 0 {0:.0f} {1:.0f}" font-family="sans-serif" font-size="11">)",
+      width, height);
+  svg += fmt::format(R"(<text x="{:.1f}" y="16" font-size="13" font-weight="bold">{}</text>)", left, html_escape(title));
+  for (size_t l = 0; l < L; ++l) {
+    if (L <= 40 || l % ((L + 39) / 40) == 0)
+      svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" text-anchor="end" dominant-baseline="middle">{}</text>)",
+                         left - 4, top + cell * (double(l) + 0.5), l);
+    for (size_t h = 0; h < labels[l].size(); ++h) {
+      const int c = labels[l][h];
+      const std::string color = c >= 0 ? palette(size_t(c)) : "#dddddd";
+      const std::string tip = l < tooltips.size() && h < tooltips[l].size() ? tooltips[l][h] : "";
+      svg += fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}" stroke="#ffffff" stroke-width="0.5"><title>{}</title></rect>)",
+                         left + cell * double(h), top + cell * double(l), cell, cell, color, html_escape(tip));
+    }
+  }
+  svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" text-anchor="middle">head</text>)", left + cell * double(H) / 2,
+                     top + cell * double(L) + 14);
+  svg += fmt::format(R"~(<text x="12" y="{:.1f}" transform="rotate(-90 12 {:.1f})" text-anchor="middle">layer</text>)~",
+                     top + cell * double(L) / 2, top + cell * double(L) / 2);
+  double x = left;
+  const double y = top + cell * double(L) + 26;
+  for (int c = -1; c < k; ++c) {
+    if (c < 0 && k > 0) continue;
+    svg += fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="10" height="10" fill="{}"/>)", x, y,
+                       c >= 0 ? palette(size_t(c)) : "#dddddd");
+    const std::string name = c >= 0 ? fmt::format("cluster {}", c) : "no cluster";
+    svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}">{}</text>)", x + 14, y + 9, name);
+    x += 24 + 0.58 * 11 * double(name.size());
+  }
+  svg += "</svg>";
+  return svg;
+}
+
+std::string analysis_html(const json& report) {
+  const json& counts = report["counts"];
+  const std::string model = report.contains("model") ? report["model"].value("name", report["model"].value("path", "model")) : "model";
+  std::string intro = "<p>";
+  intro += html_escape(fmt::format(
+      "{} — {} documents ({} datasets), {} tokens, {} attention rows ({} prefill, {} decode), {} layers x {} heads "
+      "({} KV heads).",
+      model, text_of(counts["documents"]), text_of(counts["datasets"]), text_of(counts["tokens"]), text_of(counts["rows"]),
+      text_of(counts["prefill_rows"]), text_of(counts["decode_rows"]), text_of(counts["layers"]), text_of(counts["heads"]),
+      text_of(counts["kv_heads"])));
+  intro += "</p>";
+  std::vector<Section> sections;
+  sections.push_back({"Verdicts", verdict_section(report), "verdicts"});
+  sections.push_back({"Width per layer", width_charts(report), "width"});
+  sections.push_back({"Sink and recency per layer", sink_recency_charts(report), "sink"});
+  sections.push_back({"Heads and clusters", head_section(report), "heads"});
+  sections.push_back({"Persistence", persistence_chart(report), "persistence"});
+  sections.push_back({"Distributions", distribution_charts(report), "distributions"});
+  sections.push_back({"Per-layer means", layer_table(report), "layers"});
+  std::vector<std::vector<std::string>> params;
+  flatten(report["parameters"], "", params);
+  if (report.contains("run")) flatten(report["run"], "run", params);
+  sections.push_back({"Parameters", table({"parameter", "value"}, params), "parameters"});
+  sections.push_back({"Documents", documents_table(report), "documents"});
+  size_t svgs = 0;
+  for (const Section& s : sections) svgs += count_svgs(s.html);
+  sections.back().html += loaded_marker_script(svgs);
+  return html_page("attnsparse analysis: " + model, sections, intro);
+}
+
+std::string verdict_table_text(const json& report) {
+  std::string out;
+  const json& c = report["counts"];
+  out += fmt::format("{} documents, {} tokens, {} rows, {} layers x {} heads\n", text_of(c["documents"]),
+                     text_of(c["tokens"]), text_of(c["rows"]), text_of(c["layers"]), text_of(c["heads"]));
+  out += fmt::format("{:<3} {:<48} {:<14} {}\n", "#", "conjecture", "verdict", "evidence");
+  for (const json& k : report["conjectures"]) {
+    std::string evidence = k["detail"].get<std::string>();
+    if (k.value("insufficient_data", false)) evidence += " (insufficient data)";
+    out += fmt::format("C{:<2} {:<48} {:<14} {}\n", k["id"].get<int>(), k["name"].get<std::string>(),
+                       verdict_label(k["verdict"].get<std::string>()), evidence);
+  }
+  return out;
+}
+
+}  // namespace attnsparse::report
