@@ -15,6 +15,9 @@ namespace attnsparse::ops::ATTN_NS {
 using namespace attnsparse::ops::detail;
 
 constexpr int W = ATTN_W;
+
+#include "ops/attention_transpose.h"
+
 typedef float vf __attribute__((vector_size(ATTN_W * 4)));
 typedef float vfu __attribute__((vector_size(ATTN_W * 4), aligned(4)));
 typedef int32_t vi __attribute__((vector_size(ATTN_W * 4)));
@@ -47,15 +50,44 @@ static inline vf exp2v(vf x) {
   return under ? vf{} : r;
 }
 
+// Horizontal max / sum by halving (log2(W) shuffles instead of W scalar steps).
+typedef float vf4 __attribute__((vector_size(16)));
+static inline vf4 max4(vf4 a, vf4 b) { return a > b ? a : b; }
+#if ATTN_W == 16
+typedef float vf8 __attribute__((vector_size(32)));
+static inline vf4 quarter_fold_max(vf x) {
+  const vf8 a0 = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
+  const vf8 a1 = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+  const vf8 a = a0 > a1 ? a0 : a1;
+  return max4(__builtin_shufflevector(a, a, 0, 1, 2, 3), __builtin_shufflevector(a, a, 4, 5, 6, 7));
+}
+static inline vf4 quarter_fold_sum(vf x) {
+  const vf8 a = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7) +
+                __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+  return __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+}
+#elif ATTN_W == 8
+static inline vf4 quarter_fold_max(vf x) {
+  return max4(__builtin_shufflevector(x, x, 0, 1, 2, 3), __builtin_shufflevector(x, x, 4, 5, 6, 7));
+}
+static inline vf4 quarter_fold_sum(vf x) {
+  return __builtin_shufflevector(x, x, 0, 1, 2, 3) + __builtin_shufflevector(x, x, 4, 5, 6, 7);
+}
+#else
+static inline vf4 quarter_fold_max(vf x) { return x; }
+static inline vf4 quarter_fold_sum(vf x) { return x; }
+#endif
 static inline float hmax(vf x) {
-  float m = x[0];
-  for (int k = 1; k < W; ++k) m = x[k] > m ? x[k] : m;
-  return m;
+  vf4 b = quarter_fold_max(x);
+  b = max4(b, __builtin_shufflevector(b, b, 2, 3, 0, 1));
+  b = max4(b, __builtin_shufflevector(b, b, 1, 0, 3, 2));
+  return b[0];
 }
 static inline float hsum(vf x) {
-  float s = 0;
-  for (int k = 0; k < W; ++k) s += x[k];
-  return s;
+  vf4 b = quarter_fold_sum(x);
+  b += __builtin_shufflevector(b, b, 2, 3, 0, 1);
+  b += __builtin_shufflevector(b, b, 1, 0, 3, 2);
+  return b[0];
 }
 
 constexpr int kRowsQK = W == 16 ? 4 : 2;  // register block: rows x 4 vectors
@@ -140,11 +172,16 @@ static inline void pv_all(const float* p, const float* v, int64_t v_stride, int 
   }
 }
 
-// kt[d][jj] = k[jj][d] for jj < nk, zero for nk <= jj < kTileKeys.
+// kt[d][jj] = k[jj][d] for jj < nk, zero for nk <= jj < kTileKeys: W x W blocks with
+// SIMD shuffles (attention_transpose.h), the ragged edges one by one.
 static inline void transpose_k_tile(const float* k, int64_t k_stride, int nk, int D, float* kt) {
+  const int nk_full = nk / W * W, d_full = D / W * W;
+  for (int j0 = 0; j0 < nk_full; j0 += W)
+    for (int d0 = 0; d0 < d_full; d0 += W) transpose_block(k + j0 * k_stride + d0, k_stride, kt + d0 * kTileKeys + j0, kTileKeys);
   for (int d = 0; d < D; ++d) {
     float* row = kt + d * kTileKeys;
-    for (int jj = 0; jj < nk; ++jj) row[jj] = k[jj * k_stride + d];
+    const int jj0 = d < d_full ? nk_full : 0;  // rows d < d_full: only the ragged keys remain
+    for (int jj = jj0; jj < nk; ++jj) row[jj] = k[jj * k_stride + d];
     for (int jj = nk; jj < kTileKeys; ++jj) row[jj] = 0.f;
   }
 }
@@ -214,7 +251,14 @@ static void run_job(const Job& job, Scratch& sc) {
   const float* kbase = a.k + static_cast<int64_t>(job.kvh) * D;
   const float* vbase = a.v + static_cast<int64_t>(job.kvh) * D;
 
+  // Slots [gap_lo, gap_hi) no row of the job visits (positional sets, slot = position):
+  // whole tiles inside are skipped without asking every row.
+  const KeySetGap gap = job_gap(job.keys, a.key_pos, t_lo, t_hi);
   for (int64_t j0 = 0; j0 < s.n_kv; j0 += kTileKeys) {
+    if (j0 >= gap.lo && j0 + kTileKeys <= gap.hi) {
+      j0 = gap.hi - kTileKeys;  // the loop step continues at gap.hi
+      continue;
+    }
     const int64_t j1 = std::min<int64_t>(s.n_kv, j0 + kTileKeys);
     const int nk = static_cast<int>(j1 - j0);
     Tile tile{j0, j1, j0, j1 - 1};
@@ -235,7 +279,6 @@ static void run_job(const Job& job, Scratch& sc) {
       any |= sc.cls[r] != kSkip;
     }
     if (!any) continue;
-    (void)t_lo;
 
     // K tile transposed (zero columns past the end), V tile packed if needed: taken from
     // the call's packed copy when there is one (prefill), else made here (decode).

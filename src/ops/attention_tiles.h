@@ -70,6 +70,32 @@ inline TileClass classify(const KeySet* ks, int head, int64_t i, int64_t t, cons
   return kPartial;
 }
 
+// A range of slots [lo, hi) that no query at positions [t_lo, t_hi] visits (empty when
+// lo >= hi). Only for a set shared by all heads with slot j = position j.
+struct KeySetGap {
+  int64_t lo = 0, hi = 0;
+};
+inline KeySetGap job_gap(const KeySet* ks, const int32_t* key_pos, int64_t t_lo, int64_t t_hi) {
+  KeySetGap g;
+  if (ks == nullptr || key_pos != nullptr) return g;
+  switch (ks->kind()) {
+    case KeySet::Kind::Range:
+      if (ks->window_size() > 0) {
+        g.lo = ks->sink();
+        g.hi = t_lo - ks->window_size() + 1;
+      }
+      break;
+    case KeySet::Kind::BlockLocal: g.hi = t_lo / ks->rate() * ks->rate(); break;
+    case KeySet::Kind::Dilated: g.hi = t_lo - ks->rate() * (ks->window_size() - 1); break;
+    default: break;
+  }
+  // Round inwards to whole tiles.
+  g.lo = (std::max<int64_t>(g.lo, 0) + kTileKeys - 1) / kTileKeys * kTileKeys;
+  g.hi = g.hi / kTileKeys * kTileKeys;
+  (void)t_hi;
+  return g;
+}
+
 // Sets s[jj] = -inf for the slots j0 + jj (jj < n) the row does not visit.
 inline void mask_partial(const KeySet* ks, int head, int64_t i, int64_t t, int64_t j0, int64_t n,
                          const int32_t* key_pos, float* s) {
@@ -86,10 +112,26 @@ inline void mask_partial(const KeySet* ks, int head, int64_t i, int64_t t, int64
     }
     return;
   }
+  // Common kinds inline (this runs for every partial tile of every row).
+  const KeySet::Kind kind = ks ? ks->kind() : KeySet::Kind::All;
+  if (kind == KeySet::Kind::All || kind == KeySet::Kind::Range || kind == KeySet::Kind::BlockLocal) {
+    int64_t sink = 0, lo = 0;  // visit p <= t and (p < sink or p >= lo)
+    if (kind == KeySet::Kind::Range && ks->window_size() > 0) {
+      sink = ks->sink();
+      lo = t - ks->window_size() + 1;
+    } else if (kind == KeySet::Kind::BlockLocal) {
+      lo = t / ks->rate() * ks->rate();
+    }
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const int64_t p = key_pos ? key_pos[j0 + jj] : j0 + jj;
+      if (!(p <= t && (p < sink || p >= lo))) s[jj] = ninf;
+    }
+    return;
+  }
   for (int64_t jj = 0; jj < n; ++jj) {
     const int64_t j = j0 + jj;
     const int64_t p = key_pos ? key_pos[j] : j;
-    const bool in = ks ? ks->contains(head, i, t, j, p) : p <= t;
+    const bool in = ks->contains(head, i, t, j, p);
     if (!in) s[jj] = ninf;
   }
 }

@@ -52,31 +52,33 @@ std::vector<double> EvictionScores::scores(const int32_t* pos, int64_t n, int64_
       s[x] = pos[x] < static_cast<int64_t>(accumulated_.size()) ? accumulated_[pos[x]] : 0.0;
     return s;
   }
-  // Sum of the recorded rows (tova: the newest query; snapkv: the observation window).
-  std::vector<int32_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return pos[a] < pos[b]; });
-  std::vector<int64_t> sorted_pos(n);
-  for (int64_t x = 0; x < n; ++x) sorted_pos[x] = pos[order[x]];
-  std::vector<double> votes(n, 0.0);  // in position order
+  // Sum of the recorded rows (tova: the newest query; snapkv: the observation window),
+  // accumulated by position in a scratch array, rows in arrival order.
+  int64_t max_pos = 0;
+  for (int64_t x = 0; x < n; ++x) max_pos = std::max<int64_t>(max_pos, pos[x]);
+  if (static_cast<int64_t>(votes_.size()) <= max_pos) votes_.resize(max_pos + 1, 0.0);
   for (const Row& r : recent_rows_)
-    for (size_t y = 0; y < r.pos.size(); ++y) {
-      auto it = std::lower_bound(sorted_pos.begin(), sorted_pos.end(), static_cast<int64_t>(r.pos[y]));
-      if (it != sorted_pos.end() && *it == r.pos[y]) votes[it - sorted_pos.begin()] += r.value[y];
-    }
-  // Max-pooling (snapkv) over the keys before the observation window.
-  const int64_t half = policy_.kind == Kind::SnapKV ? policy_.pool / 2 : 0;
-  const int64_t prefix_end =
-      policy_.kind == Kind::SnapKV
-          ? std::upper_bound(sorted_pos.begin(), sorted_pos.end(), newest - policy_.window) - sorted_pos.begin()
-          : n;
-  for (int64_t x = 0; x < n; ++x) {
-    double best = votes[x];
-    if (x < prefix_end)
-      for (int64_t y = std::max<int64_t>(0, x - half); y <= std::min(prefix_end - 1, x + half); ++y)
-        best = std::max(best, votes[y]);
-    s[order[x]] = best;
+    for (size_t y = 0; y < r.pos.size(); ++y)
+      if (r.pos[y] <= max_pos) votes_[r.pos[y]] += r.value[y];
+  for (int64_t x = 0; x < n; ++x) s[x] = votes_[pos[x]];
+  for (const Row& r : recent_rows_)
+    for (size_t y = 0; y < r.pos.size(); ++y)
+      if (r.pos[y] <= max_pos) votes_[r.pos[y]] = 0.0;
+  if (policy_.kind != Kind::SnapKV || policy_.pool <= 1) return s;
+  // Max-pooling over neighbouring keys before the observation window (position order).
+  std::vector<int32_t> prefix;
+  for (int64_t x = 0; x < n; ++x)
+    if (pos[x] <= newest - policy_.window) prefix.push_back(static_cast<int32_t>(x));
+  std::sort(prefix.begin(), prefix.end(), [&](int32_t a, int32_t b) { return pos[a] < pos[b]; });
+  const int64_t m = static_cast<int64_t>(prefix.size()), half = policy_.pool / 2;
+  std::vector<double> pooled(m);
+  for (int64_t x = 0; x < m; ++x) {
+    double best = s[prefix[x]];
+    for (int64_t y = std::max<int64_t>(0, x - half); y <= std::min(m - 1, x + half); ++y)
+      best = std::max(best, s[prefix[y]]);
+    pooled[x] = best;
   }
+  for (int64_t x = 0; x < m; ++x) s[prefix[x]] = pooled[x];
   return s;
 }
 

@@ -61,6 +61,7 @@ class EvictionScores {
     std::vector<float> value;
   };
   std::deque<Row> recent_rows_;  // tova: 1, snapkv: window
+  mutable std::vector<double> votes_;  // scratch of scores(), all zero between calls
 };
 
 // Collects the head-summed rows of one attention call (the observer is called from many
