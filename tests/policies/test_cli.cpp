@@ -1,0 +1,137 @@
+// The policy verbs through the real binary: bench-attention's JSON, eval-policy's report
+// on the llama reference model, and one-line errors without partial output files.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "analysis/shared_data.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using attnsparse::testing_support::reference_dir;
+
+struct CliRun {
+  int status;
+  std::string out, err;
+};
+
+CliRun run(const std::string& args) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "policies_cli";
+  fs::create_directories(dir);
+  const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
+  const std::string cmd = std::string("'") + ATTNSPARSE_BIN + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return {WEXITSTATUS(status), slurp(out), slurp(err)};
+}
+
+TEST(PolicyCli, BenchAttentionReportsSpeedupAgainstIdeal) {
+  const CliRun r = run("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy window=30 --threads 1 "
+                    "--repeat 2 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"dense_ms", "sparse_ms", "plan_ms", "run_ms", "kept_fraction", "speedup", "ideal_speedup"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  // window=30 over a 300-token prefill: sum_t min(t+1, 30) / sum_t (t+1).
+  double kept = 0, all = 0;
+  for (int t = 0; t < 300; ++t) {
+    kept += std::min(t + 1, 30);
+    all += t + 1;
+  }
+  EXPECT_NEAR(j["kept_fraction"].get<double>(), kept / all, 1e-9);
+  EXPECT_NEAR(j["ideal_speedup"].get<double>(), all / kept, 1e-6);
+  EXPECT_NEAR(j["speedup"].get<double>(), j["dense_ms"].get<double>() / j["sparse_ms"].get<double>(), 1e-9);
+  // An evicting policy needs --decode.
+  const CliRun e = run("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy tova=budget:64");
+  EXPECT_EQ(e.status, 1);
+  EXPECT_NE(e.err.find("--decode"), std::string::npos) << e.err;
+  const CliRun d = run("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy tova=budget:64 --decode "
+                    "--threads 1 --json");
+  ASSERT_EQ(d.status, 0) << d.err;
+  EXPECT_NEAR(nlohmann::json::parse(d.out)["kept_fraction"].get<double>(), 65.0 / 300.0, 1e-9);
+}
+
+TEST(PolicyCli, EvalPolicyWritesTheReport) {
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  REQUIRE_SHARED_FILE(model);
+  const fs::path dir = fs::path(::testing::TempDir()) / "policies_cli";
+  fs::create_directories(dir);
+  const std::string tokens = reference_dir() + "/expected/llama-spm-f32.random.tokens.txt";
+  const fs::path data = dir / "doc.tok";
+  fs::copy_file(tokens, data, fs::copy_options::overwrite_existing);
+  const std::string report = (dir / "report.json").string();
+  fs::remove(report);
+  const CliRun r = run("eval-policy '" + model + "' --data '" + data.string() +
+                    "' --policy dense --policy topk=1000 --policy window=8 --policy 'h2o=budget:32,recent:4' "
+                    "--max-tokens 120 --chunk 50 --threads 1 --out '" + report + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("window=8"), std::string::npos) << r.out;  // the table
+  std::ifstream in(report);
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["documents"], 1);
+  EXPECT_EQ(j["tokens"], 120);
+  const auto& p = j["policies"];
+  ASSERT_EQ(p.size(), 4u);
+  // dense and topk >= n: nothing dropped, same perplexity, same predictions.
+  for (int i : {0, 1}) {
+    EXPECT_NEAR(p[i]["kept_fraction"].get<double>(), 1.0, 1e-12);
+    EXPECT_LT(p[i]["tau_mean"].get<double>(), 1e-5);
+    EXPECT_LT(p[i]["rel_l2_mean"].get<double>(), 1e-5);
+    EXPECT_NEAR(p[i]["ppl"].get<double>(), j["dense"]["ppl"].get<double>(), 1e-3 * j["dense"]["ppl"].get<double>());
+    EXPECT_EQ(p[i]["top1_agreement"].get<double>(), 1.0);
+    EXPECT_EQ(p[i]["layers"].size(), 2u);
+  }
+  // window=8 keeps sum_t min(t+1, 8) of sum_t (t+1) keys and 8 of 120 slots.
+  double kept = 0, all = 0;
+  for (int t = 0; t < 120; ++t) {
+    kept += std::min(t + 1, 8);
+    all += t + 1;
+  }
+  EXPECT_NEAR(p[2]["kept_fraction"].get<double>(), kept / all, 1e-9);
+  EXPECT_NEAR(p[2]["kv_bytes_relative"].get<double>(), 8.0 / 120.0, 1e-9);
+  EXPECT_GT(p[2]["tau_mean"].get<double>(), 0.01);
+  EXPECT_GT(p[2]["rel_l2_mean"].get<double>(), 0.01);
+  EXPECT_LT(p[2]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_NEAR(p[3]["kv_bytes_relative"].get<double>(), 33.0 / 120.0, 1e-9);
+}
+
+TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "policies_cli";
+  fs::create_directories(dir);
+  const std::string report = (dir / "bad.json").string();
+  fs::remove(report);
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  struct Case {
+    std::string args, needle;
+  };
+  const Case cases[] = {
+      {"eval-policy '" + model + "' --data /nonexistent.txt --out '" + report + "'", "/nonexistent.txt"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy windw=3 --out '" +
+           report + "'",
+       "windw=3"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy 'L9:window=3' --out '" +
+           report + "'",
+       "layer 9"},
+      {"bench-attention --n 100 --head-dim 32 --heads 3 --kv-heads 2 --policy dense", "multiple"},
+      {"bench-attention --n 100 --head-dim 32 --heads 4 --kv-heads 2 --policy 'topp=2'", "topp=2"},
+  };
+  for (const auto& c : cases) {
+    const CliRun r = run(c.args);
+    EXPECT_EQ(r.status, 1) << c.args;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(fs::exists(report));
+  }
+}
+
+}  // namespace
