@@ -300,6 +300,7 @@ FitResult fit_model(const FitOptions& o) {
   FitResult res;
   res.model = o.model_path;
   res.arch = cfg.arch;
+  res.window = window;
   res.n_layer = dims.L, res.n_head = dims.H, res.n_kv_head = dims.KVH, res.head_dim = dims.D;
 
   // Documents -> prefixes of at most `window` tokens, at least 4 min_n long (>= 3 bins).

@@ -79,6 +79,7 @@ struct HeadFit {
 struct FitResult {
   std::string model, arch;
   int n_layer = 0, n_head = 0, n_kv_head = 0, head_dim = 0;
+  int64_t window = 0;  // tokens per document actually used (max_tokens capped at the model's context)
   int64_t documents = 0, tokens = 0, rows = 0, skipped_short = 0, cut = 0;
   std::string bootstrap_unit;  // "documents" or "rows"
   std::vector<HeadFit> heads;  // layer-major

@@ -42,6 +42,7 @@ json fit_json(const FitOptions& o, const FitResult& r) {
                {"rows_analysed", r.rows}};
   j["params"] = {{"eps", o.eps},
                  {"max_tokens", o.max_tokens},
+                 {"window", r.window},
                  {"min_n", o.min_n},
                  {"rows_per_bin", o.rows_per_bin},
                  {"bootstrap", o.bootstrap},
@@ -127,7 +128,7 @@ std::string fit_html(const FitOptions& o, const FitResult& r) {
       "first {} tokens), {} sampled rows. k_ε = smallest k whose top-k mass ≥ 1−ε. Rows of length n = t+1 are grouped "
       "into bins [m, 2m), m = {}·2^b, up to {} rows per bin and document; C is the least-squares slope of ln(mean k_ε) "
       "on ln(mean n) over bins, with a {:g}% percentile bootstrap over {} ({} resamples).",
-      r.model, r.arch, r.n_layer, r.n_head, r.n_kv_head, r.head_dim, r.documents, r.tokens, o.max_tokens, r.rows,
+      r.model, r.arch, r.n_layer, r.n_head, r.n_kv_head, r.head_dim, r.documents, r.tokens, r.window, r.rows,
       o.min_n, o.rows_per_bin == 0 ? std::string("all") : std::to_string(o.rows_per_bin), o.level * 100,
       r.bootstrap_unit, o.bootstrap));
 
