@@ -1,0 +1,164 @@
+// Test helper: writes a Hugging Face model directory (config.json + safetensors, HF tensor
+// names and layouts) holding the same weights as a GGUF file. The name table and the
+// layout transforms are written here independently of src/model: llama Q/K rows are
+// permuted back from llama.cpp's adjacent-pair order to HF's half split, GPT-2's Conv1D
+// weights are stored [in, out].
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "io/gguf.h"
+#include "io/io_test_util.h"
+#include "io/safetensors.h"
+#include "ops/matmul.h"
+
+namespace attnsparse::testing {
+
+struct HfConvertOptions {
+  bool gpt2_prefix = true;       // "transformer.h.0..." or "h.0..." (openai-community/gpt2)
+  int shards = 1;                // > 1: model-0000i-of-0000n.safetensors + index.json
+  DType float_type = DType::F32; // F32: keep the GGUF types; BF16: matrices become BF16
+  nlohmann::json config_extra = nlohmann::json::object();  // merged into config.json
+};
+
+inline std::string hf_name(const std::string& arch, const std::string& gguf_name, bool gpt2_prefix) {
+  static const std::map<std::string, std::string> llama = {
+      {"token_embd.weight", "model.embed_tokens.weight"}, {"output_norm.weight", "model.norm.weight"},
+      {"output.weight", "lm_head.weight"},               {"attn_norm", "input_layernorm"},
+      {"attn_q", "self_attn.q_proj"},  {"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
+      {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
+      {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"}, {"ffn_down", "mlp.down_proj"}};
+  static const std::map<std::string, std::string> gpt2 = {
+      {"token_embd.weight", "wte.weight"}, {"position_embd.weight", "wpe.weight"},
+      {"output_norm.weight", "ln_f.weight"}, {"output_norm.bias", "ln_f.bias"},
+      {"output.weight", "lm_head.weight"}, {"attn_norm", "ln_1"}, {"attn_qkv", "attn.c_attn"},
+      {"attn_output", "attn.c_proj"}, {"ffn_norm", "ln_2"}, {"ffn_up", "mlp.c_fc"},
+      {"ffn_down", "mlp.c_proj"}};
+  const bool g = arch == "gpt2";
+  const auto& table = g ? gpt2 : llama;
+  const std::string pre = g && gpt2_prefix ? "transformer." : "";
+  if (auto it = table.find(gguf_name); it != table.end())
+    return it->second == "lm_head.weight" ? it->second : pre + it->second;
+  std::smatch m;
+  static const std::regex blk(R"(blk\.(\d+)\.(\w+)\.(weight|bias))");
+  if (!std::regex_match(gguf_name, m, blk)) return "";
+  const std::string layer = m[1], base = m[2], suffix = m[3];
+  return (g ? pre + "h." : "model.layers.") + layer + "." + table.at(base) + "." + suffix;
+}
+
+// Writes `dir` from the GGUF file; returns the config.json it wrote.
+inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const std::string& dir,
+                                             const HfConvertOptions& opt = {}) {
+  using nlohmann::json;
+  GgufFile f(gguf_path);
+  const std::string arch = f.architecture();
+  const std::string a = arch + ".";
+  const int64_t d = *f.get_int(a + "embedding_length"), n_head = *f.get_int(a + "attention.head_count");
+  const int64_t n_kv = f.get_int(a + "attention.head_count_kv").value_or(n_head);
+  const int64_t hd = d / n_head;
+  const int64_t n_vocab = f.require("token_embd.weight").shape[0];
+  json cfg;
+  if (arch == "gpt2") {
+    cfg = {{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}, {"n_embd", d},
+           {"n_layer", *f.get_int(a + "block_count")}, {"n_head", n_head},
+           {"n_positions", *f.get_int(a + "context_length")}, {"n_inner", *f.get_int(a + "feed_forward_length")},
+           {"layer_norm_epsilon", *f.get_float(a + "attention.layer_norm_epsilon")},
+           {"vocab_size", n_vocab}, {"tie_word_embeddings", f.find("output.weight") == nullptr}};
+  } else {
+    cfg = {{"architectures", {arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+           {"hidden_size", d}, {"num_hidden_layers", *f.get_int(a + "block_count")},
+           {"num_attention_heads", n_head}, {"num_key_value_heads", n_kv},
+           {"intermediate_size", *f.get_int(a + "feed_forward_length")}, {"vocab_size", n_vocab},
+           {"max_position_embeddings", *f.get_int(a + "context_length")},
+           {"rms_norm_eps", *f.get_float(a + "attention.layer_norm_rms_epsilon")},
+           {"rope_theta", f.get_float(a + "rope.freq_base").value_or(10000.0)},
+           {"tie_word_embeddings", f.find("output.weight") == nullptr}, {"torch_dtype", "float32"}};
+  }
+  cfg.update(opt.config_extra);
+  write_text(dir + "/config.json", cfg.dump(2));
+
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<TensorInfo> out;
+  for (const TensorInfo& t : f.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;
+    const std::string name = hf_name(arch, t.name, opt.gpt2_prefix);
+    if (name.empty()) throw std::runtime_error("hf_convert: no HF name for " + t.name);
+    DType dt = t.dtype;
+    if (dt != DType::F32 && dt != DType::F16) throw std::runtime_error("hf_convert: " + t.name + " is quantised");
+    const bool to_bf16 = opt.float_type == DType::BF16 && t.shape.size() == 2;
+    const int64_t rows = t.rows(), cols = t.cols();
+    const int64_t es = dt == DType::F32 ? 4 : 2;
+    std::vector<uint8_t> bytes(t.data, t.data + rows * cols * es);
+    std::vector<int64_t> shape = t.shape;
+    // llama Q/K: GGUF row 2i+h of a head is HF row h*hd/2 + i.
+    const bool is_q = t.name.find(".attn_q.weight") != std::string::npos;
+    const bool is_k = t.name.find(".attn_k.weight") != std::string::npos;
+    if (arch == "llama" && (is_q || is_k)) {
+      const int64_t heads = is_q ? n_head : n_kv;
+      std::vector<uint8_t> p(bytes.size());
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < hd / 2; ++i)
+          for (int64_t half = 0; half < 2; ++half)
+            std::memcpy(&p[(h * hd + half * hd / 2 + i) * cols * es],
+                        &bytes[(h * hd + 2 * i + half) * cols * es], cols * es);
+      bytes.swap(p);
+    }
+    // GPT-2 Conv1D: [out, in] -> [in, out].
+    const bool conv1d = arch == "gpt2" && t.shape.size() == 2 &&
+                        (t.name.find("attn_qkv") != std::string::npos ||
+                         t.name.find("attn_output") != std::string::npos ||
+                         t.name.find("ffn_") != std::string::npos);
+    if (conv1d) {
+      std::vector<uint8_t> tr(bytes.size());
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          std::memcpy(&tr[(c * rows + r) * es], &bytes[(r * cols + c) * es], es);
+      bytes.swap(tr);
+      shape = {cols, rows};
+    }
+    if (to_bf16) {
+      const size_t n = bytes.size() / es;
+      std::vector<uint8_t> b(n * 2);
+      for (size_t i = 0; i < n; ++i) {
+        float v;
+        if (es == 4) {
+          std::memcpy(&v, &bytes[i * 4], 4);
+        } else {
+          uint16_t h;
+          std::memcpy(&h, &bytes[i * 2], 2);
+          v = fp16_to_fp32(h);
+        }
+        const uint16_t h = fp32_to_bf16(v);
+        std::memcpy(&b[i * 2], &h, 2);
+      }
+      bytes.swap(b);
+      dt = DType::BF16;
+    }
+    storage.push_back(std::move(bytes));
+    out.push_back(TensorInfo{name, dt, shape, storage.back().data(),
+                             static_cast<int64_t>(storage.back().size())});
+  }
+  if (opt.shards <= 1) {
+    write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
+  } else {
+    json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", json::object()}};
+    const size_t per = (out.size() + opt.shards - 1) / opt.shards;
+    for (int s = 0; s < opt.shards; ++s) {
+      const std::string file = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, opt.shards);
+      std::vector<TensorInfo> part;
+      for (size_t i = s * per; i < std::min(out.size(), (s + 1) * per); ++i) {
+        part.push_back(out[i]);
+        index["weight_map"][out[i].name] = file;
+      }
+      write_safetensors(dir + "/" + file, part, {{"format", "pt"}});
+    }
+    write_text(dir + "/model.safetensors.index.json", index.dump(2));
+  }
+  return cfg;
+}
+
+}  // namespace attnsparse::testing
