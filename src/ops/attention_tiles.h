@@ -128,6 +128,16 @@ inline void mask_partial(const KeySet* ks, int head, int64_t i, int64_t t, int64
     }
     return;
   }
+  if (kind == KeySet::Kind::Strided || kind == KeySet::Kind::Dilated) {
+    const int64_t rate = ks->rate(), span = kind == KeySet::Kind::Dilated ? rate * (ks->window_size() - 1) : -1;
+    const int64_t local = kind == KeySet::Kind::Strided ? rate : 1;  // strided: t - p < l always visits
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const int64_t d = t - (key_pos ? key_pos[j0 + jj] : j0 + jj);
+      const bool in = d >= 0 && (d < local || d % rate == 0) && (span < 0 || d <= span);
+      if (!in) s[jj] = ninf;
+    }
+    return;
+  }
   for (int64_t jj = 0; jj < n; ++jj) {
     const int64_t j = j0 + jj;
     const int64_t p = key_pos ? key_pos[j] : j;

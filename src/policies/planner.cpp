@@ -12,6 +12,8 @@ namespace attnsparse::policies {
 
 namespace {
 
+constexpr int64_t kListRate = 4;  // strided/dilated steps from which index lists are used
+
 ops::KeySet to_csr(const RowLists& l, int first_head, int heads) {
   std::vector<int64_t> row_ptr{0};
   size_t total = 0;
@@ -58,6 +60,12 @@ class SlotOfPosition {
   int64_t n_kv_;
   std::vector<int32_t> slot_;
 };
+
+// Strided and dilated sets with a large step keep one key in `rate` inside every tile
+// they touch: index lists beat computing whole tiles and masking most of each.
+bool better_as_lists(const Policy& p) {
+  return (p.kind == Kind::Strided || p.kind == Kind::Dilated) && p.rate >= kListRate;
+}
 
 }  // namespace
 
@@ -115,6 +123,30 @@ ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const op
     for (int64_t x : pos) {
       const int32_t j = slot_of(x);
       if (j >= 0) row.push_back(j);
+    }
+    std::sort(row.begin(), row.end());
+  }
+  return lists.all_heads();
+}
+
+ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+  const SlotOfPosition slot_of(s, a);
+  RowLists lists(1, s.n_q);
+#pragma omp parallel for schedule(dynamic, 16) if (s.n_q > 64)
+  for (int64_t i = 0; i < s.n_q; ++i) {
+    const int64_t t = s.q_pos0 + i;
+    auto& row = lists.row(0, i);
+    auto add = [&](int64_t pos) {
+      const int32_t j = slot_of(pos);
+      if (j >= 0) row.push_back(j);
+    };
+    if (p.kind == Kind::Dilated) {
+      for (int64_t m = p.window - 1; m >= 0; --m)
+        if (t - p.rate * m >= 0) add(t - p.rate * m);
+    } else {  // strided: the multiples of l before the local window, then the window
+      const int64_t local = std::max<int64_t>(0, t - p.rate + 1);
+      for (int64_t pos = t % p.rate; pos < local; pos += p.rate) add(pos);
+      for (int64_t pos = local; pos <= t; ++pos) add(pos);
     }
     std::sort(row.begin(), row.end());
   }
@@ -236,12 +268,12 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
   }
 
   // Per distinct policy, computed once.
-  std::vector<std::pair<Policy, ops::KeySet>> shared;  // bigbird
+  std::vector<std::pair<Policy, ops::KeySet>> shared;  // bigbird, strided/dilated lists
   std::vector<std::pair<Policy, RowLists>> quest;
   auto shared_set = [&](const Policy& p) -> const ops::KeySet& {
     for (auto& [q, ks] : shared)
       if (q == p) return ks;
-    shared.emplace_back(p, bigbird_keys(p, s, a));
+    shared.emplace_back(p, p.kind == Kind::BigBird ? bigbird_keys(p, s, a) : sparse_positional_lists(p, s, a));
     return shared.back().second;
   };
   auto quest_rows = [&](const Policy& p) -> const RowLists& {
@@ -253,6 +285,7 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
 
   if (uniform) {
     const Policy& p = *heads[0];
+    if (better_as_lists(p)) return sparse_positional_lists(p, s, a);
     if (p.has_simple_key_set()) return p.positional_keys();
     if (p.kind == Kind::BigBird) return shared_set(p);
     if (p.content()) return dense_rows->all_heads();
@@ -262,7 +295,8 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
   per_head.reserve(s.n_head);
   for (int h = 0; h < s.n_head; ++h) {
     const Policy& p = *heads[h];
-    if (p.has_simple_key_set()) per_head.push_back(p.positional_keys());
+    if (better_as_lists(p)) per_head.push_back(shared_set(p));
+    else if (p.has_simple_key_set()) per_head.push_back(p.positional_keys());
     else if (p.kind == Kind::BigBird) per_head.push_back(shared_set(p));
     else if (p.content()) per_head.push_back(dense_rows->head(h));
     else per_head.push_back(quest_rows(p).head(h));

@@ -2,8 +2,9 @@
 // into the key set the attention core runs. Planning is separate from running: a plan
 // is an ops::KeySet, built before the call and passed to ops::attention.
 //
-//   positional  a KeySet kind (window, sink+window, dilated, strided, block) or, for
-//               bigbird, index lists shared by all heads;
+//   positional  a KeySet kind (window, sink+window, block; dilated and strided with
+//               steps < 4) or index lists shared by all heads (bigbird; strided and
+//               dilated with larger steps, whose tiles would be mostly masked);
 //   content     topk/dyntopk/topp select from the dense probability row of each (head,
 //               query): a first dense pass of the core with a ContentSelector observer
 //               (or the model's own dense pass, in oracle mode), then index lists;
@@ -54,6 +55,10 @@ class ContentSelector : public ops::RowObserver {
 // per query from a generator seeded by (seed, t) — so the set of query t does not depend
 // on how the sequence is split into calls. Shared by all heads.
 ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
+
+// Strided / dilated sets as index lists shared by all heads (used for steps >= 4, where
+// tiles would be mostly masked).
+ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
 
 // Quest lists for every query head (pages are slot ranges [x*P, (x+1)*P); a page's bounds
 // cover only the keys the query may see).

@@ -99,7 +99,9 @@ TEST(KeySets, BigBirdIsGlobalWindowAndExactlyRRandomCausalKeys) {
     for (int64_t j : got) EXPECT_LE(j, t);
     const int64_t others = std::max<int64_t>(0, (t - 4 + 1) - 2);  // positions 2 .. t-4
     EXPECT_EQ(random, std::min<int64_t>(3, others)) << "t " << t;
-    if (i >= 35) EXPECT_EQ(members(ks_tail, tail, 0, i - 35), got) << "t " << t;
+    if (i >= 35) {
+      EXPECT_EQ(members(ks_tail, tail, 0, i - 35), got) << "t " << t;
+    }
   }
   // Different seeds give different sets.
   const ops::KeySet other = plan_uniform(Policy::parse("bigbird=global:2,window:4,random:3,seed:12"), whole);
@@ -151,13 +153,20 @@ TEST(KeySets, TopPIsTheSmallestTopSetReachingP) {
           mass += a[j];
           smallest_kept = std::min(smallest_kept, a[j]);
         }
-        if (target < 1.0) EXPECT_GE(mass, target - 1e-5) << target;
+        if (target < 1.0) {
+          EXPECT_GE(mass, target - 1e-5) << target;
+        }
         // ... it is a top set (nothing outside beats anything inside) ...
         for (int64_t j = 0; j <= p.s.q_pos0 + i; ++j)
-          if (!got.count(j)) EXPECT_LE(a[j], smallest_kept + 1e-7);
+          if (!got.count(j)) {
+            EXPECT_LE(a[j], smallest_kept + 1e-7);
+          }
         // ... and dropping its smallest member falls below p.
-        if (target < 1.0) EXPECT_LT(mass - smallest_kept, target + 1e-5) << target;
-        if (target == 1.0) EXPECT_LT(1 - mass, 1e-5);
+        if (target < 1.0) {
+          EXPECT_LT(mass - smallest_kept, target + 1e-5) << target;
+        } else {
+          EXPECT_LT(1 - mass, 1e-5);
+        }
       }
   }
 }
