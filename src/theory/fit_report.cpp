@@ -183,7 +183,7 @@ std::string fit_html(const FitOptions& o, const FitResult& r) {
         for (const auto& h : r.heads) {
           if (h.layer != l) continue;
           report::Series s;
-          s.name = fmt::format("h{}: C={}", h.head, fmt3(h.fits[e].C));
+          if (r.n_head <= 10) s.name = fmt::format("h{}: C={}", h.head, fmt3(h.fits[e].C));
           s.color = report::palette(h.head);
           s.x = h.bin_n;
           s.y = h.bin_k[e];
