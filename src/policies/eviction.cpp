@@ -174,14 +174,19 @@ void EvictionObserver::finish(EvictionScores& scores) {
 namespace {
 
 // Sums one query's rows over heads, by slot.
+// Sums one query's rows over heads, by position in the row (every listed key is visible,
+// so every head's row lists the same keys in the same order).
 class HeadSum : public ops::RowObserver {
  public:
-  explicit HeadSum(int64_t n_kv) : sum_(n_kv, 0.f) {}
-  void on_row(int, int64_t, const float* probs, const int32_t* keys, int64_t n) override {
+  explicit HeadSum(std::vector<float>& sum) : sum_(sum) {}
+  void on_row(int, int64_t, const float* probs, const int32_t*, int64_t n) override {
     std::lock_guard<std::mutex> lock(mu_);
-    for (int64_t x = 0; x < n; ++x) sum_[keys ? keys[x] : x] += probs[x];
+    if (n != static_cast<int64_t>(sum_.size())) fail("eviction simulator: a row saw {} of {} keys", n, sum_.size());
+    for (int64_t x = 0; x < n; ++x) sum_[x] += probs[x];
   }
-  std::vector<float> sum_;
+
+ private:
+  std::vector<float>& sum_;
   std::mutex mu_;
 };
 
@@ -209,8 +214,11 @@ ops::KeySet EvictionSimulator::plan(const ops::AttentionShape& s, const ops::Att
       if (slot[p] < 0) fail("eviction simulator: position {} is not in the cache", p);
       cand_slot.push_back(slot[p]);
     }
-    std::vector<int32_t> sorted = cand_slot;
-    std::sort(sorted.begin(), sorted.end());
+    std::vector<int32_t> order(cand_slot.size());  // candidates by slot
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return cand_slot[x] < cand_slot[y]; });
+    std::vector<int32_t> sorted(cand_slot.size());
+    for (size_t k = 0; k < order.size(); ++k) sorted[k] = cand_slot[order[k]];
     lists.insert(lists.end(), sorted.begin(), sorted.end());
     row_ptr.push_back(static_cast<int64_t>(lists.size()));
     peak_ = std::max<int64_t>(peak_, static_cast<int64_t>(sorted.size()));
@@ -224,10 +232,11 @@ ops::KeySet EvictionSimulator::plan(const ops::AttentionShape& s, const ops::Att
     args.out = out.data();
     args.out_stride = static_cast<int64_t>(s.n_head) * s.head_dim;
     const ops::KeySet ks = ops::KeySet::index_lists(1, 1, {0, static_cast<int64_t>(sorted.size())}, sorted);
-    HeadSum sum(s.n_kv);
+    std::vector<float> by_slot(sorted.size(), 0.f);
+    HeadSum sum(by_slot);
     ops::attention(one, args, &ks, &sum);
     value.resize(cand_pos.size());
-    for (size_t x = 0; x < cand_pos.size(); ++x) value[x] = sum.sum_[cand_slot[x]];
+    for (size_t k = 0; k < order.size(); ++k) value[order[k]] = by_slot[k];
     scores_.add_row(t, cand_pos.data(), value.data(), static_cast<int64_t>(cand_pos.size()));
 
     const std::vector<uint8_t> keep = scores_.keep(cand_pos.data(), static_cast<int64_t>(cand_pos.size()), t);
