@@ -387,8 +387,20 @@ std::string cluster_grid_svg(const std::vector<std::vector<int>>& labels,
     for (int c : row) k = std::max(k, c + 1);
   }
   const double cell = std::clamp(440.0 / std::max<size_t>(1, H), 6.0, 28.0);
-  const double left = 48, top = 34, legend_h = 26;
-  const double width = left + cell * double(H) + 16, height = top + cell * double(L) + 34 + legend_h;
+  const double left = 48, top = 34;
+  const double text_px = 0.58 * 11;  // rough width of one 11px character
+  const double width = std::max({left + cell * double(H) + 16, left + 0.6 * 13 * double(title.size()) + 8, 260.0});
+  // Legend entries wrap into rows that fit the width.
+  std::vector<std::pair<double, double>> legend_at;  // x, y offset per entry
+  double lx = left, ly = 0;
+  for (int c = 0; c < std::max(k, 1); ++c) {
+    const double w = 24 + text_px * double(fmt::format("cluster {}", c).size());
+    if (lx + w > width && lx > left) lx = left, ly += 16;
+    legend_at.push_back({lx, ly});
+    lx += w;
+  }
+  const double grid_bottom = top + cell * double(L);
+  const double height = grid_bottom + 30 + ly + 18;
   std::string svg = fmt::format(
       R"(<svg xmlns="http://www.w3.org/2000/svg" width="{0:.0f}" height="{1:.0f}" viewBox="0 0 {0:.0f} {1:.0f}" font-family="sans-serif" font-size="11">)",
       width, height);
@@ -406,18 +418,16 @@ std::string cluster_grid_svg(const std::vector<std::vector<int>>& labels,
     }
   }
   svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" text-anchor="middle">head</text>)", left + cell * double(H) / 2,
-                     top + cell * double(L) + 14);
+                     grid_bottom + 14);
   svg += fmt::format(R"~(<text x="12" y="{:.1f}" transform="rotate(-90 12 {:.1f})" text-anchor="middle">layer</text>)~",
                      top + cell * double(L) / 2, top + cell * double(L) / 2);
-  double x = left;
-  const double y = top + cell * double(L) + 26;
-  for (int c = -1; c < k; ++c) {
-    if (c < 0 && k > 0) continue;
+  for (int c = 0; c < std::max(k, 1); ++c) {
+    const auto [x, dy] = legend_at[size_t(c)];
+    const double y = grid_bottom + 24 + dy;
     svg += fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="10" height="10" fill="{}"/>)", x, y,
-                       c >= 0 ? palette(size_t(c)) : "#dddddd");
-    const std::string name = c >= 0 ? fmt::format("cluster {}", c) : "no cluster";
-    svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}">{}</text>)", x + 14, y + 9, name);
-    x += 24 + 0.58 * 11 * double(name.size());
+                       k > 0 ? palette(size_t(c)) : "#dddddd");
+    svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}">{}</text>)", x + 14, y + 9,
+                       k > 0 ? fmt::format("cluster {}", c) : std::string("no clusters"));
   }
   svg += "</svg>";
   return svg;
