@@ -50,6 +50,7 @@ void register_train(CLI::App& app) {
   sub->add_option("--eval-batches", o.eval_batches, "validation batches")->capture_default_str();
   sub->add_option("--checkpoint-every", o.checkpoint_every, "write OUT.ckpt every N steps (0: at the end only)")->capture_default_str();
   sub->add_option("--resume", o.resume, "continue from a checkpoint (OUT.ckpt of an earlier run)");
+  sub->add_option("--stop-at", o.stop_at, "stop after this step with a checkpoint and no export (0: run all --steps)")->capture_default_str();
   sub->add_option("--csv", o.csv, "loss curve CSV (default OUT.csv)");
   sub->add_option("--svg", o.svg, "loss curve plot (default OUT.svg)");
   sub->add_option("--json", o.json, "write a summary JSON here");

@@ -31,6 +31,7 @@ struct TrainOptions {
   int64_t eval_batches = 8;
   int64_t checkpoint_every = 0;      // 0: only at the end
   std::string resume;                // checkpoint to continue from
+  int64_t stop_at = 0;               // > 0: stop after this step (checkpoint, no export)
   std::string csv;                   // default: out + ".csv"
   std::string svg;                   // default: out + ".svg"
   std::string json;                  // summary JSON (optional)
@@ -55,6 +56,7 @@ struct TrainSummary {
   double tokens_per_s = 0;
   double seconds = 0;
   std::string sample;
+  bool stopped = false;        // stopped early by stop_at (nothing exported)
 };
 
 // Trains, writes checkpoints/CSV/SVG/GGUF as the options say. Throws Error on bad input.

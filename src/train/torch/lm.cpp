@@ -195,7 +195,11 @@ torch::Tensor LMImpl::forward(const torch::Tensor& idx, std::vector<torch::Tenso
       auto o = attention(q, k, v, probs).transpose(1, 2).reshape({B, T, d});
       x = x + F::linear(o, W(p + "attn_output.weight"), W(p + "attn_output.bias"));
       h = ln(x, p + "ffn_norm");
-      auto u = torch::gelu(F::linear(h, W(p + "ffn_up.weight"), W(p + "ffn_up.bias")), "tanh");
+      auto u = F::linear(h, W(p + "ffn_up.weight"), W(p + "ffn_up.bias"));
+      if (gelu_f16_table_)
+        u = torch::gelu(u.to(torch::kHalf).to(torch::kFloat), "tanh").to(torch::kHalf).to(torch::kFloat);
+      else
+        u = torch::gelu(u, "tanh");
       x = x + F::linear(u, W(p + "ffn_down.weight"), W(p + "ffn_down.bias"));
     }
   }

@@ -52,6 +52,10 @@ class LMImpl : public torch::nn::Module {
   const std::vector<std::pair<std::string, torch::Tensor>>& gguf_params() const { return params_; }
   torch::Tensor param(const std::string& gguf_name) const;
   int64_t num_params() const;
+  // Evaluate GELU as llama.cpp (and so the engine) does on CPU: on the f16-rounded input,
+  // result rounded to f16. Not for training (no useful gradient); the export cross-check
+  // uses it to show that this table is the only difference between the two gpt2 forwards.
+  void set_gelu_f16_table(bool on) { gelu_f16_table_ = on; }
 
  private:
   torch::Tensor add(const std::string& name, torch::Tensor t);
@@ -59,6 +63,7 @@ class LMImpl : public torch::nn::Module {
                           std::vector<torch::Tensor>* probs);
   torch::Tensor rope(const torch::Tensor& x) const;  // [B, H, T, hd], adjacent pairs
   LMConfig cfg_;
+  bool gelu_f16_table_ = false;
   std::vector<std::pair<std::string, torch::Tensor>> params_;
 };
 TORCH_MODULE(LM);

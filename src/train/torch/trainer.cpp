@@ -127,6 +127,7 @@ TrainSummary run_training(const TrainOptions& o) {
   if (o.metric_k < 1) fail_usage("--metric-k {}: must be >= 1", o.metric_k);
   if (!(o.metric_eps >= 0 && o.metric_eps < 1)) fail_usage("--metric-eps {}: expected [0, 1)", o.metric_eps);
   if (o.sample_tokens < 0) fail_usage("--sample {}: must be >= 0", o.sample_tokens);
+  if (o.stop_at < 0) fail_usage("--stop-at {}: must be >= 0", o.stop_at);
   torch::Device device(torch::kCPU);
   if (o.device == "cuda") {
     if (!torch::cuda::is_available())
@@ -342,7 +343,8 @@ TrainSummary run_training(const TrainOptions& o) {
   auto t_loop = clock::now();
   int64_t tokens_done = 0;
   double last_train = NAN;
-  for (int64_t step = start_step; step < o.steps; ++step) {
+  const int64_t end_step = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  for (int64_t step = start_step; step < end_step; ++step) {
     auto t0 = clock::now();
     const double lr = lr_at(step);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
@@ -381,7 +383,15 @@ TrainSummary run_training(const TrainOptions& o) {
   if (!csv) fail_file(csv_path, "write failed");
   fs::rename(csv_tmp, csv_path);
   const double loop_s = std::chrono::duration<double>(clock::now() - t_loop).count();
-  save_checkpoint(o.steps);
+  save_checkpoint(end_step);
+  if (end_step < o.steps) {
+    log(fmt::format("stopped at step {} of {}; continue with --resume {}\n", end_step, o.steps, ckpt_path));
+    sum.steps = end_step;
+    sum.stopped = true;
+    sum.train_loss = last_train;
+    sum.tokens_per_s = loop_s > 0 ? tokens_done / loop_s : 0;
+    return sum;
+  }
   write_loss_svg(svg_path, rows, fmt::format("{} {} {}", cfg.arch, o.preset, reg.to_string()));
 
   SparsityStats stats;
