@@ -95,6 +95,12 @@ void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* key
 
 constexpr int kTargetRows = 32;  // rows (heads of a group x tokens) per job
 
+// Grows a reused buffer (never shrinks, never clears).
+template <typename T>
+void grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+}
+
 void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
                RowObserver* observer) {
   const int group = s.n_head / s.n_kv_head;
@@ -122,12 +128,15 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
 #pragma omp parallel if (items > 1)
   {
     const int64_t tk = detail::kTileKeys;
-    std::vector<float> buf(rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
-    std::vector<int8_t> cls(rows);
-    std::vector<float> obs_s;
-    std::vector<int32_t> obs_j;
-    std::vector<int64_t> obs_n;
-    std::vector<float> probs;
+    // Per-thread buffers outlive the call (OpenMP keeps its threads): decode steps and
+    // small chunks would otherwise pay an allocation, page faults and zeroing each time.
+    // Nothing relies on their previous contents.
+    static thread_local std::vector<float> buf, obs_s, probs;
+    static thread_local std::vector<int8_t> cls;
+    static thread_local std::vector<int32_t> obs_j;
+    static thread_local std::vector<int64_t> obs_n;
+    grow(buf, rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
+    grow(cls, rows);
     Scratch sc;
     float* p = buf.data();
     sc.q = p; p += rows * dp;
@@ -139,10 +148,10 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
     sc.l = p; p += rows;
     sc.cls = cls.data();
     if (observer) {
-      obs_s.resize(rows * s.n_kv + 1);
-      obs_j.resize(rows * s.n_kv + 1);
-      obs_n.resize(rows);
-      probs.resize(s.n_kv + 16);
+      grow(obs_s, rows * s.n_kv + 1);
+      grow(obs_j, rows * s.n_kv + 1);
+      grow(obs_n, rows);
+      grow(probs, s.n_kv + 16);
       sc.obs_s = obs_s.data();
       sc.obs_j = obs_j.data();
       sc.obs_n = obs_n.data();
@@ -174,8 +183,10 @@ void run_gather(const AttentionShape& s, const AttentionArgs& a, const KeySet& k
   const int64_t rows = s.n_q * s.n_head;
 #pragma omp parallel if (rows > 1)
   {
-    std::vector<float> scores(s.n_kv + 16);
-    std::vector<int32_t> slots(s.n_kv + 16);
+    static thread_local std::vector<float> scores;
+    static thread_local std::vector<int32_t> slots;
+    grow(scores, s.n_kv + 16);
+    grow(slots, s.n_kv + 16);
 #pragma omp for schedule(dynamic, 8)
     for (int64_t r = 0; r < rows; ++r) {
       const int head = static_cast<int>(r % s.n_head);
