@@ -20,57 +20,99 @@ using namespace attnsparse::ops::quant;
 constexpr int64_t kKC = 256;  // GEMM k-block
 
 // ---------------------------------------------------------------------------------------
-// F32 / F16 / BF16 weights, small m: per row, convert once into an f32 buffer, then dot
-// it with up to 4 tokens at a time (two partial accumulators per token).
-template <class A, int NT>
-inline void dot_row_tokens(const float* wr, const float* const* xs, int64_t n, float* out) {
+// F32 / F16 / BF16 weights, small m (decode): R weight rows x NT tokens per tile; each
+// weight vector is loaded and widened to f32 in registers (F16C / shift for bf16) and used
+// for NT tokens, so the weights stream from memory exactly once and nothing is stored in
+// between (a convert-to-buffer pass made this compute-bound at ~1/6 of the bandwidth).
+
+template <class A, DType T>
+inline typename A::vec load_w(const uint8_t* row, int64_t i) {
+  if constexpr (T == DType::F32) return A::loadu(reinterpret_cast<const float*>(row) + i);
+  else if constexpr (T == DType::F16) return A::load_f16(reinterpret_cast<const uint16_t*>(row) + i);
+  else return A::load_bf16(reinterpret_cast<const uint16_t*>(row) + i);
+}
+
+template <DType T>
+inline float scalar_w(const uint8_t* row, int64_t i) {
+  if constexpr (T == DType::F32) return reinterpret_cast<const float*>(row)[i];
+  else if constexpr (T == DType::F16) return attnsparse::fp16_to_fp32(reinterpret_cast<const uint16_t*>(row)[i]);
+  else return attnsparse::bf16_to_fp32(reinterpret_cast<const uint16_t*>(row)[i]);
+}
+
+template <class A, DType T, int R, int NT>
+inline void gemv_tile(const uint8_t* const* rows, const float* const* xs, int64_t n, float* out) {
   using V = typename A::vec;
-  V acc0[NT], acc1[NT];
-  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = A::zero();
+  V acc[R][NT];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = A::zero();
   int64_t i = 0;
-  for (; i + 2 * A::W <= n; i += 2 * A::W) {
-    const V w0 = A::loadu(wr + i), w1 = A::loadu(wr + i + A::W);
-    for (int t = 0; t < NT; ++t) {
-      acc0[t] = A::fmadd(w0, A::loadu(xs[t] + i), acc0[t]);
-      acc1[t] = A::fmadd(w1, A::loadu(xs[t] + i + A::W), acc1[t]);
+  for (; i + A::W <= n; i += A::W) {
+    V xv[NT];
+    for (int t = 0; t < NT; ++t) xv[t] = A::loadu(xs[t] + i);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V wv = load_w<A, T>(rows[r], i);
+      for (int t = 0; t < NT; ++t) acc[r][t] = A::fmadd(wv, xv[t], acc[r][t]);
     }
   }
-  for (; i < n; i += A::W) {
-    const int64_t r = std::min<int64_t>(A::W, n - i);
-    const V w0 = r == A::W ? A::loadu(wr + i) : A::loadu_n(wr + i, r);
-    for (int t = 0; t < NT; ++t)
-      acc0[t] = A::fmadd(w0, r == A::W ? A::loadu(xs[t] + i) : A::loadu_n(xs[t] + i, r), acc0[t]);
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < NT; ++t) {
+      float s = A::hsum(acc[r][t]);
+      for (int64_t j = i; j < n; ++j) s += scalar_w<T>(rows[r], j) * xs[t][j];
+      out[r * NT + t] = s;
+    }
+}
+
+template <class A, DType T, int NT>
+void gemv_tokens(const WeightView& w, const float* const* xs, float* const* ys, int64_t o0,
+                 int64_t o1) {
+  // More rows per tile when fewer tokens share each weight vector (enough independent
+  // FMA chains, within the register file).
+  constexpr int R = NT == 1 ? 8 : 4;
+  const int64_t rb = w.row_bytes(), n = w.n_in;
+  float out[R * NT];
+  int64_t o = o0;
+  for (; o + R <= o1; o += R) {
+    const uint8_t* rows[R];
+    for (int r = 0; r < R; ++r) rows[r] = w.data + (o + r) * rb;
+    gemv_tile<A, T, R, NT>(rows, xs, n, out);
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NT; ++t) ys[t][o + r] = out[r * NT + t];
   }
-  for (int t = 0; t < NT; ++t) out[t] = A::hsum(A::add(acc0[t], acc1[t]));
+  for (; o < o1; ++o) {
+    const uint8_t* row = w.data + o * rb;
+    gemv_tile<A, T, 1, NT>(&row, xs, n, out);
+    for (int t = 0; t < NT; ++t) ys[t][o] = out[t];
+  }
+}
+
+template <class A, DType T>
+void float_rows_t(const WeightView& w, const float* xr, int64_t m, float* y, int64_t o0, int64_t o1) {
+  const int64_t n = w.n_in;
+  for (int64_t t0 = 0; t0 < m; t0 += A::kGemvTokens) {
+    const int nt = static_cast<int>(std::min<int64_t>(A::kGemvTokens, m - t0));
+    const float* xs[4];
+    float* ys[4];
+    for (int j = 0; j < nt; ++j) {
+      xs[j] = xr + (t0 + j) * n;
+      ys[j] = y + (t0 + j) * w.n_out;
+    }
+    switch (nt) {
+      case 1: gemv_tokens<A, T, 1>(w, xs, ys, o0, o1); break;
+      case 2: gemv_tokens<A, T, 2>(w, xs, ys, o0, o1); break;
+      case 3: gemv_tokens<A, T, 3>(w, xs, ys, o0, o1); break;
+      default: gemv_tokens<A, T, 4>(w, xs, ys, o0, o1); break;
+    }
+  }
 }
 
 template <class A>
 void float_rows(const WeightView& w, const float* xr, int64_t m, float* y, int64_t o0, int64_t o1) {
-  thread_local std::vector<float> row;
-  row.resize(w.n_in + 64);
-  const int64_t n = w.n_in;
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* src = w.data + o * w.row_bytes();
-    const float* wr;
-    if (w.dtype == DType::F32) {
-      wr = reinterpret_cast<const float*>(src);
-    } else {
-      A::cvt_row(w.dtype, src, row.data(), n);
-      wr = row.data();
-    }
-    for (int64_t t0 = 0; t0 < m; t0 += 4) {
-      const int nt = static_cast<int>(std::min<int64_t>(4, m - t0));
-      const float* xs[4];
-      for (int j = 0; j < nt; ++j) xs[j] = xr + (t0 + j) * n;
-      float out[4];
-      switch (nt) {
-        case 1: dot_row_tokens<A, 1>(wr, xs, n, out); break;
-        case 2: dot_row_tokens<A, 2>(wr, xs, n, out); break;
-        case 3: dot_row_tokens<A, 3>(wr, xs, n, out); break;
-        default: dot_row_tokens<A, 4>(wr, xs, n, out); break;
-      }
-      for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
-    }
+  switch (w.dtype) {
+    case DType::F32: float_rows_t<A, DType::F32>(w, xr, m, y, o0, o1); return;
+    case DType::F16: float_rows_t<A, DType::F16>(w, xr, m, y, o0, o1); return;
+    default: float_rows_t<A, DType::BF16>(w, xr, m, y, o0, o1); return;
   }
 }
 
