@@ -95,6 +95,11 @@ void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* key
 
 constexpr int kTargetRows = 32;  // rows (heads of a group x tokens) per job
 
+// Whether a call of about `macs` multiply-adds is worth a parallel region: tiny calls
+// (a decode step of a small model, one query of the eviction simulator) run faster on the
+// calling thread than waking the others, and do not stall when the machine is busy.
+bool worth_threads(double macs) { return macs >= 1 << 18; }
+
 // Grows a reused buffer (never shrinks, never clears).
 template <typename T>
 void grow(std::vector<T>& v, int64_t n) {
@@ -125,7 +130,7 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
       case Isa::Sse2: isa_sse2::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
     }
   }
-#pragma omp parallel if (items > 1)
+#pragma omp parallel if (items > 1 && worth_threads(static_cast<double>(s.n_q) * s.n_head * s.n_kv * s.head_dim))
   {
     const int64_t tk = detail::kTileKeys;
     // Per-thread buffers outlive the call (OpenMP keeps its threads): decode steps and
@@ -181,7 +186,7 @@ void run_gather(const AttentionShape& s, const AttentionArgs& a, const KeySet& k
                 RowObserver* observer) {
   const Isa isa = current_isa();
   const int64_t rows = s.n_q * s.n_head;
-#pragma omp parallel if (rows > 1)
+#pragma omp parallel if (rows > 1 && worth_threads(static_cast<double>(keys.list_entries()) * (keys.heads() == 1 ? s.n_head : 1) * s.head_dim))
   {
     static thread_local std::vector<float> scores;
     static thread_local std::vector<int32_t> slots;

@@ -126,6 +126,10 @@ const int32_t* KeySet::row_end(int head, int64_t i) const {
   return slots_->data() + (*row_ptr_)[h * nq_ + i + 1];
 }
 
+int64_t KeySet::list_entries() const {
+  return kind_ == Kind::IndexList ? static_cast<int64_t>(slots_->size()) : 0;
+}
+
 bool KeySet::contains(int head, int64_t i, int64_t t, int64_t j, int64_t p) const {
   if (p > t) return false;
   const int64_t d = t - p;

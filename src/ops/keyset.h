@@ -73,6 +73,7 @@ class KeySet {
   int64_t n_rows_q() const { return nq_; }
   const int32_t* row_begin(int head, int64_t i) const;
   const int32_t* row_end(int head, int64_t i) const;
+  int64_t list_entries() const;  // slots in all lists (IndexList), 0 otherwise
 
  private:
   Kind kind_ = Kind::All;

@@ -351,7 +351,7 @@ KeySet random_lists(std::mt19937& rng, int64_t n_q, int64_t q_pos0, int64_t n_kv
   for (int h = 0; h < heads; ++h)
     for (int64_t i = 0; i < n_q; ++i) {
       std::vector<int32_t> all;
-      for (int64_t j = 0; j < n_kv; ++j) if (rng() % 100 < keep) all.push_back(int32_t(j));
+      for (int64_t j = 0; j < n_kv; ++j) if (int64_t(rng() % 100) < keep) all.push_back(int32_t(j));
       slots.insert(slots.end(), all.begin(), all.end());
       row_ptr.push_back(int64_t(slots.size()));
     }
