@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <immintrin.h>
 
 namespace attnsparse::analysis {
 
@@ -11,8 +12,8 @@ double RowMetrics::norm_entropy() const {
   return query > 0 ? entropy / std::log(double(query + 1)) : 0.0;
 }
 
-void widths(const float* probs, int64_t n, const double* levels, int n_levels, int32_t* out,
-            std::vector<float>& scratch) {
+void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
+                        int32_t* out, std::vector<float>& scratch) {
   // Weighted quickselect. Invariant: scratch[0, lo) holds the lo largest entries (in some
   // order) with total mass `taken`; everything in [lo, n) is <= all of them. Each level
   // extends the prefix, so four levels cost about as much as one selection (O(n) expected).
@@ -62,6 +63,220 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
   }
 }
 
+namespace {
+
+// ---- Widths by histogram selection ----
+// The k largest entries of a row are found bucket by bucket: a histogram of mass and count
+// over 256 buckets of the float bit pattern (monotone in the value for x >= 0) locates,
+// for every level, the bucket where the cumulative mass crosses it; only that bucket's
+// entries are examined further (a second histogram on the next 8 bits, then an exact
+// quickselect). Cost is a few passes over the row whatever its shape; quickselect alone
+// is slow on flat rows. Masses are summed in double, as in the definition.
+
+constexpr int kBins = 256;
+constexpr int64_t kSmall = 96;  // rows this short go straight to the quickselect
+
+struct SelectScratch {
+  std::vector<uint8_t> ids;
+  std::vector<float> gathered[2];  // per level: one region per boundary bucket, + a dummy cell
+  std::vector<float> quick;
+};
+
+inline uint32_t float_bits(float x) { return std::bit_cast<uint32_t>(x); }
+
+// Bucket ids, 0 = the largest values. Level 0: 1/16-octave steps below the maximum's
+// (everything 2^-16 below it shares bucket 255); level 1: the next 8 bits of the mantissa.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void bucket_ids(const float* v, int64_t m, int level, uint32_t top_key, uint8_t* ids) {
+  if (level == 0) {
+    for (int64_t j = 0; j < m; ++j) {
+      const uint32_t d = top_key - (float_bits(v[j]) >> 19);
+      ids[j] = static_cast<uint8_t>(d < 255u ? d : 255u);
+    }
+  } else {
+    for (int64_t j = 0; j < m; ++j) ids[j] = static_cast<uint8_t>(255u - ((float_bits(v[j]) >> 11) & 0xffu));
+  }
+}
+
+// The maximum's bit pattern (for x >= 0 the integer order is the float order; an integer
+// max vectorises where a float one, with its NaN rules, does not).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+uint32_t max_bits(const float* v, int64_t m) {
+  uint32_t mx = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    const uint32_t b = float_bits(v[j]);
+    mx = b > mx ? b : mx;
+  }
+  return mx;
+}
+
+// Number of ids below b (entries in buckets of larger values).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+int64_t count_below(const uint8_t* ids, int64_t m, uint8_t b) {
+  int64_t c = 0;
+  for (int64_t j = 0; j < m; ++j) c += ids[j] < b;
+  return c;
+}
+
+// Copies the entries of bucket b to out (which has 16 floats of slack); returns how many.
+// AVX-512 compresses in registers (a compressing store is slow on some CPUs).
+// (GCC 12 warns about an uninitialised variable inside its own intrinsic headers.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+int64_t gather_bucket_avx512(const float* v, const uint8_t* ids, int64_t m, uint8_t b, float* out) {
+  int64_t k = 0, j = 0;
+  const __m512i want = _mm512_set1_epi32(b);
+  for (; j + 16 <= m; j += 16) {
+    const __m512i id = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ids + j)));
+    const __mmask16 hit = _mm512_cmpeq_epi32_mask(id, want);
+    if (!hit) continue;
+    _mm512_storeu_ps(out + k, _mm512_maskz_compress_ps(hit, _mm512_loadu_ps(v + j)));
+    k += __builtin_popcount(hit);
+  }
+  for (; j < m; ++j)
+    if (ids[j] == b) out[k++] = v[j];
+  return k;
+}
+#pragma GCC diagnostic pop
+
+int64_t gather_bucket(const float* v, const uint8_t* ids, int64_t m, uint8_t b, float* out) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl");
+  if (avx512) return gather_bucket_avx512(v, ids, m, b, out);
+  int64_t k = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    out[k] = v[j];
+    k += ids[j] == b;
+  }
+  return k;
+}
+
+// For each target (ascending), the smallest k such that the k largest entries of v sum to
+// at least the target; m + 1 when all of v does not reach it.
+void select_counts(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int level,
+                   SelectScratch& sc) {
+  if (m <= kSmall || level == 2) {
+    // Exact weighted quickselect (handles equal values in linear time).
+    int32_t w[4];
+    widths_quickselect(v, m, targets, nt, w, sc.quick);
+    for (int i = 0; i < nt; ++i) {
+      double total = 0;
+      if (w[i] == m) {  // reached only with everything, or never: tell the two apart
+        for (int64_t j = 0; j < m; ++j) total += v[j];
+        out[i] = total >= targets[i] ? m : m + 1;
+      } else {
+        out[i] = w[i];
+      }
+    }
+    return;
+  }
+  sc.ids.resize(size_t(m));
+  bucket_ids(v, m, level, level == 0 ? max_bits(v, m) >> 19 : 0, sc.ids.data());
+  // Mass per bucket; four interleaved copies break the dependency chain of neighbours
+  // that fall into one bucket (flat rows).
+  double mass[4][kBins] = {};
+  const uint8_t* ids = sc.ids.data();
+  int64_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    mass[0][ids[j]] += v[j];
+    mass[1][ids[j + 1]] += v[j + 1];
+    mass[2][ids[j + 2]] += v[j + 2];
+    mass[3][ids[j + 3]] += v[j + 3];
+  }
+  for (; j < m; ++j) mass[0][ids[j]] += v[j];
+  // Boundary bucket of each target, and the mass strictly above it.
+  int bucket[4];
+  double above_mass[4];
+  {
+    double cum = 0;
+    int i = 0;
+    for (int b = 0; b < kBins && i < nt; ++b) {
+      const double bm = mass[0][b] + mass[1][b] + mass[2][b] + mass[3][b];
+      while (i < nt && bm > 0 && cum + bm >= targets[i]) {
+        bucket[i] = b;
+        above_mass[i] = cum;
+        ++i;
+      }
+      cum += bm;
+    }
+    for (; i < nt; ++i) {
+      bucket[i] = -1;  // not reached
+      out[i] = m + 1;
+    }
+  }
+  // The distinct boundary buckets ("slots"), their sizes and the counts above them.
+  int n_slots = 0, slot_bucket[4];
+  int64_t above_count[4], slot_size[4], slot_above[4];
+  for (int i = 0; i < nt; ++i) {
+    if (bucket[i] < 0) continue;
+    int s = 0;
+    while (s < n_slots && slot_bucket[s] != bucket[i]) ++s;
+    if (s == n_slots) {
+      slot_bucket[s] = bucket[i];
+      slot_above[s] = count_below(ids, m, uint8_t(bucket[i]));
+      slot_size[s] = (bucket[i] == kBins - 1 ? m : count_below(ids, m, uint8_t(bucket[i] + 1))) - slot_above[s];
+      ++n_slots;
+    }
+    above_count[i] = slot_above[s];
+  }
+  if (n_slots == 0) return;
+  if (n_slots == 1 && slot_size[0] == m) {  // one bucket holds every entry: no gathering
+    double sub_targets[4];
+    for (int i = 0; i < nt; ++i) sub_targets[i] = targets[i] - above_mass[i];
+    int64_t sub_out[4];
+    select_counts(v, m, sub_targets, nt, sub_out, level + 1, sc);
+    for (int i = 0; i < nt; ++i) out[i] = sub_out[i] <= m ? above_count[i] + sub_out[i] : -1;
+    return;
+  }
+  int64_t offset[5];
+  offset[0] = 0;
+  for (int s = 0; s < n_slots; ++s) offset[s + 1] = offset[s] + slot_size[s] + 16;  // + slack
+  std::vector<float>& gathered = sc.gathered[level & 1];
+  gathered.resize(size_t(offset[n_slots]));
+  for (int s = 0; s < n_slots; ++s)
+    gather_bucket(v, ids, m, uint8_t(slot_bucket[s]), gathered.data() + offset[s]);
+  for (int s = 0; s < n_slots; ++s) {
+    double sub_targets[4];
+    int which[4], k = 0;
+    for (int i = 0; i < nt; ++i)
+      if (bucket[i] == slot_bucket[s]) {
+        which[k] = i;
+        sub_targets[k++] = targets[i] - above_mass[i];
+      }
+    int64_t sub_out[4];
+    select_counts(gathered.data() + offset[s], slot_size[s], sub_targets, k, sub_out, level + 1, sc);
+    for (int x = 0; x < k; ++x) {
+      const int i = which[x];
+      out[i] = sub_out[x] <= slot_size[s] ? above_count[i] + sub_out[x] : -1;  // -1: rounding, redo
+    }
+  }
+}
+
+}  // namespace
+
+void widths(const float* probs, int64_t n, const double* levels, int n_levels, int32_t* out,
+            std::vector<float>& scratch) {
+  if (n <= kSmall) {
+    widths_quickselect(probs, n, levels, n_levels, out, scratch);
+    return;
+  }
+  thread_local SelectScratch sc;
+  int64_t counts[4];
+  for (int start = 0; start < n_levels; start += 4) {
+    const int nt = std::min(4, n_levels - start);
+    select_counts(probs, n, levels + start, nt, counts, 0, sc);
+    bool redo = false;
+    for (int i = 0; i < nt; ++i) {
+      redo |= counts[i] < 0;
+      out[start + i] = static_cast<int32_t>(std::min<int64_t>(counts[i] < 0 ? n : counts[i], n));
+    }
+    // A bucket's double sum and the same entries summed inside it may differ in the last
+    // bit; when that makes a level unreachable inside its bucket, decide on the whole row.
+    if (redo) widths_quickselect(probs, n, levels + start, nt, out + start, scratch);
+  }
+}
+
 std::vector<int32_t> topk_indices(const float* probs, int64_t n, int k) {
   // "better" = larger value, then lower index. Keep a heap whose top is the worst kept.
   auto better = [probs](int32_t i, int32_t j) {
@@ -102,17 +317,29 @@ inline float fast_log(float x) {
 }
 }  // namespace
 
+__attribute__((target_clones("avx512f", "avx2", "default")))
 double entropy(const float* probs, int64_t n) {
   double h = 0;
 #pragma omp simd reduction(+ : h)
   for (int64_t j = 0; j < n; ++j) {
     const float p = probs[j];
-    // Subnormals and zeros contribute (almost) nothing; fast_log needs a normal input.
-    const float pl = p > 1e-30f ? p * fast_log(p) : 0.f;
+    // fast_log needs a normal input: entries <= 1e-30 (zeros, subnormals) are evaluated as
+    // p ln(1e-30), which is 0 for p = 0 and below 7e-29 otherwise. Branch free, so the loop
+    // vectorises (a conditional division would not).
+    const float pl = p * fast_log(p > 1e-30f ? p : 1e-30f);
     h -= double(pl);
   }
   return h;
 }
+
+namespace {
+__attribute__((target_clones("avx512f", "avx2", "default")))
+int64_t count_greater(const float* v, int64_t n, float x) {
+  int64_t c = 0;
+  for (int64_t j = 0; j < n; ++j) c += v[j] > x;
+  return c;
+}
+}  // namespace
 
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
                                int64_t query_pos, std::vector<float>& scratch) {
@@ -125,8 +352,7 @@ RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64
   if (n > 0 && pos(0) == 0) {
     const float a0 = probs[0];
     m.sink_mass = a0;
-    int64_t larger = 0;
-    for (int64_t j = 1; j < n; ++j) larger += probs[j] > a0;
+    const int64_t larger = count_greater(probs + 1, n - 1, a0);
     m.sink_argmax = larger == 0;
     m.sink_top5 = larger < 5;
   }

@@ -1,7 +1,7 @@
 // Per-row attention metrics (docs methods.md §2): widths, entropy, sink, recency, top-k.
 // All functions take one probability row `probs[0..n)` over keys whose absolute positions
 // are `key_pos[0..n)` (increasing; nullptr = positions 0..n-1) for a query at position t.
-// Cost is O(n) per row: widths use a weighted quickselect, top-k a bounded heap.
+// Cost is O(n) per row: widths use histogram selection, top-k a bounded heap.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -34,6 +34,9 @@ struct RowMetrics {
 // ascending). Returns n when the row never reaches p (rounding). `scratch` is reused.
 void widths(const float* probs, int64_t n, const double* levels, int n_levels, int32_t* out,
             std::vector<float>& scratch);
+// The same by weighted quickselect alone (the reference for tests and short rows).
+void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
+                        int32_t* out, std::vector<float>& scratch);
 
 // Indices (into probs) of the k largest entries ordered by (value desc, index asc);
 // ties are broken by the lower index. Returns min(k, n) indices.

@@ -1,0 +1,104 @@
+// Widths by histogram selection against the definition (full sort, double cumulative sum)
+// on rows of every shape the selection treats differently: exactly uniform, flat, peaky,
+// long tails down to zero and subnormals, many ties, a few distinct values, long rows.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "analysis/row_metrics.h"
+
+namespace attnsparse::analysis {
+namespace {
+
+std::array<int32_t, 4> naive_widths(const std::vector<float>& row) {
+  std::vector<float> v = row;
+  std::sort(v.begin(), v.end(), std::greater<float>());
+  std::array<int32_t, 4> w{};
+  for (int li = 0; li < 4; ++li) {
+    double cum = 0;
+    w[li] = int32_t(v.size());
+    for (size_t k = 0; k < v.size(); ++k) {
+      cum += v[k];
+      if (cum >= kWidthLevels[li]) {
+        w[li] = int32_t(k + 1);
+        break;
+      }
+    }
+  }
+  return w;
+}
+
+std::vector<float> softmax(const std::vector<double>& logits) {
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  double total = 0;
+  std::vector<double> e(logits.size());
+  for (size_t j = 0; j < logits.size(); ++j) total += (e[j] = std::exp(logits[j] - mx));
+  std::vector<float> out(logits.size());
+  for (size_t j = 0; j < e.size(); ++j) out[j] = float(e[j] / total);
+  return out;
+}
+
+void expect_matches_definition(const std::vector<float>& row, const std::string& what) {
+  std::vector<float> scratch;
+  std::array<int32_t, 4> fast{}, quick{};
+  widths(row.data(), int64_t(row.size()), kWidthLevels.data(), 4, fast.data(), scratch);
+  widths_quickselect(row.data(), int64_t(row.size()), kWidthLevels.data(), 4, quick.data(), scratch);
+  const auto expected = naive_widths(row);
+  EXPECT_EQ(fast, expected) << what << " n " << row.size();
+  EXPECT_EQ(quick, expected) << what << " n " << row.size();
+}
+
+TEST(Widths, MatchTheDefinitionOnRowsOfEveryShape) {
+  std::mt19937_64 rng(12);
+  for (int n : {97, 128, 255, 1000, 4096, 33000}) {
+    std::normal_distribution<double> z(0, 1);
+    for (double sigma : {0.0, 0.003, 0.05, 0.3, 1.0, 3.0, 10.0, 40.0}) {
+      for (int rep = 0; rep < 3; ++rep) {
+        std::vector<double> logits(n);
+        for (auto& x : logits) x = sigma * z(rng);
+        expect_matches_definition(softmax(logits), "gaussian sigma " + std::to_string(sigma));
+      }
+    }
+    // A few distinct values (many exact ties across bucket boundaries).
+    std::uniform_int_distribution<int> level(0, 5);
+    std::vector<double> logits(n);
+    for (auto& x : logits) x = 0.7 * level(rng);
+    expect_matches_definition(softmax(logits), "six levels");
+    // One dominant key, the rest zeros, subnormals and tiny values.
+    std::vector<float> tail(n, 0.f);
+    tail[n / 3] = 0.995f;
+    for (int j = 0; j < n; j += 3) tail[j] = std::numeric_limits<float>::denorm_min() * float(j + 1);
+    for (int j = 1; j < n; j += 7) tail[j] = 1e-4f / float(n);
+    expect_matches_definition(tail, "spike with zeros and subnormals");
+    // Heavy hitters on a flat background (the mass crosses the levels inside the flat part).
+    std::vector<double> heavy(n, 0.0);
+    for (int j = 0; j < n; j += 50) heavy[j] = 4.0;
+    expect_matches_definition(softmax(heavy), "heavy hitters");
+    // Values straddling bucket edges: powers of two and their neighbours.
+    std::vector<float> edges(n);
+    for (int j = 0; j < n; ++j) edges[j] = std::ldexp(1.0f, -(j % 20)) * (j % 3 == 0 ? 1.0f : j % 3 == 1 ? 0.99999994f : 1.0000001f);
+    double total = 0;
+    for (float x : edges) total += x;
+    for (float& x : edges) x = float(x / total);
+    expect_matches_definition(edges, "bucket edges");
+  }
+}
+
+TEST(Widths, RowsThatNeverReachALevelGiveN) {
+  // Mass 0.98 in total: p = 0.99 is never reached, the others are.
+  std::vector<float> row(500, 0.98f / 500);
+  std::vector<float> scratch;
+  int32_t w[4];
+  widths(row.data(), 500, kWidthLevels.data(), 4, w, scratch);
+  EXPECT_EQ(w[3], 500);
+  EXPECT_EQ(w[0], 256);  // ceil(0.5 / (0.98/500)) = 255.1.. -> 256
+  std::vector<float> zeros(300, 0.f);
+  widths(zeros.data(), 300, kWidthLevels.data(), 4, w, scratch);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(w[i], 300);
+}
+
+}  // namespace
+}  // namespace attnsparse::analysis
