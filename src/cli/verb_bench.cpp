@@ -5,7 +5,9 @@
 #include <omp.h>
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -25,6 +27,14 @@ using clock_type = std::chrono::steady_clock;
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// CPU seconds of the whole process (all threads): with wall time it shows whether the
+// run had its cores to itself (cpu ~= threads x wall) or shared them.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 struct Stats {
@@ -68,7 +78,9 @@ void register_bench(CLI::App& app) {
       "each). One untimed warm-up of each first, then --reps timed runs: mean and std.\n"
       "Prints a table and then one JSON line (--json: only the JSON) with prefill_tok_s,\n"
       "decode_tok_s, their std, reps, threads, simd and the model's shape.\n"
-      "ATTNSPARSE_PROFILE=1 adds a per-op time breakdown on stderr.\n"
+      "ATTNSPARSE_PROFILE=1 adds a per-op time breakdown on stderr. On a machine whose cores\n"
+      "are shared, run with OMP_WAIT_POLICY=passive: spinning OpenMP threads otherwise burn\n"
+      "the time their partner needs (3-5x slower decode under load; cpu/wall shows it).\n"
       "Example: attnsparse bench tinyllama-synth.gguf -p 512 -n 128 --threads 2 --reps 3");
   static std::string model_path;
   static int64_t n_prompt = 512, n_gen = 128;
@@ -102,9 +114,14 @@ void register_bench(CLI::App& app) {
     if (n_gen > 0) run_decode(*model, std::vector<int32_t>(gen.begin(), gen.begin() + std::min<int64_t>(n_gen, 8)));
     profile::reset();
     std::vector<double> pp, tg;
+    double pp_cpu = 0, tg_cpu = 0;
     for (int r = 0; r < reps; ++r) {
+      double c0 = process_cpu_seconds();
       if (n_prompt > 0) pp.push_back(run_prefill(*model, prompt));
+      double c1 = process_cpu_seconds();
       if (n_gen > 0) tg.push_back(run_decode(*model, gen));
+      pp_cpu += c1 - c0;
+      tg_cpu += process_cpu_seconds() - c1;
       fmt::print(stderr, "bench: rep {}/{}{}{}\n", r + 1, reps,
                  n_prompt > 0 ? fmt::format("  pp{} {:.1f} tok/s", n_prompt, n_prompt / pp.back()) : "",
                  n_gen > 0 ? fmt::format("  tg{} {:.1f} tok/s", n_gen, n_gen / tg.back()) : "");
@@ -131,6 +148,7 @@ void register_bench(CLI::App& app) {
       j["prefill_tok_s"] = ps.mean;
       j["prefill_tok_s_std"] = ps.sd;
       j["prefill_seconds"] = pp;
+      j["prefill_cpu_seconds_per_rep"] = pp_cpu / reps;
     } else {
       j["prefill_tok_s"] = nullptr;
     }
@@ -138,6 +156,7 @@ void register_bench(CLI::App& app) {
       j["decode_tok_s"] = ts.mean;
       j["decode_tok_s_std"] = ts.sd;
       j["decode_seconds"] = tg;
+      j["decode_cpu_seconds_per_rep"] = tg_cpu / reps;
     } else {
       j["decode_tok_s"] = nullptr;
     }
@@ -146,6 +165,12 @@ void register_bench(CLI::App& app) {
     j["reps"] = reps;
     j["threads"] = n_threads;
     j["simd"] = ops::simd_level_name();
+    // The OpenMP wait policy in effect: on shared cores OMP_WAIT_POLICY=passive (or a small
+    // GOMP_SPINCOUNT) avoids threads spinning away their partner's time slice.
+    const char* wp = std::getenv("OMP_WAIT_POLICY");
+    const char* sc = std::getenv("GOMP_SPINCOUNT");
+    j["omp_wait"] = wp ? std::string("OMP_WAIT_POLICY=") + wp
+                       : sc ? std::string("GOMP_SPINCOUNT=") + sc : std::string("libgomp default");
     j["shape"] = {{"arch", c.arch},       {"n_layer", c.n_layer}, {"n_embd", c.n_embd},
                   {"n_head", c.n_head},   {"n_kv_head", c.n_kv_head}, {"n_ff", c.n_ff},
                   {"n_vocab", c.n_vocab}, {"weight_dtype", dtype},  {"parameters", params},
@@ -154,10 +179,20 @@ void register_bench(CLI::App& app) {
       fmt::print("model: {} ({} {}, {} layers, n_embd {}, {:.0f} M params, {:.2f} GB {})\n",
                  model_path, c.arch, c.name, c.n_layer, c.n_embd, params / 1e6, weight_bytes / 1e9, dtype);
       fmt::print("threads: {}, simd: {}, reps: {}\n", n_threads, ops::simd_level_name(), reps);
-      fmt::print("| {:<8} | {:>14} | {:>8} |\n", "test", "tok/s", "std");
-      fmt::print("| {:-<8} | {:->14} | {:->8} |\n", "", "", "");
-      if (n_prompt > 0) fmt::print("| {:<8} | {:>14.2f} | {:>8.2f} |\n", fmt::format("pp{}", n_prompt), ps.mean, ps.sd);
-      if (n_gen > 0) fmt::print("| {:<8} | {:>14.2f} | {:>8.2f} |\n", fmt::format("tg{}", n_gen), ts.mean, ts.sd);
+      // cpu/wall near the thread count: the run had its cores; far below: they were shared.
+      auto mean = [](const std::vector<double>& v) {
+        double s = 0;
+        for (double x : v) s += x;
+        return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+      };
+      fmt::print("| {:<8} | {:>14} | {:>8} | {:>8} |\n", "test", "tok/s", "std", "cpu/wall");
+      fmt::print("| {:-<8} | {:->14} | {:->8} | {:->8} |\n", "", "", "", "");
+      if (n_prompt > 0)
+        fmt::print("| {:<8} | {:>14.2f} | {:>8.2f} | {:>8.2f} |\n", fmt::format("pp{}", n_prompt), ps.mean,
+                   ps.sd, pp_cpu / reps / mean(pp));
+      if (n_gen > 0)
+        fmt::print("| {:<8} | {:>14.2f} | {:>8.2f} | {:>8.2f} |\n", fmt::format("tg{}", n_gen), ts.mean,
+                   ts.sd, tg_cpu / reps / mean(tg));
     }
     fmt::print("{}\n", j.dump());
     const std::string prof = profile::report();

@@ -272,9 +272,14 @@ std::pair<int64_t, int64_t> split_range(int64_t n, int parts, int part, int64_t 
   return {std::min(n, u0 * align), std::min(n, u1 * align)};
 }
 
+// Below this many multiply-adds a matmul runs on the calling thread: waking the team and
+// the closing barrier cost more than they save (tiny models, single-token decode of
+// small matrices).
+constexpr int64_t kMinParallelWork = int64_t{1} << 17;
+
 template <typename Fn>
-void parallel_rows(int64_t n_out, int64_t align, Fn&& fn) {
-#pragma omp parallel
+void parallel_rows(int64_t n_out, int64_t align, int64_t work, Fn&& fn) {
+#pragma omp parallel if (work >= kMinParallelWork)
   {
     const int nt = omp_get_num_threads(), it = omp_get_thread_num();
     const auto [o0, o1] = split_range(n_out, nt, it, align);
@@ -349,6 +354,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
     return;
   }
   const kern::Kernels& k = active_kernels();
+  const int64_t work = m * n * w.n_out;
   switch (w.dtype) {
     case DType::F32:
     case DType::F16:
@@ -360,7 +366,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
         xr_buf.resize(m * n);
         float* xrw = xr_buf.data();
         const int64_t total = m * n;
-#pragma omp parallel
+#pragma omp parallel if (total >= kMinParallelWork)
         {
           const auto [i0, i1] = split_range(total, omp_get_num_threads(), omp_get_thread_num(), 64);
           if (i1 > i0) k.round_acts(w.dtype, x + i0, xrw + i0, i1 - i0);
@@ -371,14 +377,14 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
         xT_buf.resize(kern::packed_x_floats(m, n, k.gemm_tokens, k.gemm_kc));
         float* xT = xT_buf.data();
         const int64_t n_tb = (m + k.gemm_tokens - 1) / k.gemm_tokens;
-#pragma omp parallel
+#pragma omp parallel if (m * n >= kMinParallelWork)
         {
           const auto [b0, b1] = split_range(n_tb, omp_get_num_threads(), omp_get_thread_num(), 1);
           if (b1 > b0) k.pack_xT(xr, m, n, xT, b0, b1);
         }
-        parallel_rows(w.n_out, 48, [&](int64_t o0, int64_t o1) { k.float_gemm(w, xT, m, y, o0, o1); });
+        parallel_rows(w.n_out, 48, work, [&](int64_t o0, int64_t o1) { k.float_gemm(w, xT, m, y, o0, o1); });
       } else {
-        parallel_rows(w.n_out, 16, [&](int64_t o0, int64_t o1) { k.float_rows(w, xr, m, y, o0, o1); });
+        parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { k.float_rows(w, xr, m, y, o0, o1); });
       }
       return;
     }
@@ -388,10 +394,10 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
       thread_local std::vector<BlockQ8_0> a_buf;
       a_buf.resize(m * nb);
       BlockQ8_0* a = a_buf.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m > 1 && work >= kMinParallelWork)
       for (int64_t t = 0; t < m; ++t) quantize_act_q8_0(x + t * n, a + t * nb, n);
       const auto fn = w.dtype == DType::Q8_0 ? k.q8_0_rows : k.q4_0_rows;
-      parallel_rows(w.n_out, 16, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
+      parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
       return;
     }
     case DType::Q4_K:
@@ -400,10 +406,10 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
       thread_local std::vector<BlockQ8_K> a_buf;
       a_buf.resize(m * nb);
       BlockQ8_K* a = a_buf.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m > 1 && work >= kMinParallelWork)
       for (int64_t t = 0; t < m; ++t) quantize_act_q8_K(x + t * n, a + t * nb, n);
       const auto fn = w.dtype == DType::Q4_K ? k.q4_K_rows : k.q6_K_rows;
-      parallel_rows(w.n_out, 16, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
+      parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
       return;
     }
   }
