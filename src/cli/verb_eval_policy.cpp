@@ -76,7 +76,33 @@ struct PolicyTotals {
   int64_t count = 0, agree = 0;
   double kv_slots = 0, kv_slots_dense = 0;
   int64_t kv_bytes_max = 0;
+  // Real decoding (--decode-tokens): summed over documents.
+  double decode_seconds = 0;
+  int64_t decode_tokens = 0, decode_docs = 0, cache_bytes = 0, peak_cache_bytes = 0;
 };
+
+// Real execution: the document's prompt (all but the last `steps` tokens) as one
+// prefill, then the rest decoded one token at a time with real eviction. Adds the
+// decode time and the bytes the KV cache really holds at the end.
+void real_decode(const Model& model, const policies::PolicyMap& map, const std::vector<int32_t>& toks,
+                 int64_t steps, PolicyTotals& tot) {
+  const int64_t n = static_cast<int64_t>(toks.size());
+  if (steps <= 0 || n <= steps) return;
+  policies::PolicySession session(model, map, n);
+  ForwardOptions prompt_opts;
+  prompt_opts.no_logits = true;
+  std::vector<float> logits;
+  session.forward(std::span<const int32_t>(toks.data(), n - steps), prompt_opts, logits);
+  ForwardOptions step_opts;
+  step_opts.logit_rows = {0};
+  const auto t0 = clock_type::now();
+  for (int64_t t = n - steps; t < n; ++t) session.forward(std::span<const int32_t>(toks.data() + t, 1), step_opts, logits);
+  tot.decode_seconds += seconds_since(t0);
+  tot.decode_tokens += steps;
+  tot.decode_docs += 1;
+  tot.cache_bytes += session.cache_bytes();
+  tot.peak_cache_bytes = std::max(tot.peak_cache_bytes, session.peak_cache_bytes());
+}
 
 void register_eval_policy(CLI::App& app) {
   auto* sub = app.add_subcommand(
@@ -101,7 +127,7 @@ void register_eval_policy(CLI::App& app) {
               "--policy h2o=budget:256,recent:32 --max-tokens 1024 --out report.json");
   static std::string model_path, out_path;
   static std::vector<std::string> data_paths, policy_texts;
-  static int64_t max_tokens = 1024, max_docs = 0, chunk = 512;
+  static int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
   static int threads = 0;
   sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
@@ -112,6 +138,10 @@ void register_eval_policy(CLI::App& app) {
   sub->add_option("--max-docs", max_docs, "use at most this many documents (0 = all)")->check(CLI::NonNegativeNumber);
   sub->add_option("--chunk", chunk, "tokens per forward call (bounds the logits memory; default 512)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  sub->add_option("--decode-tokens", decode_tokens,
+                  "also run each policy for real: prefill all but the last N tokens, decode those one by one "
+                  "with real eviction; reports decode ms/token and the KV-cache bytes really held (default 0: off)")
+      ->check(CLI::NonNegativeNumber);
   sub->add_option("--out", out_path, "JSON report")->required();
   add_threads_option(sub, &threads);
   sub->callback([] {
@@ -160,6 +190,7 @@ void register_eval_policy(CLI::App& app) {
     double dense_wall = 0;
     int64_t total_tokens = 0;
     std::vector<PolicyTotals> totals(maps.size());
+    PolicyTotals dense_decode;
     const int64_t slot_bytes = 2 * c.n_layer * c.n_kv_head * c.head_dim * static_cast<int64_t>(sizeof(float));
     for (size_t di = 0; di < doc_tokens.size(); ++di) {
       const auto& toks = doc_tokens[di];
@@ -203,6 +234,11 @@ void register_eval_policy(CLI::App& app) {
         tot.kv_slots += static_cast<double>(slots);
         tot.kv_slots_dense += static_cast<double>(n);
         tot.kv_bytes_max = std::max(tot.kv_bytes_max, slots * slot_bytes);
+        real_decode(*model, maps[m], toks, decode_tokens, tot);
+      }
+      if (decode_tokens > 0) {
+        fmt::print(stderr, ", real decode dense");
+        real_decode(*model, policies::PolicyMap(), toks, decode_tokens, dense_decode);
       }
       fmt::print(stderr, "\n");
     }
@@ -224,6 +260,15 @@ void register_eval_policy(CLI::App& app) {
                        {"nll_per_token", dense_total.nll / dense_total.count},
                        {"wall_s", dense_wall},
                        {"kv_bytes_longest_document", longest * slot_bytes}};
+    auto decode_json = [&](const PolicyTotals& t) -> json {
+      if (t.decode_docs == 0) return nullptr;
+      return {{"tokens", t.decode_tokens},
+              {"ms_per_token", 1e3 * t.decode_seconds / t.decode_tokens},
+              {"cache_bytes_mean", static_cast<double>(t.cache_bytes) / t.decode_docs},
+              {"cache_bytes_peak", t.peak_cache_bytes}};
+    };
+    report["decode_tokens"] = decode_tokens;
+    report["dense"]["real_decode"] = decode_json(dense_decode);
     json rows = json::array();
     fmt::print("{:<44} {:>7} {:>7} {:>8} {:>9} {:>10} {:>9} {:>7} {:>8}\n", "policy", "kept", "kv", "tau", "rel_l2",
                "ppl", "d_ppl", "top1", "time_s");
@@ -262,11 +307,26 @@ void register_eval_policy(CLI::App& app) {
                       {"delta_ppl", ppl - dense_ppl},
                       {"top1_agreement", top1},
                       {"wall_s", tot.wall},
-                      {"wall_relative", dense_wall > 0 ? tot.wall / dense_wall : 0.0}});
+                      {"wall_relative", dense_wall > 0 ? tot.wall / dense_wall : 0.0},
+                      {"real_decode", decode_json(tot)}});
       fmt::print("{:<44} {:>7.4f} {:>7.4f} {:>8.5f} {:>9.2e} {:>10.4f} {:>+9.4f} {:>7.4f} {:>8.2f}\n",
                  maps[m].spec().substr(0, 44), kept, kv, tau, rel_mean, ppl, ppl - dense_ppl, top1, tot.wall);
     }
     report["policies"] = rows;
+    if (dense_decode.decode_docs > 0) {
+      fmt::print("\nreal decoding of the last {} tokens per document (prompt prefilled, then one token at a time):\n",
+                 decode_tokens);
+      fmt::print("{:<44} {:>12} {:>14} {:>10}\n", "policy", "ms/token", "cache bytes", "vs dense");
+      const double dense_bytes = static_cast<double>(dense_decode.cache_bytes) / dense_decode.decode_docs;
+      auto line = [&](const std::string& name, const PolicyTotals& t) {
+        const double bytes = static_cast<double>(t.cache_bytes) / t.decode_docs;
+        fmt::print("{:<44} {:>12.2f} {:>14.0f} {:>10.4f}\n", name.substr(0, 44), 1e3 * t.decode_seconds / t.decode_tokens,
+                   bytes, bytes / dense_bytes);
+      };
+      line("dense", dense_decode);
+      for (size_t m = 0; m < maps.size(); ++m)
+        if (totals[m].decode_docs > 0) line(maps[m].spec(), totals[m]);
+    }
     report["definitions"] = {
         {"kept_fraction", "sum |G_t| / sum (t+1) over layers, heads, query rows (dense hidden states)"},
         {"kv_bytes_relative", "peak KV slots needed decoding token by token with real eviction / dense (n), mean over documents"},
@@ -274,7 +334,9 @@ void register_eval_policy(CLI::App& app) {
         {"rel_l2_mean", "mean over layers of ||O - O_G||_F / ||O||_F, oracle mode (same q/k/v as dense)"},
         {"ppl", "exp(mean next-token NLL) with the policy through the whole model"},
         {"top1_agreement", "share of positions whose arg-max next token equals dense's"},
-        {"wall_s", "wall time of the policy's forward passes (evicting: simulated token by token)"}};
+        {"wall_s", "wall time of the policy's forward passes (evicting: simulated token by token)"},
+        {"real_decode", "--decode-tokens N: prompt prefilled, last N tokens decoded one by one with real eviction; "
+                        "cache bytes = K and V really held at the end (mean over documents)"}};
     const std::string text = report.dump(2) + "\n";
     write_file_atomic(out_path, text.data(), text.size());
     fmt::print("report -> {}\n", out_path);

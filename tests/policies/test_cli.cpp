@@ -73,7 +73,7 @@ TEST(PolicyCli, EvalPolicyWritesTheReport) {
   fs::remove(report);
   const CliRun r = run("eval-policy '" + model + "' --data '" + data.string() +
                     "' --policy dense --policy topk=1000 --policy window=8 --policy 'h2o=budget:32,recent:4' "
-                    "--max-tokens 120 --chunk 50 --threads 1 --out '" + report + "'");
+                    "--max-tokens 120 --chunk 50 --decode-tokens 10 --threads 1 --out '" + report + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("window=8"), std::string::npos) << r.out;  // the table
   std::ifstream in(report);
@@ -103,6 +103,14 @@ TEST(PolicyCli, EvalPolicyWritesTheReport) {
   EXPECT_GT(p[2]["rel_l2_mean"].get<double>(), 0.01);
   EXPECT_LT(p[2]["top1_agreement"].get<double>(), 1.0);
   EXPECT_NEAR(p[3]["kv_bytes_relative"].get<double>(), 33.0 / 120.0, 1e-9);
+  // Real decoding of the last 10 tokens: the cache really holds the budget (h2o) or the
+  // keys a later query may visit (window=8: positions 113..119), dense all 120.
+  const double dense_bytes = j["dense"]["real_decode"]["cache_bytes_mean"].get<double>();
+  EXPECT_GT(dense_bytes, 0);
+  EXPECT_NEAR(p[3]["real_decode"]["cache_bytes_mean"].get<double>() / dense_bytes, 32.0 / 120.0, 1e-12);
+  EXPECT_NEAR(p[2]["real_decode"]["cache_bytes_mean"].get<double>() / dense_bytes, 7.0 / 120.0, 1e-12);
+  EXPECT_EQ(p[1]["real_decode"]["cache_bytes_mean"].get<double>(), dense_bytes);
+  EXPECT_EQ(p[3]["real_decode"]["tokens"], 10);
 }
 
 TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
