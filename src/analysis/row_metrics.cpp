@@ -73,28 +73,31 @@ namespace {
 // quickselect). Cost is a few passes over the row whatever its shape; quickselect alone
 // is slow on flat rows. Masses are summed in double, as in the definition.
 
-constexpr int kBins = 256;
+constexpr int kMaxBins = 1024;
 constexpr int64_t kSmall = 96;  // rows this short go straight to the quickselect
 
 struct SelectScratch {
-  std::vector<uint8_t> ids;
+  std::vector<uint16_t> ids;
+  std::vector<double> mass;  // 2 x bins
   std::vector<float> gathered[2];  // per level: one region per boundary bucket, + a dummy cell
   std::vector<float> quick;
 };
 
 inline uint32_t float_bits(float x) { return std::bit_cast<uint32_t>(x); }
 
-// Bucket ids, 0 = the largest values. Level 0: 1/16-octave steps below the maximum's
-// (everything 2^-16 below it shares bucket 255); level 1: the next 8 bits of the mantissa.
+// Bucket ids, 0 = the largest values. Level 0: steps of 2^(shift-23) octaves below the
+// maximum's bucket (everything further down shares the last bucket); level 1: the next 8
+// bits of the bit pattern inside one level-0 bucket.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void bucket_ids(const float* v, int64_t m, int level, uint32_t top_key, uint8_t* ids) {
+void bucket_ids(const float* v, int64_t m, int level, uint32_t top_key, int shift, uint32_t bins,
+                uint16_t* ids) {
   if (level == 0) {
     for (int64_t j = 0; j < m; ++j) {
-      const uint32_t d = top_key - (float_bits(v[j]) >> 19);
-      ids[j] = static_cast<uint8_t>(d < 255u ? d : 255u);
+      const uint32_t d = top_key - (float_bits(v[j]) >> shift);
+      ids[j] = static_cast<uint16_t>(d < bins - 1 ? d : bins - 1);
     }
   } else {
-    for (int64_t j = 0; j < m; ++j) ids[j] = static_cast<uint8_t>(255u - ((float_bits(v[j]) >> 11) & 0xffu));
+    for (int64_t j = 0; j < m; ++j) ids[j] = static_cast<uint16_t>(255u - ((float_bits(v[j]) >> shift) & 0xffu));
   }
 }
 
@@ -112,7 +115,7 @@ uint32_t max_bits(const float* v, int64_t m) {
 
 // Number of ids below b (entries in buckets of larger values).
 __attribute__((target_clones("avx512f", "avx2", "default")))
-int64_t count_below(const uint8_t* ids, int64_t m, uint8_t b) {
+int64_t count_below(const uint16_t* ids, int64_t m, uint16_t b) {
   int64_t c = 0;
   for (int64_t j = 0; j < m; ++j) c += ids[j] < b;
   return c;
@@ -124,11 +127,11 @@ int64_t count_below(const uint8_t* ids, int64_t m, uint8_t b) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-int64_t gather_bucket_avx512(const float* v, const uint8_t* ids, int64_t m, uint8_t b, float* out) {
+int64_t gather_bucket_avx512(const float* v, const uint16_t* ids, int64_t m, uint16_t b, float* out) {
   int64_t k = 0, j = 0;
   const __m512i want = _mm512_set1_epi32(b);
   for (; j + 16 <= m; j += 16) {
-    const __m512i id = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ids + j)));
+    const __m512i id = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + j)));
     const __mmask16 hit = _mm512_cmpeq_epi32_mask(id, want);
     if (!hit) continue;
     _mm512_storeu_ps(out + k, _mm512_maskz_compress_ps(hit, _mm512_loadu_ps(v + j)));
@@ -140,7 +143,7 @@ int64_t gather_bucket_avx512(const float* v, const uint8_t* ids, int64_t m, uint
 }
 #pragma GCC diagnostic pop
 
-int64_t gather_bucket(const float* v, const uint8_t* ids, int64_t m, uint8_t b, float* out) {
+int64_t gather_bucket(const float* v, const uint16_t* ids, int64_t m, uint16_t b, float* out) {
   static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                              __builtin_cpu_supports("avx512vl");
   if (avx512) return gather_bucket_avx512(v, ids, m, b, out);
@@ -154,7 +157,9 @@ int64_t gather_bucket(const float* v, const uint8_t* ids, int64_t m, uint8_t b, 
 
 // For each target (ascending), the smallest k such that the k largest entries of v sum to
 // at least the target; m + 1 when all of v does not reach it.
-void select_counts(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int level,
+// Level 0 buckets by `shift` bits (17: 1/64 octave, 19: 1/16 octave); level 1 by the 8
+// bits below.
+void select_counts(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int level, int shift,
                    SelectScratch& sc) {
   if (m <= kSmall || level == 2) {
     // Exact weighted quickselect (handles equal values in linear time).
@@ -171,28 +176,29 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
     }
     return;
   }
+  const int bins = level == 0 ? 1 << (27 - shift) : 256;  // 1024 (shift 17) or 256 (shift 19)
   sc.ids.resize(size_t(m));
-  bucket_ids(v, m, level, level == 0 ? max_bits(v, m) >> 19 : 0, sc.ids.data());
-  // Mass per bucket; four interleaved copies break the dependency chain of neighbours
-  // that fall into one bucket (flat rows).
-  double mass[4][kBins] = {};
-  const uint8_t* ids = sc.ids.data();
+  bucket_ids(v, m, level, level == 0 ? max_bits(v, m) >> shift : 0, shift, uint32_t(bins), sc.ids.data());
+  // Mass per bucket; two interleaved copies break the dependency chain of neighbours that
+  // fall into one bucket (flat rows).
+  sc.mass.assign(size_t(2 * bins), 0.0);
+  double* mass0 = sc.mass.data();
+  double* mass1 = mass0 + bins;
+  const uint16_t* ids = sc.ids.data();
   int64_t j = 0;
-  for (; j + 4 <= m; j += 4) {
-    mass[0][ids[j]] += v[j];
-    mass[1][ids[j + 1]] += v[j + 1];
-    mass[2][ids[j + 2]] += v[j + 2];
-    mass[3][ids[j + 3]] += v[j + 3];
+  for (; j + 2 <= m; j += 2) {
+    mass0[ids[j]] += v[j];
+    mass1[ids[j + 1]] += v[j + 1];
   }
-  for (; j < m; ++j) mass[0][ids[j]] += v[j];
+  for (; j < m; ++j) mass0[ids[j]] += v[j];
   // Boundary bucket of each target, and the mass strictly above it.
   int bucket[4];
   double above_mass[4];
   {
     double cum = 0;
     int i = 0;
-    for (int b = 0; b < kBins && i < nt; ++b) {
-      const double bm = mass[0][b] + mass[1][b] + mass[2][b] + mass[3][b];
+    for (int b = 0; b < bins && i < nt; ++b) {
+      const double bm = mass0[b] + mass1[b];
       while (i < nt && bm > 0 && cum + bm >= targets[i]) {
         bucket[i] = b;
         above_mass[i] = cum;
@@ -214,18 +220,21 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
     while (s < n_slots && slot_bucket[s] != bucket[i]) ++s;
     if (s == n_slots) {
       slot_bucket[s] = bucket[i];
-      slot_above[s] = count_below(ids, m, uint8_t(bucket[i]));
-      slot_size[s] = (bucket[i] == kBins - 1 ? m : count_below(ids, m, uint8_t(bucket[i] + 1))) - slot_above[s];
+      slot_above[s] = count_below(ids, m, uint16_t(bucket[i]));
+      slot_size[s] = (bucket[i] == bins - 1 ? m : count_below(ids, m, uint16_t(bucket[i] + 1))) - slot_above[s];
       ++n_slots;
     }
     above_count[i] = slot_above[s];
   }
   if (n_slots == 0) return;
+  // The last level-0 bucket holds everything further below the maximum, whatever its
+  // exponent: the next level's bits do not order it, so it goes to the exact select.
+  auto next_level = [&](int b) { return level == 0 && b == bins - 1 ? 2 : level + 1; };
   if (n_slots == 1 && slot_size[0] == m) {  // one bucket holds every entry: no gathering
     double sub_targets[4];
     for (int i = 0; i < nt; ++i) sub_targets[i] = targets[i] - above_mass[i];
     int64_t sub_out[4];
-    select_counts(v, m, sub_targets, nt, sub_out, level + 1, sc);
+    select_counts(v, m, sub_targets, nt, sub_out, next_level(slot_bucket[0]), shift - 8, sc);
     for (int i = 0; i < nt; ++i) out[i] = sub_out[i] <= m ? above_count[i] + sub_out[i] : -1;
     return;
   }
@@ -235,7 +244,7 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
   std::vector<float>& gathered = sc.gathered[level & 1];
   gathered.resize(size_t(offset[n_slots]));
   for (int s = 0; s < n_slots; ++s)
-    gather_bucket(v, ids, m, uint8_t(slot_bucket[s]), gathered.data() + offset[s]);
+    gather_bucket(v, ids, m, uint16_t(slot_bucket[s]), gathered.data() + offset[s]);
   for (int s = 0; s < n_slots; ++s) {
     double sub_targets[4];
     int which[4], k = 0;
@@ -245,7 +254,8 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
         sub_targets[k++] = targets[i] - above_mass[i];
       }
     int64_t sub_out[4];
-    select_counts(gathered.data() + offset[s], slot_size[s], sub_targets, k, sub_out, level + 1, sc);
+    select_counts(gathered.data() + offset[s], slot_size[s], sub_targets, k, sub_out, next_level(slot_bucket[s]),
+                  shift - 8, sc);
     for (int x = 0; x < k; ++x) {
       const int i = which[x];
       out[i] = sub_out[x] <= slot_size[s] ? above_count[i] + sub_out[x] : -1;  // -1: rounding, redo
@@ -265,7 +275,8 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
   int64_t counts[4];
   for (int start = 0; start < n_levels; start += 4) {
     const int nt = std::min(4, n_levels - start);
-    select_counts(probs, n, levels + start, nt, counts, 0, sc);
+    // Finer level-0 buckets pay for clearing their histogram only on longer rows.
+    select_counts(probs, n, levels + start, nt, counts, 0, n >= 1024 ? 17 : 19, sc);
     bool redo = false;
     for (int i = 0; i < nt; ++i) {
       redo |= counts[i] < 0;

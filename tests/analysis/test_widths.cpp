@@ -73,6 +73,15 @@ TEST(Widths, MatchTheDefinitionOnRowsOfEveryShape) {
     for (int j = 0; j < n; j += 3) tail[j] = std::numeric_limits<float>::denorm_min() * float(j + 1);
     for (int j = 1; j < n; j += 7) tail[j] = 1e-4f / float(n);
     expect_matches_definition(tail, "spike with zeros and subnormals");
+    // A long flat tail far below the maximum: the levels are crossed among entries more
+    // than 2^16 below it (the selection's last, catch-all bucket).
+    std::vector<float> far(n);
+    far[0] = 1e-6f;
+    for (int j = 1; j < n; ++j) far[j] = 1e-12f * float(1 + j % 97);
+    double far_total = 0;
+    for (float x : far) far_total += x;
+    for (float& x : far) x = float(x / far_total);
+    expect_matches_definition(far, "tail below the catch-all bucket");
     // Heavy hitters on a flat background (the mass crosses the levels inside the flat part).
     std::vector<double> heavy(n, 0.0);
     for (int j = 0; j < n; j += 50) heavy[j] = 4.0;
