@@ -113,6 +113,7 @@ void BM_Layer(benchmark::State& state, DType type) {
       benchmark::Counter::kIsRate);
 }
 BENCHMARK_CAPTURE(BM_Layer, f16, DType::F16)->Arg(1)->Arg(4)->Arg(128)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Layer, f32, DType::F32)->Arg(1)->Arg(128)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Layer, bf16, DType::BF16)->Arg(1)->Arg(128)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Layer, q8_0, DType::Q8_0)->Arg(1)->Arg(128)->UseRealTime()->Unit(benchmark::kMillisecond);
 

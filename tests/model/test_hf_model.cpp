@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/gguf_writer.h"
 #include "model/hf_convert.h"
+#include "model/hf_tokenizer_json.h"
 #include "model/model.h"
 #include "model/model_test_util.h"
 
@@ -176,6 +177,37 @@ TEST(HfModel, Llama3RopeScalingFromConfigEqualsGgufRopeFreqs) {
   std::printf("[ measured ] llama3 scaling HF vs GGUF rope_freqs %.3g; scaled vs unscaled %.3g\n", same, differs);
   EXPECT_LE(same, 1e-4);
   EXPECT_GE(differs, 1e-2);  // the scaling really changes the model
+}
+
+// A whole HF directory through the command line: weights, tokenizer.json and
+// tokenizer_config.json (BOS added): tokenize gives llama.cpp's ids, logits its values,
+// generate runs.
+TEST(HfModel, DirectoryEndToEndThroughTheCli) {
+  REQUIRE_SHARED(gguf, "models/llama-spm-f32.gguf");
+  REQUIRE_SHARED(vocab, "tokenizer/ggml-vocab-llama-spm.gguf");
+  TempDir tmp;
+  const std::string dir = tmp.file("Llama-HF");
+  std::filesystem::create_directories(dir);
+  write_hf_dir_from_gguf(gguf, dir);
+  write_text(dir + "/tokenizer.json", llama_tokenizer_json(GgufFile(vocab)).dump());
+  write_text(dir + "/tokenizer_config.json",
+             nlohmann::json{{"add_bos_token", true}, {"bos_token", "<s>"}, {"eos_token", "</s>"}}.dump());
+  const std::string text = expected_dir() + "/text_a.txt", ids = expected_dir() + "/llama-spm-f32.text.tokens.txt";
+  auto r = run_cli("tokenize '" + dir + "' --text-file '" + text + "'", tmp.path().string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream ss(r.out);
+  std::vector<int32_t> got;
+  for (long long v; ss >> v;) got.push_back(static_cast<int32_t>(v));
+  EXPECT_EQ(got, read_ids(ids));
+  r = run_cli("logits '" + dir + "' --tokens '" + ids + "' --rows 141 --out '" + tmp.file("l.f32") + "'",
+              tmp.path().string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto want = read_f32_file(expected_dir() + "/llama-spm-f32.text.logits.f32");
+  EXPECT_LE(logit_error(read_f32_file(tmp.file("l.f32")),
+                        std::vector<float>(want.end() - 32000, want.end()), 32000).max_rel, 1e-4);
+  r = run_cli("generate '" + dir + "' --prompt 'Hello world' -n 8 --temp 0", tmp.path().string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Hello world", 0), 0u);
 }
 
 }  // namespace
