@@ -106,6 +106,48 @@ void grow(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
 }
 
+// This thread's buffers for jobs of `rows` rows. They outlive the call (OpenMP keeps its
+// threads): decode steps and small chunks would otherwise pay an allocation, page faults
+// and zeroing each time. Nothing relies on their previous contents.
+Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
+  const int64_t tk = detail::kTileKeys;
+  static thread_local std::vector<float> buf, obs_s, probs;
+  static thread_local std::vector<int8_t> cls;
+  static thread_local std::vector<int32_t> obs_j;
+  static thread_local std::vector<int64_t> obs_n;
+  static thread_local Scratch sc;
+  grow(buf, rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
+  grow(cls, rows);
+  float* p = buf.data();
+  sc.q = p; p += rows * dp;
+  sc.o = p; p += rows * dp;
+  sc.s = p; p += rows * tk;
+  sc.kt = p; p += dp * tk;
+  sc.vp = p; p += tk * dp;
+  sc.m = p; p += rows;
+  sc.l = p; p += rows;
+  sc.cls = cls.data();
+  if (observe) {
+    grow(obs_s, rows * n_kv + 1);
+    grow(obs_j, rows * n_kv + 1);
+    grow(obs_n, rows);
+    grow(probs, n_kv + 16);
+    sc.obs_s = obs_s.data();
+    sc.obs_j = obs_j.data();
+    sc.obs_n = obs_n.data();
+    sc.probs = probs.data();
+  }
+  return sc;
+}
+
+void run_job(Isa isa, const Job& job, Scratch& sc) {
+  switch (isa) {
+    case Isa::Avx512: job.observer ? isa_avx512::job_observed(job, sc) : isa_avx512::job_plain(job, sc); break;
+    case Isa::Avx2: job.observer ? isa_avx2::job_observed(job, sc) : isa_avx2::job_plain(job, sc); break;
+    case Isa::Sse2: job.observer ? isa_sse2::job_observed(job, sc) : isa_sse2::job_plain(job, sc); break;
+  }
+}
+
 void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
                RowObserver* observer) {
   const int group = s.n_head / s.n_kv_head;
@@ -132,36 +174,7 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
   }
 #pragma omp parallel if (items > 1 && worth_threads(static_cast<double>(s.n_q) * s.n_head * s.n_kv * s.head_dim))
   {
-    const int64_t tk = detail::kTileKeys;
-    // Per-thread buffers outlive the call (OpenMP keeps its threads): decode steps and
-    // small chunks would otherwise pay an allocation, page faults and zeroing each time.
-    // Nothing relies on their previous contents.
-    static thread_local std::vector<float> buf, obs_s, probs;
-    static thread_local std::vector<int8_t> cls;
-    static thread_local std::vector<int32_t> obs_j;
-    static thread_local std::vector<int64_t> obs_n;
-    grow(buf, rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
-    grow(cls, rows);
-    Scratch sc;
-    float* p = buf.data();
-    sc.q = p; p += rows * dp;
-    sc.o = p; p += rows * dp;
-    sc.s = p; p += rows * tk;
-    sc.kt = p; p += dp * tk;
-    sc.vp = p; p += tk * dp;
-    sc.m = p; p += rows;
-    sc.l = p; p += rows;
-    sc.cls = cls.data();
-    if (observer) {
-      grow(obs_s, rows * s.n_kv + 1);
-      grow(obs_j, rows * s.n_kv + 1);
-      grow(obs_n, rows);
-      grow(probs, s.n_kv + 16);
-      sc.obs_s = obs_s.data();
-      sc.obs_j = obs_j.data();
-      sc.obs_n = obs_n.data();
-      sc.probs = probs.data();
-    }
+    Scratch& sc = thread_scratch(rows, dp, s.n_kv, observer != nullptr);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       // Latest query blocks (the most keys) first.
@@ -173,11 +186,37 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
         job.v_packed = v_packed.empty() ? nullptr : v_packed.data();
         job.n_tiles = n_tiles;
       }
+      run_job(isa, job, sc);
+    }
+  }
+}
+
+// Index lists shared by all heads: one job per (query, KV head) runs the GQA group's
+// heads together over tiles gathered from the query's list (the same micro-kernels as
+// dense tiles; the keys are read once per group instead of once per head).
+void run_shared_lists(const AttentionShape& s, const AttentionArgs& a, const KeySet& keys, RowObserver* observer) {
+  const int group = s.n_head / s.n_kv_head;
+  const int64_t items = s.n_q * s.n_kv_head;
+  const int64_t dp = (s.head_dim + 15) / 16 * 16;
+  const Isa isa = current_isa();
+#pragma omp parallel if (items > 1 && worth_threads(static_cast<double>(keys.list_entries()) * s.n_head * s.head_dim))
+  {
+    Scratch& sc = thread_scratch(group, dp, s.n_kv, observer != nullptr);
+    static thread_local std::vector<int32_t> list;
+    grow(list, s.n_kv + 1);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t i = item / s.n_kv_head;
+      Job job{&s, &a, &keys, observer, static_cast<int>(item % s.n_kv_head), i, i + 1};
+      int64_t n = 0;
       switch (isa) {
-        case Isa::Avx512: observer ? isa_avx512::job_observed(job, sc) : isa_avx512::job_plain(job, sc); break;
-        case Isa::Avx2: observer ? isa_avx2::job_observed(job, sc) : isa_avx2::job_plain(job, sc); break;
-        case Isa::Sse2: observer ? isa_sse2::job_observed(job, sc) : isa_sse2::job_plain(job, sc); break;
+        case Isa::Avx512: n = isa_avx512::visible_list(s, a, keys, i, list.data()); break;
+        case Isa::Avx2: n = isa_avx2::visible_list(s, a, keys, i, list.data()); break;
+        case Isa::Sse2: n = isa_sse2::visible_list(s, a, keys, i, list.data()); break;
       }
+      job.list = list.data();
+      job.list_len = n;
+      run_job(isa, job, sc);
     }
   }
 }
@@ -287,7 +326,8 @@ void attention(const AttentionShape& s, const AttentionArgs& args, const KeySet*
     if (identity) a.key_pos = nullptr;
   }
   if (keys && keys->kind() == KeySet::Kind::IndexList) {
-    run_gather(s, a, *keys, observer);
+    if (keys->heads() == 1) run_shared_lists(s, a, *keys, observer);
+    else run_gather(s, a, *keys, observer);
     return;
   }
   run_tiled(s, a, keys, observer);

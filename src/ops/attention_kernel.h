@@ -201,6 +201,34 @@ static inline void transpose_k_tile(const float* k, int64_t k_stride, int nk, in
   }
 }
 
+// transpose_k_tile for the listed slots (rows k + list[jj] * k_stride).
+static inline void gather_k_tile(const float* k, int64_t k_stride, const int32_t* list, int nk, int D, float* kt) {
+  const int nk_full = nk / W * W, d_full = D / W * W;
+  const float* rows[W];
+  for (int j0 = 0; j0 < nk_full; j0 += W) {
+    for (int x = 0; x < W; ++x) rows[x] = k + list[j0 + x] * k_stride;
+    for (int d0 = 0; d0 < d_full; d0 += W) transpose_rows(rows, d0, kt + d0 * kTileKeys + j0, kTileKeys);
+  }
+  for (int d = 0; d < D; ++d) {
+    float* row = kt + d * kTileKeys;
+    for (int jj = d < d_full ? nk_full : 0; jj < nk; ++jj) row[jj] = k[list[jj] * k_stride + d];
+    for (int jj = nk; jj < kTileKeys; ++jj) row[jj] = 0.f;
+  }
+}
+
+// pack_v_tile for the listed slots.
+static inline void gather_v_tile(const float* v, int64_t v_stride, const int32_t* list, int nk, int D, int64_t dp,
+                                 float* vp) {
+  for (int jj = 0; jj < nk; ++jj) {
+    float* dst = vp + jj * dp;
+    const float* src = v + list[jj] * v_stride;
+    int d = 0;
+    for (; d + W <= D; d += W) store(dst + d, load(src + d));
+    for (; d < D; ++d) dst[d] = src[d];
+    for (int64_t x = D; x < dp; ++x) dst[x] = 0.f;
+  }
+}
+
 // vp[jj][0..dp) = v[jj][0..D) padded with zeros.
 static inline void pack_v_tile(const float* v, int64_t v_stride, int nk, int D, int64_t dp, float* vp) {
   for (int jj = 0; jj < nk; ++jj) {
@@ -268,51 +296,62 @@ static void run_job(const Job& job, Scratch& sc) {
 
   // Slots [gap_lo, gap_hi) no row of the job visits (positional sets, slot = position):
   // whole tiles inside are skipped without asking every row.
-  const KeySetGap gap = job_gap(job.keys, a.key_pos, t_lo, t_hi);
-  for (int64_t j0 = 0; j0 < s.n_kv; j0 += kTileKeys) {
+  const bool listed = job.list != nullptr;  // tiles are chunks of a gathered slot list
+  const KeySetGap gap = listed ? KeySetGap{} : job_gap(job.keys, a.key_pos, t_lo, t_hi);
+  const int64_t n_cols = listed ? job.list_len : s.n_kv;
+  for (int64_t j0 = 0; j0 < n_cols; j0 += kTileKeys) {
     if (j0 >= gap.lo && j0 + kTileKeys <= gap.hi) {
       j0 = gap.hi - kTileKeys;  // the loop step continues at gap.hi
       continue;
     }
-    const int64_t j1 = std::min<int64_t>(s.n_kv, j0 + kTileKeys);
+    const int64_t j1 = std::min<int64_t>(n_cols, j0 + kTileKeys);
     const int nk = static_cast<int>(j1 - j0);
-    Tile tile{j0, j1, j0, j1 - 1};
-    if (a.key_pos) {
-      tile.pmin = tile.pmax = a.key_pos[j0];
-      for (int64_t j = j0 + 1; j < j1; ++j) {
-        tile.pmin = std::min<int64_t>(tile.pmin, a.key_pos[j]);
-        tile.pmax = std::max<int64_t>(tile.pmax, a.key_pos[j]);
-      }
-    }
-    if (tile.pmin > t_hi) continue;  // causal: no row sees this tile
-    bool any = false;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int head = job.kvh * group + static_cast<int>(r / nt);
-      const int64_t i = job.i0 + r % nt;
-      const KeySet* ks = job.keys ? &job.keys->for_head(head) : nullptr;
-      sc.cls[r] = classify(ks, head, i, s.q_pos0 + i, tile);
-      any |= sc.cls[r] != kSkip;
-    }
-    if (!any) continue;
-
-    // K tile transposed (zero columns past the end), V tile packed if needed: taken from
-    // the call's packed copy when there is one (prefill), else made here (decode).
-    const int64_t tile_index = static_cast<int64_t>(job.kvh) * job.n_tiles + j0 / kTileKeys;
     const float* kt_tile = sc.kt;
-    if (job.k_packed) {
-      kt_tile = job.k_packed + tile_index * D * kTileKeys;
-    } else {
-      transpose_k_tile(kbase + j0 * a.k_stride, a.k_stride, nk, D, sc.kt);
-    }
     const float* vt = vbase + j0 * a.v_stride;
     int64_t vt_stride = a.v_stride;
-    if (job.v_packed) {
-      vt = job.v_packed + tile_index * kTileKeys * dp;
-      vt_stride = dp;
-    } else if (pack_v) {
-      pack_v_tile(vt, a.v_stride, nk, D, dp, sc.vp);
+    if (listed) {
+      // Every row visits every listed key (the list holds only visible slots).
+      for (int64_t r = 0; r < rows; ++r) sc.cls[r] = kFull;
+      gather_k_tile(kbase, a.k_stride, job.list + j0, nk, D, sc.kt);
+      gather_v_tile(vbase, a.v_stride, job.list + j0, nk, D, dp, sc.vp);
       vt = sc.vp;
       vt_stride = dp;
+    } else {
+      Tile tile{j0, j1, j0, j1 - 1};
+      if (a.key_pos) {
+        tile.pmin = tile.pmax = a.key_pos[j0];
+        for (int64_t j = j0 + 1; j < j1; ++j) {
+          tile.pmin = std::min<int64_t>(tile.pmin, a.key_pos[j]);
+          tile.pmax = std::max<int64_t>(tile.pmax, a.key_pos[j]);
+        }
+      }
+      if (tile.pmin > t_hi) continue;  // causal: no row sees this tile
+      bool any = false;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int head = job.kvh * group + static_cast<int>(r / nt);
+        const int64_t i = job.i0 + r % nt;
+        const KeySet* ks = job.keys ? &job.keys->for_head(head) : nullptr;
+        sc.cls[r] = classify(ks, head, i, s.q_pos0 + i, tile);
+        any |= sc.cls[r] != kSkip;
+      }
+      if (!any) continue;
+
+      // K tile transposed (zero columns past the end), V tile packed if needed: taken
+      // from the call's packed copy when there is one (prefill), else made here (decode).
+      const int64_t tile_index = static_cast<int64_t>(job.kvh) * job.n_tiles + j0 / kTileKeys;
+      if (job.k_packed) {
+        kt_tile = job.k_packed + tile_index * D * kTileKeys;
+      } else {
+        transpose_k_tile(kbase + j0 * a.k_stride, a.k_stride, nk, D, sc.kt);
+      }
+      if (job.v_packed) {
+        vt = job.v_packed + tile_index * kTileKeys * dp;
+        vt_stride = dp;
+      } else if (pack_v) {
+        pack_v_tile(vt, a.v_stride, nk, D, dp, sc.vp);
+        vt = sc.vp;
+        vt_stride = dp;
+      }
     }
 
     // S = Q K^T for all rows of the block, in chunks of head_dim so that the K sub-block
@@ -358,7 +397,7 @@ static void run_job(const Job& job, Scratch& sc) {
         for (int jj = 0; jj < nk; ++jj) {
           if (srow[jj] != ninf) {
             os[n] = srow[jj];
-            oj[n] = static_cast<int32_t>(j0 + jj);
+            oj[n] = listed ? job.list[j0 + jj] : static_cast<int32_t>(j0 + jj);
             ++n;
           }
         }
@@ -517,6 +556,15 @@ static void run_gather_row(const AttentionShape& s, const AttentionArgs& a, cons
     out[d] = acc;
   }
   if constexpr (Observe) observer->on_row(head, t, scores, slots, n);
+}
+
+int64_t visible_list(const AttentionShape& s, const AttentionArgs& a, const KeySet& ks, int64_t i, int32_t* out) {
+  const int64_t t = s.q_pos0 + i;
+  int64_t n = 0;
+  const int32_t* e = ks.row_end(0, i);
+  for (const int32_t* x = ks.row_begin(0, i); x != e; ++x)
+    if (*x < s.n_kv && (a.key_pos ? a.key_pos[*x] : *x) <= t) out[n++] = *x;
+  return n;
 }
 
 void job_plain(const Job& job, Scratch& sc) { run_job<false>(job, sc); }

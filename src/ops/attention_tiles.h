@@ -176,6 +176,10 @@ struct Job {
   const float* k_packed = nullptr;
   const float* v_packed = nullptr;
   int64_t n_tiles = 0;
+  // Index lists shared by the heads (one query per job): the visible listed slots, in
+  // increasing order; tiles are chunks of this list.
+  const int32_t* list = nullptr;
+  int64_t list_len = 0;
 };
 
 }  // namespace attnsparse::ops::detail

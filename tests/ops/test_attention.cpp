@@ -392,6 +392,10 @@ TEST(Attention, EvictedCacheUsesKeyPositions) {
   check(p, &sw, "evicted sink+window");
   KeySet st = KeySet::strided(5);
   check(p, &st, "evicted strided");
+  KeySet shared = random_lists(rng, 8, 400, 150, 1, 40);  // gathered tiles, positions per slot
+  check(p, &shared, "evicted shared index lists");
+  KeySet per_head_lists = random_lists(rng, 8, 400, 150, 4, 40);
+  check(p, &per_head_lists, "evicted per-head index lists");
 }
 
 TEST(Attention, QueryWithNoVisibleKeyGivesZeros) {
