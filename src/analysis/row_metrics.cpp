@@ -113,12 +113,25 @@ uint32_t max_bits(const float* v, int64_t m) {
   return mx;
 }
 
-// Number of ids below b (entries in buckets of larger values).
+// For up to four buckets b[s] at once: how many ids are below b[s] (entries in buckets of
+// larger values) and how many equal it. One vectorised pass.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-int64_t count_below(const uint16_t* ids, int64_t m, uint16_t b) {
-  int64_t c = 0;
-  for (int64_t j = 0; j < m; ++j) c += ids[j] < b;
-  return c;
+void count_buckets(const uint16_t* ids, int64_t m, const uint16_t* b, int64_t* below, int64_t* equal) {
+  int32_t lo0 = 0, lo1 = 0, lo2 = 0, lo3 = 0, eq0 = 0, eq1 = 0, eq2 = 0, eq3 = 0;
+  const uint16_t b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+  for (int64_t j = 0; j < m; ++j) {
+    const uint16_t id = ids[j];
+    lo0 += id < b0;
+    lo1 += id < b1;
+    lo2 += id < b2;
+    lo3 += id < b3;
+    eq0 += id == b0;
+    eq1 += id == b1;
+    eq2 += id == b2;
+    eq3 += id == b3;
+  }
+  below[0] = lo0, below[1] = lo1, below[2] = lo2, below[3] = lo3;
+  equal[0] = eq0, equal[1] = eq1, equal[2] = eq2, equal[3] = eq3;
 }
 
 // Copies the entries of bucket b to out (which has 16 floats of slack); returns how many.
@@ -212,19 +225,21 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
     }
   }
   // The distinct boundary buckets ("slots"), their sizes and the counts above them.
-  int n_slots = 0, slot_bucket[4];
-  int64_t above_count[4], slot_size[4], slot_above[4];
+  int n_slots = 0, slot_bucket[4], slot_of_target[4];
   for (int i = 0; i < nt; ++i) {
     if (bucket[i] < 0) continue;
     int s = 0;
     while (s < n_slots && slot_bucket[s] != bucket[i]) ++s;
-    if (s == n_slots) {
-      slot_bucket[s] = bucket[i];
-      slot_above[s] = count_below(ids, m, uint16_t(bucket[i]));
-      slot_size[s] = (bucket[i] == bins - 1 ? m : count_below(ids, m, uint16_t(bucket[i] + 1))) - slot_above[s];
-      ++n_slots;
-    }
-    above_count[i] = slot_above[s];
+    if (s == n_slots) slot_bucket[n_slots++] = bucket[i];
+    slot_of_target[i] = s;
+  }
+  int64_t slot_size[4], slot_above[4], above_count[4];
+  {
+    uint16_t b[4] = {0, 0, 0, 0};
+    for (int s = 0; s < n_slots; ++s) b[s] = uint16_t(slot_bucket[s]);
+    count_buckets(ids, m, b, slot_above, slot_size);
+    for (int i = 0; i < nt; ++i)
+      if (bucket[i] >= 0) above_count[i] = slot_above[slot_of_target[i]];
   }
   if (n_slots == 0) return;
   // The last level-0 bucket holds everything further below the maximum, whatever its

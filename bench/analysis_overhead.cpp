@@ -1,0 +1,135 @@
+// Overhead of `analyze`'s statistics over plain prefill, measured in the same process:
+// for each context length n, the median wall time of R prefills of n random tokens
+//   plain     — Model::forward with no hooks (no logits),
+//   observed  — the analysis collector attached, but no row analysed (the observer path),
+//   analysed  — every row from t = 16 analysed (the default), persistence included,
+// and the ratios analysed / plain and observed / plain, with rows per second. Times are
+// process CPU seconds (all threads; robust when other work shares the machine) with the
+// wall-clock ratio beside them.
+//
+//   analysis_overhead MODEL.gguf [n ...] [--reps R] [--threads T] [--stride S]
+//
+// Example (the numbers in bench/results/analysis.md):
+//   build/attnsparse synth --preset tinyllama-1.1b --layers 2 --out /tmp/tl2.gguf
+//   build/analysis_overhead /tmp/tl2.gguf 1024 2048 4096 --reps 3 --threads 2
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "analysis/runner.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "ops/attention.h"
+
+using namespace attnsparse;
+using namespace attnsparse::analysis;
+
+namespace {
+
+struct Clock {
+  double wall, cpu;
+  static Clock now() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return {std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(),
+            double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec)};
+  }
+  Clock since() const {
+    const Clock t = now();
+    return {t.wall - wall, t.cpu - cpu};
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc < 2) {
+      std::fprintf(stderr, "usage: analysis_overhead MODEL.gguf [n ...] [--reps R] [--threads T] [--stride S]\n");
+      return 1;
+    }
+    std::string model_path = argv[1];
+    std::vector<int64_t> lengths;
+    int reps = 3, threads = 0;
+    int64_t stride = 1;
+    for (int i = 2; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+      else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+      else if (a == "--stride" && i + 1 < argc) stride = std::atoll(argv[++i]);
+      else lengths.push_back(std::atoll(a.c_str()));
+    }
+    if (lengths.empty()) lengths = {1024, 2048, 4096};
+    if (threads > 0) omp_set_num_threads(threads);
+    const auto model = Model::load(model_path);
+    const ModelConfig& c = model->config();
+    std::printf("model %s: %s, %lld layers, %lld heads (%lld KV), n_embd %lld; threads %d; attention %s\n",
+                model_path.c_str(), c.arch.c_str(), (long long)c.n_layer, (long long)c.n_head,
+                (long long)c.n_kv_head, (long long)c.n_embd, omp_get_max_threads(), ops::attention_isa());
+    std::printf("%6s %10s %10s %10s %9s %9s %10s %12s %12s\n", "n", "plain cpu", "obs cpu", "ana cpu", "obs/plain",
+                "ana/plain", "wall a/p", "rows", "rows/cpu-s");
+    ModelRowSource source(*model);
+    for (const int64_t n : lengths) {
+      std::mt19937 rng{static_cast<uint32_t>(n)};
+      RunDocument doc;
+      doc.info.id = "random";
+      doc.info.dataset = "random";
+      for (int64_t i = 0; i < n; ++i) doc.tokens.push_back(int32_t(3 + rng() % uint32_t(c.n_vocab - 3)));
+      doc.info.original_tokens = n;
+      const std::vector<RunDocument> docs = {doc};
+
+      AnalysisParams analysed;
+      analysed.sampling.stride = stride;
+      analysed.verdict.bootstrap_resamples = 10;
+      AnalysisParams observed = analysed;
+      observed.sampling.min_query = n - 1;  // one query position only ...
+      observed.persistence.anchors = 0;  // ... and no persistence
+      std::vector<double> t_plain, t_observed, t_analysed, w_plain, w_analysed;
+      int64_t rows = 0;
+      for (int r = 0; r < reps; ++r) {
+        {
+          KVCache cache = model->make_cache(n);
+          ForwardOptions opts;
+          opts.no_logits = true;
+          std::vector<float> logits;
+          const Clock t0 = Clock::now();
+          model->forward(doc.tokens, cache, opts, logits);
+          const Clock d = t0.since();
+          t_plain.push_back(d.cpu);
+          w_plain.push_back(d.wall);
+        }
+        {
+          // analyze_documents with no rows still runs the model with the collector's observer.
+          Clock t0 = Clock::now();
+          analyze_documents(source, docs, observed, RunControl{});
+          t_observed.push_back(t0.since().cpu);
+          t0 = Clock::now();
+          rows = analyze_documents(source, docs, analysed, RunControl{}).rows_this_run;
+          const Clock d = t0.since();
+          t_analysed.push_back(d.cpu);
+          w_analysed.push_back(d.wall);
+        }
+      }
+      const double p = median(t_plain), o = median(t_observed), a = median(t_analysed);
+      std::printf("%6lld %10.3f %10.3f %10.3f %9.3f %9.3f %10.3f %12lld %12.0f\n", (long long)n, p, o, a, o / p,
+                  a / p, median(w_analysed) / median(w_plain), (long long)rows, double(rows) / a);
+      std::fflush(stdout);
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "analysis_overhead: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
