@@ -232,26 +232,36 @@ const CpuCaps& cpu_caps() {
   return caps;
 }
 
-// The kernels for the best level the CPU supports, lowered by ATTNSPARSE_SIMD (read on
-// every call so tests can switch levels).
-const kern::Kernels& active_kernels() {
+// The best level the CPU supports (0 portable, 1 AVX2, 2 AVX-512, 3 AVX-512 with
+// AVX512-BF16 dot products for BF16 weights), lowered by ATTNSPARSE_SIMD (read on every
+// call so tests can switch levels).
+int active_level() {
   const CpuCaps& caps = cpu_caps();
-  int level = caps.avx512 ? 2 : caps.avx2 ? 1 : 0;
+  int level = caps.bf16 ? 3 : caps.avx512 ? 2 : caps.avx2 ? 1 : 0;
   if (const char* env = std::getenv("ATTNSPARSE_SIMD"); env != nullptr && *env != '\0') {
     const std::string_view v(env);
     int want;
     if (v == "portable") want = 0;
     else if (v == "avx2") want = 1;
     else if (v == "avx512") want = 2;
-    else fail("ATTNSPARSE_SIMD={}: expected portable, avx2 or avx512", v);
+    else if (v == "avx512bf16") want = 3;
+    else fail("ATTNSPARSE_SIMD={}: expected portable, avx2, avx512 or avx512bf16", v);
     level = std::min(level, want);
   }
+  return level;
+}
+
+const kern::Kernels& active_kernels() {
+  const int level = active_level();
 #if defined(__x86_64__) || defined(__i386__)
-  if (level == 2) return kern::avx512_kernels(caps.vnni);
+  if (level >= 2) return kern::avx512_kernels(cpu_caps().vnni);
   if (level == 1) return kern::avx2_kernels();
 #endif
   return kern::portable_kernels();
 }
+
+// BF16 weights on AVX512-BF16: activations to bf16, then vdpbf16ps GEMV or GEMM.
+void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, int64_t work);
 
 void check_weight(const WeightView& w, int64_t m, const float* x, const float* y) {
   if (m < 0 || w.n_out < 0 || w.n_in < 0) fail("matmul: negative shape");
@@ -355,6 +365,12 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
   }
   const kern::Kernels& k = active_kernels();
   const int64_t work = m * n * w.n_out;
+#if defined(__x86_64__) || defined(__i386__)
+  if (w.dtype == DType::BF16 && active_level() == 3) {
+    matmul_bf16_dot(w, x, m, y, work);
+    return;
+  }
+#endif
   switch (w.dtype) {
     case DType::F32:
     case DType::F16:
@@ -416,6 +432,47 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
   fail("matmul: unsupported weight dtype {}", static_cast<uint32_t>(w.dtype));
 }
 
-const char* simd_level_name() { return active_kernels().name; }
+namespace {
+
+void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, int64_t work) {
+#if defined(__x86_64__) || defined(__i386__)
+  const kern::Bf16DotKernels& k = kern::avx512_bf16_dot_kernels();
+  const int64_t n = w.n_in;
+  thread_local std::vector<uint16_t> xb_buf;
+  thread_local std::vector<uint32_t> xp_buf;
+  xb_buf.resize(m * n);
+  uint16_t* xb = xb_buf.data();
+  const int64_t total = m * n;
+#pragma omp parallel if (total >= kMinParallelWork)
+  {
+    // Split at multiples of 64 so each thread's part stays aligned to the 32-wide steps.
+    const auto [i0, i1] = split_range(total, omp_get_num_threads(), omp_get_thread_num(), 64);
+    if (i1 > i0) k.to_bf16(x + i0, xb + i0, i1 - i0);
+  }
+  if (m >= k.gemm_min_m && n % 2 == 0) {
+    const int64_t n_tb = (m + k.gemm_tokens - 1) / k.gemm_tokens;
+    const int64_t n_kc = (n + k.gemm_kc - 1) / k.gemm_kc;
+    xp_buf.resize(n_tb * n_kc * (k.gemm_kc / 2) * k.gemm_tokens);
+    uint32_t* xp = xp_buf.data();
+#pragma omp parallel if (total >= kMinParallelWork)
+    {
+      const auto [b0, b1] = split_range(n_tb, omp_get_num_threads(), omp_get_thread_num(), 1);
+      if (b1 > b0) k.pack(xb, m, n, xp, b0, b1);
+    }
+    parallel_rows(w.n_out, 48, work, [&](int64_t o0, int64_t o1) { k.gemm(w, xp, m, y, o0, o1); });
+  } else {
+    parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { k.rows(w, xb, m, y, o0, o1); });
+  }
+#else
+  (void)w, (void)x, (void)m, (void)y, (void)work;
+#endif
+}
+
+}  // namespace
+
+const char* simd_level_name() {
+  if (active_level() == 3) return cpu_caps().vnni ? "avx512bf16-vnni" : "avx512bf16";
+  return active_kernels().name;
+}
 
 }  // namespace attnsparse::ops

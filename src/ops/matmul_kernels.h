@@ -35,6 +35,21 @@ struct Kernels {
   Q8KRowsFn q6_K_rows;
 };
 
+// BF16 weights times bf16-rounded activations with AVX512-BF16 dot products
+// (matmul_avx512_bf16.cpp). The activations are converted to bf16 bits by to_bf16; n_in
+// must be even for the GEMM (pairs along k).
+struct Bf16DotKernels {
+  void (*to_bf16)(const float* x, uint16_t* xb, int64_t n);
+  void (*rows)(const WeightView& w, const uint16_t* xb, int64_t m, float* y, int64_t o0, int64_t o1);
+  int64_t gemm_min_m;
+  int64_t gemm_tokens;
+  int64_t gemm_kc;
+  void (*pack)(const uint16_t* xb, int64_t m, int64_t n, uint32_t* xp, int64_t b0, int64_t b1);
+  void (*gemm)(const WeightView& w, const uint32_t* xp, int64_t m, float* y, int64_t o0, int64_t o1);
+};
+// Only call when the CPU has AVX512-BF16.
+const Bf16DotKernels& avx512_bf16_dot_kernels();
+
 const Kernels& portable_kernels();
 // Defined in matmul_avx2.cpp / matmul_avx512.cpp; only call when the CPU supports them.
 const Kernels& avx2_kernels();

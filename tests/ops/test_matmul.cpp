@@ -28,7 +28,7 @@ struct SimdOverride {
 // The levels this CPU can run (the name reported when each is requested).
 std::vector<std::string> available_levels() {
   std::vector<std::string> out;
-  for (const char* lv : {"portable", "avx2", "avx512"}) {
+  for (const char* lv : {"portable", "avx2", "avx512", "avx512bf16"}) {
     SimdOverride o(lv);
     const std::string name = simd_level_name();
     if (name.rfind(lv, 0) == 0) out.push_back(lv);
@@ -109,7 +109,7 @@ TEST(Matmul, EveryLevelMatchesReference) {
   ASSERT_EQ(levels[0], "portable");
   const Case cases[] = {
       {DType::F32, 37},  {DType::F32, 300},  {DType::F16, 45},  {DType::F16, 700},
-      {DType::BF16, 19}, {DType::BF16, 520}, {DType::Q8_0, 64}, {DType::Q8_0, 544},
+      {DType::BF16, 19}, {DType::BF16, 520}, {DType::BF16, 262}, {DType::Q8_0, 64}, {DType::Q8_0, 544},
       {DType::Q4_0, 96}, {DType::Q4_0, 512}, {DType::Q4_K, 256}, {DType::Q4_K, 768},
       {DType::Q6_K, 256}, {DType::Q6_K, 512},
   };
