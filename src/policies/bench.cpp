@@ -92,7 +92,8 @@ void AttentionCase::dense() {
 
 void AttentionCase::plan() {
   if (evict_) return;
-  keys_ = plan_call(heads_, dense_shape_, make_args(dense_shape_, q_.data(), k_.data(), v_.data(), out_.data(), nullptr));
+  keys_ = plan_call(heads_, dense_shape_, make_args(dense_shape_, q_.data(), k_.data(), v_.data(), out_.data(), nullptr),
+                    nullptr, &plan_cache_);
 }
 
 void AttentionCase::run_sparse() {

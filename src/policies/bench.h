@@ -11,6 +11,7 @@
 #include "ops/attention.h"
 #include "ops/keyset.h"
 #include "policies/eviction.h"
+#include "policies/planner.h"
 #include "policies/policy_map.h"
 
 namespace attnsparse::policies {
@@ -48,6 +49,7 @@ class AttentionCase {
   ops::AttentionShape dense_shape_;
   std::vector<float> q_, k_, v_, out_;
   std::optional<ops::KeySet> keys_;
+  PlanCache plan_cache_;  // as in a session: quest keeps the bounds of full pages
   double kept_fraction_ = 1, dense_pairs_ = 0;
   struct EvictState {
     EvictionScores scores;

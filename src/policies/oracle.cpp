@@ -33,6 +33,7 @@ struct OracleHooks::PerMap {
   bool any_content = false;
   std::optional<ops::KeySet> pre;               // key sets of the non-content heads
   std::unique_ptr<ContentSelector> selector;    // selections of the content heads
+  std::vector<PlanCache> caches;                // per layer, for the current sequence
 };
 
 // Sees every dense row once and, for each map, measures the mass its key set keeps.
@@ -123,6 +124,7 @@ void OracleHooks::reset() {
     PerMap& pm = *per_map_[m];
     pm.evicting = maps_[m].any_evicting(n_layer, n_head);
     pm.simulators.clear();
+    pm.caches.assign(n_layer, PlanCache{});
     if (pm.evicting)
       for (int l = 0; l < n_layer; ++l) pm.simulators.emplace_back(maps_[m].at(l, 0));
   }
@@ -151,7 +153,7 @@ const ops::KeySet* OracleHooks::plan(int layer, const ops::AttentionShape& s, co
       }
       non_content[h] = p.content() ? &kDense : &p;
     }
-    pm.pre = plan_call(non_content, s, a);
+    pm.pre = plan_call(non_content, s, a, nullptr, &pm.caches[layer]);
     if (pm.any_content) pm.selector = std::make_unique<ContentSelector>(pm.content_heads, s.n_q, s.q_pos0);
   }
   tap_->begin(layer, s, a);
@@ -167,7 +169,7 @@ void OracleHooks::after_attention(int layer, const ops::AttentionShape& s, const
   for (size_t m = 0; m < maps_.size(); ++m) {
     PerMap& pm = *per_map_[m];
     std::optional<ops::KeySet> keys;
-    if (pm.any_content) keys = plan_call(pm.heads, s, a, &pm.selector->lists());
+    if (pm.any_content) keys = plan_call(pm.heads, s, a, &pm.selector->lists(), &pm.caches[layer]);
     else keys = std::move(pm.pre);
     pm.pre.reset();
     pm.selector.reset();

@@ -2,6 +2,7 @@
 #include "policies/planner.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -153,38 +154,89 @@ ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& 
   return lists.all_heads();
 }
 
-RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
+namespace {
+
+typedef float v4 __attribute__((vector_size(16)));
+
+inline v4 load4(const float* p) {
+  v4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Quest's bound of one page: sum_d max(q_d min_d, q_d max_d).
+inline float page_bound(const float* q, const float* mn, const float* mx, int D) {
+  v4 acc = {0.f, 0.f, 0.f, 0.f};
+  int d = 0;
+  for (; d + 4 <= D; d += 4) {
+    const v4 qv = load4(q + d), lo = qv * load4(mn + d), hi = qv * load4(mx + d);
+    acc += lo > hi ? lo : hi;
+  }
+  float u = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; d < D; ++d) u += std::max(q[d] * mn[d], q[d] * mx[d]);
+  return u;
+}
+
+void min_max_into(const float* k, int D, float* mn, float* mx) {
+  for (int d = 0; d < D; ++d) {
+    mn[d] = std::min(mn[d], k[d]);
+    mx[d] = std::max(mx[d], k[d]);
+  }
+}
+
+}  // namespace
+
+void QuestPages::reset(const ops::AttentionShape& s, const ops::AttentionArgs& a, int64_t page_size) {
+  k = a.k;
+  k_stride = a.k_stride;
+  kv_heads = s.n_kv_head;
+  head_dim = s.head_dim;
+  page = page_size;
+  full_pages = 0;
+  mn.clear();
+  mx.clear();
+}
+
+bool QuestPages::fits(const ops::AttentionShape& s, const ops::AttentionArgs& a, int64_t page_size) const {
+  return k == a.k && k_stride == a.k_stride && kv_heads == s.n_kv_head && head_dim == s.head_dim &&
+         page == page_size && full_pages * page <= s.n_kv;
+}
+
+RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a, QuestPages* cache) {
   const int D = s.head_dim;
   const int group = s.n_head / s.n_kv_head;
   const int64_t P = p.page;
   const int64_t n_pages = (s.n_kv + P - 1) / P;
   auto pos_of = [&](int64_t j) -> int64_t { return a.key_pos ? a.key_pos[j] : j; };
-  // Per kv head and page: min/max over all its keys, and the page's largest position.
-  std::vector<float> page_min(static_cast<size_t>(s.n_kv_head) * n_pages * D);
-  std::vector<float> page_max(page_min.size());
-  std::vector<int64_t> page_last(n_pages);
+  QuestPages local;
+  QuestPages& pages = cache ? *cache : local;
+  if (!pages.fits(s, a, P)) pages.reset(s, a, P);
+  // Bounds [page][kv_head][D] over all keys of each page. Pages whose slots all exist
+  // never change (quest does not evict) and are kept for the next call; the last,
+  // partial page is recomputed every time.
+  const int64_t kv_width = static_cast<int64_t>(s.n_kv_head) * D;
+  const int64_t first = pages.full_pages;
+  pages.mn.resize(n_pages * kv_width);
+  pages.mx.resize(n_pages * kv_width);
+#pragma omp parallel for schedule(static) if (n_pages - first > 16)
+  for (int64_t x = first; x < n_pages; ++x)
+    for (int g = 0; g < s.n_kv_head; ++g) {
+      float* mn = pages.mn.data() + x * kv_width + static_cast<int64_t>(g) * D;
+      float* mx = pages.mx.data() + x * kv_width + static_cast<int64_t>(g) * D;
+      std::fill(mn, mn + D, std::numeric_limits<float>::infinity());
+      std::fill(mx, mx + D, -std::numeric_limits<float>::infinity());
+      for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j)
+        min_max_into(a.k + j * a.k_stride + static_cast<int64_t>(g) * D, D, mn, mx);
+    }
+  pages.full_pages = s.n_kv / P;
+  std::vector<int64_t> page_last(n_pages);  // largest position in each page
   for (int64_t x = 0; x < n_pages; ++x) {
     int64_t last = -1;
     for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) last = std::max(last, pos_of(j));
     page_last[x] = last;
   }
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int g = 0; g < s.n_kv_head; ++g)
-    for (int64_t x = 0; x < n_pages; ++x) {
-      float* mn = page_min.data() + (static_cast<size_t>(g) * n_pages + x) * D;
-      float* mx = page_max.data() + (static_cast<size_t>(g) * n_pages + x) * D;
-      std::fill(mn, mn + D, std::numeric_limits<float>::infinity());
-      std::fill(mx, mx + D, -std::numeric_limits<float>::infinity());
-      for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) {
-        const float* k = a.k + j * a.k_stride + static_cast<int64_t>(g) * D;
-        for (int d = 0; d < D; ++d) {
-          mn[d] = std::min(mn[d], k[d]);
-          mx[d] = std::max(mx[d], k[d]);
-        }
-      }
-    }
   RowLists lists(s.n_head, s.n_q);
-#pragma omp parallel
+#pragma omp parallel if (static_cast<double>(s.n_q) * s.n_head * n_pages * D > 1 << 18)
   {
     std::vector<float> bound(n_pages);
     std::vector<int32_t> order(n_pages);
@@ -197,8 +249,8 @@ RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::A
         const float* q = a.q + i * a.q_stride + static_cast<int64_t>(h) * D;
         int64_t n_live = 0;
         for (int64_t x = 0; x < n_pages; ++x) {
-          const float* mn = page_min.data() + (static_cast<size_t>(g) * n_pages + x) * D;
-          const float* mx = page_max.data() + (static_cast<size_t>(g) * n_pages + x) * D;
+          const float* mn = pages.mn.data() + x * kv_width + static_cast<int64_t>(g) * D;
+          const float* mx = pages.mx.data() + x * kv_width + static_cast<int64_t>(g) * D;
           if (page_last[x] > t) {
             // Partly in the query's future: bounds over the visible keys only.
             std::fill(pmn.begin(), pmn.end(), std::numeric_limits<float>::infinity());
@@ -207,19 +259,13 @@ RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::A
             for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) {
               if (pos_of(j) > t) continue;
               any = true;
-              const float* k = a.k + j * a.k_stride + static_cast<int64_t>(g) * D;
-              for (int d = 0; d < D; ++d) {
-                pmn[d] = std::min(pmn[d], k[d]);
-                pmx[d] = std::max(pmx[d], k[d]);
-              }
+              min_max_into(a.k + j * a.k_stride + static_cast<int64_t>(g) * D, D, pmn.data(), pmx.data());
             }
             if (!any) continue;
             mn = pmn.data();
             mx = pmx.data();
           }
-          float u = 0;
-          for (int d = 0; d < D; ++d) u += std::max(q[d] * mn[d], q[d] * mx[d]);
-          bound[x] = u;
+          bound[x] = page_bound(q, mn, mx, D);
           order[n_live++] = static_cast<int32_t>(x);
         }
         const int64_t keep = std::min<int64_t>(p.pages, n_live);
@@ -238,7 +284,7 @@ RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::A
 }
 
 std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, const ops::AttentionShape& s,
-                                     const ops::AttentionArgs& a, const RowLists* dense_rows) {
+                                     const ops::AttentionArgs& a, const RowLists* dense_rows, PlanCache* cache) {
   if (static_cast<int>(heads.size()) != s.n_head)
     fail("plan: {} head policies for {} heads", heads.size(), s.n_head);
   bool all_dense = true, uniform = true, any_content = false;
@@ -279,7 +325,13 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
   auto quest_rows = [&](const Policy& p) -> const RowLists& {
     for (auto& [q, rl] : quest)
       if (q == p) return rl;
-    quest.emplace_back(p, quest_lists(p, s, a));
+    QuestPages* pages = nullptr;
+    if (cache) {
+      for (auto& q : cache->quest)
+        if (q.page == p.page) pages = &q;
+      if (!pages) pages = &cache->quest.emplace_back();
+    }
+    quest.emplace_back(p, quest_lists(p, s, a, pages));
     return quest.back().second;
   };
 

@@ -60,15 +60,35 @@ ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const op
 // tiles would be mostly masked).
 ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
 
+// Quest's per-page key bounds kept between the calls of one sequence: pages whose slots
+// all exist never change (quest does not evict), so a decode step only bounds the last
+// page. Tied to one cache (k pointer, stride, shape); refreshed when those change.
+struct QuestPages {
+  const float* k = nullptr;
+  int64_t k_stride = 0, page = 0, full_pages = 0;
+  int kv_heads = 0, head_dim = 0;
+  std::vector<float> mn, mx;  // [page][kv_head][head_dim]
+  void reset(const ops::AttentionShape& s, const ops::AttentionArgs& a, int64_t page_size);
+  bool fits(const ops::AttentionShape& s, const ops::AttentionArgs& a, int64_t page_size) const;
+};
+
+// What a planner keeps between the calls of one sequence, per layer. Clear it (or make
+// a new one) when a new sequence starts: a new cache may reuse the old one's memory.
+struct PlanCache {
+  std::vector<QuestPages> quest;  // one per page size
+  void clear() { quest.clear(); }
+};
+
 // Quest lists for every query head (pages are slot ranges [x*P, (x+1)*P); a page's bounds
-// cover only the keys the query may see).
-RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
+// cover only the keys the query may see). `cache` may be null (bounds computed afresh).
+RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a,
+                     QuestPages* cache = nullptr);
 
 // The key set of a call where query head h follows *head_policies[h] (none evicting).
 // `dense_rows`, when given, supplies content selections made on the model's own dense
 // pass; otherwise content heads trigger a dense scoring pass here. nullopt: all dense.
 std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& head_policies,
                                      const ops::AttentionShape& s, const ops::AttentionArgs& a,
-                                     const RowLists* dense_rows = nullptr);
+                                     const RowLists* dense_rows = nullptr, PlanCache* cache = nullptr);
 
 }  // namespace attnsparse::policies

@@ -32,7 +32,8 @@ int64_t visible_keys(const ops::AttentionShape& s, const int32_t* key_pos) {
 
 class PolicySession::Hooks : public AttentionHooks {
  public:
-  explicit Hooks(PolicySession& s) : s_(s), keys_(s.model_.config().n_layer) {}
+  explicit Hooks(PolicySession& s)
+      : s_(s), keys_(s.model_.config().n_layer), caches_(s.model_.config().n_layer) {}
 
   const ops::KeySet* plan(int layer, const ops::AttentionShape& shape, const ops::AttentionArgs& args) override {
     const bool simulated = s_.evicting_ && s_.eviction_ == Eviction::Simulated;
@@ -50,7 +51,7 @@ class PolicySession::Hooks : public AttentionHooks {
         const int n_head = shape.n_head;
         std::vector<const Policy*> heads(n_head);
         for (int h = 0; h < n_head; ++h) heads[h] = &s_.map_.at(layer, h);
-        keys_[layer] = plan_call(heads, shape, args);
+        keys_[layer] = plan_call(heads, shape, args, nullptr, &caches_[layer]);
       }
       if (keys_[layer]) result = &*keys_[layer];
     }
@@ -72,6 +73,7 @@ class PolicySession::Hooks : public AttentionHooks {
  private:
   PolicySession& s_;
   std::vector<std::optional<ops::KeySet>> keys_;
+  std::vector<PlanCache> caches_;  // per layer, for this session's one sequence
   EvictionObserver observer_;
   bool observe_ = false;
 };
