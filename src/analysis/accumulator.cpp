@@ -130,8 +130,8 @@ Histogram make_histogram(int kind) {
     case kHistWidth90: return Histogram(0, 1, 50, false);
     case kHistSinkMass: return Histogram(0, 1, 50, false);
     case kHistEntropyNorm: return Histogram(0, 1, 50, false);
-    case kHistRecentRatio: return Histogram(-3, 3, 300, true);  // 2.3% per bin
-    case kHistSinkRatio: return Histogram(-3, 5, 400, true);
+    case kHistRecentRatio: return Histogram(-3, 3, 300, true);  // 0.02 decades (4.7%) per bin
+    case kHistSinkRatio: return Histogram(-3, 5, 400, true);    // 0.02 decades per bin
   }
   fail("internal: unknown histogram kind {}", kind);
 }
