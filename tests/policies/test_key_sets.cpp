@@ -206,6 +206,51 @@ TEST(KeySets, QuestKeepsThePagesWithTheLargestBounds) {
     }
 }
 
+TEST(KeySets, QuestPageBoundsKeptBetweenCallsGiveTheSameLists) {
+  // A sequence arriving in three calls (prefill, then two decode steps) with the page
+  // bounds kept between calls selects exactly what fresh bounds select.
+  const Policy pol = Policy::parse("quest=page:4,pages:3");
+  Problem whole = make_problem(1, 0, 45, 4, 2, 8, 9);
+  whole.q.resize(45 * 4 * 8);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  for (auto& x : whole.q) x = nd(rng);
+  QuestPages cache;
+  for (const auto& [q_pos0, n_q] : {std::pair<int64_t, int64_t>{0, 43}, {43, 1}, {44, 1}}) {
+    Problem call = whole;
+    call.s.q_pos0 = q_pos0;
+    call.s.n_q = n_q;
+    call.s.n_kv = q_pos0 + n_q;
+    call.q.assign(whole.q.begin() + q_pos0 * 32, whole.q.begin() + (q_pos0 + n_q) * 32);
+    std::vector<float> out;
+    ops::AttentionArgs a = call.args(out);
+    a.k = whole.k.data();  // one cache for the whole sequence, as in a session
+    a.v = whole.v.data();
+    const RowLists kept = quest_lists(pol, call.s, a, &cache);
+    const RowLists fresh = quest_lists(pol, call.s, a);
+    EXPECT_EQ(kept.rows, fresh.rows) << "call at " << q_pos0;
+    EXPECT_EQ(cache.full_pages, call.s.n_kv / 4);
+  }
+  // The kept bounds are really used: poison page 0's, and every row picks page 0.
+  Problem last = whole;
+  last.s.q_pos0 = 44;
+  last.s.n_q = 1;
+  last.q.assign(whole.q.begin() + 44 * 32, whole.q.end());
+  std::vector<float> out;
+  ops::AttentionArgs a = last.args(out);
+  a.k = whole.k.data();
+  a.v = whole.v.data();
+  for (int x = 0; x < 2 * 8; ++x) {  // page 0, both KV heads
+    cache.mn[x] = -1e30f;
+    cache.mx[x] = 1e30f;
+  }
+  const RowLists poisoned = quest_lists(pol, last.s, a, &cache);
+  for (int h = 0; h < 4; ++h) {
+    ASSERT_FALSE(poisoned.row(h, 0).empty());
+    EXPECT_EQ(poisoned.row(h, 0).front(), 0);
+  }
+}
+
 TEST(KeySets, MixedHeadsUseEachHeadsPolicy) {
   const Policy w = Policy::parse("window=3"), k = Policy::parse("topk=2"), d = Policy::parse("dense"),
                b = Policy::parse("block=4");
