@@ -9,6 +9,7 @@
 #include "analysis/plan.h"
 #include "analysis/row_dump.h"
 #include "core/error.h"
+#include "model/model_util.h"
 
 namespace attnsparse::analysis {
 
@@ -30,17 +31,7 @@ void write_checkpoint(const std::string& path, const std::string& fingerprint, i
          {"sampler_seen", sampler.seen}, {"sampler_chosen", sampler.chosen}, {"dump_bytes", dump_bytes},
          {"accumulator", acc.to_json()}};
   const std::vector<uint8_t> bytes = json::to_cbor(j);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail_file(tmp, "cannot create the checkpoint");
-    out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    out.close();
-    if (!out) fail_file(tmp, "write error (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail_file(path, "cannot rename the checkpoint into place: {}", ec.message());
+  write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 Checkpoint read_checkpoint(const std::string& path, const std::string& fingerprint) {

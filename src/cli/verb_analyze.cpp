@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +16,7 @@
 #include "core/error.h"
 #include "io/corpus.h"
 #include "model/model.h"
+#include "model/model_util.h"
 #include "ops/attention.h"
 #include "report/analysis_report.h"
 
@@ -121,20 +121,6 @@ class ProgressPrinter {
   std::chrono::steady_clock::time_point last_{};
 };
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail_file(tmp.string(), "cannot create");
-    out << text;
-    out.close();
-    if (!out) fail_file(tmp.string(), "write error (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail_file(path.string(), "cannot rename into place: {}", ec.message());
-}
-
 void run(const Options& o) {
   apply_threads(o.threads);
   AnalysisParams params;
@@ -229,8 +215,9 @@ void run(const Options& o) {
   const json report = build_report(outcome.acc, params, meta);
   const fs::path json_path = fs::path(o.out_dir) / "report.json";
   const fs::path html_path = fs::path(o.out_dir) / "report.html";
-  write_text_atomic(json_path, report.dump(1) + "\n");
-  write_text_atomic(html_path, report::analysis_html(report));
+  const std::string json_text = report.dump(1) + "\n", html_text = report::analysis_html(report);
+  write_file_atomic(json_path.string(), json_text.data(), json_text.size());
+  write_file_atomic(html_path.string(), html_text.data(), html_text.size());
   fs::remove(control.checkpoint_path, ec);
 
   if (o.print_json) {
