@@ -258,6 +258,35 @@ TEST(Synth, TinyPresetsRunWithSaneActivations) {
   }
 }
 
+// The weight scales keep a deep stack sane: 22 layers (TinyLlama's depth) of f16 weights
+// give finite logits of the intended spread (std ~3) at the last of 200 positions.
+TEST(Synth, TwentyTwoLayersStaySane) {
+  TempDir dir;
+  SynthOptions o;
+  o.preset = "tiny";
+  o.layers = 22;
+  write_synthetic_model(o, dir.file("deep.gguf"));
+  auto m = Model::load(dir.file("deep.gguf"));
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 200; ++i) toks.push_back(static_cast<int32_t>(3 + (i * 37) % 500));
+  KVCache cache = m->make_cache(200);
+  ForwardOptions opts;
+  opts.logit_rows = {0, 199};
+  std::vector<float> logits;
+  m->forward(toks, cache, opts, logits);
+  for (int r = 0; r < 2; ++r) {
+    double mean = 0, ss = 0;
+    for (int i = 0; i < 512; ++i) mean += logits[r * 512 + i] / 512.0;
+    for (int i = 0; i < 512; ++i) {
+      ASSERT_TRUE(std::isfinite(logits[r * 512 + i]));
+      ss += (logits[r * 512 + i] - mean) * (logits[r * 512 + i] - mean);
+    }
+    const double sd = std::sqrt(ss / 512);
+    EXPECT_GT(sd, 1.5) << "row " << r;
+    EXPECT_LT(sd, 6.0) << "row " << r;
+  }
+}
+
 TEST(Synth, VocabFromCopiesTheTokenizer) {
   REQUIRE_SHARED(vocab, "tokenizer/ggml-vocab-gpt-2.gguf");
   TempDir dir;
