@@ -10,11 +10,15 @@
 #             (2.2 GB; default: OUT_DIR/tinyllama-1.1b-f16.gguf). SKIP_MODEL=1 skips the
 #             whole-model prefill.
 # THREADS     threads for every measurement (default 2; the machine is shared).
+# OMP_WAIT_POLICY  default passive (spinning OpenMP threads hurt on shared cores).
 set -euo pipefail
 BUILD=${1:-build}
 OUT=${2:-bench/out/policies}
 MODEL=${3:-$OUT/tinyllama-1.1b-f16.gguf}
 THREADS=${THREADS:-2}
+# libgomp's threads spin at every barrier before sleeping; on shared cores the spinning
+# thread burns the slice its descheduled partner needs (see bench/results/runtime.md).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 BIN="$BUILD/attnsparse"
 [ -x "$BIN" ] || { echo "bench_policies: $BIN not found (build first)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -35,7 +39,7 @@ EOF
 }
 
 date -u +"date: %Y-%m-%dT%H:%MZ"
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads $THREADS"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads $THREADS, OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 1. Dense core at n = 4096, head_dim 128 (Llama-3-8B heads: 32 query, 8 KV) vs the FMA peak.
