@@ -222,8 +222,12 @@ inline __m256i unpack_q4_0(const uint8_t* qs) {
   return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
+// Activation block scales (f16 in the blocks) are widened once per call into ads[t][b]:
+// converting them inside the row loop cost one software f16 conversion per row x token x
+// block. Weight scales use F16C. The products dw * da are the same f32 values either way.
 template <class A, bool Q4, int NT>
-inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as, int64_t nb, float* out) {
+inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as,
+                            const float* const* ads, int64_t nb, float* out) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -232,16 +236,16 @@ inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as, int
     if constexpr (Q4) {
       const auto* blk = reinterpret_cast<const BlockQ4_0*>(wrow) + b;
       qw = unpack_q4_0(blk->qs);
-      dw = load_f16(blk->d);
+      dw = _cvtsh_ss(blk->d);
     } else {
       const auto* blk = reinterpret_cast<const BlockQ8_0*>(wrow) + b;
       qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-      dw = load_f16(blk->d);
+      dw = _cvtsh_ss(blk->d);
     }
     for (int t = 0; t < NT; ++t) {
       const BlockQ8_0& a = as[t][b];
       const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
-      const __m256 d = _mm256_set1_ps(dw * load_f16(a.d));
+      const __m256 d = _mm256_set1_ps(dw * ads[t][b]);
       acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8<A>(qw, qa)), acc[t]);
     }
   }
@@ -251,18 +255,25 @@ inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as, int
 template <class A, bool Q4>
 void q8_0_rows(const WeightView& w, const BlockQ8_0* a, int64_t m, float* y, int64_t o0, int64_t o1) {
   const int64_t nb = w.n_in / kQK8_0;
+  thread_local std::vector<float> ad;
+  ad.resize(m * nb);
+  for (int64_t i = 0; i < m * nb; ++i) ad[i] = _cvtsh_ss(a[i].d);
   for (int64_t o = o0; o < o1; ++o) {
     const uint8_t* wr = w.data + o * w.row_bytes();
     for (int64_t t0 = 0; t0 < m; t0 += 4) {
       const int nt = static_cast<int>(std::min<int64_t>(4, m - t0));
       const BlockQ8_0* as[4];
-      for (int j = 0; j < nt; ++j) as[j] = a + (t0 + j) * nb;
+      const float* ads[4];
+      for (int j = 0; j < nt; ++j) {
+        as[j] = a + (t0 + j) * nb;
+        ads[j] = ad.data() + (t0 + j) * nb;
+      }
       float out[4];
       switch (nt) {
-        case 1: q8_0_row_tokens<A, Q4, 1>(wr, as, nb, out); break;
-        case 2: q8_0_row_tokens<A, Q4, 2>(wr, as, nb, out); break;
-        case 3: q8_0_row_tokens<A, Q4, 3>(wr, as, nb, out); break;
-        default: q8_0_row_tokens<A, Q4, 4>(wr, as, nb, out); break;
+        case 1: q8_0_row_tokens<A, Q4, 1>(wr, as, ads, nb, out); break;
+        case 2: q8_0_row_tokens<A, Q4, 2>(wr, as, ads, nb, out); break;
+        case 3: q8_0_row_tokens<A, Q4, 3>(wr, as, ads, nb, out); break;
+        default: q8_0_row_tokens<A, Q4, 4>(wr, as, ads, nb, out); break;
       }
       for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
     }
