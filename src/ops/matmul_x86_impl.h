@@ -299,7 +299,7 @@ inline void q4_K_row_tokens(const BlockQ4_K* wb, const BlockQ8_K* const* as, int
     const BlockQ4_K& blk = wb[b];
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) get_scale_min_k4(j, blk.scales, &sc[j], &mn[j]);
-    const float dw = load_f16(blk.d), dmw = load_f16(blk.dmin);
+    const float dw = _cvtsh_ss(blk.d), dmw = _cvtsh_ss(blk.dmin);
     __m256i lo[4], hi[4];
     for (int j = 0; j < 4; ++j) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * j));
@@ -347,7 +347,7 @@ inline void q6_K_row_tokens(const BlockQ6_K* wb, const BlockQ8_K* const* as, int
       for (int g = 0; g < 4; ++g)
         scale[4 * half + g] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
     }
-    const float dw = load_f16(blk.d);
+    const float dw = _cvtsh_ss(blk.d);
     for (int t = 0; t < NT; ++t) {
       const BlockQ8_K& a = as[t][b];
       __m256i sumi = _mm256_setzero_si256();
