@@ -141,6 +141,8 @@ void run(const Options& o) {
   const ModelConfig& cfg = model->config();
   const int64_t window = o.max_tokens > 0 ? o.max_tokens : cfg.n_ctx;
   if (window < 2) fail_usage("--max-tokens: the model's context is {}; give --max-tokens", cfg.n_ctx);
+  if (cfg.arch == "gpt2" && window > cfg.n_ctx)
+    fail_usage("--max-tokens {}: gpt2 has learned positions for {} tokens only", window, cfg.n_ctx);
   params.sampling.max_tokens = window;
 
   // Documents -> tokens (BOS as the model's vocabulary says; .tok files as they are).

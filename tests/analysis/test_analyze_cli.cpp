@@ -346,6 +346,8 @@ TEST(AnalyzeCli, BadInputGivesOneClearErrorAndNoReport) {
       {{"analyze", model, "--data", good, "--out", out, "--set", "c5_gap=7"}, "C5 gap must be one of"},
       {{"analyze", model, "--data", good, "--out", out, "--min-query", "5000"}, "no document has enough tokens"},
       {{"analyze", model, "--data", good, "--out", a_file}, "cannot create the output directory"},
+      {{"analyze", reference_dir() + "/models/gpt2-f32.gguf", "--data", good, "--out", out, "--max-tokens", "4096"},
+       "gpt2 has learned positions for 512 tokens only"},
   };
   for (const Case& c : cases) {
     const auto r = run_cli(c.args);
