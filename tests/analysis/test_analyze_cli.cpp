@@ -224,13 +224,14 @@ TEST(AnalyzeCli, KilledRunResumesToTheUninterruptedResult) {
   // Start the same run, SIGKILL it right after its first checkpoint, then --resume.
   const std::string out = dir + "/killed";
   const std::string checkpoint = out + "/checkpoint.cbor";
+  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+  const auto killed_args = args(out, dir + "/killed.csv.gz");
+  std::vector<char*> argv = {const_cast<char*>(ATTNSPARSE_BIN)};
+  for (const auto& s : killed_args) argv.push_back(const_cast<char*>(s.c_str()));
+  argv.push_back(nullptr);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    const auto a = args(out, dir + "/killed.csv.gz");
-    std::vector<char*> argv = {const_cast<char*>(ATTNSPARSE_BIN)};
-    for (const auto& s : a) argv.push_back(const_cast<char*>(s.c_str()));
-    argv.push_back(nullptr);
     const int null_fd = ::open("/dev/null", O_WRONLY);
     dup2(null_fd, 1);
     dup2(null_fd, 2);
