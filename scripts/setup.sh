@@ -11,7 +11,7 @@ packages=(
   zlib1g-dev libomp-dev
   libopenblas-dev libsentencepiece-dev sentencepiece
   libtorch-dev
-  bible-kjv
+  bible-kjv jq
   libicu-dev
 )
 if [[ "${1:-}" == "--with-browser" || "${ATTNSPARSE_WITH_BROWSER:-0}" == "1" ]]; then

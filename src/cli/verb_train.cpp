@@ -28,7 +28,7 @@ void register_train(CLI::App& app) {
   static train::TrainOptions o;
   static int threads = 0;
   sub->add_option("--arch", o.arch, "llama or gpt2")->capture_default_str();
-  sub->add_option("--preset", o.preset, "tiny (~0.1M + embeddings), small (~5M), base (~15-20M)")->capture_default_str();
+  sub->add_option("--preset", o.preset, "tiny | mini | small | base: 0.1M, 0.8M, 3.2M, 10.6M parameters besides the 2 x vocab x n_embd embeddings (llama)")->capture_default_str();
   sub->add_option("--data", o.data, "training text file(s)")->required()->expected(1, -1);
   sub->add_option("--val", o.val, "validation text file(s) (default: the last 5% of the data)")->expected(1, -1);
   sub->add_option("--tokenizer", o.tokenizer, "byte | spm:VOCAB_SIZE | gguf:FILE")->capture_default_str();

@@ -146,7 +146,7 @@ TEST(TrainCli, BadArgumentsGiveOneClearErrorAndNoOutput) {
       {with("2", "1", "tiny"), "--ctx 1: expected 2..8192"},
       {common + " --lr -1", "--lr -1: must be a positive number"},
       {common + " --arch bert", "--arch 'bert': expected llama or gpt2"},
-      {with("2", "16", "huge"), "--preset 'huge': expected tiny, small or base"},
+      {with("2", "16", "huge"), "--preset 'huge': expected tiny, mini, small or base"},
       {common + " --reg topk:k=8", "lambda= is required"},
       {common + " --tokenizer spm:abc", "abc: no such file"},
       {common + " --tokenizer wordpiece", "expected byte, spm:VOCAB_SIZE"},

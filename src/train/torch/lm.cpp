@@ -48,6 +48,9 @@ LMConfig preset_config(const std::string& arch, const std::string& preset, int64
   if (preset == "tiny") {
     c.n_embd = 64, c.n_layer = 2, c.n_head = 4, c.n_kv_head = llama ? 2 : 4;
     c.n_ff = llama ? 128 : 256;
+  } else if (preset == "mini") {
+    c.n_embd = 128, c.n_layer = 4, c.n_head = 4, c.n_kv_head = 4;
+    c.n_ff = llama ? 352 : 512;
   } else if (preset == "small") {
     c.n_embd = 256, c.n_layer = 4, c.n_head = 4, c.n_kv_head = 4;
     c.n_ff = llama ? 704 : 1024;
@@ -55,7 +58,7 @@ LMConfig preset_config(const std::string& arch, const std::string& preset, int64
     c.n_embd = 384, c.n_layer = 6, c.n_head = 6, c.n_kv_head = 6;
     c.n_ff = llama ? 1024 : 1536;
   } else {
-    fail_usage("--preset '{}': expected tiny, small or base", preset);
+    fail_usage("--preset '{}': expected tiny, mini, small or base", preset);
   }
   if (n_ctx < 2 || n_ctx > 8192) fail_usage("--ctx {}: expected 2..8192", n_ctx);
   return c;
