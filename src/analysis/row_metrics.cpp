@@ -245,21 +245,17 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
   // The last level-0 bucket holds everything further below the maximum, whatever its
   // exponent: the next level's bits do not order it, so it goes to the exact select.
   auto next_level = [&](int b) { return level == 0 && b == bins - 1 ? 2 : level + 1; };
-  if (n_slots == 1 && slot_size[0] == m) {  // one bucket holds every entry: no gathering
-    double sub_targets[4];
-    for (int i = 0; i < nt; ++i) sub_targets[i] = targets[i] - above_mass[i];
-    int64_t sub_out[4];
-    select_counts(v, m, sub_targets, nt, sub_out, next_level(slot_bucket[0]), shift - 8, sc);
-    for (int i = 0; i < nt; ++i) out[i] = sub_out[i] <= m ? above_count[i] + sub_out[i] : -1;
-    return;
-  }
+  // Gather each boundary bucket's entries, unless one bucket holds every entry.
+  const bool whole = n_slots == 1 && slot_size[0] == m;
   int64_t offset[5];
   offset[0] = 0;
   for (int s = 0; s < n_slots; ++s) offset[s + 1] = offset[s] + slot_size[s] + 16;  // + slack
   std::vector<float>& gathered = sc.gathered[level & 1];
-  gathered.resize(size_t(offset[n_slots]));
-  for (int s = 0; s < n_slots; ++s)
-    gather_bucket(v, ids, m, uint16_t(slot_bucket[s]), gathered.data() + offset[s]);
+  if (!whole) {
+    gathered.resize(size_t(offset[n_slots]));
+    for (int s = 0; s < n_slots; ++s)
+      gather_bucket(v, ids, m, uint16_t(slot_bucket[s]), gathered.data() + offset[s]);
+  }
   for (int s = 0; s < n_slots; ++s) {
     double sub_targets[4];
     int which[4], k = 0;
@@ -269,8 +265,8 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
         sub_targets[k++] = targets[i] - above_mass[i];
       }
     int64_t sub_out[4];
-    select_counts(gathered.data() + offset[s], slot_size[s], sub_targets, k, sub_out, next_level(slot_bucket[s]),
-                  shift - 8, sc);
+    select_counts(whole ? v : gathered.data() + offset[s], slot_size[s], sub_targets, k, sub_out,
+                  next_level(slot_bucket[s]), shift - 8, sc);
     for (int x = 0; x < k; ++x) {
       const int i = which[x];
       out[i] = sub_out[x] <= slot_size[s] ? above_count[i] + sub_out[x] : -1;  // -1: rounding, redo
