@@ -1,6 +1,7 @@
 // attnsparse analyze MODEL --data PATH... --out DIR: streamed attention statistics, the
 // five conjectures of methods.md §2 judged with statistics, report.json + report.html.
 #include <fmt/format.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -210,7 +211,7 @@ void run(const Options& o) {
                    {"n_vocab", cfg.n_vocab}, {"format", cfg.source_format}};
   meta["data"] = {{"paths", o.data}, {"documents_read", raw.size()}, {"documents_truncated", truncated},
                   {"documents_skipped", skipped}, {"max_tokens", window}};
-  meta["run"] = {{"threads", o.threads}, {"attention_isa", ops::attention_isa()},
+  meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()},
                  {"seconds", outcome.seconds}, {"rows_this_invocation", outcome.rows_this_run},
                  {"rows_per_second", outcome.seconds > 0 ? double(outcome.rows_this_run) / outcome.seconds : 0.0},
                  {"documents_resumed", outcome.docs_resumed}};
