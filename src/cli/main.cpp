@@ -35,6 +35,14 @@ void apply_threads(int threads) {
 
 }  // namespace attnsparse::cli
 
+namespace {
+bool is_verb(CLI::App& app, const std::string& name) {
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    if (sub->get_name() == name) return true;
+  return false;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{
       "attnsparse — measure, explain, train for and exploit sparsity in LLM self-attention.\n"
@@ -49,8 +57,19 @@ int main(int argc, char** argv) {
   std::string verb = argc > 1 ? argv[1] : "";
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help / --version
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Bad arguments: one line, like every other error, with a pointer to the help.
+    if (!verb.empty() && verb[0] != '-' && is_verb(app, verb))
+      std::fprintf(stderr, "attnsparse %s: error: %s (see 'attnsparse %s --help')\n",
+                   verb.c_str(), e.what(), verb.c_str());
+    else if (!verb.empty() && verb[0] != '-')
+      std::fprintf(stderr, "attnsparse: error: unknown verb '%s' (see 'attnsparse --help')\n",
+                   verb.c_str());
+    else
+      std::fprintf(stderr, "attnsparse: error: %s (see 'attnsparse --help')\n", e.what());
+    return 2;
   } catch (const attnsparse::Error& e) {
     std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), e.what());
     return 1;
