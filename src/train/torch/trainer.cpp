@@ -156,6 +156,8 @@ TrainSummary run_training(const TrainOptions& o) {
   std::unique_ptr<torch::serialize::InputArchive> resume;
   std::string tok_blob;
   LMConfig cfg;
+  // What the run was started with (a resumed run reports the original's).
+  std::string preset = o.preset, tokenizer_spec = o.tokenizer;
   if (!o.resume.empty()) {
     if (!fs::is_regular_file(o.resume)) fail_file(o.resume, "no such checkpoint");
     resume = std::make_unique<torch::serialize::InputArchive>();
@@ -166,6 +168,11 @@ TrainSummary run_training(const TrainOptions& o) {
       tok_blob = tensor_bytes(t);
       resume->read("config", t);
       cfg = LMConfig::from_json(tensor_bytes(t));
+      if (resume->try_read("meta", t)) {
+        auto meta = nlohmann::json::parse(tensor_bytes(t));
+        preset = meta.value("preset", preset);
+        tokenizer_spec = meta.value("tokenizer", tokenizer_spec);
+      }
     } catch (const c10::Error& e) {
       fail_file(o.resume, "not a trainer checkpoint ({})", c10_message(e));
     } catch (const nlohmann::json::exception& e) {
@@ -206,7 +213,7 @@ TrainSummary run_training(const TrainOptions& o) {
   LM model(cfg, o.seed);
   model->to(device);
   log(fmt::format("model: {} {}: {} layers, n_embd {}, {} heads ({} kv), n_ff {}, {:.2f}M params\n",
-                  cfg.arch, resume ? "(checkpoint)" : o.preset, cfg.n_layer, cfg.n_embd, cfg.n_head,
+                  cfg.arch, preset, cfg.n_layer, cfg.n_embd, cfg.n_head,
                   cfg.n_kv_head, cfg.n_ff, model->num_params() / 1e6));
 
   // AdamW: weight decay on matrices only.
@@ -247,6 +254,7 @@ TrainSummary run_training(const TrainOptions& o) {
     torch::serialize::OutputArchive ar;
     ar.write("tokenizer", bytes_tensor(tok.serialize()));
     ar.write("config", bytes_tensor(cfg.to_json()));
+    ar.write("meta", bytes_tensor(nlohmann::json{{"preset", preset}, {"tokenizer", tokenizer_spec}}.dump()));
     for (const auto& [name, t] : model->gguf_params()) ar.write("param/" + name, t.detach().cpu());
     torch::serialize::OutputArchive oa;
     opt.save(oa);
@@ -392,7 +400,7 @@ TrainSummary run_training(const TrainOptions& o) {
     sum.tokens_per_s = loop_s > 0 ? tokens_done / loop_s : 0;
     return sum;
   }
-  write_loss_svg(svg_path, rows, fmt::format("{} {} {}", cfg.arch, o.preset, reg.to_string()));
+  write_loss_svg(svg_path, rows, fmt::format("{} {} {}", cfg.arch, preset, reg.to_string()));
 
   SparsityStats stats;
   const Eval final_eval = evaluate(&stats);
@@ -406,7 +414,7 @@ TrainSummary run_training(const TrainOptions& o) {
   sum.tokens_per_s = loop_s > 0 ? tokens_done / loop_s : 0;
 
   std::vector<std::pair<std::string, std::string>> extra = {
-      {"arch_preset", cfg.arch + ":" + o.preset}, {"tokenizer", o.tokenizer},
+      {"arch_preset", cfg.arch + ":" + preset}, {"tokenizer", tokenizer_spec},
       {"steps", std::to_string(o.steps)},         {"batch", std::to_string(o.batch)},
       {"ctx", std::to_string(o.ctx)},             {"lr", fmt::format("{:g}", o.lr)},
       {"seed", std::to_string(o.seed)},           {"reg", reg.to_string()},
@@ -433,11 +441,11 @@ TrainSummary run_training(const TrainOptions& o) {
     sum.sample = o.prompt + tok.decode(out_ids);
   }
   sum.seconds = std::chrono::duration<double>(clock::now() - t_start).count();
-  fmt::print("model            {} ({} {}, {:.2f}M params, vocab {})\n", o.out, cfg.arch, o.preset,
+  fmt::print("model            {} ({} {}, {:.2f}M params, vocab {})\n", o.out, cfg.arch, preset,
              sum.params / 1e6, sum.n_vocab);
   fmt::print("regulariser      {}\n", reg.to_string());
   fmt::print("steps            {} x {} sequences x {} tokens\n", o.steps, o.batch, T);
-  fmt::print("train loss       {:.4f}\n", sum.train_loss);
+  fmt::print("train loss       {}\n", std::isfinite(sum.train_loss) ? fmt::format("{:.4f}", sum.train_loss) : "- (no step run)");
   fmt::print("val loss         {:.4f} nats/token  (ppl {:.3f}, {:.4f} bits/byte)\n", sum.val_loss,
              sum.val_ppl, sum.val_bits_per_byte);
   fmt::print("mean M_{}         {:.4f}\n", o.metric_k, sum.mean_topk_mass);
@@ -445,8 +453,8 @@ TrainSummary run_training(const TrainOptions& o) {
   fmt::print("speed            {:.0f} tokens/s, {:.0f} s in all\n", sum.tokens_per_s, sum.seconds);
   if (!sum.sample.empty()) fmt::print("sample           {}\n", sum.sample);
   if (!o.json.empty()) {
-    nlohmann::json j = {{"out", o.out}, {"arch", cfg.arch}, {"preset", o.preset},
-                        {"tokenizer", o.tokenizer}, {"reg", reg.to_string()}, {"params", sum.params},
+    nlohmann::json j = {{"out", o.out}, {"arch", cfg.arch}, {"preset", preset},
+                        {"tokenizer", tokenizer_spec}, {"reg", reg.to_string()}, {"params", sum.params},
                         {"n_vocab", sum.n_vocab}, {"steps", sum.steps}, {"batch", o.batch},
                         {"ctx", o.ctx}, {"lr", o.lr}, {"seed", o.seed},
                         {"train_tokens", sum.train_tokens}, {"val_tokens", sum.val_tokens},
