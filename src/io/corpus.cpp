@@ -310,10 +310,7 @@ std::vector<int32_t> truncate_middle(const std::vector<int32_t>& tokens, int64_t
   return out;
 }
 
-// Weak: src/model/model_util.cpp still defines the same function (written before this
-// file existed); until that copy is removed, the linker keeps the strong one. Both accept
-// exactly the same inputs.
-__attribute__((weak)) std::vector<int32_t> read_token_file(const std::string& path) {
+std::vector<int32_t> read_token_file(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) fail_file(path, "is a directory");
   std::ifstream in(path);

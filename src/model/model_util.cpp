@@ -9,27 +9,6 @@
 
 namespace attnsparse {
 
-std::vector<int32_t> read_token_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
-  std::vector<int32_t> ids;
-  std::string word;
-  while (in >> word) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != word.size() || v < 0 || v > INT32_MAX)
-      fail_file(path, "'{}' (token {}) is not a token id", word, ids.size());
-    ids.push_back(static_cast<int32_t>(v));
-  }
-  if (ids.empty()) fail_file(path, "no token ids");
-  return ids;
-}
-
 std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option) {
   std::vector<int64_t> out;
   std::stringstream ss(text);

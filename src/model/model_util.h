@@ -4,10 +4,9 @@
 #include <string>
 #include <vector>
 
-namespace attnsparse {
+#include "io/corpus.h"  // read_token_file
 
-// Whitespace-separated token ids; throws FormatError naming the file for anything else.
-std::vector<int32_t> read_token_file(const std::string& path);
+namespace attnsparse {
 
 // Comma-separated non-negative integers ("0,16,31"); throws UsageError.
 std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option);

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "analysis/shared_data.h"
 
 namespace {
@@ -15,13 +17,18 @@ namespace {
 namespace fs = std::filesystem;
 using attnsparse::testing_support::reference_dir;
 
+// ctest runs the tests of this file as concurrent processes: each gets its own folder.
+fs::path work_dir() {
+  return fs::path(::testing::TempDir()) / ("policies_cli_" + std::to_string(::getpid()));
+}
+
 struct CliRun {
   int status;
   std::string out, err;
 };
 
 CliRun run(const std::string& args) {
-  const fs::path dir = fs::path(::testing::TempDir()) / "policies_cli";
+  const fs::path dir = work_dir();
   fs::create_directories(dir);
   const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
   const std::string cmd = std::string("'") + ATTNSPARSE_BIN + "' " + args + " >'" + out + "' 2>'" + err + "'";
@@ -64,7 +71,7 @@ TEST(PolicyCli, BenchAttentionReportsSpeedupAgainstIdeal) {
 TEST(PolicyCli, EvalPolicyWritesTheReport) {
   const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
   REQUIRE_SHARED_FILE(model);
-  const fs::path dir = fs::path(::testing::TempDir()) / "policies_cli";
+  const fs::path dir = work_dir();
   fs::create_directories(dir);
   const std::string tokens = reference_dir() + "/expected/llama-spm-f32.random.tokens.txt";
   const fs::path data = dir / "doc.tok";
@@ -114,7 +121,7 @@ TEST(PolicyCli, EvalPolicyWritesTheReport) {
 }
 
 TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
-  const fs::path dir = fs::path(::testing::TempDir()) / "policies_cli";
+  const fs::path dir = work_dir();
   fs::create_directories(dir);
   const std::string report = (dir / "bad.json").string();
   fs::remove(report);

@@ -1,5 +1,6 @@
 // Policy spec strings and per-layer/per-head maps: parsing, canonical form, errors.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -119,7 +120,7 @@ TEST(PolicyMap, RulesSelectorsAndDefault) {
 }
 
 TEST(PolicyMap, JsonFile) {
-  const std::string path = ::testing::TempDir() + "/policy_map_test.json";
+  const std::string path = ::testing::TempDir() + "/policy_map_test_" + std::to_string(::getpid()) + ".json";
   {
     std::ofstream out(path);
     out << R"({"default": "window=32", "rules": [{"layers": "0", "policy": "dense"},
