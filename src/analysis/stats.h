@@ -24,8 +24,10 @@ struct TestResult {
   bool exact = false;
 };
 
-// Spearman rank correlation with the two-sided p-value of t = r sqrt((n-2)/(1-r^2)) on
-// n-2 degrees of freedom (as scipy.stats.spearmanr). n < 3 gives p = 1.
+// Spearman rank correlation with a two-sided p-value: exact (all orderings of the ranks)
+// for n <= kSpearmanExactMaxN, else from t = r sqrt((n-2)/(1-r^2)) on n-2 degrees of
+// freedom (as scipy.stats.spearmanr). n < 3 gives p = 1.
+inline constexpr int64_t kSpearmanExactMaxN = 9;
 TestResult spearman(std::span<const double> x, std::span<const double> y);
 
 // Kruskal-Wallis H (tie corrected) with p from chi-square(groups - 1).

@@ -43,7 +43,31 @@ TEST(Stats, SpearmanMonotoneIsOne) {
   std::vector<double> x{1, 2, 3, 4, 5, 6, 7}, y{0.1, 0.5, 0.7, 3, 9, 27, 81}, z(y.rbegin(), y.rend());
   EXPECT_DOUBLE_EQ(spearman(x, y).statistic, 1.0);
   EXPECT_DOUBLE_EQ(spearman(x, z).statistic, -1.0);
-  EXPECT_EQ(spearman(x, y).p_value, 0.0);
+  // n = 7 is small enough for the exact test: only the identity and the reversal reach
+  // |rho| = 1, so p = 2 / 7!.
+  EXPECT_TRUE(spearman(x, y).exact);
+  EXPECT_NEAR(spearman(x, y).p_value, 2.0 / 5040.0, 1e-15);
+  EXPECT_NEAR(spearman(x, z).p_value, 2.0 / 5040.0, 1e-15);
+  // Beyond the exact range the t approximation: a perfect order gives p = 0.
+  std::vector<double> big(12), big_y(12);
+  for (int i = 0; i < 12; ++i) big[i] = i, big_y[i] = i * i;
+  EXPECT_FALSE(spearman(big, big_y).exact);
+  EXPECT_EQ(spearman(big, big_y).p_value, 0.0);
+}
+
+TEST(Stats, SpearmanExactSmallSamples) {
+  // n = 3: the six orderings give rho = 1, .5, .5, -.5, -.5, -1, so |rho| >= .5 always.
+  std::vector<double> a{1, 2, 3}, b{1, 3, 2};
+  EXPECT_NEAR(spearman(a, b).statistic, 0.5, 1e-15);
+  EXPECT_NEAR(spearman(a, b).p_value, 1.0, 1e-15);
+  // n = 4 in perfect order: 2 of 24 orderings reach |rho| = 1.
+  std::vector<double> c{1, 2, 3, 4}, d{40, 30, 20, 10};
+  EXPECT_NEAR(spearman(c, d).p_value, 2.0 / 24.0, 1e-15);
+  // n = 4, rho = 0.8 (one adjacent swap): |rho| >= 0.8 for the 2 perfect orders and the
+  // 3 + 3 single adjacent swaps of each, i.e. 8 of 24 (sum d^2 <= 2).
+  std::vector<double> e{1, 2, 4, 3};
+  EXPECT_NEAR(spearman(c, e).statistic, 0.8, 1e-12);
+  EXPECT_NEAR(spearman(c, e).p_value, 8.0 / 24.0, 1e-15);
 }
 
 TEST(Stats, SpearmanWikipediaExample) {
