@@ -404,8 +404,11 @@ json build_report(const Accumulator& acc, const AnalysisParams& params, const js
       verdict = 0;
       detail = fmt::format("width rises with depth (Spearman rho = {:.2f}, p = {:.2g})", rho.statistic, rho.p_value);
     } else {
-      detail = fmt::format("no clear trend (Spearman rho = {}, p = {})", fmt::format("{:.2f}", rho.statistic),
-                           fmt::format("{:.2g}", rho.p_value));
+      const bool strong = std::fabs(rho.statistic) >= -v.c1_rho;
+      detail = fmt::format("{} (Spearman rho = {:.2f}, p = {:.2g}{})",
+                           strong ? "trend not significant" : "no clear trend", rho.statistic,
+                           rho.p_value,
+                           strong && rho.exact ? fmt::format("; {} layers are too few", L) : "");
     }
     json stats{{"metric", "width_norm_p90"}, {"per_layer", series},
                {"spearman", {{"rho", num(rho.statistic)}, {"p", num(rho.p_value)}, {"n", rho.n}}},
