@@ -1,7 +1,11 @@
 // attnsparse <verb> ...: the command-line entry point.
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -41,9 +45,29 @@ bool is_verb(CLI::App& app, const std::string& name) {
     if (sub->get_name() == name) return true;
   return false;
 }
+
+#ifndef ATTNSPARSE_TRAIN_BINARY
+// `attnsparse train ...` runs the sibling executable attnsparse-train (the only one linked
+// with libtorch) with the same arguments. Without it, the train verb below reports that
+// this build has no trainer.
+void exec_trainer_if_present(char** argv) {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return;
+  std::filesystem::path trainer = self.parent_path() / "attnsparse-train";
+  if (::access(trainer.c_str(), X_OK) != 0) return;
+  ::execv(trainer.c_str(), argv);
+  std::fprintf(stderr, "attnsparse train: error: cannot run %s: %s\n", trainer.c_str(),
+               std::strerror(errno));
+  std::exit(1);
+}
+#endif
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifndef ATTNSPARSE_TRAIN_BINARY
+  if (argc > 1 && std::strcmp(argv[1], "train") == 0) exec_trainer_if_present(argv);
+#endif
   CLI::App app{
       "attnsparse — measure, explain, train for and exploit sparsity in LLM self-attention.\n"
       "MODEL is a .gguf file or a Hugging Face model directory.\n"

@@ -66,7 +66,7 @@ void register_train(CLI::App& app) {
     o.threads = threads;
     train::run_training(o);
 #else
-    fail("this attnsparse was built without libtorch; install libtorch-dev and rebuild to use 'train'");
+    fail("this build has no trainer (attnsparse-train is built only when libtorch is found): install libtorch-dev (scripts/setup.sh does) and rebuild");
 #endif
   });
 }
