@@ -1,6 +1,7 @@
 // attnsparse eval-policy MODEL --data D [--policy P]... --out report.json: what each
 // sparse-attention policy costs against dense attention on the same documents.
 #include <fmt/format.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include <chrono>
@@ -192,11 +193,21 @@ void register_eval_policy(CLI::App& app) {
     std::vector<PolicyTotals> totals(maps.size());
     PolicyTotals dense_decode;
     const int64_t slot_bytes = 2 * c.n_layer * c.n_kv_head * c.head_dim * static_cast<int64_t>(sizeof(float));
+    const bool progress_tty = isatty(fileno(stderr));
+    const auto run_start = clock_type::now();
+    double last_progress = 0;
     for (size_t di = 0; di < doc_tokens.size(); ++di) {
       const auto& toks = doc_tokens[di];
       const int64_t n = static_cast<int64_t>(toks.size());
       total_tokens += n;
-      fmt::print(stderr, "eval-policy: document {}/{} {} ({} tokens): dense", di + 1, doc_tokens.size(), doc_ids[di], n);
+      // Progress: every document on a terminal; in logs the first, the last and one every 10 s.
+      const double since_start = std::chrono::duration<double>(clock_type::now() - run_start).count();
+      const bool show = progress_tty || di == 0 || di + 1 == doc_tokens.size() || since_start - last_progress >= 10;
+      if (show) {
+        last_progress = since_start;
+        fmt::print(stderr, "eval-policy: document {}/{} {} ({} tokens, {:.0f} s): dense", di + 1,
+                   doc_tokens.size(), doc_ids[di], n, since_start);
+      }
       // Dense: plain forward (time, perplexity, reference predictions).
       KVCache cache = model->make_cache(n);
       auto t0 = clock_type::now();
@@ -207,7 +218,7 @@ void register_eval_policy(CLI::App& app) {
       dense_total.nll += dense.nll;
       dense_total.count += dense.count;
       // Oracle: dense again, every layer's inputs through every policy.
-      fmt::print(stderr, ", oracle");
+      if (show) fmt::print(stderr, ", oracle");
       oracle.reset();
       KVCache oracle_cache = model->make_cache(n);
       ForwardOptions oracle_opts;
@@ -219,7 +230,7 @@ void register_eval_policy(CLI::App& app) {
                        oracle_opts, none);
       // Each policy through the whole model.
       for (size_t m = 0; m < maps.size(); ++m) {
-        fmt::print(stderr, ", {}", maps[m].spec());
+        if (show) fmt::print(stderr, ", {}", maps[m].spec());
         policies::PolicySession session(*model, maps[m], n, policies::PolicySession::Eviction::Simulated);
         t0 = clock_type::now();
         const Predictions pol = predict(toks, chunk, c.n_vocab, [&](std::span<const int32_t> part, std::vector<float>& logits) {
@@ -237,10 +248,10 @@ void register_eval_policy(CLI::App& app) {
         real_decode(*model, maps[m], toks, decode_tokens, tot);
       }
       if (decode_tokens > 0) {
-        fmt::print(stderr, ", real decode dense");
+        if (show) fmt::print(stderr, ", real decode dense");
         real_decode(*model, policies::PolicyMap(), toks, decode_tokens, dense_decode);
       }
-      fmt::print(stderr, "\n");
+      if (show) fmt::print(stderr, "\n");
     }
 
     // Report.

@@ -2,7 +2,10 @@
 // perplexity of a text file.
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -52,9 +55,20 @@ void register_perplexity(CLI::App& app) {
     const std::vector<int32_t> tokens = model->tokenizer().encode(text, true);
     if (tokens.size() < 2) fail_file(text_file, "has {} token(s); perplexity needs at least 2", tokens.size());
     const auto t0 = std::chrono::steady_clock::now();
+    // Progress: one self-overwriting line on a terminal; otherwise a line every 10 s and
+    // the last one, so logs stay short.
+    const bool tty = isatty(fileno(stderr));
+    double last_print = 0;
     const PerplexityResult r = perplexity(*model, tokens, ctx, step, [&](int64_t done, int64_t total) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      fmt::print(stderr, "perplexity: window {}/{} ({:.1f} s)\n", done, total, s);
+      const double eta = done > 0 ? s / done * (total - done) : 0;
+      if (tty) {
+        fmt::print(stderr, "\rperplexity: window {}/{} ({:.1f} s, ETA {:.0f} s)   {}", done, total, s,
+                   eta, done == total ? "\n" : "");
+      } else if (done == total || s - last_print >= 10) {
+        fmt::print(stderr, "perplexity: window {}/{} ({:.1f} s, ETA {:.0f} s)\n", done, total, s, eta);
+        last_print = s;
+      }
     });
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ppl = std::exp(r.nll_per_token());
