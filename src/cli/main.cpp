@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <cstdio>
@@ -56,6 +57,11 @@ void exec_trainer_if_present(char** argv) {
   if (ec) return;
   std::filesystem::path trainer = self.parent_path() / "attnsparse-train";
   if (::access(trainer.c_str(), X_OK) != 0) return;
+  // libtorch's many short parallel regions with spinning OpenMP workers made 2-thread
+  // training slower than 1 thread on the 2-core VM (0.66x); sleeping workers give 1.12x
+  // (scripts/bench_train.sh, bench/RESULTS.md). libgomp reads this once at start-up, which
+  // is why it is set here, before the trainer starts; a value the user set is kept.
+  ::setenv("OMP_WAIT_POLICY", "passive", 0);
   ::execv(trainer.c_str(), argv);
   std::fprintf(stderr, "attnsparse train: error: cannot run %s: %s\n", trainer.c_str(),
                std::strerror(errno));
