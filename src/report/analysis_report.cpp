@@ -74,6 +74,7 @@ std::string width_charts(const json& report) {
   ChartSpec spec;
   spec.title = "Normalised width w_p = W_p / (t+1) per layer";
   spec.x = linear_axis("layer");
+  spec.x.integer_ticks = true;
   spec.y = linear_axis("mean w_p (share of keys)");
   spec.y.min = 0;
   spec.note = "Bands: 95% bootstrap intervals over documents.";
@@ -98,6 +99,7 @@ std::string sink_recency_charts(const json& report) {
   ChartSpec mass;
   mass.title = "Sink and recency mass per layer";
   mass.x = linear_axis("layer");
+  mass.x.integer_ticks = true;
   mass.y = linear_axis("mean attention mass");
   mass.y.min = 0;
   mass.y.max = 1;
@@ -117,6 +119,7 @@ std::string sink_recency_charts(const json& report) {
   ChartSpec ratio;
   ratio.title = "Median ratio to the uniform baseline per layer";
   ratio.x = linear_axis("layer");
+  ratio.x.integer_ticks = true;
   ratio.y = log_axis("median ratio");
   ratio.y_rules = {{5.0, "verdict threshold"}, {1.0, "uniform"}};
   std::vector<Series> rs;
@@ -233,6 +236,7 @@ std::string persistence_chart(const json& report) {
   ChartSpec layer_spec;
   layer_spec.title = "Top-32 overlap per layer";
   layer_spec.x = linear_axis("layer");
+  layer_spec.x.integer_ticks = true;
   layer_spec.y = linear_axis("mean overlap_k32");
   layer_spec.y.min = 0;
   layer_spec.y.max = 1;

@@ -96,7 +96,7 @@ void settle_range(Mapper& m, double dmin, double dmax, const Axis& axis, double 
 }
 
 // Tick values (data units) for an axis.
-std::vector<double> ticks(const Mapper& m, bool pow2) {
+std::vector<double> ticks(const Mapper& m, bool pow2, bool integer = false) {
   std::vector<double> t;
   const double eps = 1e-9 * (m.hi - m.lo);
   if (m.log && pow2) {
@@ -122,7 +122,8 @@ std::vector<double> ticks(const Mapper& m, bool pow2) {
   }
   const double span = m.hi - m.lo, raw = span / 6;
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  const double step = raw / mag < 1.5 ? mag : raw / mag < 3 ? 2 * mag : raw / mag < 7 ? 5 * mag : 10 * mag;
+  double step = raw / mag < 1.5 ? mag : raw / mag < 3 ? 2 * mag : raw / mag < 7 ? 5 * mag : 10 * mag;
+  if (integer) step = std::max(1.0, std::round(step));
   for (double v = std::ceil(m.lo / step) * step; v <= m.hi + eps; v += step)
     t.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
   return t;
@@ -211,12 +212,12 @@ std::string chart(const ChartSpec& spec, const std::vector<Series>& series) {
 
   // Grid and tick labels.
   const bool xp2 = mx.log && spec.x.pow2_ticks, yp2 = my.log && spec.y.pow2_ticks;
-  for (double v : ticks(mx, xp2)) {
+  for (double v : ticks(mx, xp2, spec.x.integer_ticks)) {
     const double x = mx(v);
     out += fmt::format(R"(<line x1="{0:.1f}" y1="{1}" x2="{0:.1f}" y2="{2:.1f}" stroke="#e8e8e8"/><text x="{0:.1f}" y="{3:.1f}" font-size="11" text-anchor="middle" fill="#444">{4}</text>)",
                        x, mt, mt + ph, mt + ph + 15, html_escape(tick_label(v, xp2)));
   }
-  for (double v : ticks(my, yp2)) {
+  for (double v : ticks(my, yp2, spec.y.integer_ticks)) {
     const double y = my(v);
     out += fmt::format(R"(<line x1="{0}" y1="{1:.1f}" x2="{2:.1f}" y2="{1:.1f}" stroke="#e8e8e8"/><text x="{3}" y="{4:.1f}" font-size="11" text-anchor="end" fill="#444">{5}</text>)",
                        ml, y, ml + pw, ml - 5, y + 4, html_escape(tick_label(v, yp2)));
@@ -412,8 +413,15 @@ std::string table(const std::vector<std::string>& header, const std::vector<std:
     return k.empty() ? std::string() : fmt::format(R"( class="{}")", html_escape(k));
   };
   std::string out = "<table><thead><tr>";
+  // A header aligns like its column's cells (left when the first row's cell is "l").
+  auto left = [&](size_t c) {
+    if (c == 0) return true;
+    if (cell_classes.empty() || c >= cell_classes[0].size()) return false;
+    const std::string& k = cell_classes[0][c];
+    return k == "l" || k.starts_with("l ") || k.ends_with(" l") || k.find(" l ") != std::string::npos;
+  };
   for (size_t c = 0; c < header.size(); ++c)
-    out += fmt::format("<th{}>{}</th>", c == 0 ? R"( class="l")" : "", html_escape(header[c]));
+    out += fmt::format("<th{}>{}</th>", left(c) ? R"( class="l")" : "", html_escape(header[c]));
   out += "</tr></thead><tbody>";
   for (size_t r = 0; r < rows.size(); ++r) {
     out += "<tr>";

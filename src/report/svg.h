@@ -41,6 +41,7 @@ struct Axis {
   std::string label;
   Scale scale = Scale::Linear;
   bool pow2_ticks = false;     // log axes: ticks at powers of two, labelled 2^k
+  bool integer_ticks = false;  // linear axes of counts (layers, heads): whole-number ticks only
   std::optional<double> min;   // fixed range (data units); default: the data's range
   std::optional<double> max;
 };
