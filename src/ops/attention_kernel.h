@@ -394,11 +394,23 @@ static void run_job(const Job& job, Scratch& sc) {
         float* os = sc.obs_s + r * s.n_kv;
         int32_t* oj = sc.obs_j + r * s.n_kv;
         int64_t n = sc.obs_n[r];
-        for (int jj = 0; jj < nk; ++jj) {
-          if (srow[jj] != ninf) {
-            os[n] = srow[jj];
-            oj[n] = listed ? job.list[j0 + jj] : static_cast<int32_t>(j0 + jj);
-            ++n;
+        if (sc.cls[r] == kFull) {
+          // No mask in this tile: every key is visited (bulk copy, vectorised index fill).
+          std::memcpy(os + n, srow, static_cast<size_t>(nk) * sizeof(float));
+          if (listed) {
+            std::memcpy(oj + n, job.list + j0, static_cast<size_t>(nk) * sizeof(int32_t));
+          } else {
+            const int32_t base = static_cast<int32_t>(j0);
+            for (int jj = 0; jj < nk; ++jj) oj[n + jj] = base + jj;
+          }
+          n += nk;
+        } else {
+          for (int jj = 0; jj < nk; ++jj) {
+            if (srow[jj] != ninf) {
+              os[n] = srow[jj];
+              oj[n] = listed ? job.list[j0 + jj] : static_cast<int32_t>(j0 + jj);
+              ++n;
+            }
           }
         }
         sc.obs_n[r] = n;
