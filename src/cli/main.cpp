@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "cli/verb.h"
 #include "core/error.h"
 
@@ -29,9 +31,29 @@ bool register_verb(const char* name, VerbRegistrar registrar) {
   return true;
 }
 
+namespace {
+CLI::Validator integer_at_least(long long lo, const char* what) {
+  return CLI::Validator(
+      [lo, what](std::string& s) -> std::string {
+        long long v = 0;
+        size_t used = 0;
+        try {
+          v = std::stoll(s, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != s.size() || v < lo) return fmt::format("must be {}, got '{}'", what, s);
+        return {};
+      },
+      lo > 0 ? "POSITIVE" : "NONNEGATIVE");
+}
+}  // namespace
+
+CLI::Validator positive_integer() { return integer_at_least(1, "a positive integer"); }
+CLI::Validator non_negative_integer() { return integer_at_least(0, "0 or a positive integer"); }
+
 void add_threads_option(CLI::App* sub, int* threads) {
-  sub->add_option("--threads,-t", *threads, "CPU threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads,-t", *threads, "CPU threads (0 = all cores)")->check(non_negative_integer());
 }
 
 void apply_threads(int threads) {

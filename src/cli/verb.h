@@ -11,6 +11,10 @@ namespace attnsparse::cli {
 using VerbRegistrar = void (*)(CLI::App& app);
 bool register_verb(const char* name, VerbRegistrar registrar);
 
+// Validators with readable messages (CLI11's PositiveNumber prints the whole double range).
+CLI::Validator positive_integer();      // "must be a positive integer"
+CLI::Validator non_negative_integer();  // "must be 0 or a positive integer"
+
 // --threads T for verbs that compute; 0 = all cores. Applies omp_set_num_threads.
 void add_threads_option(CLI::App* sub, int* threads);
 void apply_threads(int threads);

@@ -55,10 +55,10 @@ void register_bench_attention(CLI::App& app) {
   static std::string policy_text = "dense", out_path;
   static int threads = 0, repeat = 3;
   static bool json_stdout = false, fma_peak = false;
-  sub->add_option("--n", shape.n, "context length (keys)")->required()->check(CLI::PositiveNumber);
+  sub->add_option("--n", shape.n, "context length (keys)")->required()->check(positive_integer());
   sub->add_option("--head-dim", shape.head_dim, "head dimension (1..256)")->required()->check(CLI::Range(1, 256));
-  sub->add_option("--heads", shape.heads, "query heads")->required()->check(CLI::PositiveNumber);
-  sub->add_option("--kv-heads", shape.kv_heads, "key/value heads (divides --heads)")->required()->check(CLI::PositiveNumber);
+  sub->add_option("--heads", shape.heads, "query heads")->required()->check(positive_integer());
+  sub->add_option("--kv-heads", shape.kv_heads, "key/value heads (divides --heads)")->required()->check(positive_integer());
   sub->add_option("--policy", policy_text, "policy spec (see below)")->required();
   sub->add_flag("--decode", shape.decode, "time one decode step instead of a prefill");
   sub->add_option("--repeat", repeat, "timed calls of each kind (default 3)")->check(CLI::Range(1, 1000));

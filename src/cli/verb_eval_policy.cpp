@@ -136,13 +136,13 @@ void register_eval_policy(CLI::App& app) {
   sub->add_option("--policy", policy_texts, "policy spec (repeatable; see below)");
   sub->add_option("--max-tokens", max_tokens, "tokens per document (middle truncation; default 1024)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 24));
-  sub->add_option("--max-docs", max_docs, "use at most this many documents (0 = all)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--max-docs", max_docs, "use at most this many documents (0 = all)")->check(non_negative_integer());
   sub->add_option("--chunk", chunk, "tokens per forward call (bounds the logits memory; default 512)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   sub->add_option("--decode-tokens", decode_tokens,
                   "also run each policy for real: prefill all but the last N tokens, decode those one by one "
                   "with real eviction; reports decode ms/token and the KV-cache bytes really held (default 0: off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_integer());
   sub->add_option("--out", out_path, "JSON report")->required();
   add_threads_option(sub, &threads);
   sub->callback([] {

@@ -57,6 +57,26 @@ void ensure_dir(const std::string& dir) {
   if (ec || !std::filesystem::is_directory(dir)) fail_file(dir, "cannot create the output directory: {}", ec.message());
 }
 
+// Creates the output directory up front (an unwritable place fails before the work) and,
+// when the run then fails, removes it again if this run created it and left it empty, so
+// that a failed run leaves nothing behind.
+class OutputDir {
+ public:
+  explicit OutputDir(const std::string& dir) : dir_(dir), existed_(std::filesystem::exists(dir)) { ensure_dir(dir); }
+  ~OutputDir() {
+    if (!done_ && !existed_) {
+      std::error_code ec;
+      std::filesystem::remove(dir_, ec);  // only succeeds on an empty directory
+    }
+  }
+  void done() { done_ = true; }
+
+ private:
+  std::string dir_;
+  bool existed_;
+  bool done_ = false;
+};
+
 void progress_line(const std::string& line) {
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
@@ -151,7 +171,7 @@ void register_simulate(CLI::App* theory) {
         }
     }
     theory::validate(opt);
-    ensure_dir(out_dir);
+    OutputDir dir_guard(out_dir);
     const auto t0 = std::chrono::steady_clock::now();
     opt.progress = [t0](const std::string& line) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -164,6 +184,7 @@ void register_simulate(CLI::App* theory) {
     write_text_atomic(out_dir + "/theory.json", json.dump(1) + "\n");
     write_text_atomic(out_dir + "/theory.html", theory::simulation_html(opt, results));
     fmt::print("{}", theory::simulation_table(opt, results));
+    dir_guard.done();
     fmt::print("\n{:.1f} s; wrote {}/theory.json and {}/theory.html\n", seconds, out_dir, out_dir);
   });
 }
@@ -206,7 +227,7 @@ void register_fit(CLI::App* theory) {
     opt.model_path = model_path;
     opt.data = data;
     theory::validate(opt);
-    ensure_dir(out_dir);
+    OutputDir dir_guard(out_dir);
     const auto t0 = std::chrono::steady_clock::now();
     opt.progress = [t0](const std::string& line) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -219,6 +240,7 @@ void register_fit(CLI::App* theory) {
     write_text_atomic(out_dir + "/theory_fit.json", json.dump(1) + "\n");
     write_text_atomic(out_dir + "/theory_fit.html", theory::fit_html(opt, res));
     fmt::print("{}", theory::fit_table(opt, res));
+    dir_guard.done();
     fmt::print("\n{:.1f} s; wrote {}/theory_fit.json and {}/theory_fit.html\n", seconds, out_dir, out_dir);
   });
 }
