@@ -141,7 +141,13 @@ void run(const Options& o) {
   const auto model = Model::load(o.model_path);
   const ModelConfig& cfg = model->config();
   const int64_t window = o.max_tokens > 0 ? o.max_tokens : cfg.n_ctx;
-  if (window < 2) fail_usage("--max-tokens: the model's context is {}; give --max-tokens", cfg.n_ctx);
+  if (window < 2) {
+    if (o.max_tokens > 0) fail_usage("--max-tokens {}: a document needs at least 2 tokens", o.max_tokens);
+    fail_usage("the model does not state its context length ({}); give --max-tokens", cfg.n_ctx);
+  }
+  if (params.sampling.rows == RowKind::Prefill && window <= o.min_query)
+    fail_usage("--max-tokens {}: rows start at query position --min-query {}, so the window must be longer", window,
+               o.min_query);
   if (cfg.arch == "gpt2" && window > cfg.n_ctx)
     fail_usage("--max-tokens {}: gpt2 has learned positions for {} tokens only", window, cfg.n_ctx);
   params.sampling.max_tokens = window;
