@@ -89,12 +89,29 @@ void exec_trainer_if_present(char** argv) {
                std::strerror(errno));
   std::exit(1);
 }
+
+// libgomp's default makes an idle worker spin for ~300,000 iterations before it sleeps. A
+// decoded token crosses ~150 parallel regions; on cores shared with other work a spinning
+// thread burns the time slice its descheduled partner needs (decode 4.6 tok/s instead of
+// 8.8 with two competing processes on the 2-core VM), while sleeping at once
+// (OMP_WAIT_POLICY=passive) costs 10-25% on an idle machine. A spin count of 10,000 is as
+// fast as the default when idle and as passive under load (bench/results/runtime.md).
+// libgomp reads its environment before main(), so the setting takes one re-execution of
+// this program, done only when the user set neither variable.
+void reexec_with_omp_spincount(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("ATTNSPARSE_REEXEC")) return;
+  ::setenv("GOMP_SPINCOUNT", "10000", 1);
+  ::setenv("ATTNSPARSE_REEXEC", "1", 1);
+  ::execv("/proc/self/exe", argv);
+  // Not possible here (no /proc): go on with libgomp's default.
+}
 #endif
 }  // namespace
 
 int main(int argc, char** argv) {
 #ifndef ATTNSPARSE_TRAIN_BINARY
   if (argc > 1 && std::strcmp(argv[1], "train") == 0) exec_trainer_if_present(argv);
+  reexec_with_omp_spincount(argv);
 #endif
   CLI::App app{
       "attnsparse — measure, explain, train for and exploit sparsity in LLM self-attention.\n"
