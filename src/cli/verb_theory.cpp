@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <sstream>
 
 #include "cli/verb.h"
@@ -81,6 +82,30 @@ void progress_line(const std::string& line) {
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
 }
+
+// What a theory run hands back to be written.
+struct RunOutput {
+  nlohmann::json json;
+  std::string html, table;
+};
+
+// Creates OUT (removed again if the run fails), runs `work` with a timed progress printer,
+// writes OUT/STEM.json (with the run's seconds) and OUT/STEM.html, prints the table.
+void run_to_dir(const std::string& out_dir, const std::string& stem,
+                const std::function<RunOutput(std::function<void(const std::string&)>)>& work) {
+  OutputDir dir_guard(out_dir);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [t0] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  RunOutput r = work([&](const std::string& line) { progress_line(fmt::format("[{:7.1f}s] {}", elapsed(), line)); });
+  const double seconds = elapsed();
+  r.json["seconds"] = seconds;
+  write_text_atomic(out_dir + "/" + stem + ".json", r.json.dump(1) + "\n");
+  write_text_atomic(out_dir + "/" + stem + ".html", r.html);
+  fmt::print("{}", r.table);
+  dir_guard.done();
+  fmt::print("\n{:.1f} s; wrote {}/{}.json and {}/{}.html\n", seconds, out_dir, stem, out_dir, stem);
+}
+
 
 void register_simulate(CLI::App* theory) {
   auto* sub = theory->add_subcommand(
@@ -171,21 +196,12 @@ void register_simulate(CLI::App* theory) {
         }
     }
     theory::validate(opt);
-    OutputDir dir_guard(out_dir);
-    const auto t0 = std::chrono::steady_clock::now();
-    opt.progress = [t0](const std::string& line) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      progress_line(fmt::format("[{:7.1f}s] {}", s, line));
-    };
-    const auto results = theory::simulate(opt);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto json = theory::simulation_json(opt, results);
-    json["seconds"] = seconds;
-    write_text_atomic(out_dir + "/theory.json", json.dump(1) + "\n");
-    write_text_atomic(out_dir + "/theory.html", theory::simulation_html(opt, results));
-    fmt::print("{}", theory::simulation_table(opt, results));
-    dir_guard.done();
-    fmt::print("\n{:.1f} s; wrote {}/theory.json and {}/theory.html\n", seconds, out_dir, out_dir);
+    run_to_dir(out_dir, "theory", [](std::function<void(const std::string&)> progress) {
+      opt.progress = std::move(progress);
+      const auto results = theory::simulate(opt);
+      return RunOutput{theory::simulation_json(opt, results), theory::simulation_html(opt, results),
+                       theory::simulation_table(opt, results)};
+    });
   });
 }
 
@@ -227,21 +243,11 @@ void register_fit(CLI::App* theory) {
     opt.model_path = model_path;
     opt.data = data;
     theory::validate(opt);
-    OutputDir dir_guard(out_dir);
-    const auto t0 = std::chrono::steady_clock::now();
-    opt.progress = [t0](const std::string& line) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      progress_line(fmt::format("[{:7.1f}s] {}", s, line));
-    };
-    const theory::FitResult res = theory::fit_model(opt);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto json = theory::fit_json(opt, res);
-    json["seconds"] = seconds;
-    write_text_atomic(out_dir + "/theory_fit.json", json.dump(1) + "\n");
-    write_text_atomic(out_dir + "/theory_fit.html", theory::fit_html(opt, res));
-    fmt::print("{}", theory::fit_table(opt, res));
-    dir_guard.done();
-    fmt::print("\n{:.1f} s; wrote {}/theory_fit.json and {}/theory_fit.html\n", seconds, out_dir, out_dir);
+    run_to_dir(out_dir, "theory_fit", [](std::function<void(const std::string&)> progress) {
+      opt.progress = std::move(progress);
+      const theory::FitResult res = theory::fit_model(opt);
+      return RunOutput{theory::fit_json(opt, res), theory::fit_html(opt, res), theory::fit_table(opt, res)};
+    });
   });
 }
 
