@@ -210,7 +210,24 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
   {
     double cum = 0;
     int i = 0;
-    for (int b = 0; b < bins && i < nt; ++b) {
+    // Blocks of 8 buckets that cannot hold the next crossing are skipped with one chained
+    // add (a pairwise sum of the block), not eight: the running sum's add latency was the
+    // cost of this scan on long-tailed rows. The margin keeps the skip test safe against
+    // the few ulps by which pairwise and sequential sums of a block can differ.
+    constexpr int kBlock = 8;
+    int b = 0;
+    while (b < bins && i < nt) {
+      if (b + kBlock <= bins) {
+        const double* p0 = mass0 + b;
+        const double* p1 = mass1 + b;
+        const double blk = ((p0[0] + p1[0]) + (p0[1] + p1[1]) + ((p0[2] + p1[2]) + (p0[3] + p1[3]))) +
+                           ((p0[4] + p1[4]) + (p0[5] + p1[5]) + ((p0[6] + p1[6]) + (p0[7] + p1[7])));
+        if (cum + blk < targets[i] * (1 - 1e-12)) {
+          cum += blk;
+          b += kBlock;
+          continue;
+        }
+      }
       const double bm = mass0[b] + mass1[b];
       while (i < nt && bm > 0 && cum + bm >= targets[i]) {
         bucket[i] = b;
@@ -218,6 +235,7 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
         ++i;
       }
       cum += bm;
+      ++b;
     }
     for (; i < nt; ++i) {
       bucket[i] = -1;  // not reached
