@@ -24,7 +24,11 @@ class DocumentCollector::LayerObserver : public ops::RowObserver {
   int layer = 0;
   void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys,
               int64_t n_keys) override {
-    c_->on_row(layer, head, query_pos, probs, keys, n_keys);
+    c_->on_row(layer, head, query_pos, probs, keys, n_keys, nullptr);
+  }
+  void on_row_with_entropy(int head, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n_keys,
+                           double entropy) override {
+    c_->on_row(layer, head, query_pos, probs, keys, n_keys, &entropy);
   }
 
  private:
@@ -108,7 +112,7 @@ ops::RowObserver* DocumentCollector::observer(int layer) {
 }
 
 void DocumentCollector::on_row(int layer, int head, int64_t query, const float* probs,
-                               const int32_t* keys, int64_t n) {
+                               const int32_t* keys, int64_t n, const double* entropy) {
   const int64_t i = query - q_pos0_;
   if (i < 0 || i >= n_q_ || head < 0 || head >= n_heads_) return;
   // Slots are strictly increasing, so first 0 and last n-1 means slot j is key j: the
@@ -119,7 +123,7 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
   if (c >= 0 && plan_.selected(layer, head, c)) {
     thread_local std::vector<float> scratch;
     Slot& s = slots_[size_t(head) * n_q_ + i];
-    s.m = compute_row_metrics(probs, keys, n, query, scratch);
+    s.m = compute_row_metrics(probs, keys, n, query, scratch, entropy);
     s.filled = true;
   }
   if (!persistence_call_) return;

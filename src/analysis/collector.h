@@ -48,7 +48,10 @@ class DocumentCollector {
  private:
   class LayerObserver;
   struct Slot;
-  void on_row(int layer, int head, int64_t query, const float* probs, const int32_t* keys, int64_t n);
+  // entropy: the row's entropy when the producer computed it (the attention kernel does),
+  // else nullptr and it is computed from probs.
+  void on_row(int layer, int head, int64_t query, const float* probs, const int32_t* keys, int64_t n,
+              const double* entropy = nullptr);
   void reduce_rows(int layer);
   void reduce_persistence(int layer);
 

@@ -382,12 +382,12 @@ int64_t count_greater(const float* v, int64_t n, float x) {
 }  // namespace
 
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
-                               int64_t query_pos, std::vector<float>& scratch) {
+                               int64_t query_pos, std::vector<float>& scratch, const double* known_entropy) {
   RowMetrics m;
   m.query = static_cast<int32_t>(query_pos);
   m.n_keys = static_cast<int32_t>(n);
   widths(probs, n, kWidthLevels.data(), int(kWidthLevels.size()), m.width.data(), scratch);
-  m.entropy = entropy(probs, n);
+  m.entropy = known_entropy ? *known_entropy : entropy(probs, n);
   auto pos = [&](int64_t j) -> int64_t { return key_pos ? key_pos[j] : j; };
   if (n > 0 && pos(0) == 0) {
     const float a0 = probs[0];

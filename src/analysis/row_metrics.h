@@ -45,7 +45,10 @@ std::vector<int32_t> topk_indices(const float* probs, int64_t n, int k);
 // Entropy in nats, -sum a ln a over a > 0, accumulated in double.
 double entropy(const float* probs, int64_t n);
 
+// known_entropy: the row's entropy when the caller already has it (the attention kernel
+// computes it from the scores), else nullptr and it is computed from probs.
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
-                               int64_t query_pos, std::vector<float>& scratch);
+                               int64_t query_pos, std::vector<float>& scratch,
+                               const double* known_entropy = nullptr);
 
 }  // namespace attnsparse::analysis

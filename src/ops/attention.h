@@ -47,6 +47,14 @@ class RowObserver {
   virtual ~RowObserver() = default;
   virtual void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys,
                       int64_t n_keys) = 0;
+  // The same row together with its entropy -sum p ln p (nats), which the tiled kernel gets
+  // almost for free from the scores it already has (ln p_j = (s_j - max) ln 2 - ln sum).
+  // Producers that know it call this; the default ignores it and forwards to on_row.
+  virtual void on_row_with_entropy(int head, int64_t query_pos, const float* probs, const int32_t* keys,
+                                   int64_t n_keys, double entropy) {
+    (void)entropy;
+    on_row(head, query_pos, probs, keys, n_keys);
+  }
 };
 
 class KeySet;  // ops/keyset.h: which keys each query visits (sparse attention)

@@ -452,10 +452,28 @@ static void run_job(const Job& job, Scratch& sc) {
       const int64_t n = sc.obs_n[r];
       const float* os = sc.obs_s + r * s.n_kv;
       const vf mb = bcast(sc.m[r]);
+      const vf ib = bcast(inv);
+      // p = 2^(s - m) / l, and on the way sum p and sum p (s - m) for the entropy:
+      // -sum p ln p = ln(l) sum p - ln(2) sum p (s - m).
+      vf psum = vf{}, pd = vf{};
       int64_t x = 0;
-      for (; x + W <= n; x += W) store(sc.probs + x, exp2v(load(os + x) - mb) * inv);
-      for (; x < n; ++x) sc.probs[x] = exp2v(bcast(os[x] - sc.m[r]))[0] * inv;
-      job.observer->on_row(head, s.q_pos0 + i, sc.probs, sc.obs_j + r * s.n_kv, n);
+      for (; x + W <= n; x += W) {
+        const vf d = load(os + x) - mb;
+        const vf p = exp2v(d) * ib;
+        store(sc.probs + x, p);
+        psum += p;
+        pd += p * d;
+      }
+      double psum_t = hsum(psum), pd_t = hsum(pd);
+      for (; x < n; ++x) {
+        const float d = os[x] - sc.m[r];
+        const float p = exp2v(bcast(d))[0] * inv;
+        sc.probs[x] = p;
+        psum_t += p;
+        pd_t += double(p) * d;
+      }
+      const double entropy = n > 0 && l > 0.f ? std::log(double(l)) * psum_t - 0.6931471805599453 * pd_t : 0.0;
+      job.observer->on_row_with_entropy(head, s.q_pos0 + i, sc.probs, sc.obs_j + r * s.n_kv, n, entropy);
     }
   }
 }
