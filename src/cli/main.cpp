@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +51,23 @@ CLI::Validator integer_at_least(long long lo, const char* what) {
 
 CLI::Validator positive_integer() { return integer_at_least(1, "a positive integer"); }
 CLI::Validator non_negative_integer() { return integer_at_least(0, "0 or a positive integer"); }
+
+ProgressGate::ProgressGate(double tty_interval, double log_interval, bool print_first)
+    : tty_(isatty(fileno(stderr))),
+      interval_(tty_ ? tty_interval : log_interval),
+      start_(std::chrono::steady_clock::now()),
+      last_(print_first ? std::chrono::steady_clock::time_point{} : start_) {}
+
+bool ProgressGate::due(bool last) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!last && std::chrono::duration<double>(now - last_).count() < interval_) return false;
+  last_ = now;
+  return true;
+}
+
+double ProgressGate::seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
 
 void add_threads_option(CLI::App* sub, int* threads) {
   sub->add_option("--threads,-t", *threads, "CPU threads (0 = all cores)")->check(non_negative_integer());

@@ -6,6 +6,8 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+
 namespace attnsparse::cli {
 
 using VerbRegistrar = void (*)(CLI::App& app);
@@ -14,6 +16,22 @@ bool register_verb(const char* name, VerbRegistrar registrar);
 // Validators with readable messages (CLI11's PositiveNumber prints the whole double range).
 CLI::Validator positive_integer();      // "must be a positive integer"
 CLI::Validator non_negative_integer();  // "must be 0 or a positive integer"
+
+// When a long verb writes a progress line to stderr: on a terminal at most every
+// `tty_interval` seconds (0: every step), in logs at most every `log_interval` seconds;
+// the last step always; the first step at once when `print_first`.
+class ProgressGate {
+ public:
+  ProgressGate(double tty_interval, double log_interval, bool print_first);
+  bool tty() const { return tty_; }
+  bool due(bool last);  // true: print now (and restart the interval)
+  double seconds() const;  // since the gate was made
+
+ private:
+  bool tty_;
+  double interval_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
 
 // --threads T for verbs that compute; 0 = all cores. Applies omp_set_num_threads.
 void add_threads_option(CLI::App* sub, int* threads);

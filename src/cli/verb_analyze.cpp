@@ -2,7 +2,6 @@
 // five conjectures of methods.md §2 judged with statistics, report.json + report.html.
 #include <fmt/format.h>
 #include <omp.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -93,12 +92,8 @@ std::string format_count(double n) {
 // A bar with rows/s and ETA on a terminal; a plain line every 10 s otherwise.
 class ProgressPrinter {
  public:
-  ProgressPrinter() : tty_(isatty(fileno(stderr))) {}
   void operator()(const RunProgress& p) {
-    const auto now = std::chrono::steady_clock::now();
-    const double since = std::chrono::duration<double>(now - last_).count();
-    if (!p.finished && since < (tty_ ? 0.2 : 10.0)) return;
-    last_ = now;
+    if (!gate_.due(p.finished)) return;
     const double rate = p.seconds > 0 ? double(p.rows_done) / p.seconds : 0;
     const double eta = rate > 0 ? double(p.rows_total - p.rows_done) / rate : NAN;
     const double frac = p.rows_total > 0 ? std::min(1.0, double(p.rows_done) / double(p.rows_total)) : 1.0;
@@ -106,7 +101,7 @@ class ProgressPrinter {
                                            format_count(double(p.rows_total)), format_count(rate),
                                            format_duration(p.seconds), format_duration(eta),
                                            std::min(p.doc + 1, p.n_docs), p.n_docs);
-    if (tty_) {
+    if (gate_.tty()) {
       const int width = 24, filled = int(frac * width);
       std::fprintf(stderr, "\ranalyze [%s%s] %5.1f%% %s\033[K", std::string(filled, '#').c_str(),
                    std::string(width - filled, '.').c_str(), 100 * frac, counts.c_str());
@@ -118,8 +113,7 @@ class ProgressPrinter {
   }
 
  private:
-  bool tty_;
-  std::chrono::steady_clock::time_point last_{};
+  ProgressGate gate_{0.2, 10.0, true};
 };
 
 void run(const Options& o) {

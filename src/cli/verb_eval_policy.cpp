@@ -1,7 +1,6 @@
 // attnsparse eval-policy MODEL --data D [--policy P]... --out report.json: what each
 // sparse-attention policy costs against dense attention on the same documents.
 #include <fmt/format.h>
-#include <unistd.h>
 #include <omp.h>
 
 #include <chrono>
@@ -193,21 +192,16 @@ void register_eval_policy(CLI::App& app) {
     std::vector<PolicyTotals> totals(maps.size());
     PolicyTotals dense_decode;
     const int64_t slot_bytes = 2 * c.n_layer * c.n_kv_head * c.head_dim * static_cast<int64_t>(sizeof(float));
-    const bool progress_tty = isatty(fileno(stderr));
-    const auto run_start = clock_type::now();
-    double last_progress = 0;
+    ProgressGate gate(0, 10, true);
     for (size_t di = 0; di < doc_tokens.size(); ++di) {
       const auto& toks = doc_tokens[di];
       const int64_t n = static_cast<int64_t>(toks.size());
       total_tokens += n;
       // Progress: every document on a terminal; in logs the first, the last and one every 10 s.
-      const double since_start = std::chrono::duration<double>(clock_type::now() - run_start).count();
-      const bool show = progress_tty || di == 0 || di + 1 == doc_tokens.size() || since_start - last_progress >= 10;
-      if (show) {
-        last_progress = since_start;
+      const bool show = gate.due(di + 1 == doc_tokens.size());
+      if (show)
         fmt::print(stderr, "eval-policy: document {}/{} {} ({} tokens, {:.0f} s): dense", di + 1,
-                   doc_tokens.size(), doc_ids[di], n, since_start);
-      }
+                   doc_tokens.size(), doc_ids[di], n, gate.seconds());
       // Dense: plain forward (time, perplexity, reference predictions).
       KVCache cache = model->make_cache(n);
       auto t0 = clock_type::now();

@@ -2,10 +2,7 @@
 // perplexity of a text file.
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdio>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -57,18 +54,16 @@ void register_perplexity(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     // Progress: one self-overwriting line on a terminal; otherwise a line every 10 s and
     // the last one, so logs stay short.
-    const bool tty = isatty(fileno(stderr));
-    double last_print = 0;
+    ProgressGate gate(0, 10, false);
     const PerplexityResult r = perplexity(*model, tokens, ctx, step, [&](int64_t done, int64_t total) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!gate.due(done == total)) return;
+      const double s = gate.seconds();
       const double eta = done > 0 ? s / done * (total - done) : 0;
-      if (tty) {
+      if (gate.tty())
         fmt::print(stderr, "\rperplexity: window {}/{} ({:.1f} s, ETA {:.0f} s)   {}", done, total, s,
                    eta, done == total ? "\n" : "");
-      } else if (done == total || s - last_print >= 10) {
+      else
         fmt::print(stderr, "perplexity: window {}/{} ({:.1f} s, ETA {:.0f} s)\n", done, total, s, eta);
-        last_print = s;
-      }
     });
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ppl = std::exp(r.nll_per_token());
