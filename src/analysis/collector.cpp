@@ -80,11 +80,7 @@ DocumentCollector::DocumentCollector(const DocumentPlan& plan, const AnalysisPar
     if (a < A) bucket_of_[q] = int32_t(a);
   }
   for (int a = 0; a < A; ++a) anchor_of_[plan.anchors[a]] = a;
-  buckets_.assign(n_heads_, std::vector<std::vector<int64_t>>(A));
   bucket_locks_ = std::vector<std::mutex>(size_t(n_heads_) * A);
-  anchor_topk_.assign(n_heads_, std::vector<std::vector<int32_t>>(A));
-  pair_rows_.assign(n_heads_, std::vector<std::vector<std::vector<float>>>(
-                                  A, std::vector<std::vector<float>>(kPersistenceGaps.size())));
 }
 
 DocumentCollector::~DocumentCollector() = default;
@@ -92,20 +88,42 @@ DocumentCollector::~DocumentCollector() = default;
 void DocumentCollector::begin_call(int64_t q_pos0, int64_t n_q) {
   if (q_pos0 < 0 || n_q < 1 || q_pos0 + n_q > plan_.n_tokens)
     fail("internal: call of {} queries at {} outside the document ({} tokens)", n_q, q_pos0, plan_.n_tokens);
+  call0_ = q_pos0;
+  call_n_ = n_q;
   q_pos0_ = q_pos0;
   n_q_ = n_q;
+  chunk_set_ = false;
   persistence_call_ = q_pos0 == 0 && n_q == plan_.prefill_len && !plan_.anchors.empty();
-  slots_.assign(size_t(n_heads_) * n_q, Slot{});
+  if (persistence_call_) persistence_.assign(plan_.n_layers, LayerPersistence{});
+}
+
+void DocumentCollector::begin_chunk(int layer, int64_t q0, int64_t nq) {
+  if (q0 < call0_ || nq < 1 || q0 + nq > call0_ + call_n_)
+    fail("internal: micro-batch of {} queries at {} outside the call [{}, {})", nq, q0, call0_, call0_ + call_n_);
+  (void)layer;
+  q_pos0_ = q0;
+  n_q_ = nq;
+  chunk_set_ = true;
 }
 
 ops::RowObserver* DocumentCollector::observer(int layer) {
-  if (persistence_call_) {  // fresh persistence state for this layer
-    for (int h = 0; h < n_heads_; ++h)
-      for (size_t a = 0; a < plan_.anchors.size(); ++a) {
-        buckets_[h][a].assign(plan_.anchors[a] + 1, 0);
-        anchor_topk_[h][a].clear();
-        for (auto& r : pair_rows_[h][a]) r.clear();
-      }
+  if (!chunk_set_) {  // the whole call as one batch
+    q_pos0_ = call0_;
+    n_q_ = call_n_;
+  }
+  // (reduce_rows leaves every slot unfilled)
+  if (slots_.size() != size_t(n_heads_) * n_q_) slots_.assign(size_t(n_heads_) * n_q_, Slot{});
+  if (persistence_call_ && q_pos0_ == 0) {  // fresh persistence state for this layer
+    const size_t A = plan_.anchors.size();
+    LayerPersistence& lp = persistence_[layer];
+    lp.folded = 0;
+    lp.heads.assign(n_heads_, HeadPersistence{});
+    for (HeadPersistence& hp : lp.heads) {
+      hp.buckets.resize(A);
+      hp.heavy.resize(A);
+      hp.anchor_top.resize(A);
+      hp.pairs.resize(A);
+    }
   }
   observer_->layer = layer;
   return observer_.get();
@@ -128,10 +146,14 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
   }
   if (!persistence_call_) return;
 
+  LayerPersistence& lp = persistence_[layer];
+  HeadPersistence& hp = lp.heads[head];
   const int32_t b = bucket_of_[query];
   if (b >= 0) {
     std::lock_guard<std::mutex> lock(bucket_locks_[size_t(head) * plan_.anchors.size() + b]);
-    int64_t* acc = buckets_[head][b].data();
+    std::vector<int64_t>& bucket = hp.buckets[b];
+    if (bucket.empty()) bucket.assign(plan_.anchors[b] + 1, 0);
+    int64_t* acc = bucket.data();
     if (keys == nullptr) {
       add_fixed(acc, probs, n);
     } else {
@@ -142,23 +164,71 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
   if (const int32_t a = anchor_of_[query]; a >= 0) {
     std::vector<int32_t> top = topk_indices(probs, n, kTopK.back());
     for (int32_t& j : top) j = static_cast<int32_t>(position(j));
-    anchor_topk_[head][a] = std::move(top);
+    hp.anchor_top[a] = std::move(top);
   }
   for (size_t g = 0; g < kPersistenceGaps.size(); ++g) {
     const int64_t t = query - kPersistenceGaps[g];
     if (t < 0) break;
     const int32_t a = anchor_of_[t];
     if (a < 0) continue;
-    std::vector<float>& r = pair_rows_[head][a][g];
-    r.assign(t + 1, 0.f);
-    for (int64_t j = 0; j < n && position(j) <= t; ++j) r[position(j)] = probs[j];
+    PairData& pd = hp.pairs[a][g];
+    pd.seen = true;
+    pd.row.assign(t + 1, 0.f);
+    for (int64_t j = 0; j < n && position(j) <= t; ++j) pd.row[position(j)] = probs[j];
+    // The anchor's heavy set is known once its micro-batch has ended (t_a < q_pos0_).
+    if (a < lp.folded) compact_pair(hp, a, pd);
   }
+}
+
+void DocumentCollector::compact_pair(const HeadPersistence& hp, int32_t anchor, PairData& pd) const {
+  const std::vector<float>& r = pd.row;
+  const int64_t t = plan_.anchors[anchor];
+  pd.top = top_indices(r.data(), t + 1, kTopK.back());
+  pd.mass = 0;
+  for (float x : r) pd.mass += x;
+  const std::vector<int32_t>& heavy = hp.heavy[anchor];
+  for (size_t ki = 0; ki < kTopK.size(); ++ki) {
+    const int64_t k = std::min<int64_t>(kTopK[ki], t + 1);
+    double on_heavy = 0;
+    for (int64_t x = 0; x < k; ++x) on_heavy += r[heavy[x]];
+    pd.on_heavy[ki] = on_heavy;
+  }
+  pd.row = std::vector<float>();
 }
 
 void DocumentCollector::end_layer(int layer) {
   reduce_rows(layer);
-  if (persistence_call_) reduce_persistence(layer);
+  if (persistence_call_) {
+    persistence_chunk_done(layer);
+    if (q_pos0_ + n_q_ == call0_ + call_n_) reduce_persistence(layer);
+  }
+  chunk_set_ = false;
   if (on_progress) on_progress(rows_done_);
+}
+
+// The anchors whose buckets are complete (t_a before the end of this micro-batch) are
+// folded in anchor order into the accumulated attention, which gives their heavy sets;
+// later rows that waited for those sets are reduced.
+void DocumentCollector::persistence_chunk_done(int layer) {
+  LayerPersistence& lp = persistence_[layer];
+  const int32_t A = static_cast<int32_t>(plan_.anchors.size());
+  const int64_t end = q_pos0_ + n_q_;
+  int32_t folded = lp.folded;
+  while (folded < A && plan_.anchors[folded] < end) ++folded;
+  for (HeadPersistence& hp : lp.heads) {
+    for (int32_t a = lp.folded; a < folded; ++a) {
+      const int64_t t = plan_.anchors[a];
+      hp.accumulated.resize(t + 1, 0);
+      const std::vector<int64_t>& bucket = hp.buckets[a];
+      for (int64_t j = 0; j < int64_t(bucket.size()); ++j) hp.accumulated[j] += bucket[j];
+      hp.buckets[a] = std::vector<int64_t>();
+      hp.heavy[a] = top_indices(hp.accumulated.data(), t + 1, kTopK.back());
+    }
+    for (int32_t a = 0; a < folded; ++a)
+      for (PairData& pd : hp.pairs[a])
+        if (pd.seen && !pd.row.empty()) compact_pair(hp, a, pd);
+  }
+  lp.folded = folded;
 }
 
 void DocumentCollector::reduce_rows(int layer) {
@@ -167,9 +237,12 @@ void DocumentCollector::reduce_rows(int layer) {
   std::vector<Histogram>& hists = acc_.histograms[layer];
   Reservoir& reservoir = acc_.reservoirs[layer];
   const int wi = recency_window_index(params_.verdict);
-  std::string lines;
-  for (int h = 0; h < n_heads_; ++h) {
-    for (int64_t i = 0; i < n_q_; ++i) {
+  if (dump_ && dump_lines_.size() != size_t(n_q_))
+    dump_lines_.assign(n_q_, std::vector<std::string>(plan_.n_layers));
+  // (query, head) order: the same sequence of additions however the call is cut into
+  // micro-batches.
+  for (int64_t i = 0; i < n_q_; ++i) {
+    for (int h = 0; h < n_heads_; ++h) {
       Slot& s = slots_[size_t(h) * n_q_ + i];
       if (!s.filled) continue;
       s.filled = false;
@@ -195,6 +268,7 @@ void DocumentCollector::reduce_rows(int layer) {
       (t < plan_.prefill_len ? info.prefill_rows : info.decode_rows) += 1;
       ++rows_done_;
       if (dump_) {
+        std::string& lines = dump_lines_[i][layer];
         fmt::format_to(std::back_inserter(lines), "{},{},{},{},{},{},{},{},{},{:.8g},{:.8g}", plan_.doc, layer, h,
                        t, m.n_keys, m.width[0], m.width[1], m.width[2], m.width[3], m.entropy, m.sink_mass);
         for (double rw : m.recency) fmt::format_to(std::back_inserter(lines), ",{:.8g}", rw);
@@ -202,39 +276,38 @@ void DocumentCollector::reduce_rows(int layer) {
       }
     }
   }
-  if (dump_ && !lines.empty()) dump_(lines);
+  if (dump_ && layer == plan_.n_layers - 1) {
+    std::string lines;
+    for (auto& per_layer : dump_lines_)
+      for (std::string& l : per_layer) {
+        lines += l;
+        l.clear();
+      }
+    if (!lines.empty()) dump_(lines);
+  }
 }
 
 void DocumentCollector::reduce_persistence(int layer) {
+  LayerPersistence& lp = persistence_[layer];
   const size_t A = plan_.anchors.size();
   PersistenceSums& doc_sums = acc_.doc_persistence[doc_slot_][layer];
-  std::vector<int64_t> accumulated;
   for (int h = 0; h < n_heads_; ++h) {
-    accumulated.clear();
+    const HeadPersistence& hp = lp.heads[h];
     for (size_t a = 0; a < A; ++a) {
       const int64_t t = plan_.anchors[a];
-      // A_t = attention accumulated over queries <= t = the buckets of anchors <= a.
-      accumulated.resize(t + 1, 0);
-      const std::vector<int64_t>& bucket = buckets_[h][a];
-      for (int64_t j = 0; j <= t; ++j) accumulated[j] += bucket[j];
-      const std::vector<int32_t> heavy = top_indices(accumulated.data(), t + 1, kTopK.back());
-      const std::vector<int32_t>& anchor_top = anchor_topk_[h][a];
+      const std::vector<int32_t>& anchor_top = hp.anchor_top[a];
       PersistenceSums one;
       for (size_t g = 0; g < kPersistenceGaps.size(); ++g) {
-        const std::vector<float>& r = pair_rows_[h][a][g];
-        if (r.empty()) continue;
-        const std::vector<int32_t> later_top = top_indices(r.data(), t + 1, kTopK.back());
-        double mass = 0;
-        for (float x : r) mass += x;
+        const PairData& pd = hp.pairs[a][g];
+        if (!pd.seen) continue;
+        const std::vector<int32_t>& later_top = pd.top;
         for (size_t ki = 0; ki < kTopK.size(); ++ki) {
           const int64_t k = std::min<int64_t>(kTopK[ki], t + 1);
           int64_t common = 0;
           for (int64_t x = 0; x < k && x < int64_t(anchor_top.size()); ++x)
             common += std::find(later_top.begin(), later_top.begin() + k, anchor_top[x]) != later_top.begin() + k;
-          double on_heavy = 0;
-          for (int64_t x = 0; x < k; ++x) on_heavy += r[heavy[x]];
           one.overlap[g][ki] = double(common) / double(k);
-          one.h2o[g][ki] = mass > 0 ? on_heavy / mass : 0.0;
+          one.h2o[g][ki] = pd.mass > 0 ? pd.on_heavy[ki] / pd.mass : 0.0;
         }
         one.pairs[g] = 1;
         doc_sums.merge(one);
@@ -243,6 +316,7 @@ void DocumentCollector::reduce_persistence(int layer) {
       }
     }
   }
+  lp = LayerPersistence{};
 }
 
 }  // namespace attnsparse::analysis

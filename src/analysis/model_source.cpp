@@ -11,6 +11,10 @@ namespace {
 class CollectorHooks : public AttentionHooks {
  public:
   explicit CollectorHooks(DocumentCollector& c) : c_(c) {}
+  const ops::KeySet* plan(int layer, const ops::AttentionShape& shape, const ops::AttentionArgs&) override {
+    c_.begin_chunk(layer, shape.q_pos0, shape.n_q);  // this micro-batch's queries
+    return nullptr;                                   // dense attention
+  }
   ops::RowObserver* observer(int layer) override { return c_.observer(layer); }
   void after_attention(int layer, const ops::AttentionShape&, const ops::AttentionArgs&) override {
     c_.end_layer(layer);

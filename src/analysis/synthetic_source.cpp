@@ -1,5 +1,7 @@
 #include "analysis/synthetic_source.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <vector>
 
@@ -56,23 +58,28 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
   const int64_t n = static_cast<int64_t>(tokens.size());
   auto call = [&](int64_t q0, int64_t nq) {
     collector.begin_call(q0, nq);
-    for (int l = 0; l < n_layers_; ++l) {
-      ops::RowObserver* obs = collector.observer(l);
+    const int64_t ub = ubatch > 0 ? ubatch : nq;
+    for (int64_t c0 = q0; c0 < q0 + nq; c0 += ub) {
+      const int64_t cn = std::min(ub, q0 + nq - c0);
+      for (int l = 0; l < n_layers_; ++l) {
+        if (ubatch > 0) collector.begin_chunk(l, c0, cn);
+        ops::RowObserver* obs = collector.observer(l);
 #pragma omp parallel
-      {
-        std::vector<double> p;
-        std::vector<float> pf;
+        {
+          std::vector<double> p;
+          std::vector<float> pf;
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t r = 0; r < nq * n_heads_; ++r) {
-          // Latest queries first, as the attention core does.
-          const int head = static_cast<int>(r % n_heads_);
-          const int64_t t = q0 + nq - 1 - r / n_heads_;
-          row(doc_seed, l, head, t, p);
-          pf.assign(p.begin(), p.end());
-          obs->on_row(head, t, pf.data(), nullptr, t + 1);
+          for (int64_t r = 0; r < cn * n_heads_; ++r) {
+            // Latest queries first, as the attention core does.
+            const int head = static_cast<int>(r % n_heads_);
+            const int64_t t = c0 + cn - 1 - r / n_heads_;
+            row(doc_seed, l, head, t, p);
+            pf.assign(p.begin(), p.end());
+            obs->on_row(head, t, pf.data(), nullptr, t + 1);
+          }
         }
+        collector.end_layer(l);
       }
-      collector.end_layer(l);
     }
   };
   call(0, prefill_len);

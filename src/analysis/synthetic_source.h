@@ -44,6 +44,10 @@ class SyntheticRowSource : public RowSource {
   void row(uint64_t doc_seed, int layer, int head, int64_t t, std::vector<double>& probs) const;
   uint64_t document_seed(std::span<const int32_t> tokens) const;
 
+  // Deliver the prefill call in micro-batches of this many queries (0: one batch), in
+  // the order the model's micro-batched forward pass uses (micro-batch, then layer).
+  int64_t ubatch = 0;
+
  private:
   int n_layers_, n_heads_;
   PatternFn pattern_;

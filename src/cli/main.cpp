@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "cli/verb.h"
+#include "model/model.h"
 #include "core/error.h"
 
 namespace attnsparse::cli {
@@ -75,6 +76,14 @@ void add_threads_option(CLI::App* sub, int* threads) {
 
 void apply_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
+}
+
+void add_ubatch_option(CLI::App* sub) {
+  sub->add_option_function<int64_t>(
+         "--ubatch", [](const int64_t& n) { set_default_ubatch(n); },
+         "micro-batch: tokens per pass through the layers (default 512; 0 = the whole sequence "
+         "at once). Results do not depend on it; memory for activations grows with it")
+      ->check(non_negative_integer());
 }
 
 }  // namespace attnsparse::cli

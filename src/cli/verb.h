@@ -36,6 +36,9 @@ class ProgressGate {
 // --threads T for verbs that compute; 0 = all cores. Applies omp_set_num_threads.
 void add_threads_option(CLI::App* sub, int* threads);
 void apply_threads(int threads);
+// --ubatch N for verbs that run a model: the micro-batch size of every forward call
+// (set_default_ubatch, applied when the option is parsed).
+void add_ubatch_option(CLI::App* sub);
 
 }  // namespace attnsparse::cli
 

@@ -211,7 +211,7 @@ void run(const Options& o) {
                    {"n_vocab", cfg.n_vocab}, {"format", cfg.source_format}};
   meta["data"] = {{"paths", o.data}, {"documents_read", raw.size()}, {"documents_truncated", truncated},
                   {"documents_skipped", skipped}, {"max_tokens", window}};
-  meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()},
+  meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()}, {"ubatch", default_ubatch()},
                  {"seconds", outcome.seconds}, {"rows_this_invocation", outcome.rows_this_run},
                  {"rows_per_second", outcome.seconds > 0 ? double(outcome.rows_this_run) / outcome.seconds : 0.0},
                  {"documents_resumed", outcome.docs_resumed}};
@@ -261,6 +261,7 @@ void register_analyze(CLI::App& app) {
   sub->add_option("--set", o.settings, "NAME=VALUE: a statistics or verdict parameter (see docs/analysis.md)");
   sub->add_flag("--json", o.print_json, "print report.json on stdout instead of the table");
   add_threads_option(sub, &o.threads);
+  add_ubatch_option(sub);
   sub->callback([] { run(o); });
 }
 ATTNSPARSE_VERB(register_analyze);

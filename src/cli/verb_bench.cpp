@@ -92,6 +92,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--reps,-r", reps, "timed repetitions (default 3)");
   sub->add_flag("--json", json_only, "print only the JSON object");
   add_threads_option(sub, &threads);
+  add_ubatch_option(sub);
   sub->callback([] {
     apply_threads(threads);
     if (n_prompt < 0 || n_gen < 0) fail_usage("-p and -n must not be negative");

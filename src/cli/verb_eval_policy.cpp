@@ -144,6 +144,7 @@ void register_eval_policy(CLI::App& app) {
       ->check(non_negative_integer());
   sub->add_option("--out", out_path, "JSON report")->required();
   add_threads_option(sub, &threads);
+  add_ubatch_option(sub);
   sub->callback([] {
     apply_threads(threads);
     std::vector<policies::PolicyMap> maps;

@@ -46,6 +46,7 @@ void register_generate(CLI::App& app) {
   sub->add_option("--top-p", params.top_p, "nucleus mass in (0, 1] (default 0.95)");
   sub->add_option("--seed", params.seed, "sampling seed (default 1)");
   add_threads_option(sub, &threads);
+  add_ubatch_option(sub);
   sub->callback([p, pf] {
     apply_threads(threads);
     if (p->count() == 0 && pf->count() == 0) fail_usage("give --prompt or --prompt-file");

@@ -237,6 +237,7 @@ void register_fit(CLI::App* theory) {
   sub->add_option("--seed", opt.seed, "random seed (row sampling, bootstrap)")->capture_default_str();
   sub->add_option("--out", out_dir, "output directory (theory_fit.json, theory_fit.html)")->required();
   add_threads_option(sub, &threads);
+  add_ubatch_option(sub);
   sub->callback([] {
     apply_threads(threads);
     opt.eps = parse_doubles(eps_text, "--eps");

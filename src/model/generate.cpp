@@ -106,19 +106,21 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     const int64_t first = std::max(scored_end, begin + 1);
     ForwardOptions opts;
     for (int64_t t = first; t < end; ++t) opts.logit_rows.push_back(t - 1 - begin);
-    KVCache cache = model.make_cache(end - begin);
-    model.forward(tokens.subspan(begin, end - begin), cache, opts, logits);
-    for (int64_t t = first; t < end; ++t) {
-      const float* row = logits.data() + (t - first) * V;
-      float mx = row[0];
-      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, row[i]);
+    // Rows arrive micro-batch by micro-batch in increasing order (one micro-batch of
+    // logits in memory, not the window's).
+    opts.on_logits = [&](int64_t row, const float* lg) {
+      const int64_t t = begin + row + 1;
+      float mx = lg[0];
+      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, lg[i]);
       double sum = 0;
-      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(row[i]) - mx);
-      const double nll = std::log(sum) + mx - row[tokens[t]];
+      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(lg[i]) - mx);
+      const double nll = std::log(sum) + mx - lg[tokens[t]];
       if (!std::isfinite(nll)) fail("perplexity: non-finite log-likelihood at token {}", t);
       res.nll_sum += nll;
       ++res.scored;
-    }
+    };
+    KVCache cache = model.make_cache(end - begin);
+    model.forward(tokens.subspan(begin, end - begin), cache, opts, logits);
     scored_end = end;
     ++res.windows;
     if (progress) progress(w + 1, total);

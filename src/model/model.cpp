@@ -73,8 +73,9 @@ class TransformerModel : public Model {
     return *tokenizer_;
   }
 
-  void forward(std::span<const int32_t> tokens, KVCache& cache, const ForwardOptions& opts,
-               std::vector<float>& logits) const override;
+  void forward_layers(std::span<const int32_t> tokens, KVCache& cache, AttentionHooks* hooks,
+                      std::span<const int64_t> rows, std::vector<float>& hidden) const override;
+  void output_head(const float* hidden, int64_t m, float* logits) const override;
 
  private:
   std::string path_;
@@ -87,8 +88,9 @@ class TransformerModel : public Model {
   mutable std::unique_ptr<Tokenizer> tokenizer_;
 };
 
-void TransformerModel::forward(std::span<const int32_t> tokens, KVCache& cache,
-                               const ForwardOptions& opts, std::vector<float>& logits) const {
+void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& cache,
+                                      AttentionHooks* hooks, std::span<const int64_t> rows,
+                                      std::vector<float>& hidden) const {
   const ModelConfig& c = cfg_;
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) fail("forward: no tokens");
@@ -105,7 +107,7 @@ void TransformerModel::forward(std::span<const int32_t> tokens, KVCache& cache,
     fail("gpt2 has learned positions up to {}; position {} is out of range", c.n_ctx,
          cache.next_pos + n - 1);
   if (cache.next_pos + n > INT32_MAX) fail("positions beyond 2^31 are not supported");
-  for (int64_t r : opts.logit_rows)
+  for (int64_t r : rows)
     if (r < 0 || r >= n) fail("logit row {} is out of range (0..{})", r, n - 1);
 
   std::vector<int32_t> pos(n);
@@ -114,7 +116,7 @@ void TransformerModel::forward(std::span<const int32_t> tokens, KVCache& cache,
   for (int l = 0; l < c.n_layer; ++l)
     std::copy(pos.begin(), pos.end(), cache.positions[l].begin() + slot0);
 
-  ForwardContext fc{c, w_, rope_, cache, opts.hooks, n, pos.data(), slot0};
+  ForwardContext fc{c, w_, rope_, cache, hooks, n, pos.data(), slot0};
   std::vector<float> x(n * c.n_embd);
   Scratch scratch;
   embed_tokens(fc, tokens.data(), x.data());
@@ -125,26 +127,19 @@ void TransformerModel::forward(std::span<const int32_t> tokens, KVCache& cache,
   }
   cache.n_used += n;
   cache.next_pos += n;
+  const size_t h0 = hidden.size();
+  hidden.resize(h0 + rows.size() * c.n_embd);
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::copy_n(x.data() + rows[i] * c.n_embd, c.n_embd, hidden.data() + h0 + i * c.n_embd);
+}
 
-  if (opts.no_logits) {
-    logits.clear();
-    return;
-  }
-  // Output head only for the requested rows.
-  std::vector<int64_t> rows = opts.logit_rows;
-  if (rows.empty()) {
-    rows.resize(n);
-    for (int64_t t = 0; t < n; ++t) rows[t] = t;
-  }
-  const int64_t m = static_cast<int64_t>(rows.size());
-  std::vector<float> sel(m * c.n_embd), normed(m * c.n_embd);
-  for (int64_t i = 0; i < m; ++i)
-    std::copy_n(x.data() + rows[i] * c.n_embd, c.n_embd, sel.data() + i * c.n_embd);
-  if (gpt2) gpt2_output_norm(c, w_, sel.data(), m, normed.data());
-  else llama_output_norm(c, w_, sel.data(), m, normed.data());
-  logits.resize(m * c.n_vocab);
+void TransformerModel::output_head(const float* hidden, int64_t m, float* logits) const {
+  const ModelConfig& c = cfg_;
+  std::vector<float> normed(m * c.n_embd);
+  if (c.arch == "gpt2") gpt2_output_norm(c, w_, hidden, m, normed.data());
+  else llama_output_norm(c, w_, hidden, m, normed.data());
   profile::Scope timer(profile::Logits);
-  ops::matmul(w_.output.w, normed.data(), m, logits.data());
+  ops::matmul(w_.output.w, normed.data(), m, logits);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // Architectures: llama (Llama 2/3, Mistral, TinyLlama, SmolLM), qwen2, gpt2.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -49,12 +50,32 @@ struct KVCache {
   int64_t bytes() const;    // bytes of K and V actually held (n_used slots)
 };
 
+// The micro-batch size a ForwardOptions with ubatch = -1 uses: 512 tokens unless a verb's
+// --ubatch changed it (set_default_ubatch; 0 = the whole call as one batch).
+int64_t default_ubatch();
+void set_default_ubatch(int64_t ubatch);
+
 struct ForwardOptions {
   // Rows (indices into this call's tokens) whose logits are wanted; empty = all rows.
   std::vector<int64_t> logit_rows;
   bool no_logits = false;  // skip the output head entirely
   AttentionHooks* hooks = nullptr;
+  // Micro-batching: the call's tokens go through the layers `ubatch` tokens at a time
+  // against the growing KV cache (-1: default_ubatch(); 0: all at once); activations are
+  // held for one micro-batch only. Attention rows, K/V and logits are the same bits as in
+  // one batch: a call of at least kPrefillMinTokens tokens computes its matrix products
+  // batch-invariantly (ops::ScopedBatchInvariant). Hooks see one attention call per
+  // micro-batch and layer (AttentionShape::q_pos0 / n_q say which queries).
+  int64_t ubatch = -1;
+  // When set, each requested row's logits are handed here (row index into this call's
+  // tokens, n_vocab floats) as soon as its micro-batch is done, and `logits` stays empty:
+  // memory for one micro-batch of logits instead of all rows (perplexity).
+  std::function<void(int64_t row, const float* logits)> on_logits;
 };
+
+// Calls of at least this many tokens (prefills) are computed batch-invariantly, so their
+// results do not depend on ubatch; shorter ones (decode steps) take the small-batch kernels.
+inline constexpr int64_t kPrefillMinTokens = 16;
 
 class Model {
  public:
@@ -68,11 +89,21 @@ class Model {
 
   KVCache make_cache(int64_t capacity) const;
 
-  // Evaluates `tokens` as one causal batch at positions cache.next_pos..., appending
-  // their K/V to the cache. logits receives [rows x n_vocab] floats (rows as in opts).
-  // Throws Error for token ids out of range or a cache that is too small.
-  virtual void forward(std::span<const int32_t> tokens, KVCache& cache,
-                       const ForwardOptions& opts, std::vector<float>& logits) const = 0;
+  // Evaluates `tokens` as one causal sequence at positions cache.next_pos..., appending
+  // their K/V to the cache, in micro-batches of opts.ubatch tokens (src/model/ubatch.cpp).
+  // logits receives [rows x n_vocab] floats (rows as in opts). Throws Error for token ids
+  // out of range or a cache that is too small.
+  void forward(std::span<const int32_t> tokens, KVCache& cache, const ForwardOptions& opts,
+               std::vector<float>& logits) const;
+
+  // One micro-batch through the layers; the final hidden states of `rows` (indices into
+  // tokens, in that order) are appended to `hidden` ([rows x n_embd], before the output
+  // norm). Called by forward().
+  virtual void forward_layers(std::span<const int32_t> tokens, KVCache& cache,
+                              AttentionHooks* hooks, std::span<const int64_t> rows,
+                              std::vector<float>& hidden) const = 0;
+  // Output norm and LM head of m hidden-state rows -> logits [m x n_vocab].
+  virtual void output_head(const float* hidden, int64_t m, float* logits) const = 0;
 };
 
 }  // namespace attnsparse

@@ -299,6 +299,15 @@ void parallel_rows(int64_t n_out, int64_t align, int64_t work, Fn&& fn) {
 
 }  // namespace
 
+namespace {
+thread_local bool t_batch_invariant = false;
+}  // namespace
+
+ScopedBatchInvariant::ScopedBatchInvariant(bool enable) : prev_(t_batch_invariant) {
+  t_batch_invariant = prev_ || enable;
+}
+ScopedBatchInvariant::~ScopedBatchInvariant() { t_batch_invariant = prev_; }
+
 void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y) {
   check_weight(w, m, x, y);
   const int64_t n = w.n_in;
@@ -389,7 +398,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
         }
         xr = xrw;
       }
-      if (k.float_gemm != nullptr && m >= k.gemm_min_m) {
+      if (k.float_gemm != nullptr && (m >= k.gemm_min_m || t_batch_invariant)) {
         xT_buf.resize(kern::packed_x_floats(m, n, k.gemm_tokens, k.gemm_kc));
         float* xT = xT_buf.data();
         const int64_t n_tb = (m + k.gemm_tokens - 1) / k.gemm_tokens;
@@ -449,7 +458,7 @@ void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, i
     const auto [i0, i1] = split_range(total, omp_get_num_threads(), omp_get_thread_num(), 64);
     if (i1 > i0) k.to_bf16(x + i0, xb + i0, i1 - i0);
   }
-  if (m >= k.gemm_min_m && n % 2 == 0) {
+  if ((m >= k.gemm_min_m || t_batch_invariant) && n % 2 == 0) {
     const int64_t n_tb = (m + k.gemm_tokens - 1) / k.gemm_tokens;
     const int64_t n_kc = (n + k.gemm_kc - 1) / k.gemm_kc;
     xp_buf.resize(n_tb * n_kc * (k.gemm_kc / 2) * k.gemm_tokens);

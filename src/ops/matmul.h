@@ -23,6 +23,22 @@ struct WeightView {
 // Q8_K blocks for Q4_K/Q6_K; F32 weights use f32 activations. Multi-threaded (OpenMP).
 void matmul(const WeightView& w, const float* x, int64_t m, float* y);
 
+// While an enabled ScopedBatchInvariant lives on the calling thread, F32/F16/BF16
+// products take the large-batch (GEMM) kernels for every m, whose sum for each output is
+// one chain over the inputs in order: the result of a token's row is then the same bits
+// whatever the other rows of the call are (micro-batched prefill). Quantised products
+// already compute each (row, token) dot product on its own.
+class ScopedBatchInvariant {
+ public:
+  explicit ScopedBatchInvariant(bool enable);
+  ~ScopedBatchInvariant();
+  ScopedBatchInvariant(const ScopedBatchInvariant&) = delete;
+  ScopedBatchInvariant& operator=(const ScopedBatchInvariant&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Scalar reference of matmul with the same activation rounding (for tests).
 void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);
 

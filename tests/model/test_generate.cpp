@@ -76,6 +76,7 @@ class CountingModel : public Model {
     cfg_.arch = "llama";
     cfg_.n_vocab = 512;
     cfg_.n_ctx = 512;
+    cfg_.n_embd = 1;
     tok_ = Tokenizer::load(synth_path());
   }
   static std::string synth_path() {
@@ -91,14 +92,19 @@ class CountingModel : public Model {
   const ModelConfig& config() const override { return cfg_; }
   const Tokenizer& tokenizer() const override { return *tok_; }
   const TensorSource& weights() const override { throw Error("no weights"); }
-  void forward(std::span<const int32_t> tokens, KVCache& cache, const ForwardOptions& opts,
-               std::vector<float>& logits) const override {
-    logits.assign(opts.logit_rows.size() * 512, 0.f);
-    for (size_t r = 0; r < opts.logit_rows.size(); ++r) {
-      const int32_t last = tokens[opts.logit_rows[r]];
+  // The "hidden state" of a row is its token id; the head puts 10 on (id + 1).
+  void forward_layers(std::span<const int32_t> tokens, KVCache& cache, AttentionHooks*,
+                      std::span<const int64_t> rows, std::vector<float>& hidden) const override {
+    for (int64_t r : rows) hidden.push_back(static_cast<float>(tokens[r]));
+    cache.n_used += static_cast<int64_t>(tokens.size());
+    cache.next_pos += static_cast<int64_t>(tokens.size());
+  }
+  void output_head(const float* hidden, int64_t m, float* logits) const override {
+    std::fill(logits, logits + m * 512, 0.f);
+    for (int64_t r = 0; r < m; ++r) {
+      const int32_t last = static_cast<int32_t>(hidden[r]);
       logits[r * 512 + (last == 10 ? 2 : last + 1)] = 10.f;
     }
-    cache.n_used += static_cast<int64_t>(tokens.size());
   }
   ModelConfig cfg_;
   std::unique_ptr<Tokenizer> tok_;

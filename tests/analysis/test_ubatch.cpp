@@ -1,0 +1,96 @@
+// The analysis does not depend on how the prefill is cut into micro-batches: the same
+// accumulators, report and row dump for one batch and for micro-batches of 1, 7, 64 and
+// 100 queries (synthetic rows with planted structure, persistence anchors inside and
+// across micro-batches), and through the CLI on the bundled model for --ubatch 1, 7, 64,
+// 512 and 0 (the whole document).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+#include "synthetic_support.h"
+
+namespace attnsparse::analysis {
+namespace {
+
+using testing::make_documents;
+using testing::run_synthetic;
+
+SyntheticRowSource planted_source() {
+  return SyntheticRowSource(3, 4, [](int layer, int head) {
+    HeadPattern p;
+    p.sink = head;
+    p.recent = layer;
+    p.heavy = 2;
+    p.key_noise = 0.5;
+    p.row_noise = 0.8;
+    return p;
+  });
+}
+
+TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
+  auto source = planted_source();
+  const auto docs = make_documents(3, 300);
+  AnalysisParams params;
+  params.sampling.min_query = 4;
+  params.persistence.min_anchor = 20;
+  params.verdict.bootstrap_resamples = 50;
+  const auto whole = run_synthetic(source, docs, params, /*dump=*/true);
+  ASSERT_GT(whole.rows.size(), 0u);
+  ASSERT_GT(whole.report["persistence"].size(), 0u);
+  const std::string whole_rows = [&] {
+    std::string s;
+    for (const auto& r : whole.rows)
+      s += std::to_string(r.doc) + "," + std::to_string(r.layer) + "," + std::to_string(r.head) + "," +
+           std::to_string(r.query) + "," + std::to_string(r.width[1]) + "," + std::to_string(r.entropy) + "\n";
+    return s;
+  }();
+  for (int64_t ub : {1, 7, 64, 100}) {
+    source.ubatch = ub;
+    const auto p = run_synthetic(source, docs, params, /*dump=*/true);
+    EXPECT_EQ(p.acc.to_json().dump(), whole.acc.to_json().dump()) << "ubatch " << ub;
+    EXPECT_EQ(p.report.dump(), whole.report.dump()) << "ubatch " << ub;
+    ASSERT_EQ(p.rows.size(), whole.rows.size()) << "ubatch " << ub;
+    std::string rows;
+    for (const auto& r : p.rows)
+      rows += std::to_string(r.doc) + "," + std::to_string(r.layer) + "," + std::to_string(r.head) + "," +
+              std::to_string(r.query) + "," + std::to_string(r.width[1]) + "," + std::to_string(r.entropy) + "\n";
+    EXPECT_EQ(rows, whole_rows) << "ubatch " << ub;
+  }
+}
+
+TEST(UbatchInvariance, AnalyzeCliGivesTheSameReportForEveryUbatch) {
+  namespace fs = std::filesystem;
+  using testing_support::run_cli;
+  using testing_support::slurp;
+  const std::string model = std::string(ATTNSPARSE_SOURCE_DIR) + "/models/kjv-llama.gguf";
+  const std::string data = std::string(ATTNSPARSE_SHARED_DIR) + "/reference/longbench/sample.jsonl";
+  ASSERT_TRUE(fs::exists(model)) << model;
+  ASSERT_TRUE(fs::exists(data)) << data;
+  const std::string dir = testing_support::fresh_dir("ubatch_cli");
+  auto analyze = [&](const std::string& ub) {
+    const std::string out = dir + "/out" + ub;
+    const auto r = run_cli({"analyze", model, "--data", data, "--out", out, "--max-tokens", "256",
+                            "--rows", "both", "--decode-tokens", "8", "--min-query", "1", "--ubatch", ub,
+                            "--dump-rows", out + "/rows.csv", "--threads", "2"});
+    EXPECT_EQ(r.status, 0) << r.output;
+    nlohmann::json j = nlohmann::json::parse(slurp(out + "/report.json"));
+    EXPECT_EQ(j["run"]["ubatch"], std::stoll(ub));
+    j.erase("run");  // timing, threads and the micro-batch size itself
+    return std::make_pair(j.dump(), slurp(out + "/rows.csv"));
+  };
+  const auto whole = analyze("0");
+  ASSERT_GT(whole.second.size(), 1000u);
+  for (const char* ub : {"1", "7", "64", "512"}) {
+    const auto p = analyze(ub);
+    EXPECT_EQ(p.first, whole.first) << "--ubatch " << ub;
+    EXPECT_TRUE(p.second == whole.second) << "--ubatch " << ub << ": row dumps differ";
+  }
+  const auto bad = run_cli({"analyze", model, "--data", data, "--out", dir + "/bad", "--ubatch", "-3"});
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace attnsparse::analysis
