@@ -77,10 +77,14 @@ void Model::forward(std::span<const int32_t> tokens, KVCache& cache, const Forwa
   }
   logits.clear();
   if (opts.no_logits || opts.on_logits || rows.empty()) return;
-  // One output head over every requested row (the same product as an unbatched call).
+  // One output head over every requested row: the same product, with the same m, as an
+  // unbatched call, so the small-batch kernels may serve a few rows (bench, generate).
   const int64_t m = static_cast<int64_t>(rows.size());
   std::vector<float> sorted(m * c.n_vocab);
-  output_head(hidden.data(), m, sorted.data());
+  {
+    ops::ScopedBatchInvariant as_usual(false);
+    output_head(hidden.data(), m, sorted.data());
+  }
   logits.resize(m * c.n_vocab);
   for (int64_t i = 0; i < m; ++i)
     std::copy_n(sorted.data() + i * c.n_vocab, c.n_vocab, logits.data() + order[i] * c.n_vocab);

@@ -304,7 +304,7 @@ thread_local bool t_batch_invariant = false;
 }  // namespace
 
 ScopedBatchInvariant::ScopedBatchInvariant(bool enable) : prev_(t_batch_invariant) {
-  t_batch_invariant = prev_ || enable;
+  t_batch_invariant = enable;
 }
 ScopedBatchInvariant::~ScopedBatchInvariant() { t_batch_invariant = prev_; }
 

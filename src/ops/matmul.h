@@ -23,7 +23,8 @@ struct WeightView {
 // Q8_K blocks for Q4_K/Q6_K; F32 weights use f32 activations. Multi-threaded (OpenMP).
 void matmul(const WeightView& w, const float* x, int64_t m, float* y);
 
-// While an enabled ScopedBatchInvariant lives on the calling thread, F32/F16/BF16
+// While an enabled ScopedBatchInvariant lives on the calling thread (the innermost one
+// decides; a disabled one turns it off for its scope), F32/F16/BF16
 // products take the large-batch (GEMM) kernels for every m, whose sum for each output is
 // one chain over the inputs in order: the result of a token's row is then the same bits
 // whatever the other rows of the call are (micro-batched prefill). Quantised products
