@@ -45,7 +45,7 @@ blocks = [Block() for _ in range(n_layers)]
 stats = attnsparse.RowStats(n_layers, n_heads, min_query=16, bootstrap_resamples=200)
 with torch.no_grad():
     for doc in range(6):
-        n = 96 + 16 * doc
+        n = 200 + 32 * doc  # > 64 + 128 tokens: persistence pairs at gap 128 (C5)
         x = embed(torch.randint(0, vocab, (n,)))
         stats.begin_document(n, id="doc%d" % doc, dataset="random")
         for layer, block in enumerate(blocks):
@@ -57,4 +57,4 @@ report = stats.report(meta={"model": {"name": "tiny torch model", "arch": "torch
 print(stats)
 print(report.table())
 for v in report.verdicts:
-    print("C%d %s: %s" % (v["id"], v.get("verdict"), v.get("evidence", "")))
+    print("C%d %s: %s" % (v["id"], v["verdict"], v["detail"]))

@@ -223,3 +223,37 @@ def test_rowstats_dtypes_pickle_merge_and_errors(bundled):
         attnsparse.RowStats(L, H, max_rows=10)
     with pytest.raises(ValueError, match="unknown option"):
         attnsparse.RowStats(L, H, nonsense=3)
+
+
+def test_rows_kept_in_memory_equal_the_cli_dump(bundled, sample, tmp_path):
+    report = attnsparse.analyze(bundled, sample, dump_rows=True, **OPTIONS)
+    rows = report.rows
+    csv = tmp_path / "rows.csv"
+    cli("analyze", BUNDLED_MODEL, "--data", sample, "--out", tmp_path / "o", "--dump-rows", csv, *CLI_OPTIONS)
+    want = np.loadtxt(csv, delimiter=",", skiprows=1)
+    with open(csv) as f:
+        header = f.readline().strip().split(",")
+    assert list(rows.keys()) == header
+    assert len(np.asarray(rows["doc"])) == report.to_dict()["counts"]["rows"] == want.shape[0]
+    for i, name in enumerate(header):
+        np.testing.assert_array_equal(np.asarray(rows[name], dtype=np.float64), want[:, i], err_msg=name)
+    # Widths are integers and every row obeys 1 <= W_0.5 <= W_0.9 <= W_0.99 <= n_keys = query + 1.
+    q = np.asarray(rows["query"])
+    assert np.all(np.asarray(rows["n_keys"]) == q + 1)
+    assert np.all((1 <= np.asarray(rows["width_p50"])) & (np.asarray(rows["width_p50"]) <= np.asarray(rows["width_p90"]))
+                  & (np.asarray(rows["width_p99"]) <= q + 1))
+    assert attnsparse.analyze(bundled, sample, **OPTIONS).rows is None
+
+
+def test_rowstats_takes_torch_tensors(bundled):
+    torch = pytest.importorskip("torch")  # optional (python3-torch)
+    ids = bundled.tokenize("And God said, Let there be light: and there was light. " * 4)[:48]
+    attn = bundled.attention(ids)
+    L, H, n, _ = attn.shape
+    a, b = attnsparse.RowStats(L, H, bootstrap_resamples=50), attnsparse.RowStats(L, H, bootstrap_resamples=50)
+    for rs, arr in ((a, attn), (b, torch.from_numpy(attn.copy()))):
+        rs.begin_document(n)
+        for layer in range(L):
+            rs.add_attention(layer, arr[layer])
+        rs.end_document()
+    compare_reports(b.report().to_dict(), a.report().to_dict(), entropy_rel=0)

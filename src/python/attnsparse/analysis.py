@@ -1,6 +1,7 @@
 """attnsparse.analyze, Report and RowStats."""
 import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -56,6 +57,21 @@ class Report:
     def __init__(self, json_text):
         self._text = json_text
         self._dict = json.loads(json_text)
+        self._rows = None
+
+    @property
+    def rows(self):
+        """The per-row metrics (analyze(..., dump_rows=True)): a pandas DataFrame when pandas
+        is installed, else a dict of numpy arrays (columns of docs/analysis.md's row dump:
+        doc, layer, head, query, n_keys, width_p50..p99, entropy, sink_mass, recent_1..128).
+        None when the rows were not asked for."""
+        if self._rows is None:
+            return None
+        try:
+            import pandas as pd  # optional
+            return pd.DataFrame(self._rows)
+        except ImportError:
+            return dict(self._rows)
 
     def to_dict(self):
         """report.json as a dict (a fresh copy)."""
@@ -131,7 +147,8 @@ def analyze(model, data, *, max_tokens=0, rows="prefill", stride=1, min_query=16
     (max_tokens, rows, stride, min_query, decode_tokens, max_rows, seed) and its --set
     parameters by name (c1_rho=..., bootstrap_resamples=...). out: a directory for the
     checkpoint (resume=True continues from it); nothing is written there otherwise, use
-    Report.save. dump_rows: the --dump-rows CSV file. Returns a Report.
+    Report.save. dump_rows: True keeps every analysed row's metrics as Report.rows (numpy
+    arrays; 16 numbers per row), or a file name for the --dump-rows CSV. Returns a Report.
     """
     from .model import Model
     if not isinstance(model, _core.Model):
@@ -139,11 +156,35 @@ def analyze(model, data, *, max_tokens=0, rows="prefill", stride=1, min_query=16
     if isinstance(data, (str, os.PathLike)):
         data = [data]
     data = [os.fspath(d) for d in data]
-    text = _core.analyze_json(model, data, int(max_tokens), str(rows), int(stride), int(min_query),
-                              int(decode_tokens), int(max_rows), int(seed), _split_settings(settings, "analyze"),
-                              "" if out is None else os.fspath(out), bool(resume),
-                              "" if dump_rows is None else os.fspath(dump_rows), _callback(progress, "analyze"))
-    return Report(text)
+
+    def run(dump_path):
+        return _core.analyze_json(model, data, int(max_tokens), str(rows), int(stride), int(min_query),
+                                  int(decode_tokens), int(max_rows), int(seed), _split_settings(settings, "analyze"),
+                                  "" if out is None else os.fspath(out), bool(resume), dump_path,
+                                  _callback(progress, "analyze"))
+
+    if dump_rows is True:
+        with tempfile.TemporaryDirectory(prefix="attnsparse-rows-") as tmp:
+            path = os.path.join(tmp, "rows.csv")
+            report = Report(run(path))
+            report._rows = _load_rows(path)
+        return report
+    return Report(run("" if dump_rows in (None, False) else os.fspath(dump_rows)))
+
+
+_INT_COLUMNS = ("doc", "layer", "head", "query", "n_keys", "width_p50", "width_p90", "width_p95", "width_p99")
+
+
+def _load_rows(path):
+    """The --dump-rows CSV (docs/analysis.md) as a dict of numpy arrays, one per column."""
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+    cols = {}
+    for i, name in enumerate(header):
+        col = table[:, i] if table.size else np.zeros(0)
+        cols[name] = col.astype(np.int64) if name in _INT_COLUMNS else col
+    return cols
 
 
 class RowStats:
