@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "policies/policy.h"
 #include "python/common.h"
+#include "theory/fit_model.h"
 #include "theory/simulate.h"
 #include "theory/theory_report.h"
 
@@ -120,6 +121,39 @@ py::tuple simulate(const py::object& n, const py::object& d, const py::object& s
   return py::make_tuple(json_text, html);
 }
 
+py::tuple fit(const std::string& model_path, const std::vector<std::string>& data, const py::object& eps,
+              int64_t max_tokens, int64_t min_n, int docs, int rows_per_bin, int bootstrap, double level,
+              uint64_t seed, int threads, const py::object& progress) {
+  theory::FitOptions opt;
+  opt.model_path = model_path;
+  opt.data = data;
+  if (data.empty()) fail_usage("data: give at least one file or directory");
+  if (!eps.is_none()) opt.eps = doubles(eps, "eps");
+  opt.max_tokens = max_tokens;
+  opt.min_n = min_n;
+  opt.max_docs = docs;
+  opt.rows_per_bin = rows_per_bin;
+  opt.bootstrap = bootstrap;
+  opt.level = level;
+  opt.seed = seed;
+  theory::validate(opt);
+  const py::object cb = progress;
+  opt.progress = [&cb](const std::string& line) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (!cb.is_none()) cb(line);
+  };
+  std::string json_text, html;
+  {
+    py::gil_scoped_release nogil;
+    if (threads > 0) omp_set_num_threads(threads);
+    const theory::FitResult res = theory::fit_model(opt);
+    json_text = theory::fit_json(opt, res).dump(1) + "\n";
+    html = theory::fit_html(opt, res);
+  }
+  return py::make_tuple(json_text, html);
+}
+
 std::string kind_name(const policies::Policy& p) {
   const std::string s = p.spec();
   const size_t eq = s.find('=');
@@ -150,6 +184,8 @@ void bind_misc(py::module_& m) {
   m.def("simulate", &simulate, "n"_a, "d"_a, "sigma"_a, "norm_bound"_a, "weight_frobenius"_a, "logit_c"_a, "eps"_a,
         "trials"_a, "seed"_a, "k_const"_a, "alpha"_a, "exponent"_a, "bootstrap"_a, "level"_a, "center"_a, "keys"_a,
         "select"_a, "errors"_a, "threads"_a, "progress"_a);
+  m.def("fit", &fit, "model_path"_a, "data"_a, "eps"_a, "max_tokens"_a, "min_n"_a, "docs"_a, "rows_per_bin"_a,
+        "bootstrap"_a, "level"_a, "seed"_a, "threads"_a, "progress"_a);
 }
 
 }  // namespace attnsparse::python

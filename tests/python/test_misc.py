@@ -97,3 +97,20 @@ def test_import_in_a_fresh_interpreter_sets_the_spin_count():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "10000"
+
+
+def test_fit_equals_cli_theory_fit_json(tmp_path):
+    from conftest import BUNDLED_MODEL, reference
+    sample = reference("longbench", "sample.jsonl")
+    model = attnsparse.Model(BUNDLED_MODEL, threads=2)
+    got = attnsparse.theory.fit(model, sample, max_tokens=256, rows_per_bin=8, bootstrap=100).to_dict()
+    cli("theory", "fit", BUNDLED_MODEL, "--data", sample, "--max-tokens", "256", "--rows-per-bin", "8",
+        "--bootstrap", "100", "--threads", "2", "--out", tmp_path)
+    with open(tmp_path / "theory_fit.json") as f:
+        want = json.load(f)
+    got.pop("seconds", None)
+    want.pop("seconds", None)
+    assert got == want
+    assert len(got["heads"]) == 16  # 4 layers x 4 heads, each with its fit
+    with pytest.raises(ValueError):
+        attnsparse.theory.fit(model, sample, eps=[2.0])
