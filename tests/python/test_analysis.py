@@ -257,3 +257,23 @@ def test_rowstats_takes_torch_tensors(bundled):
             rs.add_attention(layer, arr[layer])
         rs.end_document()
     compare_reports(b.report().to_dict(), a.report().to_dict(), entropy_rel=0)
+
+
+def test_interrupted_analyze_returns_nothing_and_leaves_a_resumable_checkpoint(bundled, sample, tmp_path):
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        if len(calls) == 6:  # one call per layer (4): inside the second document
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        attnsparse.analyze(bundled, sample, out=str(out), progress=stop, **OPTIONS)
+    assert not (out / "report.json").exists()
+    assert (out / "checkpoint.cbor").exists()
+    # The checkpoint of the finished document lets resume=True finish the same report.
+    with pytest.warns(RuntimeWarning, match="resumed after 1 documents"):
+        resumed = attnsparse.analyze(bundled, sample, out=str(out), resume=True, **OPTIONS).to_dict()
+    fresh = attnsparse.analyze(bundled, sample, **OPTIONS).to_dict()
+    assert without_run(resumed) == without_run(fresh)
