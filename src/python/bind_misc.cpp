@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "policies/policy.h"
+#include "policies/policy_map.h"
 #include "python/common.h"
 #include "theory/fit_model.h"
 #include "theory/simulate.h"
@@ -180,6 +181,16 @@ void bind_misc(py::module_& m) {
       .def("__repr__", [](const policies::Policy& p) { return fmt::format("attnsparse.Policy('{}')", p.spec()); })
       .def(py::pickle([](const policies::Policy& p) { return p.spec(); },
                       [](const std::string& s) { return policies::Policy::parse(s); }));
+  py::class_<policies::PolicyMap>(
+      m, "PolicyMap", "Which policy each (layer, head) uses: 'L0-1:dense;L2-5H0-3:window=64;default:topk=8' or a .json file.")
+      .def(py::init([](const std::string& spec) { return policies::PolicyMap::parse(spec); }), "spec"_a)
+      .def_property_readonly("spec", &policies::PolicyMap::spec)
+      .def("at", &policies::PolicyMap::at, "layer"_a, "head"_a)
+      .def("validate", &policies::PolicyMap::validate, "n_layer"_a, "n_head"_a)
+      .def("used", &policies::PolicyMap::used, "n_layer"_a, "n_head"_a)
+      .def("__repr__", [](const policies::PolicyMap& p) { return fmt::format("attnsparse.PolicyMap('{}')", p.spec()); })
+      .def(py::pickle([](const policies::PolicyMap& p) { return p.spec(); },
+                      [](const std::string& s) { return policies::PolicyMap::parse(s); }));
   m.attr("POLICY_HELP") = policies::policy_help();
   m.def("simulate", &simulate, "n"_a, "d"_a, "sigma"_a, "norm_bound"_a, "weight_frobenius"_a, "logit_c"_a, "eps"_a,
         "trials"_a, "seed"_a, "k_const"_a, "alpha"_a, "exponent"_a, "bootstrap"_a, "level"_a, "center"_a, "keys"_a,

@@ -114,3 +114,18 @@ def test_fit_equals_cli_theory_fit_json(tmp_path):
     assert len(got["heads"]) == 16  # 4 layers x 4 heads, each with its fit
     with pytest.raises(ValueError):
         attnsparse.theory.fit(model, sample, eps=[2.0])
+
+
+def test_policy_map_rules_and_cli_errors():
+    pm = attnsparse.PolicyMap("L0-1:dense;L2-3H1,3:window=64;default:topk=8")
+    assert pm.at(0, 2) == attnsparse.Policy("dense")
+    assert pm.at(2, 1) == attnsparse.Policy("window=64") and pm.at(3, 3).spec == "window=64"
+    assert pm.at(2, 0) == attnsparse.Policy("topk=8")  # no rule matches: the default
+    assert attnsparse.PolicyMap(pm.spec).spec == pm.spec
+    assert pickle.loads(pickle.dumps(pm)).spec == pm.spec
+    assert sorted(p.spec for p in pm.used(4, 4)) == ["dense", "topk=8", "window=64"]
+    pm.validate(4, 4)
+    with pytest.raises(ValueError):
+        pm.validate(2, 4)  # a rule names layers 2-3 of a 2-layer model
+    with pytest.raises(ValueError):
+        attnsparse.PolicyMap("L0:h2o=budget:64,recent:16;default:dense").validate(4, 4)  # evicting: all layers

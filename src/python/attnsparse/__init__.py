@@ -24,12 +24,12 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 from . import _core  # noqa: E402
-from ._core import Error, FormatError, UsageError, Policy  # noqa: E402,F401
+from ._core import Error, FormatError, UsageError, Policy, PolicyMap  # noqa: E402,F401
 from .model import Model  # noqa: E402,F401
 from ._core import ATTENTION_LIMIT_BYTES, POLICY_HELP  # noqa: E402,F401
 from .analysis import Report, analyze, RowStats  # noqa: E402,F401
 from . import theory  # noqa: E402,F401
 
 __version__ = "0.1.0"
-__all__ = ["Model", "Policy", "Report", "RowStats", "analyze", "theory", "Error", "UsageError",
+__all__ = ["Model", "Policy", "PolicyMap", "Report", "RowStats", "analyze", "theory", "Error", "UsageError",
            "FormatError", "ATTENTION_LIMIT_BYTES"]
