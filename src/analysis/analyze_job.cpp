@@ -108,7 +108,8 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
   params.sampling.max_tokens = window;
 
   // Documents -> tokens (BOS as the model's vocabulary says; .tok files as they are).
-  const std::vector<Document> raw = read_documents(job.data);
+  std::vector<Document> raw = job.data.empty() ? std::vector<Document>{} : read_documents(job.data);
+  raw.insert(raw.end(), job.documents.begin(), job.documents.end());
   std::vector<RunDocument> docs;
   json skipped = json::array();
   int64_t truncated = 0;

@@ -12,6 +12,7 @@
 
 #include "analysis/params.h"
 #include "analysis/runner.h"
+#include "io/corpus.h"
 
 namespace attnsparse {
 class Model;
@@ -29,6 +30,7 @@ RowKind parse_row_kind(const std::string& text);
 struct AnalyzeJob {
   std::string model_path;           // as given by the user (copied into the report)
   std::vector<std::string> data;    // files or directories (io/corpus.h)
+  std::vector<Document> documents;  // documents given directly (read after those of data)
   std::string out_dir;              // "" = no checkpoints; else created, checkpoint.cbor there
   bool resume = false;              // continue from out_dir/checkpoint.cbor
   std::string dump_rows;            // --dump-rows file ("" = none)

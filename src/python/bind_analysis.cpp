@@ -33,7 +33,35 @@ void apply_settings(AnalysisParams& p, const py::dict& settings) {
   }
 }
 
-std::string analyze_json(PyModel& pm, const std::vector<std::string>& data, int64_t max_tokens,
+// In-memory documents: dicts with "text" (str) or "tokens" (int ids, used as they are,
+// no BOS added: like a .tok file), and optional "id", "dataset".
+std::vector<Document> documents_from(const py::list& items, int64_t n_vocab) {
+  std::vector<Document> out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const py::handle item = items[i];
+    const std::string where = fmt::format("documents[{}]", i);
+    if (!py::isinstance<py::dict>(item)) fail_usage("{}: expected a dict with 'text' or 'tokens'", where);
+    const py::dict d = py::reinterpret_borrow<py::dict>(item);
+    Document doc;
+    doc.source = "<python>";
+    doc.id = d.contains("id") ? std::string(py::str(d["id"])) : where;
+    doc.dataset = d.contains("dataset") ? std::string(py::str(d["dataset"])) : "python";
+    if (d.contains("text") == d.contains("tokens")) fail_usage("{}: give exactly one of 'text' and 'tokens'", where);
+    if (d.contains("text")) {
+      const py::object t = d["text"];
+      if (py::isinstance<py::str>(t)) doc.text = t.cast<std::string>();
+      else if (py::isinstance<py::bytes>(t)) doc.text = std::string(t.cast<py::bytes>());
+      else fail_usage("{}: 'text' must be str or bytes", where);
+    } else {
+      doc.tokens = token_ids(d["tokens"], n_vocab, (where + ".tokens").c_str());
+    }
+    out.push_back(std::move(doc));
+  }
+  return out;
+}
+
+std::string analyze_json(PyModel& pm, const std::vector<std::string>& data, const py::list& documents,
+                         int64_t max_tokens,
                          const std::string& rows, int64_t stride, int64_t min_query, int64_t decode_tokens,
                          int64_t max_rows, uint64_t seed, const py::dict& settings, const std::string& out_dir,
                          bool resume, const std::string& dump_rows, const py::object& progress) {
@@ -47,10 +75,11 @@ std::string analyze_json(PyModel& pm, const std::vector<std::string>& data, int6
   params.sampling.max_tokens = max_tokens;
   apply_settings(params, settings);
   validate(params);
-  if (data.empty()) fail_usage("data: give at least one file or directory");
   AnalyzeJob job;
   job.model_path = pm.path;
   job.data = data;
+  job.documents = documents_from(documents, pm.model->config().n_vocab);
+  if (data.empty() && job.documents.empty()) fail_usage("data: give at least one file, directory or document");
   job.out_dir = out_dir;
   job.resume = resume;
   job.dump_rows = dump_rows;
@@ -363,7 +392,7 @@ class RowStats {
 }  // namespace
 
 void bind_analysis(py::module_& m) {
-  m.def("analyze_json", &analyze_json, "model"_a, "data"_a, "max_tokens"_a, "rows"_a, "stride"_a, "min_query"_a,
+  m.def("analyze_json", &analyze_json, "model"_a, "data"_a, "documents"_a, "max_tokens"_a, "rows"_a, "stride"_a, "min_query"_a,
         "decode_tokens"_a, "max_rows"_a, "seed"_a, "settings"_a, "out_dir"_a, "resume"_a, "dump_rows"_a,
         "progress"_a);
   m.def(

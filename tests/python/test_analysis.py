@@ -277,3 +277,29 @@ def test_interrupted_analyze_returns_nothing_and_leaves_a_resumable_checkpoint(b
         resumed = attnsparse.analyze(bundled, sample, out=str(out), resume=True, **OPTIONS).to_dict()
     fresh = attnsparse.analyze(bundled, sample, **OPTIONS).to_dict()
     assert without_run(resumed) == without_run(fresh)
+
+
+def test_documents_in_memory_equal_the_same_files(bundled, tmp_path):
+    texts = ["And God said, Let there be light: and there was light. " * 8,
+             "In the beginning God created the heaven and the earth. " * 9]
+    files = []
+    for i, t in enumerate(texts):
+        p = tmp_path / ("doc%d.txt" % i)
+        p.write_text(t)
+        files.append(str(p))
+    ids = bundled.tokenize(texts[1])
+    tok = tmp_path / "doc2.tok"
+    tok.write_text(" ".join(map(str, ids)))
+    opts = dict(max_tokens=128, bootstrap_resamples=50)
+    from_files = attnsparse.analyze(bundled, files + [str(tok)], **opts).to_dict()
+    in_memory = attnsparse.analyze(bundled, [{"text": texts[0], "id": files[0], "dataset": "doc0"},
+                                             {"text": texts[1], "id": files[1], "dataset": "doc1"},
+                                             {"tokens": np.array(ids), "id": str(tok), "dataset": "doc2"}],
+                                   **opts).to_dict()
+    for key in ("counts", "per_layer", "per_head", "clusters", "persistence", "conjectures", "distributions"):
+        assert in_memory[key] == from_files[key], key
+    assert [d["id"] for d in in_memory["documents"]] == [d["id"] for d in from_files["documents"]]
+    with pytest.raises(ValueError, match=r"documents\[0\]: give exactly one of 'text' and 'tokens'"):
+        attnsparse.analyze(bundled, [{"id": "x"}])
+    with pytest.raises(ValueError, match=r"documents\[0\].tokens: token id 99999 at index 0 is out of range"):
+        attnsparse.analyze(bundled, [{"tokens": [99999]}])

@@ -143,7 +143,9 @@ def analyze(model, data, *, max_tokens=0, rows="prefill", stride=1, min_query=16
     """The `analyze` verb from Python: streamed statistics and the five verdicts.
 
     model: a Model (or a path). data: a file or directory, or a list of them (.txt, .tok,
-    LongBench/RULER .jsonl, LongBench v2 .json). Keyword arguments are the verb's options
+    LongBench/RULER .jsonl, LongBench v2 .json), and/or documents in memory as dicts
+    {"text": str} (tokenized with BOS as the model says) or {"tokens": ids} (used as they
+    are, like a .tok file), each with an optional "id" and "dataset"; files come first. Keyword arguments are the verb's options
     (max_tokens, rows, stride, min_query, decode_tokens, max_rows, seed) and its --set
     parameters by name (c1_rho=..., bootstrap_resamples=...). out: a directory for the
     checkpoint (resume=True continues from it); nothing is written there otherwise, use
@@ -153,12 +155,13 @@ def analyze(model, data, *, max_tokens=0, rows="prefill", stride=1, min_query=16
     from .model import Model
     if not isinstance(model, _core.Model):
         model = Model(model)
-    if isinstance(data, (str, os.PathLike)):
+    if isinstance(data, (str, os.PathLike, dict)):
         data = [data]
-    data = [os.fspath(d) for d in data]
+    paths = [os.fspath(d) for d in data if isinstance(d, (str, os.PathLike))]
+    documents = [d for d in data if not isinstance(d, (str, os.PathLike))]
 
     def run(dump_path):
-        return _core.analyze_json(model, data, int(max_tokens), str(rows), int(stride), int(min_query),
+        return _core.analyze_json(model, paths, documents, int(max_tokens), str(rows), int(stride), int(min_query),
                                   int(decode_tokens), int(max_rows), int(seed), _split_settings(settings, "analyze"),
                                   "" if out is None else os.fspath(out), bool(resume), dump_path,
                                   _callback(progress, "analyze"))
