@@ -176,6 +176,37 @@ void bind_misc(py::module_& m) {
                                                      : "evicting";
                              })
       .def("keep_count", &policies::Policy::keep_count, "n"_a)
+      .def(
+          "mask",
+          [](const policies::Policy& p, int64_t n) {
+            if (!p.has_simple_key_set())
+              fail_usage("policy '{}': mask() is for positional policies other than bigbird (this one is {})",
+                         p.spec(), p.positional() ? "bigbird" : p.content() ? "content" : p.paged() ? "paged" : "evicting");
+            if (n < 1 || n > 65536) fail_usage("mask: n must be in 1..65536, got {}", n);
+            const ops::KeySet ks = p.positional_keys();
+            py::array_t<bool> out({py::ssize_t(n), py::ssize_t(n)});
+            auto m = out.mutable_unchecked<2>();
+            for (int64_t t = 0; t < n; ++t)
+              for (int64_t j = 0; j < n; ++j) m(t, j) = ks.contains(0, t, t, j, j);
+            return out;
+          },
+          "n"_a, "[n, n] bool: the keys (columns) each query position (row) visits, causal")
+      .def(
+          "select",
+          [](const policies::Policy& p, const py::handle& row) {
+            if (!p.content()) fail_usage("policy '{}': select() is for content policies (topk, dyntopk, topp)", p.spec());
+            auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(row);
+            if (!a || a.ndim() != 1) {
+              PyErr_Clear();
+              fail_usage("select: expected a 1-D row of probabilities");
+            }
+            const int64_t n = a.shape(0);
+            std::vector<int32_t> index(static_cast<size_t>(n)), kept;
+            for (int64_t j = 0; j < n; ++j) index[size_t(j)] = int32_t(j);
+            policies::select_from_row(p, a.data(), index.data(), n, kept);
+            return py::array_t<int32_t>(py::ssize_t(kept.size()), kept.data());
+          },
+          "probs"_a, "the key indices a content policy keeps from one row, increasing")
       .def("__eq__", [](const policies::Policy& a, const policies::Policy& b) { return a == b; })
       .def("__hash__", [](const policies::Policy& p) { return py::hash(py::str(p.spec())); })
       .def("__repr__", [](const policies::Policy& p) { return fmt::format("attnsparse.Policy('{}')", p.spec()); })

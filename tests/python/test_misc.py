@@ -129,3 +129,30 @@ def test_policy_map_rules_and_cli_errors():
         pm.validate(2, 4)  # a rule names layers 2-3 of a 2-layer model
     with pytest.raises(ValueError):
         attnsparse.PolicyMap("L0:h2o=budget:64,recent:16;default:dense").validate(4, 4)  # evicting: all layers
+
+
+def test_policy_mask_and_select_against_their_definitions():
+    import numpy as np
+    n = 40
+    t, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    causal = j <= t
+    # docs/policies.md: sink=G,window=W keeps p < G or t - p < W; dilated=w:r keeps
+    # t - p = r m for m < w; strided=l keeps t - p < l or (t - p) % l == 0.
+    np.testing.assert_array_equal(attnsparse.Policy("window=8").mask(n), causal & (t - j < 8))
+    np.testing.assert_array_equal(attnsparse.Policy("sink=4,window=8").mask(n), causal & ((j < 4) | (t - j < 8)))
+    np.testing.assert_array_equal(attnsparse.Policy("dilated=4:3").mask(n),
+                                  causal & ((t - j) % 3 == 0) & ((t - j) // 3 < 4))
+    np.testing.assert_array_equal(attnsparse.Policy("strided=5").mask(n), causal & ((t - j < 5) | ((t - j) % 5 == 0)))
+    np.testing.assert_array_equal(attnsparse.Policy("dense").mask(n), causal)
+    rng = np.random.default_rng(1)
+    row = rng.dirichlet(np.full(100, 0.3)).astype(np.float32)
+    order = sorted(range(100), key=lambda i: (-row[i], i))  # ties to the lower index
+    np.testing.assert_array_equal(attnsparse.Policy("topk=10").select(row), sorted(order[:10]))
+    top = attnsparse.Policy("topp=0.9").select(row)
+    kept = sorted(order, key=lambda i: (-row[i], i))
+    need = next(k for k in range(1, 101) if row[kept[:k]].astype(np.float64).sum() >= 0.9 - 1e-6)
+    assert len(top) in (need, need + 1) and set(kept[:len(top)]) == set(top.tolist())
+    with pytest.raises(ValueError, match="content policies"):
+        attnsparse.Policy("window=8").select(row)
+    with pytest.raises(ValueError, match="positional"):
+        attnsparse.Policy("topk=8").mask(10)
