@@ -303,3 +303,15 @@ def test_documents_in_memory_equal_the_same_files(bundled, tmp_path):
         attnsparse.analyze(bundled, [{"id": "x"}])
     with pytest.raises(ValueError, match=r"documents\[0\].tokens: token id 99999 at index 0 is out of range"):
         attnsparse.analyze(bundled, [{"tokens": [99999]}])
+
+
+def test_tables_without_pandas_are_dicts_of_numpy_arrays(py_report, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    layers = py_report.layers
+    assert isinstance(layers, dict)
+    assert layers["layer"].dtype == np.int64 and list(layers["layer"]) == list(range(len(layers["layer"])))
+    want = [row["metrics"]["sink_mass"]["mean"] for row in py_report.to_dict()["per_layer"]]
+    np.testing.assert_array_equal(layers["sink_mass"], want)
+    heads = py_report.heads
+    assert isinstance(heads, dict) and heads["head"].dtype == np.int64
