@@ -193,3 +193,13 @@ def test_threads_option_gives_the_same_logits(ref_model):
     ids = ref_tokens(CASE)
     one = attnsparse.Model(reference("models", "llama-spm-f32.gguf"), threads=1).logits(ids, rows=[141])
     np.testing.assert_allclose(one, ref_model.logits(ids, rows=[141]), rtol=0, atol=1e-5)
+
+
+def test_progress_true_draws_a_bar_on_stderr(ref_model, capfd, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the built-in bar, whether or not tqdm is installed
+    ref_model.attention(ref_tokens(CASE), progress=True)
+    err = capfd.readouterr().err
+    assert "attention [" in err and "100.0% 2/2" in err
+    with pytest.raises(ValueError, match="progress: expected None, True or a callable"):
+        ref_model.attention(ref_tokens(CASE), progress="yes")
