@@ -65,6 +65,9 @@ def test_report_views(py_report, tmp_path):
                                   [row["metrics"]["width_norm_p90"]["low"] for row in d["per_layer"]])
     heads = py_report.heads
     assert len(np.asarray(heads["layer"])) == n_layer * d["counts"]["heads"]
+    np.testing.assert_array_equal(np.asarray(heads["feature_entropy_norm"], dtype=float),
+                                  [h["features"]["entropy_norm"] for h in d["per_head"]])
+    np.testing.assert_array_equal(np.asarray(heads["cluster"]), [h["cluster"] for h in d["per_head"]])
     json_path, html_path = py_report.save(str(tmp_path / "out"))
     with open(json_path) as f:
         assert f.read() == py_report.to_json()

@@ -21,6 +21,15 @@ def _tables_from(records, key_fields):
                 continue
             if isinstance(v, (int, float, str, bool)) or v is None:
                 row[k] = v
+            elif isinstance(v, dict):  # features, persistence per gap: feature_x, persistence_16_overlap_k32
+                prefix = "feature" if k == "features" else k
+                for k2, v2 in v.items():
+                    if isinstance(v2, dict):
+                        for k3, v3 in v2.items():
+                            if isinstance(v3, (int, float)) or v3 is None:
+                                row["%s_%s_%s" % (prefix, k2, k3)] = v3
+                    elif isinstance(v2, (int, float)) or v2 is None:
+                        row["%s_%s" % (prefix, k2)] = v2
         for name, iv in (rec.get("metrics") or {}).items():
             if isinstance(iv, dict):
                 for part in ("mean", "low", "high"):
@@ -94,7 +103,9 @@ class Report:
 
     @property
     def heads(self):
-        """per_head as a table (one row per layer and head), like .layers."""
+        """per_head as a table (one row per layer and head), like .layers: layer, head,
+        cluster, kv_group, rows, each metric, feature_NAME (the clustering features) and
+        persistence_GAP_NAME (top-k overlap and H2O mass per gap)."""
         return _as_table(_tables_from(self._dict.get("per_head", []), ("layer", "head")))
 
     def table(self):
