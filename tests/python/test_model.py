@@ -203,3 +203,39 @@ def test_progress_true_draws_a_bar_on_stderr(ref_model, capfd, monkeypatch):
     assert "attention [" in err and "100.0% 2/2" in err
     with pytest.raises(ValueError, match="progress: expected None, True or a callable"):
         ref_model.attention(ref_tokens(CASE), progress="yes")
+
+
+def test_long_calls_release_the_gil_and_run_concurrently(bundled):
+    # A Python thread keeps counting while perplexity runs: with the GIL held for the
+    # whole call it could not advance at all.
+    text = "And God said, Let there be light: and there was light. " * 20
+    stop = threading.Event()
+    count = [0]
+
+    def spin():
+        while not stop.is_set():
+            count[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.05)
+        before = count[0]
+        start = time.monotonic()
+        serial = bundled.perplexity(text, ctx=64, stride=16)
+        elapsed = time.monotonic() - start
+        during = count[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert elapsed > 0.05 and during > 1000, (elapsed, during)
+    # Two threads on the same Model at once give the serial result.
+    out = [None, None]
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, bundled.perplexity(text, ctx=64, stride=16)))
+               for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r in out:
+        assert r["nll_per_token"] == serial["nll_per_token"] and r["windows"] == serial["windows"]
