@@ -13,6 +13,7 @@ packages=(
   libtorch-dev
   bible-kjv jq
   libicu-dev
+  python3-dev pybind11-dev python3-numpy python3-pytest
 )
 if [[ "${1:-}" == "--with-browser" || "${ATTNSPARSE_WITH_BROWSER:-0}" == "1" ]]; then
   packages+=(chromium)

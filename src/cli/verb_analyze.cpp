@@ -1,23 +1,17 @@
 // attnsparse analyze MODEL --data PATH... --out DIR: streamed attention statistics, the
 // five conjectures of methods.md §2 judged with statistics, report.json + report.html.
 #include <fmt/format.h>
-#include <omp.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
 
-#include "analysis/plan.h"
-#include "analysis/report_json.h"
-#include "analysis/runner.h"
+#include "analysis/analyze_job.h"
 #include "cli/verb.h"
 #include "core/error.h"
-#include "io/corpus.h"
 #include "model/model.h"
 #include "model/model_util.h"
-#include "ops/attention.h"
 #include "report/analysis_report.h"
 
 namespace attnsparse::cli {
@@ -35,48 +29,6 @@ struct Options {
   int threads = 0;
   bool resume = false, print_json = false;
 };
-
-// --set NAME=VALUE: the statistics and verdict parameters.
-void apply_setting(AnalysisParams& p, const std::string& text) {
-  const size_t eq = text.find('=');
-  if (eq == std::string::npos) fail_usage("--set: '{}' is not NAME=VALUE", text);
-  const std::string name = text.substr(0, eq), value = text.substr(eq + 1);
-  double x = 0;
-  try {
-    size_t used = 0;
-    x = std::stod(value, &used);
-    if (used != value.size()) throw std::invalid_argument("trailing");
-  } catch (const std::exception&) {
-    fail_usage("--set {}: '{}' is not a number", name, value);
-  }
-  VerdictParams& v = p.verdict;
-  PersistenceParams& q = p.persistence;
-  const std::map<std::string, double*> reals = {
-      {"c1_rho", &v.c1_rho}, {"c1_p", &v.c1_p}, {"c2_silhouette_supported", &v.c2_silhouette_supported},
-      {"c2_ari_supported", &v.c2_ari_supported}, {"c2_silhouette_partial", &v.c2_silhouette_partial},
-      {"c34_ratio", &v.c34_ratio}, {"c34_p", &v.c34_p}, {"c34_supported_share", &v.c34_supported_share},
-      {"c34_partial_share", &v.c34_partial_share}, {"c5_supported", &v.c5_supported},
-      {"c5_partial", &v.c5_partial}, {"alpha", &v.alpha}};
-  const std::map<std::string, int*> ints = {
-      {"bootstrap_resamples", &v.bootstrap_resamples}, {"reservoir", &v.reservoir},
-      {"kmeans_min_k", &v.kmeans_min_k}, {"kmeans_max_k", &v.kmeans_max_k},
-      {"kmeans_restarts", &v.kmeans_restarts}, {"recency_window", &v.recency_window},
-      {"c5_gap", &v.c5_gap}, {"c5_k", &v.c5_k}, {"anchors", &q.anchors},
-      {"feature_gap", &q.feature_gap}};
-  if (auto it = reals.find(name); it != reals.end()) {
-    *it->second = x;
-  } else if (auto jt = ints.find(name); jt != ints.end()) {
-    if (x != std::floor(x)) fail_usage("--set {}: '{}' is not an integer", name, value);
-    *jt->second = int(x);
-  } else if (name == "min_anchor") {
-    q.min_anchor = int64_t(x);
-  } else {
-    std::string known;
-    for (const auto& [k, _] : reals) known += " " + k;
-    for (const auto& [k, _] : ints) known += " " + k;
-    fail_usage("--set: unknown parameter '{}' (known: min_anchor{})", name, known);
-  }
-}
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
@@ -119,10 +71,7 @@ class ProgressPrinter {
 void run(const Options& o) {
   apply_threads(o.threads);
   AnalysisParams params;
-  if (o.rows == "prefill") params.sampling.rows = RowKind::Prefill;
-  else if (o.rows == "decode") params.sampling.rows = RowKind::Decode;
-  else if (o.rows == "both") params.sampling.rows = RowKind::Both;
-  else fail_usage("--rows must be prefill, decode or both (got '{}')", o.rows);
+  params.sampling.rows = parse_row_kind(o.rows);
   params.sampling.stride = o.stride;
   params.sampling.min_query = o.min_query;
   params.sampling.max_rows = o.max_rows;
@@ -133,95 +82,23 @@ void run(const Options& o) {
   validate(params);
 
   const auto model = Model::load(o.model_path);
-  const ModelConfig& cfg = model->config();
-  const int64_t window = o.max_tokens > 0 ? o.max_tokens : cfg.n_ctx;
-  if (window < 2) {
-    if (o.max_tokens > 0) fail_usage("--max-tokens {}: a document needs at least 2 tokens", o.max_tokens);
-    fail_usage("the model does not state its context length ({}); give --max-tokens", cfg.n_ctx);
-  }
-  if (params.sampling.rows == RowKind::Prefill && window <= o.min_query)
-    fail_usage("--max-tokens {}: rows start at query position --min-query {}, so the window must be longer", window,
-               o.min_query);
-  if (cfg.arch == "gpt2" && window > cfg.n_ctx)
-    fail_usage("--max-tokens {}: gpt2 has learned positions for {} tokens only", window, cfg.n_ctx);
-  params.sampling.max_tokens = window;
-
-  // Documents -> tokens (BOS as the model's vocabulary says; .tok files as they are).
-  const std::vector<Document> raw = read_documents(o.data);
-  std::vector<RunDocument> docs;
-  json skipped = json::array();
-  int64_t truncated = 0;
-  const int64_t needed = params.sampling.rows == RowKind::Prefill ? o.min_query + 1 : 2;
-  for (const Document& d : raw) {
-    std::vector<int32_t> tokens = d.tokens ? *d.tokens : model->tokenizer().encode(d.text, true);
-    for (size_t i = 0; i < tokens.size(); ++i)
-      if (tokens[i] < 0 || tokens[i] >= cfg.n_vocab)
-        fail_file(d.source, "token id {} at index {} is out of range (vocabulary size {})", tokens[i], i, cfg.n_vocab);
-    RunDocument rd;
-    rd.info.id = d.id;
-    rd.info.source = d.source;
-    rd.info.dataset = d.dataset;
-    rd.info.original_tokens = int64_t(tokens.size());
-    if (int64_t(tokens.size()) > window) {
-      tokens = truncate_middle(tokens, window);
-      ++truncated;
-    }
-    if (int64_t(tokens.size()) < needed) {
-      skipped.push_back({{"id", d.id}, {"tokens", tokens.size()}, {"reason", fmt::format("fewer than {} tokens", needed)}});
-      continue;
-    }
-    rd.tokens = std::move(tokens);
-    docs.push_back(std::move(rd));
-  }
-  if (docs.empty()) fail_usage("no document has enough tokens to analyse ({} read, all shorter than {} tokens)", raw.size(), needed);
-  if (!skipped.empty()) std::fprintf(stderr, "analyze: skipped %zu documents shorter than %lld tokens\n", skipped.size(), (long long)needed);
-
-  std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  if (ec || !fs::is_directory(o.out_dir)) fail_file(o.out_dir, "cannot create the output directory");
-
-  // What the run is: a resumed run must match it exactly.
-  uint64_t token_hash = 0;
-  for (const RunDocument& d : docs)
-    for (int32_t t : d.tokens) token_hash = hash_combine(token_hash, uint64_t(uint32_t(t)));
-  const json fingerprint{{"model", fs::absolute(o.model_path).string()},
-                         {"model_bytes", fs::is_regular_file(o.model_path) ? int64_t(fs::file_size(o.model_path)) : 0},
-                         {"documents", docs.size()}, {"tokens", token_hash},
-                         {"dump_rows", o.dump_rows}, {"parameters", to_json(params)}};
-
-  RunControl control;
-  control.checkpoint_path = (fs::path(o.out_dir) / "checkpoint.cbor").string();
-  control.resume = o.resume;
-  control.fingerprint = fingerprint.dump();
-  control.dump_path = o.dump_rows;
+  AnalyzeJob job;
+  job.model_path = o.model_path;
+  job.data = o.data;
+  job.out_dir = o.out_dir;
+  job.resume = o.resume;
+  job.dump_rows = o.dump_rows;
   ProgressPrinter printer;
-  control.progress = [&printer](const RunProgress& p) { printer(p); };
-  if (o.resume && !fs::exists(control.checkpoint_path))
-    std::fprintf(stderr, "analyze: --resume: no checkpoint in %s; starting from the beginning\n", o.out_dir.c_str());
-
-  ModelRowSource source(*model);
-  const RunOutcome outcome = analyze_documents(source, docs, params, control);
-  if (outcome.docs_resumed > 0)
-    std::fprintf(stderr, "analyze: resumed after %lld documents from the checkpoint\n", (long long)outcome.docs_resumed);
-
-  json meta;
-  meta["model"] = {{"path", o.model_path}, {"name", cfg.name.empty() ? fs::path(o.model_path).filename().string() : cfg.name},
-                   {"arch", cfg.arch}, {"n_layer", cfg.n_layer}, {"n_head", cfg.n_head},
-                   {"n_kv_heads", cfg.n_kv_head}, {"head_dim", cfg.head_dim}, {"n_ctx", cfg.n_ctx},
-                   {"n_vocab", cfg.n_vocab}, {"format", cfg.source_format}};
-  meta["data"] = {{"paths", o.data}, {"documents_read", raw.size()}, {"documents_truncated", truncated},
-                  {"documents_skipped", skipped}, {"max_tokens", window}};
-  meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()}, {"ubatch", default_ubatch()},
-                 {"seconds", outcome.seconds}, {"rows_this_invocation", outcome.rows_this_run},
-                 {"rows_per_second", outcome.seconds > 0 ? double(outcome.rows_this_run) / outcome.seconds : 0.0},
-                 {"documents_resumed", outcome.docs_resumed}};
-  const json report = build_report(outcome.acc, params, meta);
+  job.progress = [&printer](const RunProgress& p) { printer(p); };
+  job.notice = [](const std::string& line) { std::fprintf(stderr, "analyze: %s\n", line.c_str()); };
+  const json report = run_analysis(*model, params, job);
   const fs::path json_path = fs::path(o.out_dir) / "report.json";
   const fs::path html_path = fs::path(o.out_dir) / "report.html";
   const std::string json_text = report.dump(1) + "\n", html_text = report::analysis_html(report);
   write_file_atomic(json_path.string(), json_text.data(), json_text.size());
   write_file_atomic(html_path.string(), html_text.data(), html_text.size());
-  fs::remove(control.checkpoint_path, ec);
+  std::error_code ec;
+  fs::remove(checkpoint_path(o.out_dir), ec);
 
   if (o.print_json) {
     fmt::print("{}\n", report.dump(1));
