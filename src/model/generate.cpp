@@ -87,6 +87,20 @@ GenerateResult generate(const Model& model, std::span<const int32_t> prompt, int
   return res;
 }
 
+double token_nll(const float* row, int64_t n_vocab, int32_t target, int32_t* argmax) {
+  int32_t best = 0;
+  float mx = row[0];
+  for (int64_t v = 1; v < n_vocab; ++v)
+    if (row[v] > mx) {
+      mx = row[v];
+      best = static_cast<int32_t>(v);
+    }
+  double sum = 0;
+  for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+  if (argmax) *argmax = best;
+  return static_cast<double>(mx) + std::log(sum) - row[target];
+}
+
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, int64_t ctx,
                             int64_t stride, const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -109,12 +123,7 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     KVCache cache = model.make_cache(end - begin);
     model.forward(tokens.subspan(begin, end - begin), cache, opts, logits);
     for (int64_t t = first; t < end; ++t) {
-      const float* row = logits.data() + (t - first) * V;
-      float mx = row[0];
-      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, row[i]);
-      double sum = 0;
-      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(row[i]) - mx);
-      const double nll = std::log(sum) + mx - row[tokens[t]];
+      const double nll = token_nll(logits.data() + (t - first) * V, V, tokens[t]);
       if (!std::isfinite(nll)) fail("perplexity: non-finite log-likelihood at token {}", t);
       res.nll_sum += nll;
       ++res.scored;
