@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
@@ -13,9 +14,12 @@
 #include "model/model.h"
 #include "model/model_util.h"
 #include "policies/evaluate.h"
+#include "report/policy_report.h"
 
 namespace attnsparse::cli {
 namespace {
+
+namespace fs = std::filesystem;
 
 void register_eval_policy(CLI::App& app) {
   auto* sub = app.add_subcommand(
@@ -36,8 +40,14 @@ void register_eval_policy(CLI::App& app) {
                   "Without --policy a default set is evaluated. Policies take the per-layer/per-head\n"
                   "syntax too (e.g. 'L0-1:dense;sink=4,window=60').\n\n") +
               policies::policy_help() +
-              "\nExample: attnsparse eval-policy model.gguf --data longbench.jsonl --policy topk=64 "
-              "--policy h2o=budget:256,recent:32 --max-tokens 1024 --out report.json");
+              "\nSweeps: one field of a --policy may list values or a range; each value is evaluated\n"
+              "on the same dense pass and the JSON records the swept field and value:\n"
+              "  topk={8,16,32,64}                 h2o=budget:{64,128,256},recent:16\n"
+              "  sink=4,window=32..1024*2          geometric: 32, 64, ..., 1024\n"
+              "  quest=page:16,pages:2..16+2       arithmetic: 2, 4, ..., 16\n"
+              "\nExample: attnsparse eval-policy model.gguf --data longbench.jsonl --policy 'topk=16..256*2' "
+              "--policy 'h2o=budget:{64,128,256},recent:16' --max-tokens 1024 --out out/policies\n"
+              "(writes out/policies/report.json and report.html; --out FILE.json writes the JSON alone)");
   static std::string model_path, out_path;
   static std::vector<std::string> data_paths, policy_texts;
   static int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
@@ -45,7 +55,7 @@ void register_eval_policy(CLI::App& app) {
   sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
       ->required();
-  sub->add_option("--policy", policy_texts, "policy spec (repeatable; see below)");
+  sub->add_option("--policy", policy_texts, "policy spec, map or sweep (repeatable; see below)");
   sub->add_option("--max-tokens", max_tokens, "tokens per document (middle truncation; default 1024)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 24));
   sub->add_option("--max-docs", max_docs, "use at most this many documents (0 = all)")->check(non_negative_integer());
@@ -55,10 +65,17 @@ void register_eval_policy(CLI::App& app) {
                   "also run each policy for real: prefill all but the last N tokens, decode those one by one "
                   "with real eviction; reports decode ms/token and the KV-cache bytes really held (default 0: off)")
       ->check(non_negative_integer());
-  sub->add_option("--out", out_path, "JSON report")->required();
+  sub->add_option("--out", out_path,
+                  "a directory: report.json and report.html (frontier charts, per-layer error, time, table) in it; "
+                  "a file name ending in .json: the JSON report alone")
+      ->required();
   add_threads_option(sub, &threads);
   sub->callback([] {
     apply_threads(threads);
+    // --out FILE.json: the JSON report alone; --out DIR: DIR/report.json and report.html.
+    const bool json_file = out_path.size() > 5 && out_path.compare(out_path.size() - 5, 5, ".json") == 0;
+    if (!json_file && fs::exists(out_path) && !fs::is_directory(out_path))
+      fail_file(out_path, "--out: not a directory (give a directory, or a file name ending in .json)");
     std::vector<policies::EvalPolicy> policies =
         policy_texts.empty() ? policies::default_eval_policies() : std::vector<policies::EvalPolicy>{};
     for (const auto& p : policy_texts)
@@ -109,9 +126,22 @@ void register_eval_policy(CLI::App& app) {
     };
     const policies::EvalResult result = policies::evaluate_policies(*model, documents, policies, opts, progress);
     fmt::print("{}", policies::eval_table(result));
-    const std::string text = policies::to_json(result).dump(2) + "\n";
-    write_file_atomic(out_path, text.data(), text.size());
-    fmt::print("report -> {}\n", out_path);
+    const nlohmann::json report = policies::to_json(result);
+    const std::string text = report.dump(2) + "\n";
+    if (json_file) {
+      write_file_atomic(out_path, text.data(), text.size());
+      fmt::print("report -> {}\n", out_path);
+      return;
+    }
+    std::error_code ec;
+    fs::create_directories(out_path, ec);
+    if (!fs::is_directory(out_path)) fail_file(out_path, "cannot create the output directory");
+    const std::string html = report::policy_html(report);
+    const std::string json_path = (fs::path(out_path) / "report.json").string();
+    const std::string html_path = (fs::path(out_path) / "report.html").string();
+    write_file_atomic(json_path, text.data(), text.size());
+    write_file_atomic(html_path, html.data(), html.size());
+    fmt::print("report -> {} and {}\n", json_path, html_path);
   });
 }
 ATTNSPARSE_VERB(register_eval_policy);

@@ -348,37 +348,6 @@ std::string documents_table(const json& report) {
   return html;
 }
 
-// Marks the page once every SVG element has parsed (for the headless-browser test).
-std::string loaded_marker_script(size_t expected_svgs) {
-  return fmt::format(R"(<script>
-(function () {{
-  var errors = [];
-  window.addEventListener('error', function (e) {{ errors.push(String(e.message)); }});
-  function check() {{
-    var svgs = document.getElementsByTagName('svg');
-    var ok = svgs.length === {0} && errors.length === 0;
-    for (var i = 0; i < svgs.length && ok; i++) {{
-      if (!(svgs[i] instanceof SVGSVGElement) || svgs[i].childElementCount === 0) ok = false;
-    }}
-    if (ok) {{
-      document.body.setAttribute('data-report-ok', String(svgs.length));
-      document.title = document.title + ' [ok]';
-    }} else {{
-      document.body.setAttribute('data-report-error', 'svgs ' + svgs.length + ' of {0}; ' + errors.join('; '));
-    }}
-  }}
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', check); else check();
-}})();
-</script>)",
-                     expected_svgs);
-}
-
-size_t count_svgs(const std::string& html) {
-  size_t n = 0;
-  for (size_t pos = html.find("<svg"); pos != std::string::npos; pos = html.find("<svg", pos + 4)) ++n;
-  return n;
-}
-
 }  // namespace
 
 std::string cluster_grid_svg(const std::vector<std::vector<int>>& labels,
