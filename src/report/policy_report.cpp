@@ -30,7 +30,7 @@ std::string string_of(const json& j, const char* key, const std::string& fallbac
 // One evaluated policy, as the charts need it.
 struct Point {
   std::string policy, family, label;
-  double kept, kv, ratio, ppl_change, delta, top1, tau, rel_l2, wall, speedup;  // ppl_change: (ratio - 1) in %
+  double kept, kv, ratio, delta, top1, tau, rel_l2, wall, speedup;  // ratio: ppl / dense ppl
   const json* row;
 };
 
@@ -84,7 +84,6 @@ Data read(const json& report) {
     p.kv = number(row, "kv_bytes_relative");
     const double ppl = number(row, "ppl");
     p.ratio = ppl / d.dense_ppl;
-    p.ppl_change = 100.0 * (p.ratio - 1.0);
     p.delta = number(row, "delta_ppl");
     p.top1 = number(row, "top1_agreement");
     p.tau = number(row, "tau_mean");
@@ -159,15 +158,15 @@ std::string frontier_section(const Data& d) {
   kept.min = 0;
   Axis kv = linear_axis("KV-cache bytes at the peak / dense");
   kv.min = 0;
-  Axis ratio = linear_axis("perplexity change vs dense (%)");
+  Axis ratio = log_axis("perplexity / dense perplexity (log scale)");
   Axis top1 = linear_axis("top-1 agreement with dense");
   top1.max = 1;
-  const std::string ppl_note = "Lower is better; labels: the swept value. Rings: Pareto-optimal (nothing keeps less and loses less).";
+  const std::string ppl_note = "Lower is better (1.01 = +1%); labels: the swept value. Rings: Pareto-optimal.";
   const std::string top1_note = "Higher is better; labels: the swept value. Rings: Pareto-optimal.";
-  return grid({frontier_chart(d, "Perplexity vs kept keys", kept, ratio, &Point::kept, &Point::ppl_change, 0.0, true, ppl_note),
+  return grid({frontier_chart(d, "Perplexity vs kept keys", kept, ratio, &Point::kept, &Point::ratio, 1.0, true, ppl_note),
                frontier_chart(d, "Top-1 agreement vs kept keys", kept, top1, &Point::kept, &Point::top1, 1.0, false,
                               top1_note),
-               frontier_chart(d, "Perplexity vs KV-cache bytes", kv, ratio, &Point::kv, &Point::ppl_change, 0.0, true, ppl_note),
+               frontier_chart(d, "Perplexity vs KV-cache bytes", kv, ratio, &Point::kv, &Point::ratio, 1.0, true, ppl_note),
                frontier_chart(d, "Top-1 agreement vs KV-cache bytes", kv, top1, &Point::kv, &Point::top1, 1.0, false,
                               top1_note)}) +
          note("Perplexity with the policy through the whole model (evicting policies: exactly token-by-token decoding "

@@ -118,6 +118,13 @@ std::vector<double> ticks(const Mapper& m, bool pow2, bool integer = false) {
           if (lv >= m.lo - eps && lv <= m.hi + eps) t.push_back(v);
         }
     }
+    if (t.size() < 3) {  // a narrow range (less than a factor of 2.5): evenly spaced round values
+      const double a = std::pow(10.0, m.lo), b = std::pow(10.0, m.hi), raw = (b - a) / 5;
+      const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+      const double step = raw / mag < 1.5 ? mag : raw / mag < 3 ? 2 * mag : raw / mag < 7 ? 5 * mag : 10 * mag;
+      t.clear();
+      for (double v = std::ceil(a / step) * step; v <= b * (1 + 1e-12); v += step) t.push_back(v);
+    }
     return t;
   }
   const double span = m.hi - m.lo, raw = span / 6;
