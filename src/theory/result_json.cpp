@@ -62,6 +62,13 @@ double threshold(const json& rules, const char* key, double fallback) {
   return value;
 }
 
+// The pages index these as rectangles: every row as long as the lengths n.
+void check_rows(const std::vector<std::vector<double>>& m, size_t cols, const std::string& what) {
+  if (m.empty()) fail("{}: no values", what);
+  for (const auto& row : m)
+    if (row.size() != cols) fail("{}: a row of {} values for {} lengths", what, row.size(), cols);
+}
+
 }  // namespace
 
 std::string simulation_html_from_json(const json& j) {
@@ -117,16 +124,34 @@ std::string simulation_html_from_json(const json& j) {
     if (si >= res.size()) fail("fit for setting {} of {}", si, res.size());
     PowerFit pf;
     pf.C = num(field(f, "C"));
-    pf.C_lo = num(field(f, "C_ci")[0]);
-    pf.C_hi = num(field(f, "C_ci")[1]);
+    pf.C_lo = num(field(f, "C_ci").at(0));
+    pf.C_hi = num(field(f, "C_ci").at(1));
     pf.level = num(field(f, "ci_level"));
     pf.log_A = std::log(num(field(f, "A")));
     pf.r2 = num(field(f, "r2"));
     res[si].fits.push_back(pf);
     if (f.contains("closed_form_C")) res[si].closed_C.push_back(num(f["closed_form_C"]));
   }
-  for (const auto& r : res)
-    if (r.fits.size() != r.eps.size()) fail("setting {}: {} fits for {} eps values", r.setting.label(), r.fits.size(), r.eps.size());
+  for (const auto& r : res) {
+    const std::string name = r.setting.label();
+    const size_t cols = r.n.size();
+    if (cols == 0) fail("setting {}: no lengths n", name);
+    if (r.eps.size() != opt.eps.size() || r.eps.empty())
+      fail("setting {}: {} eps values, the run has {}", name, r.eps.size(), opt.eps.size());
+    if (r.fits.size() != r.eps.size()) fail("setting {}: {} fits for {} eps values", name, r.fits.size(), r.eps.size());
+    if (!r.closed_C.empty() && r.closed_C.size() != r.eps.size()) fail("setting {}: closed-form C per eps", name);
+    if (!r.closed_k.empty() && r.closed_k.size() != r.eps.size()) fail("setting {}: closed-form k_eps per eps", name);
+    if (r.closed_C.empty() != r.closed_k.empty()) fail("setting {}: closed forms incomplete", name);
+    for (const auto& k : r.k_eps) check_rows(k, cols, name + " k_eps");
+    for (const auto& k : r.closed_k)
+      if (k.size() != cols) fail("setting {}: closed-form k_eps of {} values for {} lengths", name, k.size(), cols);
+    check_rows(r.top1, cols, name + " top1");
+    for (const auto& rule : r.rules) {
+      check_rows(rule.err, cols, name + " " + rule.name + " err");
+      check_rows(rule.rel, cols, name + " " + rule.name + " rel_err");
+      check_rows(rule.tail, cols, name + " " + rule.name + " tail");
+    }
+  }
   return simulation_html(opt, res);
 }
 
@@ -186,6 +211,8 @@ std::string fit_html_from_json(const json& j) {
       h.rel_all.push_back(num(ru, "rel_err_all"));
       h.tau_all.push_back(num(ru, "tau_all"));
     }
+    if (h.err.size() != kFitRules)
+      fail("head L{}H{}: {} budget rules, expected {}", h.layer, h.head, h.err.size(), int(kFitRules));
     if (h.bin_k.size() != o.eps.size()) fail("head L{}H{}: {} k_eps series for {} eps", h.layer, h.head, h.bin_k.size(), o.eps.size());
     h.fits.assign(o.eps.size(), PowerFit{kNaN, kNaN, kNaN, kNaN, kNaN, o.level});
     h.verdict.assign(o.eps.size(), "too few lengths");
@@ -200,8 +227,8 @@ std::string fit_html_from_json(const json& j) {
         if (o.eps[e] != eps) continue;
         PowerFit& pf = h.fits[e];
         pf.C = num(field(f, "C"));
-        pf.C_lo = num(field(f, "C_ci")[0]);
-        pf.C_hi = num(field(f, "C_ci")[1]);
+        pf.C_lo = num(field(f, "C_ci").at(0));
+        pf.C_hi = num(field(f, "C_ci").at(1));
         pf.log_A = std::log(num(field(f, "A")));
         pf.r2 = num(field(f, "r2"));
         h.verdict[e] = field(f, "verdict").get<std::string>();

@@ -170,6 +170,27 @@ TEST(ReportCli, BadFilesAreOneLineAndNoOutput) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(fs::exists(out)) << c.file;
   }
+  // Fields removed from real files (found by mutating them: a theory page indexed a
+  // shortened trial row out of bounds; analysis pages read missing keys through const
+  // access): one error line, never a crash.
+  const CliRun sim = run("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 10 --threads 1 --out '" +
+                         (dir / "sim").string() + "'");
+  ASSERT_EQ(sim.status, 0) << sim.err;
+  auto theory = nlohmann::json::parse(slurp(dir / "sim" / "theory.json"));
+  theory["settings"][0]["rules"][0]["tail_trials"][1] = nlohmann::json::array({0.5});
+  std::ofstream(dir / "short_row.json") << theory.dump();
+  const CliRun sr = run("report '" + (dir / "short_row.json").string() + "' -o '" + (dir / "sr.html").string() + "'");
+  EXPECT_EQ(sr.status, 1);
+  EXPECT_NE(sr.err.find("a row of 1 values for 3 lengths"), std::string::npos) << sr.err;
+  EXPECT_FALSE(fs::exists(dir / "sr.html"));
+  const nlohmann::json analysis = {{"conjectures", nlohmann::json::array({{{"id", 1}}})},
+                                   {"per_layer", nlohmann::json::array()},
+                                   {"counts", nlohmann::json::object()}};
+  std::ofstream(dir / "analysis.json") << analysis.dump();
+  const CliRun an = run("report '" + (dir / "analysis.json").string() + "' -o '" + (dir / "an.html").string() + "'");
+  EXPECT_EQ(an.status, 1) << an.err;
+  EXPECT_NE(an.err.find("malformed analyze report"), std::string::npos) << an.err;
+  EXPECT_EQ(std::count(an.err.begin(), an.err.end(), '\n'), 1) << an.err;
   // Wrong types inside an eval-policy report are read as missing values, not a crash.
   const CliRun p = run("report '" + (dir / "badpolicy.json").string() + "'");
   EXPECT_EQ(p.status, 0) << p.err;
