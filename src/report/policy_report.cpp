@@ -277,21 +277,21 @@ std::string table_section(const Data& d, const json& report) {
   kept.push_back(1), kv.push_back(1), ratio.push_back(1);
   const std::vector<bool> by_kept = pareto_optimal(kept, ratio, true), by_kv = pareto_optimal(kv, ratio, true);
   std::vector<std::vector<std::string>> rows, classes;
-  rows.push_back({"dense", "", "1.0000", "1.0000", "0.00000", "0", fmt_fixed(d.dense_ppl, 4), "+0.0000", "1.0000",
+  rows.push_back({"dense", "1.0000", "1.0000", "0.00000", "0", fmt_fixed(d.dense_ppl, 4), "+0.0000", "1.0000",
                   fmt_fixed(report.contains("dense") ? number(report["dense"], "wall_s") : kNaN, 2), "1.00",
                   by_kept.back() ? "yes" : "", by_kv.back() ? "yes" : ""});
-  classes.push_back({"", "l", "", "", "", "", "", "", "", "", "", by_kept.back() ? "good" : "", by_kv.back() ? "good" : ""});
+  classes.push_back({"", "", "", "", "", "", "", "", "", "", by_kept.back() ? "good" : "", by_kv.back() ? "good" : ""});
   for (size_t i = 0; i < d.points.size(); ++i) {
     const Point& p = d.points[i];
-    rows.push_back({p.policy, p.family == p.policy ? "" : p.family, fmt_fixed(p.kept, 4), fmt_fixed(p.kv, 4),
+    rows.push_back({p.policy, fmt_fixed(p.kept, 4), fmt_fixed(p.kv, 4),
                     fmt_fixed(p.tau, 5), format_number(p.rel_l2, 3),
                     fmt_fixed(p.ratio * d.dense_ppl, 4),
                     std::isfinite(p.delta) ? fmt::format("{:+.4f}", p.delta) : "n/a", fmt_fixed(p.top1, 4),
                     fmt_fixed(p.wall, 2), fmt_fixed(p.speedup, 2), by_kept[i] ? "yes" : "", by_kv[i] ? "yes" : ""});
-    classes.push_back({"", "l", "", "", "", "", "", p.delta > 0 ? "bad" : "", "", "", "", by_kept[i] ? "good" : "",
+    classes.push_back({"", "", "", "", "", "", p.delta > 0 ? "bad" : "", "", "", "", by_kept[i] ? "good" : "",
                        by_kv[i] ? "good" : ""});
   }
-  return table({"policy", "family", "kept", "kv", "tau", "rel_l2", "ppl", "d_ppl", "top1", "time_s", "speed-up",
+  return table({"policy", "kept", "kv", "tau", "rel_l2", "ppl", "d_ppl", "top1", "time_s", "speed-up",
                 "Pareto (kept)", "Pareto (kv)"},
                rows, classes) +
          note("Pareto: no other policy (or dense) has at most this kept fraction (KV bytes) and at most this "
