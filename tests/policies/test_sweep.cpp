@@ -2,6 +2,7 @@
 // and errors that name the spec and the field.
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,49 @@ TEST(PolicySweep, BadValuesNameTheSpecTheFieldAndTheValue) {
   ASSERT_TRUE(p[2].sweep.has_value());
   EXPECT_EQ(p[2].sweep->field, "window");
   EXPECT_FALSE(parse_eval_policies("window=8")[0].sweep.has_value());
+}
+
+}  // namespace
+}  // namespace attnsparse::policies
+
+namespace attnsparse::policies {
+namespace {
+
+// Mutations of valid specs (characters replaced, inserted, deleted; pieces of sweep
+// syntax spliced in): parsing either succeeds or throws UsageError with the text in the
+// message, never anything else, and never more than 64 values per sweep.
+TEST(PolicySweep, MutatedSpecsAreParsedOrRejectedCleanly) {
+  const std::vector<std::string> seeds = {"topk={8,16,32,64}", "h2o=budget:{64,128},recent:16",
+                                          "sink=4,window=32..1024*2", "quest=page:16,pages:2..16+2",
+                                          "L0-1:dense;default:topk={8,16}", "dilated=8:{1,2,4}", "topp=0.5..0.9+0.1"};
+  const std::string alphabet = "{},.:;=*+-0123456789eLHx ";
+  std::mt19937 rng(3);
+  int accepted = 0, rejected = 0;
+  for (int it = 0; it < 20000; ++it) {
+    std::string s = seeds[rng() % seeds.size()];
+    for (int m = 0, n = 1 + int(rng() % 4); m < n; ++m) {
+      const size_t at = s.empty() ? 0 : rng() % (s.size() + 1);
+      const char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 4) {
+        case 0: if (at < s.size()) s[at] = c; break;
+        case 1: s.insert(s.begin() + at, c); break;
+        case 2: if (at < s.size()) s.erase(at, 1); break;
+        default: s.insert(at, rng() % 2 ? ".." : "{"); break;
+      }
+    }
+    try {
+      const auto items = parse_eval_policies(s);
+      EXPECT_LE(items.size(), kMaxSweepValues) << s;
+      ++accepted;
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("policy"), std::string::npos) << s << ": " << e.what();
+      ++rejected;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << s << ": not a UsageError: " << e.what();
+    }
+  }
+  EXPECT_GT(accepted, 100);
+  EXPECT_GT(rejected, 100);
 }
 
 }  // namespace
