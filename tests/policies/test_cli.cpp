@@ -154,6 +154,7 @@ TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
   const std::string report = (dir / "bad.json").string();
   fs::remove(report);
   const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  std::ofstream(dir / "plainfile") << "x";  // --out DIR that is a regular file
   struct Case {
     std::string args, needle;
   };
@@ -174,6 +175,9 @@ TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
       {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy "
            "'window=8..64' --out '" + report + "'",
        "needs a step"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --out '" +
+           (dir / "plainfile").string() + "'",
+       "not a directory"},
       {"bench-attention --n 100 --head-dim 32 --heads 3 --kv-heads 2 --policy dense", "multiple"},
       {"bench-attention --n 100 --head-dim 32 --heads 4 --kv-heads 2 --policy 'topp=2'", "topp=2"},
   };
