@@ -185,8 +185,13 @@ EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>
     p.map.validate(n_layer, n_head);
     maps.push_back(p.map);
   }
-  for (const auto& d : docs)
+  for (const auto& d : docs) {
     if (d.tokens.size() < 2) fail_usage("document {} has fewer than 2 tokens", d.id);
+    for (size_t i = 0; i < d.tokens.size(); ++i)
+      if (d.tokens[i] < 0 || d.tokens[i] >= c.n_vocab)
+        fail_usage("document {}: token id {} at index {} is out of range (vocabulary size {})", d.id, d.tokens[i], i,
+                   c.n_vocab);
+  }
   const int64_t chunk = options.chunk, decode_tokens = options.decode_tokens;
   auto report = [&](EvalProgress::Stage stage, size_t di, size_t m = 0) {
     if (progress) progress({stage, di, docs.size(), &docs[di], m});

@@ -242,6 +242,8 @@ TEST(EvaluatePolicies, BadInputIsAUsageError) {
   EXPECT_THROW(evaluate_policies(tiny_model(), {}, policies({"dense"}), {}), UsageError);
   EXPECT_THROW(evaluate_policies(tiny_model(), docs, policies({"L5:window=4"}), {}), UsageError);  // 2 layers
   EXPECT_THROW(evaluate_policies(tiny_model(), {{"short", {5}}}, policies({"dense"}), {}), UsageError);
+  EXPECT_THROW(evaluate_policies(tiny_model(), {{"oov", {5, 512}}}, policies({"dense"}), {}), UsageError);  // vocab 512
+  EXPECT_THROW(evaluate_policies(tiny_model(), {{"neg", {5, -1}}}, policies({"dense"}), {}), UsageError);
   EvalOptions zero;
   zero.chunk = 0;
   EXPECT_THROW(evaluate_policies(tiny_model(), docs, policies({"dense"}), zero), UsageError);
