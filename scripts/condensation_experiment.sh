@@ -7,7 +7,7 @@
 # rows (trainer, held-out windows), attention width W_0.9 per layer (attnsparse analyze),
 # perplexity with dense attention and when inference keeps only the oracle top-8 /
 # dynamic top-k keys (attnsparse eval-policy). Writes OUT/results.md (table),
-# OUT/results.json and OUT/condensation.svg (plot).
+# OUT/results.json and OUT/condensation.html (charts, drawn by `attnsparse report`).
 #
 #   scripts/condensation_experiment.sh [BUILD_DIR]      (default: build)
 #
@@ -128,45 +128,9 @@ mv "$OUT/results.json.tmp" "$OUT/results.json"
     "| \(.name) | `\(.reg)` | \(.val_ppl|f(2)) | \(.mean_topk_mass|f(3)) | \(.sparse_share|f(3)) | \([.width_p90_per_layer[] | f(1) | tostring] | join(" / ")) | \(.dense_ppl|f(2)) | \(.topk_ppl|f(2)) (\(pct(.topk_ppl; .dense_ppl)); \(.topk_kept|f(3))) | \(.dyntopk_ppl|f(2)) (\(pct(.dyntopk_ppl; .dense_ppl)); \(.dyntopk_kept|f(3))) |"' "$OUT/results.json"
 } > "$OUT/results.md"
 
-# The plot: left, perplexity with dense attention and with the oracle top-8 at inference;
-# right, mean M_8 and the share of (0.05, 8)-sparse rows.
-jq -r '.runs[] | [.name, .dense_ppl, .topk_ppl, .mean_topk_mass, .sparse_share] | @tsv' "$OUT/results.json" |
-awk -F'\t' -v k="$K" '
-  { n++; name[n] = $1; dense[n] = $2; topk[n] = $3; mass[n] = $4; share[n] = $5
-    if ($2 > pmax) pmax = $2; if ($3 > pmax) pmax = $3 }
-  END {
-    W = 900; H = 380; top = 50; bottom = 300; pw = 380
-    printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H
-    printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-    printf "<text x=\"20\" y=\"22\" font-size=\"14\">Attention condensation: same model, data, seed and steps; k = %d</text>\n", k
-    pmax *= 1.1
-    for (p = 0; p < 2; p++) {
-      x0 = 60 + p * (pw + 80)
-      printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", x0, bottom, x0 + pw, bottom
-      printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", x0, top, x0, bottom
-      for (t = 0; t <= 4; t++) {
-        v = (p == 0 ? pmax : 1) * t / 4; y = bottom - (bottom - top) * t / 4
-        printf "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>", x0, y, x0 + pw, y
-        printf "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", x0 - 4, y + 4, (p == 0 ? sprintf("%.0f", v) : sprintf("%.2f", v))
-      }
-      printf "<text x=\"%d\" y=\"%d\">%s</text>\n", x0, top - 10, (p == 0 ? "perplexity (held-out documents)" : "attention mass in the top 8")
-      bw = pw / n
-      for (i = 1; i <= n; i++) {
-        a = (p == 0 ? dense[i] / pmax : mass[i]); b = (p == 0 ? topk[i] / pmax : share[i])
-        xa = x0 + (i - 1) * bw + bw * 0.12; w = bw * 0.36
-        printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#1f77b4\"/>", xa, bottom - (bottom - top) * a, w, (bottom - top) * a
-        printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ff7f0e\"/>\n", xa + w, bottom - (bottom - top) * b, w, (bottom - top) * b
-        va = (p == 0 ? sprintf("%.1f", dense[i]) : sprintf("%.2f", a)); vb = (p == 0 ? sprintf("%.1f", topk[i]) : sprintf("%.2f", b))
-        printf "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%s</text>", xa + w / 2, bottom - (bottom - top) * a - 3, va
-        printf "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%s</text>\n", xa + 1.5 * w, bottom - (bottom - top) * b - 3, vb
-        printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" font-size=\"11\">%s</text>\n", x0 + (i - 0.5) * bw, bottom + 16, name[i]
-      }
-      ly = bottom + 40
-      printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"#1f77b4\"/><text x=\"%d\" y=\"%d\">%s</text>", x0, ly, x0 + 16, ly + 11, (p == 0 ? "dense attention" : "mean M_8")
-      printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"#ff7f0e\"/><text x=\"%d\" y=\"%d\">%s</text>\n", x0 + 170, ly, x0 + 186, ly + 11, (p == 0 ? "oracle top-8 only" : "share of (0.05,8)-sparse rows")
-    }
-    print "</svg>"
-  }' > "$OUT/condensation.svg.tmp"
-mv "$OUT/condensation.svg.tmp" "$OUT/condensation.svg"
-log "done: $OUT/results.md, $OUT/results.json, $OUT/condensation.svg"
+# The page: perplexity with dense attention and with oracle top-k / dynamic top-k at
+# inference, attention mass, width per layer and the table (attnsparse report draws it
+# from results.json; rerun it on the file to redraw).
+"$BIN" report "$OUT/results.json" -o "$OUT/condensation.html" > /dev/null
+log "done: $OUT/results.md, $OUT/results.json, $OUT/condensation.html"
 cat "$OUT/results.md"

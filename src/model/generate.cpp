@@ -87,6 +87,20 @@ GenerateResult generate(const Model& model, std::span<const int32_t> prompt, int
   return res;
 }
 
+double token_nll(const float* row, int64_t n_vocab, int32_t target, int32_t* argmax) {
+  int32_t best = 0;
+  float mx = row[0];
+  for (int64_t v = 1; v < n_vocab; ++v)
+    if (row[v] > mx) {
+      mx = row[v];
+      best = static_cast<int32_t>(v);
+    }
+  double sum = 0;
+  for (int64_t v = 0; v < n_vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+  if (argmax) *argmax = best;
+  return static_cast<double>(mx) + std::log(sum) - row[target];
+}
+
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, int64_t ctx,
                             int64_t stride, const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -110,11 +124,7 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     // logits in memory, not the window's).
     opts.on_logits = [&](int64_t row, const float* lg) {
       const int64_t t = begin + row + 1;
-      float mx = lg[0];
-      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, lg[i]);
-      double sum = 0;
-      for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(lg[i]) - mx);
-      const double nll = std::log(sum) + mx - lg[tokens[t]];
+      const double nll = token_nll(lg, V, tokens[t]);
       if (!std::isfinite(nll)) fail("perplexity: non-finite log-likelihood at token {}", t);
       res.nll_sum += nll;
       ++res.scored;

@@ -41,6 +41,12 @@ GenerateResult generate(const Model& model, std::span<const int32_t> prompt, int
                         const SamplingParams& params,
                         const std::function<void(int32_t)>& on_token = {});
 
+// Next-token negative log-likelihood (nats) of `target` under one row of logits:
+// log-sum-exp in double around the row's maximum, minus the target's logit. When argmax
+// is given it receives the row's arg-max (the lowest id on ties). Non-finite logits give
+// a non-finite result (callers report it).
+double token_nll(const float* logits, int64_t n_vocab, int32_t target, int32_t* argmax = nullptr);
+
 struct PerplexityResult {
   int64_t tokens = 0;   // tokens of the input
   int64_t scored = 0;   // tokens predicted (all but the first)

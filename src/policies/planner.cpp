@@ -142,8 +142,8 @@ ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& 
       if (j >= 0) row.push_back(j);
     };
     if (p.kind == Kind::Dilated) {
-      for (int64_t m = p.window - 1; m >= 0; --m)
-        if (t - p.rate * m >= 0) add(t - p.rate * m);
+      // Only the m with t - r*m >= 0 (the window may be far longer than the context).
+      for (int64_t m = std::min(p.window - 1, t / p.rate); m >= 0; --m) add(t - p.rate * m);
     } else {  // strided: the multiples of l before the local window, then the window
       const int64_t local = std::max<int64_t>(0, t - p.rate + 1);
       for (int64_t pos = t % p.rate; pos < local; pos += p.rate) add(pos);

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "policies/checked.h"
 
 namespace attnsparse::policies {
 
@@ -21,12 +22,23 @@ struct Parser {
     fail_usage("policy '{}': {} (see --help for the policy syntax)", spec, problem);
   }
 
+  // A size or position parameter in [min, kMaxPolicyParam].
   int64_t integer(std::string_view text, const char* what, int64_t min) const {
-    int64_t v = 0;
-    size_t i = 0;
-    for (; i < text.size() && i < 19 && text[i] >= '0' && text[i] <= '9'; ++i) v = v * 10 + (text[i] - '0');
-    if (text.empty() || i != text.size()) bad(fmt::format("{} '{}' is not a non-negative integer", what, text));
-    if (v < min) bad(fmt::format("{} must be >= {} (got {})", what, min, v));
+    const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) bad(fmt::format("{} '{}' is not a non-negative integer", what, text));
+    const std::optional<uint64_t> v = parse_decimal(text);
+    if (!v || *v > static_cast<uint64_t>(kMaxPolicyParam))
+      bad(fmt::format("{} must be at most {} (got {})", what, kMaxPolicyParam, text));
+    if (static_cast<int64_t>(*v) < min) bad(fmt::format("{} must be >= {} (got {})", what, min, *v));
+    return static_cast<int64_t>(*v);
+  }
+
+  // Any uint64 (seeds).
+  std::optional<uint64_t> unsigned_integer(std::string_view text, const char* what) const {
+    const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) bad(fmt::format("{} '{}' is not a non-negative integer", what, text));
+    const std::optional<uint64_t> v = parse_decimal(text);
+    if (!v) bad(fmt::format("{} '{}' is out of range (at most 18446744073709551615)", what, text));
     return v;
   }
 
@@ -137,7 +149,7 @@ Policy Policy::parse(std::string_view raw) {
     p.sink = ps.integer(ps.need(f, "global"), "global", 0);
     p.window = ps.integer(ps.need(f, "window"), "window", 1);
     p.random = ps.integer(ps.need(f, "random"), "random", 0);
-    p.seed = f.count("seed") ? static_cast<uint64_t>(ps.integer(f.at("seed"), "seed", 0)) : 0;
+    p.seed = f.count("seed") ? *ps.unsigned_integer(f.at("seed"), "seed") : 0;
   } else if (name == "topk") {
     needs_args();
     p.kind = Kind::TopK;
@@ -225,7 +237,7 @@ bool Policy::may_need(int64_t pos, int64_t next_query) const {
   switch (kind) {
     case Kind::Window: return d < window;
     case Kind::SinkWindow: return pos < sink || d < window;
-    case Kind::Dilated: return d <= rate * (window - 1);
+    case Kind::Dilated: return d <= saturating_mul(rate, window - 1);
     case Kind::Block: return pos / rate >= next_query / rate;
     default: return true;
   }

@@ -40,11 +40,11 @@ const char* verdict_label(const std::string& v) {
 }
 
 // One series per layer: x = layer, y = per_layer[l].metrics[name].mean with its interval.
-Series layer_series(const json& report, const std::string& metric, const std::string& label) {
+Series layer_series(json& report, const std::string& metric, const std::string& label) {
   Series s;
   s.name = label;
-  for (const json& l : report["per_layer"]) {
-    const json& m = l["metrics"][metric];
+  for (json& l : report["per_layer"]) {
+    json& m = l["metrics"][metric];
     s.x.push_back(number(l["layer"]));
     s.y.push_back(number(m["mean"]));
     s.low.push_back(number(m["low"]));
@@ -53,9 +53,9 @@ Series layer_series(const json& report, const std::string& metric, const std::st
   return s;
 }
 
-std::string verdict_section(const json& report) {
+std::string verdict_section(json& report) {
   std::vector<std::vector<std::string>> rows, classes;
-  for (const json& c : report["conjectures"]) {
+  for (json& c : report["conjectures"]) {
     const std::string v = c["verdict"].get<std::string>();
     std::string evidence = c["detail"].get<std::string>();
     if (c.value("insufficient_data", false)) evidence += " (insufficient data)";
@@ -70,7 +70,7 @@ std::string verdict_section(const json& report) {
               "Wilcoxon p < 0.01 in >= 90% of layers; C5 mean top-32 overlap at gap 128 >= 0.8 (>= 0.4 partial).");
 }
 
-std::string width_charts(const json& report) {
+std::string width_charts(json& report) {
   ChartSpec spec;
   spec.title = "Normalised width w_p = W_p / (t+1) per layer";
   spec.x = linear_axis("layer");
@@ -95,7 +95,7 @@ std::string width_charts(const json& report) {
   return grid({chart(spec, s), chart(abs, a), chart(ent, {layer_series(report, "entropy_norm", "H / ln(t+1)")})});
 }
 
-std::string sink_recency_charts(const json& report) {
+std::string sink_recency_charts(json& report) {
   ChartSpec mass;
   mass.title = "Sink and recency mass per layer";
   mass.x = linear_axis("layer");
@@ -123,13 +123,13 @@ std::string sink_recency_charts(const json& report) {
   ratio.y = log_axis("median ratio");
   ratio.y_rules = {{5.0, "verdict threshold"}, {1.0, "uniform"}};
   std::vector<Series> rs;
-  for (const json& c : report["conjectures"]) {
+  for (json& c : report["conjectures"]) {
     const int id = c["id"].get<int>();
     if (id != 3 && id != 4) continue;
     Series s;
     s.name = id == 3 ? fmt::format("R_{} / baseline (C3)", c["statistics"].value("window", 32))
                      : "a_0 (t+1) (C4)";
-    for (const json& l : c["statistics"]["per_layer"]) {
+    for (json& l : c["statistics"]["per_layer"]) {
       s.x.push_back(number(l["layer"]));
       s.y.push_back(number(l["median_ratio"]));
     }
@@ -138,7 +138,7 @@ std::string sink_recency_charts(const json& report) {
   return grid({chart(mass, ms), chart(share, ss), chart(ratio, rs)});
 }
 
-std::string head_section(const json& report) {
+std::string head_section(json& report) {
   const int L = report["counts"]["layers"].get<int>(), H = report["counts"]["heads"].get<int>();
   std::vector<std::vector<int>> labels(L, std::vector<int>(H, -1));
   std::vector<std::vector<std::string>> tips(L, std::vector<std::string>(H));
@@ -154,7 +154,7 @@ std::string head_section(const json& report) {
   width.lo = 0;
   sink.lo = 0;
   sink.hi = 1;
-  for (const json& h : report["per_head"]) {
+  for (json& h : report["per_head"]) {
     const int l = h["layer"].get<int>(), k = h["head"].get<int>();
     if (l >= L || k >= H) continue;
     labels[l][k] = h["cluster"].is_number() ? h["cluster"].get<int>() : -1;
@@ -167,7 +167,7 @@ std::string head_section(const json& report) {
                              format_number(at(h, {"features", "entropy_norm"})),
                              format_number(at(h, {"features", "persistence_overlap_k32"})));
   }
-  const json& cl = report["clusters"];
+  json& cl = report["clusters"];
   const std::string title = cl["best_k"].is_number()
                                 ? fmt::format("Head clusters (k = {}, silhouette {})", cl["best_k"].get<int>(),
                                               format_number(number(cl["silhouette"])))
@@ -177,12 +177,12 @@ std::string head_section(const json& report) {
   if (cl["best_k"].is_number()) {
     const int k = cl["best_k"].get<int>();
     std::vector<std::string> header = {"cluster", "heads"};
-    for (const json& f : cl["features"]) header.push_back(f.get<std::string>());
+    for (json& f : cl["features"]) header.push_back(f.get<std::string>());
     std::vector<std::vector<std::string>> rows;
     for (int c = 0; c < k; ++c) {
       int count = 0;
       std::vector<double> sum(cl["features"].size(), 0.0);
-      for (const json& h : report["per_head"]) {
+      for (json& h : report["per_head"]) {
         if (!h["cluster"].is_number() || h["cluster"].get<int>() != c) continue;
         ++count;
         for (size_t f = 0; f < sum.size(); ++f) sum[f] += number(h["features"][cl["features"][f].get<std::string>()]);
@@ -194,12 +194,12 @@ std::string head_section(const json& report) {
     html += table(header, rows);
   }
   std::vector<std::vector<std::string>> cand;
-  for (const json& c : cl["candidates"])
+  for (json& c : cl["candidates"])
     cand.push_back({text_of(c["k"]), text_of(c["silhouette"]), text_of(c["inertia"])});
   html += table({"k", "silhouette", "inertia"}, cand);
-  const json& st = cl["stability"];
+  json& st = cl["stability"];
   std::vector<std::vector<std::string>> pairs;
-  for (const json& p : st["pairs"]) {
+  for (json& p : st["pairs"]) {
     if (pairs.size() >= 30) break;
     pairs.push_back({p["a"].get<std::string>(), p["b"].get<std::string>(), text_of(p["ari"])});
   }
@@ -211,7 +211,7 @@ std::string head_section(const json& report) {
   return html;
 }
 
-std::string persistence_chart(const json& report) {
+std::string persistence_chart(json& report) {
   ChartSpec spec;
   spec.title = "Persistence against the gap";
   spec.x = log_axis("gap (tokens)", true);
@@ -225,7 +225,7 @@ std::string persistence_chart(const json& report) {
     Series s;
     s.name = name;
     s.dashed = std::string(name).starts_with("h2o");
-    for (const json& g : report["persistence"]) {
+    for (json& g : report["persistence"]) {
       s.x.push_back(number(g["gap"]));
       s.y.push_back(at(g, {name, "mean"}));
       s.low.push_back(at(g, {name, "low"}));
@@ -241,10 +241,10 @@ std::string persistence_chart(const json& report) {
   layer_spec.y.min = 0;
   layer_spec.y.max = 1;
   std::vector<Series> per_layer;
-  for (const json& g : report["persistence"]) {
+  for (json& g : report["persistence"]) {
     Series s;
     s.name = fmt::format("gap {}", g["gap"].get<int>());
-    const json& v = g["per_layer"]["overlap_k32"];
+    json& v = g["per_layer"]["overlap_k32"];
     for (size_t l = 0; l < v.size(); ++l) {
       s.x.push_back(double(l));
       s.y.push_back(at(v[l], {"mean"}));
@@ -254,7 +254,7 @@ std::string persistence_chart(const json& report) {
   return grid({chart(spec, series), chart(layer_spec, per_layer)});
 }
 
-std::string distribution_charts(const json& report) {
+std::string distribution_charts(json& report) {
   struct Kind {
     const char* key;
     const char* title;
@@ -266,10 +266,10 @@ std::string distribution_charts(const json& report) {
                         {"recent_ratio", "Distribution of R_w / baseline (C3 window)", "R_w / baseline"},
                         {"sink_ratio", "Distribution of a_0 (t+1)", "a_0 (t+1)"}};
   std::vector<std::string> charts;
-  const json& d = report["distributions"];
+  json& d = report["distributions"];
   for (const Kind& k : kinds) {
     if (!d.contains(k.key)) continue;
-    const json& h = d[k.key];
+    json& h = d[k.key];
     const bool log10 = h["log10"].get<bool>();
     const double lo = h["lo"].get<double>(), hi = h["hi"].get<double>();
     const int bins = h["bins"].get<int>();
@@ -278,12 +278,12 @@ std::string distribution_charts(const json& report) {
     spec.x = log10 ? log_axis(k.x) : linear_axis(k.x);
     spec.y = linear_axis("share of rows per bin (%)");
     spec.y.min = 0;
-    auto series_of = [&](const json& counts, const std::string& name) {
+    auto series_of = [&](json& counts, const std::string& name) {
       Series s;
       s.name = name;
       s.markers = false;
       double total = 0;
-      for (const json& c : counts) total += c.get<double>();
+      for (json& c : counts) total += c.get<double>();
       for (int i = 1; i <= bins; ++i) {
         const double x = lo + (hi - lo) * (i - 0.5) / bins;
         s.x.push_back(log10 ? std::pow(10.0, x) : x);
@@ -292,7 +292,7 @@ std::string distribution_charts(const json& report) {
       return s;
     };
     std::vector<Series> series = {series_of(h["counts"], "all layers")};
-    const json& per = h["per_layer"];
+    json& per = h["per_layer"];
     const size_t L = per.size();
     if (L >= 3) {
       series.push_back(series_of(per[0], "first layer"));
@@ -302,7 +302,7 @@ std::string distribution_charts(const json& report) {
     }
     const double total = [&] {
       double t = 0;
-      for (const json& c : h["counts"]) t += c.get<double>();
+      for (json& c : h["counts"]) t += c.get<double>();
       return t;
     }();
     const double under = h["counts"][0].get<double>(), over = h["counts"][bins + 1].get<double>();
@@ -313,9 +313,9 @@ std::string distribution_charts(const json& report) {
   return grid(charts);
 }
 
-std::string layer_table(const json& report) {
+std::string layer_table(json& report) {
   std::vector<std::vector<std::string>> rows;
-  for (const json& l : report["per_layer"]) {
+  for (json& l : report["per_layer"]) {
     auto mean = [&](const char* m) { return format_number(at(l, {"metrics", m, "mean"})); };
     rows.push_back({text_of(l["layer"]), text_of(l["rows"]), mean("width_norm_p50"), mean("width_norm_p90"),
                     mean("width_p90"), mean("entropy"), mean("entropy_norm"), mean("sink_mass"), mean("sink_argmax"),
@@ -326,7 +326,7 @@ std::string layer_table(const json& report) {
                rows);
 }
 
-void flatten(const json& j, const std::string& prefix, std::vector<std::vector<std::string>>& rows) {
+void flatten(json& j, const std::string& prefix, std::vector<std::vector<std::string>>& rows) {
   if (j.is_object()) {
     for (auto it = j.begin(); it != j.end(); ++it)
       flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), rows);
@@ -335,48 +335,17 @@ void flatten(const json& j, const std::string& prefix, std::vector<std::vector<s
   }
 }
 
-std::string documents_table(const json& report) {
+std::string documents_table(json& report) {
   std::vector<std::vector<std::string>> rows;
-  const json& docs = report["documents"];
+  json& docs = report["documents"];
   for (size_t i = 0; i < docs.size() && i < 200; ++i) {
-    const json& d = docs[i];
+    json& d = docs[i];
     rows.push_back({std::to_string(i), d["id"].get<std::string>(), d["dataset"].get<std::string>(),
                     text_of(d["tokens"]), text_of(d["original_tokens"]), text_of(d["rows"])});
   }
   std::string html = table({"doc", "id", "dataset", "tokens", "before truncation", "rows"}, rows);
   if (docs.size() > 200) html += note(fmt::format("... and {} more (see report.json).", docs.size() - 200));
   return html;
-}
-
-// Marks the page once every SVG element has parsed (for the headless-browser test).
-std::string loaded_marker_script(size_t expected_svgs) {
-  return fmt::format(R"(<script>
-(function () {{
-  var errors = [];
-  window.addEventListener('error', function (e) {{ errors.push(String(e.message)); }});
-  function check() {{
-    var svgs = document.getElementsByTagName('svg');
-    var ok = svgs.length === {0} && errors.length === 0;
-    for (var i = 0; i < svgs.length && ok; i++) {{
-      if (!(svgs[i] instanceof SVGSVGElement) || svgs[i].childElementCount === 0) ok = false;
-    }}
-    if (ok) {{
-      document.body.setAttribute('data-report-ok', String(svgs.length));
-      document.title = document.title + ' [ok]';
-    }} else {{
-      document.body.setAttribute('data-report-error', 'svgs ' + svgs.length + ' of {0}; ' + errors.join('; '));
-    }}
-  }}
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', check); else check();
-}})();
-</script>)",
-                     expected_svgs);
-}
-
-size_t count_svgs(const std::string& html) {
-  size_t n = 0;
-  for (size_t pos = html.find("<svg"); pos != std::string::npos; pos = html.find("<svg", pos + 4)) ++n;
-  return n;
 }
 
 }  // namespace
@@ -437,8 +406,12 @@ std::string cluster_grid_svg(const std::vector<std::vector<int>>& labels,
   return svg;
 }
 
-std::string analysis_html(const json& report) {
-  const json& counts = report["counts"];
+// The renderers read the report through non-const access: a missing key reads as null
+// (and a null where a value is needed throws json::exception) instead of the undefined
+// behaviour of const operator[] on a file that lacks a field (attnsparse report).
+std::string analysis_html(const json& original) {
+  json report = original;
+  json& counts = report["counts"];
   const std::string model = report.contains("model") ? report["model"].value("name", report["model"].value("path", "model")) : "model";
   std::string intro = "<p>";
   intro += html_escape(fmt::format(
@@ -467,13 +440,14 @@ std::string analysis_html(const json& report) {
   return html_page("attnsparse analysis: " + model, sections, intro);
 }
 
-std::string verdict_table_text(const json& report) {
+std::string verdict_table_text(const json& original) {
+  json report = original;
   std::string out;
-  const json& c = report["counts"];
+  json& c = report["counts"];
   out += fmt::format("{} documents, {} tokens, {} rows, {} layers x {} heads\n", text_of(c["documents"]),
                      text_of(c["tokens"]), text_of(c["rows"]), text_of(c["layers"]), text_of(c["heads"]));
   out += fmt::format("{:<3} {:<48} {:<14} {}\n", "#", "conjecture", "verdict", "evidence");
-  for (const json& k : report["conjectures"]) {
+  for (json& k : report["conjectures"]) {
     std::string evidence = k["detail"].get<std::string>();
     if (k.value("insufficient_data", false)) evidence += " (insufficient data)";
     out += fmt::format("C{:<2} {:<48} {:<14} {}\n", k["id"].get<int>(), k["name"].get<std::string>(),

@@ -118,6 +118,13 @@ std::vector<double> ticks(const Mapper& m, bool pow2, bool integer = false) {
           if (lv >= m.lo - eps && lv <= m.hi + eps) t.push_back(v);
         }
     }
+    if (t.size() < 3) {  // a narrow range (less than a factor of 2.5): evenly spaced round values
+      const double a = std::pow(10.0, m.lo), b = std::pow(10.0, m.hi), raw = (b - a) / 5;
+      const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+      const double step = raw / mag < 1.5 ? mag : raw / mag < 3 ? 2 * mag : raw / mag < 7 ? 5 * mag : 10 * mag;
+      t.clear();
+      for (double v = std::ceil(a / step) * step; v <= b * (1 + 1e-12); v += step) t.push_back(v);
+    }
     return t;
   }
   const double span = m.hi - m.lo, raw = span / 6;
@@ -141,6 +148,20 @@ std::string tick_label(double v, bool pow2) {
     return fmt::format("{:.0e}", v);
   }
   return fmt::format("{:g}", v);
+}
+
+// One point marker centred on (cx, cy); `inner` goes inside the element (a tooltip).
+std::string marker_svg(Marker m, double cx, double cy, const std::string& color, const std::string& inner) {
+  switch (m) {
+    case Marker::Ring:
+      return fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="6" fill="none" stroke="{}" stroke-width="1.6">{}</circle>)",
+                         cx, cy, color, inner);
+    case Marker::Diamond:
+      return fmt::format(R"(<polygon points="{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}" fill="{}">{}</polygon>)",
+                         cx, cy - 5, cx + 5, cy, cx, cy + 5, cx - 5, cy, color, inner);
+    case Marker::Dot: break;
+  }
+  return fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="2.8" fill="{}">{}</circle>)", cx, cy, color, inner);
 }
 
 std::string svg_open(double w, double h) {
@@ -260,19 +281,22 @@ std::string chart(const ChartSpec& spec, const std::vector<Series>& series) {
                              mx(s.x[i]), my(s.low[i]), my(s.high[i]), color);
       }
     }
-    std::string pts, dots;
+    std::string pts, dots, texts;
     for (size_t i = 0; i < n; ++i) {
       if (!mx.valid(s.x[i]) || !my.valid(s.y[i])) continue;
-      pts += fmt::format("{:.1f},{:.1f} ", mx(s.x[i]), my(s.y[i]));
-      if (s.markers)
-        dots += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="2.8" fill="{}"><title>{}{}: ({}, {})</title></circle>)",
-                            mx(s.x[i]), my(s.y[i]), color, html_escape(s.name), s.name.empty() ? "" : " ",
-                            format_number(s.x[i], 4), format_number(s.y[i], 4));
+      const double cx = mx(s.x[i]), cy = my(s.y[i]);
+      pts += fmt::format("{:.1f},{:.1f} ", cx, cy);
+      const std::string tip = fmt::format("<title>{}{}: ({}, {})</title>", html_escape(s.name), s.name.empty() ? "" : " ",
+                                          format_number(s.x[i], 4), format_number(s.y[i], 4));
+      if (s.markers) dots += marker_svg(s.marker, cx, cy, color, tip);
+      if (i < s.labels.size() && !s.labels[i].empty())
+        texts += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" font-size="9" fill="{}">{}</text>)", cx + 4, cy - 4, color,
+                             html_escape(s.labels[i]));
     }
     if (s.line && !pts.empty())
       out += fmt::format(R"(<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6"{}/>)", pts, color,
                          s.dashed ? R"( stroke-dasharray="5,4")" : "");
-    out += dots;
+    out += dots + texts;
   }
   out += "</g>";
 
@@ -285,8 +309,10 @@ std::string chart(const ChartSpec& spec, const std::vector<Series>& series) {
     if (s.line)
       out += fmt::format(R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2"{}/>)",
                          item.x, y, item.x + 22, y, color, s.dashed ? R"( stroke-dasharray="5,4")" : "");
-    if (s.markers || !s.line)
+    if ((s.markers || !s.line) && s.marker == Marker::Dot)
       out += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"/>)", item.x + 11, y, color);
+    else if (s.markers || !s.line)
+      out += marker_svg(s.marker, item.x + 11, y, color, "");
     out += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" font-size="11" fill="#222">{}</text>)", item.x + 28, y + 4,
                        html_escape(s.name));
   }
@@ -477,6 +503,36 @@ std::string html_page(const std::string& title, const std::vector<Section>& sect
     body += s.html;
   }
   return html_page(title, body);
+}
+
+std::string loaded_marker_script(size_t expected_svgs) {
+  return fmt::format(R"(<script>
+(function () {{
+  var errors = [];
+  window.addEventListener('error', function (e) {{ errors.push(String(e.message)); }});
+  function check() {{
+    var svgs = document.getElementsByTagName('svg');
+    var ok = svgs.length === {0} && errors.length === 0;
+    for (var i = 0; i < svgs.length && ok; i++) {{
+      if (!(svgs[i] instanceof SVGSVGElement) || svgs[i].childElementCount === 0) ok = false;
+    }}
+    if (ok) {{
+      document.body.setAttribute('data-report-ok', String(svgs.length));
+      document.title = document.title + ' [ok]';
+    }} else {{
+      document.body.setAttribute('data-report-error', 'svgs ' + svgs.length + ' of {0}; ' + errors.join('; '));
+    }}
+  }}
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', check); else check();
+}})();
+</script>)",
+                     expected_svgs);
+}
+
+size_t count_svgs(const std::string& html) {
+  size_t n = 0;
+  for (size_t pos = html.find("<svg"); pos != std::string::npos; pos = html.find("<svg", pos + 4)) ++n;
+  return n;
 }
 
 }  // namespace attnsparse::report

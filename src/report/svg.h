@@ -53,6 +53,10 @@ Axis log_axis(std::string label, bool pow2_ticks = false);
 // How Series::low / Series::high are drawn.
 enum class IntervalStyle { Band, Bars };
 
+// Point markers: a filled dot, a hollow ring around the point (to mark points of other
+// series, e.g. the Pareto-optimal ones), a filled diamond (a reference point).
+enum class Marker { Dot, Ring, Diamond };
+
 struct Series {
   std::string name;              // legend entry; "" = not in the legend
   std::vector<double> x, y;      // points; non-finite values (or <= 0 on a log axis) are skipped
@@ -62,6 +66,8 @@ struct Series {
   bool markers = true;           // draw a dot per point
   bool dashed = false;
   IntervalStyle interval = IntervalStyle::Band;
+  Marker marker = Marker::Dot;
+  std::vector<std::string> labels;  // optional text beside each point ("" = none)
 };
 
 struct ChartSpec {
@@ -128,6 +134,15 @@ struct Section {
 // CSS classes available to content: note, grid, good, bad, l (left-aligned cell), mono.
 std::string html_page(const std::string& title, const std::vector<Section>& sections,
                       const std::string& intro_html = "");
+
+// A script that marks the page once it has loaded: <body data-report-ok="N"> and a
+// title suffix " [ok]" when exactly `expected_svgs` SVG elements parsed, each with
+// content, and no script error occurred; else <body data-report-error="...">. Lets a
+// headless browser check the page (tests/report).
+std::string loaded_marker_script(size_t expected_svgs);
+
+// Number of "<svg" elements in an HTML text.
+size_t count_svgs(const std::string& html);
 
 // The same page around one raw body (kept for callers that build their own layout).
 std::string html_page(const std::string& title, const std::string& body_html);

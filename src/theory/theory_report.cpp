@@ -106,6 +106,7 @@ json simulation_json(const SimOptions& opt, const std::vector<SettingResult>& re
       j["fits"].push_back(f);
     }
     s["top1_mean"] = per_n(r.top1, &Summary::mean);
+    s["top1_trials"] = r.top1;
     s["dynamic_rule"] = {{"alpha", r.dyn_alpha}, {"C", r.dyn_C}};
     s["rules"] = json::array();
     for (const auto& rr : r.rules)
@@ -116,7 +117,11 @@ json simulation_json(const SimOptions& opt, const std::vector<SettingResult>& re
                             {"err_p10", per_n(rr.err, &Summary::p10)},
                             {"err_p90", per_n(rr.err, &Summary::p90)},
                             {"rel_err_mean", per_n(rr.rel, &Summary::mean)},
-                            {"tail_mean", per_n(rr.tail, &Summary::mean)}});
+                            {"tail_mean", per_n(rr.tail, &Summary::mean)},
+                            // Per trial, so that `attnsparse report` redraws the intervals.
+                            {"err_trials", rr.err},
+                            {"rel_err_trials", rr.rel},
+                            {"tail_trials", rr.tail}});
     j["settings"].push_back(s);
   }
   return j;

@@ -13,4 +13,10 @@ nlohmann::json simulation_json(const SimOptions& opt, const std::vector<SettingR
 std::string simulation_table(const SimOptions& opt, const std::vector<SettingResult>& res);
 std::string simulation_html(const SimOptions& opt, const std::vector<SettingResult>& res);
 
+// The same pages drawn from the JSON the verbs wrote (attnsparse report): the options and
+// results are read back, then drawn by simulation_html / fit_html. Throws Error or
+// nlohmann::json::exception for a file that does not have the expected fields.
+std::string simulation_html_from_json(const nlohmann::json& j);
+std::string fit_html_from_json(const nlohmann::json& j);
+
 }  // namespace attnsparse::theory

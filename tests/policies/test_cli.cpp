@@ -120,12 +120,41 @@ TEST(PolicyCli, EvalPolicyWritesTheReport) {
   EXPECT_EQ(p[3]["real_decode"]["tokens"], 10);
 }
 
+// Fuzzing: a dilated window of 2^31 - 1 looped over the whole window per query (a hang);
+// it is now clamped to the context: each query keeps only itself (rate 2^31 - 1).
+// A sweep through the command line records its field and value.
+TEST(PolicyCli, EvalPolicyHugeDilatedWindowAndASweep) {
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  REQUIRE_SHARED_FILE(model);
+  const fs::path dir = work_dir();
+  fs::create_directories(dir);
+  const fs::path data = dir / "doc.tok";
+  fs::copy_file(reference_dir() + "/expected/llama-spm-f32.random.tokens.txt", data,
+                fs::copy_options::overwrite_existing);
+  const std::string report = (dir / "sweep.json").string();
+  const CliRun r = run("eval-policy '" + model + "' --data '" + data.string() +
+                       "' --policy dilated=2147483647:2147483647 --policy 'window={4,8}' --max-tokens 60 --threads 1 "
+                       "--out '" + report + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream in(report);
+  const auto j = nlohmann::json::parse(in);
+  const auto& p = j["policies"];
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_NEAR(p[0]["kept_fraction"].get<double>(), 60.0 / (60.0 * 61.0 / 2.0), 1e-12);
+  EXPECT_FALSE(p[0].contains("sweep"));
+  EXPECT_EQ(p[2]["policy"], "window=8");
+  EXPECT_EQ(p[2]["sweep"]["spec"], "window={4,8}");
+  EXPECT_EQ(p[2]["sweep"]["field"], "window");
+  EXPECT_EQ(p[2]["sweep"]["value"], 8);
+}
+
 TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
   const fs::path dir = work_dir();
   fs::create_directories(dir);
   const std::string report = (dir / "bad.json").string();
   fs::remove(report);
   const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  std::ofstream(dir / "plainfile") << "x";  // --out DIR that is a regular file
   struct Case {
     std::string args, needle;
   };
@@ -137,6 +166,18 @@ TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
       {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy 'L9:window=3' --out '" +
            report + "'",
        "layer 9"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy "
+           "'sink=9223372036854775807,window=1' --out '" + report + "'",
+       "sink must be at most 2147483647"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy "
+           "'topk={0,8}' --out '" + report + "'",
+       "policy 'topk={0,8}', k = 0: k must be >= 1"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --policy "
+           "'window=8..64' --out '" + report + "'",
+       "needs a step"},
+      {"eval-policy '" + model + "' --data '" + reference_dir() + "/longbench/sample.jsonl' --out '" +
+           (dir / "plainfile").string() + "'",
+       "not a directory"},
       {"bench-attention --n 100 --head-dim 32 --heads 3 --kv-heads 2 --policy dense", "multiple"},
       {"bench-attention --n 100 --head-dim 32 --heads 4 --kv-heads 2 --policy 'topp=2'", "topp=2"},
   };

@@ -72,6 +72,25 @@ TEST(KeySets, PositionalPoliciesMatchTheirDefinitions) {
   }
 }
 
+// Windows far longer than the context (fuzzing: dilated=2147483647:2147483647 looped
+// 2^31 times per query): the planned lists stop at position 0; truth in closed form.
+TEST(KeySets, DilatedWindowsLongerThanTheContextAreClamped) {
+  for (const char* text : {"dilated=2147483647:2147483647", "dilated=2147483647:7", "dilated=1000:4",
+                           "dilated=2147483647:1"}) {
+    const Policy pol = Policy::parse(text);
+    Problem p = make_problem(40, 25, 65, 4, 2, 16, 3);
+    const ops::KeySet ks = plan_uniform(pol, p);
+    for (int h = 0; h < 4; h += 3)
+      for (int64_t i = 0; i < 40; ++i) {
+        const int64_t t = 25 + i;
+        std::set<int64_t> want;
+        for (int64_t j = 0; j <= t; ++j)
+          if ((t - j) % pol.rate == 0 && (t - j) / pol.rate < pol.window) want.insert(j);
+        ASSERT_EQ(members(ks, p, h, i), want) << text << " t " << t;
+      }
+  }
+}
+
 TEST(KeySets, BigBirdIsGlobalWindowAndExactlyRRandomCausalKeys) {
   const Policy pol = Policy::parse("bigbird=global:2,window:4,random:3,seed:11");
   Problem whole = make_problem(60, 0, 60, 2, 1, 16, 2);

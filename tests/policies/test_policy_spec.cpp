@@ -166,3 +166,49 @@ TEST(PolicyMap, ValidationRules) {
 
 }  // namespace
 }  // namespace attnsparse::policies
+
+namespace attnsparse::policies {
+namespace {
+
+// Fuzzing found these read as negative numbers or overflowing later arithmetic: every
+// size or position parameter is checked against [min, 2^31 - 1] (cache positions are
+// int32), the seed against uint64, and the message names the spec and the field.
+TEST(PolicySpec, OutOfRangeIntegersAreRejectedNamingSpecAndField) {
+  struct Case {
+    const char* spec;
+    const char* needle;
+  };
+  const Case cases[] = {
+      {"topk=9999999999999999999", "k must be at most 2147483647 (got 9999999999999999999)"},
+      {"topk=99999999999999999999999", "k must be at most 2147483647"},
+      {"dilated=1000000000000:1000000000000", "dilated window must be at most 2147483647"},
+      {"dilated=4:1000000000000", "dilation rate must be at most 2147483647"},
+      {"quest=page:9223372036854775807,pages:1", "page must be at most 2147483647"},
+      {"sink=9223372036854775807,window=1", "sink must be at most 2147483647"},
+      {"window=2147483648", "window must be at most 2147483647"},
+      {"h2o=budget:18446744073709551616,recent:1", "budget must be at most 2147483647"},
+      {"bigbird=global:1,window:4,random:2,seed:18446744073709551616", "seed '18446744073709551616' is out of range"},
+  };
+  for (const Case& c : cases) {
+    try {
+      Policy::parse(c.spec);
+      ADD_FAILURE() << "accepted " << c.spec;
+    } catch (const UsageError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(std::string("policy '") + c.spec + "'"), std::string::npos) << m;
+      EXPECT_NE(m.find(c.needle), std::string::npos) << m;
+    }
+  }
+  // The largest values are accepted and kept exactly.
+  EXPECT_EQ(Policy::parse("window=2147483647").window, 2147483647);
+  EXPECT_EQ(Policy::parse("bigbird=global:1,window:4,random:2,seed:18446744073709551615").seed,
+            18446744073709551615ull);
+  const Policy d = Policy::parse("dilated=2147483647:2147483647");
+  // (2^31 - 1) * (2^31 - 2) fits int64: a key is needed while within the span.
+  EXPECT_TRUE(d.may_need(0, 2147483647));
+  EXPECT_TRUE(d.may_need(5, 4611686011984936967));  // distance (2^31-1)*(2^31-2): the last m
+  EXPECT_FALSE(d.may_need(5, 4611686011984936968));
+}
+
+}  // namespace
+}  // namespace attnsparse::policies
