@@ -55,8 +55,8 @@ std::vector<int32_t> top_indices(const T* v, int64_t n, int k) {
   std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [v](int32_t a, int32_t b) {
     return v[a] > v[b] || (v[a] == v[b] && a < b);
   });
-  idx.resize(kk);
-  return idx;
+  // A vector of exactly kk entries (the caller may keep many of them: no n-long capacity).
+  return std::vector<int32_t>(idx.begin(), idx.begin() + kk);
 }
 
 }  // namespace
