@@ -15,6 +15,7 @@
 #include "cli/verb.h"
 #include "core/error.h"
 #include "io/corpus.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "model/model_util.h"
 #include "ops/attention.h"
@@ -142,8 +143,8 @@ void run(const Options& o) {
   if (params.sampling.rows == RowKind::Prefill && window <= o.min_query)
     fail_usage("--max-tokens {}: rows start at query position --min-query {}, so the window must be longer", window,
                o.min_query);
-  if (cfg.arch == "gpt2" && window > cfg.n_ctx)
-    fail_usage("--max-tokens {}: gpt2 has learned positions for {} tokens only", window, cfg.n_ctx);
+  if (arch_info(cfg.arch).learned_positions && window > cfg.n_ctx)
+    fail_usage("--max-tokens {}: {} has learned positions for {} tokens only", window, cfg.arch, cfg.n_ctx);
   params.sampling.max_tokens = window;
 
   // Documents -> tokens (BOS as the model's vocabulary says; .tok files as they are).

@@ -10,6 +10,7 @@
 #include "cli/verb.h"
 #include "core/error.h"
 #include "io/corpus.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "model/model_util.h"
 #include "policies/oracle.h"
@@ -157,7 +158,7 @@ void register_eval_policy(CLI::App& app) {
     const int n_layer = static_cast<int>(c.n_layer), n_head = static_cast<int>(c.n_head);
     for (const auto& m : maps) m.validate(n_layer, n_head);
     int64_t limit = max_tokens;
-    if (c.arch == "gpt2") limit = std::min(limit, c.n_ctx);
+    if (arch_info(c.arch).learned_positions) limit = std::min(limit, c.n_ctx);
 
     // Tokenize.
     std::vector<std::vector<int32_t>> doc_tokens;
