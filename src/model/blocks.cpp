@@ -69,9 +69,11 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   shape.n_head = static_cast<int>(c.n_head);
   shape.n_kv_head = static_cast<int>(c.n_kv_head);
   shape.head_dim = static_cast<int>(c.head_dim);
-  shape.scale = c.attn_scale;
+  // Loaders fill attn_scale and layers (finalize_config); a hand-made config gets the
+  // usual scale and global layers.
+  shape.scale = c.attn_scale > 0.f ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   shape.softcap = c.attn_softcap;
-  shape.window = c.layers[layer].window;
+  shape.window = layer < static_cast<int>(c.layers.size()) ? c.layers[layer].window : 0;
   ops::AttentionArgs args;
   args.q = q;
   args.q_stride = q_stride;
