@@ -39,6 +39,7 @@ std::vector<ArchInfo> build_table() {
     a.swa_period = 0;  // Mistral: every layer when the file sets a window
     a.bind = bind_llama_weights;
     a.layer = llama_layer;
+    a.hf_n_expert_key = "num_local_experts";
     a.hf_tensors = llama_hf_names();
     a.hf_tensors.insert({{"ffn_gate_inp", "block_sparse_moe.gate"},
                          {"ffn_gate_exps", "block_sparse_moe.experts.{e}.w1"},
@@ -78,6 +79,9 @@ std::vector<ArchInfo> build_table() {
     a.summary = "Qwen3-MoE (q/k norm, experts in every layer)";
     a.qk_norm = true;
     a.moe = MoeUse::Always;
+    a.hf_n_expert_key = "num_experts";
+    a.hf_ff_expert_key = "moe_intermediate_size";
+    a.hf_norm_topk_key = true;
     a.bind = bind_llama_weights;
     a.layer = llama_layer;
     a.hf_tensors = llama_hf_names();
@@ -103,6 +107,8 @@ std::vector<ArchInfo> build_table() {
     a.swa_period = g3 ? 6 : 2;
     a.swa_rope_base = g3;
     a.softcap = !g3;
+    a.embd_head_scale_layers = {g3 ? 62 : 46};  // the 27B sizes
+    a.hf_query_pre_attn_scalar = true;
     a.bind = bind_gemma_weights;
     a.layer = gemma_layer;
     a.hf_tensors = llama_hf_names();
@@ -120,6 +126,7 @@ std::vector<ArchInfo> build_table() {
     a.fused_qkv = true;
     a.fused_gate_up = true;
     a.swa_period = 0;
+    a.unsupported_tensors = {"rope_factors_long.weight", "rope_factors_short.weight"};  // LongRoPE
     a.bind = bind_phi3_weights;
     a.layer = phi3_layer;
     a.hf_tensors = {

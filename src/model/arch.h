@@ -54,6 +54,16 @@ struct ArchInfo {
   int swa_period = -1;
   bool swa_rope_base = false;         // windowed layers use rope.freq_base_swa (default 1e4)
   bool softcap = false;               // attention / final logit soft-capping keys
+  // Layer counts for which llama.cpp scales scores by 1/sqrt(n_embd / n_head) instead of
+  // 1/sqrt(head_dim) (gemma 27B); HF families with query_pre_attn_scalar read that.
+  std::vector<int64_t> embd_head_scale_layers;
+  bool hf_query_pre_attn_scalar = false;
+  // GGUF tensors whose presence means a variant we do not run (message names them).
+  std::vector<std::string> unsupported_tensors;
+  // HF config.json keys of the experts: their count and (empty: intermediate_size) their
+  // FFN width; whether norm_topk_prob is read (else the top-k weights are renormalised).
+  std::string hf_n_expert_key, hf_ff_expert_key;
+  bool hf_norm_topk_key = false;
   // Binding and forward pass (arch_*.cpp).
   void (*bind)(const ModelConfig&, WeightBinder&, ModelWeights&) = nullptr;
   void (*layer)(const ForwardContext&, int, float*, Scratch&) = nullptr;

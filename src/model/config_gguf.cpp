@@ -126,9 +126,9 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     }
   }
   // Gemma's attention scale: llama.cpp uses 1/sqrt(n_embd / n_head) for the 27B sizes
-  // (gemma2 46 layers, gemma3 62 layers), 1/sqrt(head_dim) otherwise.
-  if ((c.arch == "gemma2" && c.n_layer == 46) || (c.arch == "gemma3" && c.n_layer == 62))
-    c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
+  // (gemma2 46 layers, gemma3 62 layers), 1/sqrt(head_dim) otherwise (finalize_config).
+  for (int64_t layers : info->embd_head_scale_layers)
+    if (c.n_layer == layers) c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
   // Sliding window and its layer pattern (a period or per-layer flags).
   std::vector<bool> pattern;
   if (info->swa_period >= 0) {
@@ -155,8 +155,8 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     if (info->swa_rope_base)
       if (auto b = f.get_float(a + "rope.freq_base_swa")) c.rope_base_swa = static_cast<float>(*b);
   }
-  if (c.arch == "phi3" && (f.find("rope_factors_long.weight") || f.find("rope_factors_short.weight")))
-    fail_file(f.path(), "Phi-3 LongRoPE (rope_factors_long/short) is not supported");
+  for (const std::string& t : info->unsupported_tensors)
+    if (f.find(t)) fail_file(f.path(), "tensor '{}': this {} variant is not supported", t, c.arch);
 
   const TensorInfo& embd = f.require("token_embd.weight");
   if (embd.shape.size() != 2)

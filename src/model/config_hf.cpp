@@ -61,19 +61,22 @@ struct Fields {
 // The fields of one family beyond the llama ones: softcaps, windows, experts.
 void read_family_fields(const Fields& f, const ArchInfo& info, ModelConfig& c) {
   const std::string& path = f.path;
-  if (info.name == "gemma2" || info.name == "gemma3") {
+  if (info.hf_query_pre_attn_scalar) {
     if (f.find("query_pre_attn_scalar"))
       c.attn_scale = static_cast<float>(1.0 / std::sqrt(f.get_float("query_pre_attn_scalar")));
     if (!(c.attn_scale >= 0) || !std::isfinite(c.attn_scale))
       fail_file(path, "field 'query_pre_attn_scalar' must be positive");
-    for (auto [key, dst] : {std::pair{"attn_logit_softcapping", &c.attn_softcap},
-                            std::pair{"final_logit_softcapping", &c.final_softcap}}) {
-      const double v = f.get_float_or(key, 0.0);
-      if (!(v >= 0) || !std::isfinite(v)) fail_file(path, "field '{}' must be >= 0", key);
-      *dst = static_cast<float>(v);
-    }
-    if (info.swa_rope_base)
-      c.rope_base_swa = static_cast<float>(f.get_float_or("rope_local_base_freq", 10000.0));
+  }
+  // Soft-capping as the config asks (transformers applies it wherever it is set).
+  for (auto [key, dst] : {std::pair{"attn_logit_softcapping", &c.attn_softcap},
+                          std::pair{"final_logit_softcapping", &c.final_softcap}}) {
+    const double v = f.get_float_or(key, 0.0);
+    if (!(v >= 0) || !std::isfinite(v)) fail_file(path, "field '{}' must be >= 0", key);
+    *dst = static_cast<float>(v);
+  }
+  if (info.swa_rope_base)
+    c.rope_base_swa = static_cast<float>(f.get_float_or("rope_local_base_freq", 10000.0));
+  if (info.ffn == FfnKind::GeGLU) {
     for (const char* key : {"hidden_activation", "hidden_act"}) {
       if (const json* act = f.find(key); act && act->is_string()) {
         const std::string a = act->get<std::string>();
@@ -89,17 +92,17 @@ void read_family_fields(const Fields& f, const ArchInfo& info, ModelConfig& c) {
     fail_file(path, "field 'use_sliding_window': {}'s sliding window is not supported", info.name);
   }
   if (info.moe != MoeUse::None) {
-    const bool qwen = info.name == "qwen3moe";
-    const char* n_key = qwen ? "num_experts" : "num_local_experts";
+    const char* n_key = info.hf_n_expert_key.c_str();
     c.n_expert = f.get_int_or(n_key, 0);
     if (c.n_expert == 0 && info.moe == MoeUse::Always) c.n_expert = f.get_int(n_key);
     if (c.n_expert > 0) {
       c.n_expert_used = f.get_int("num_experts_per_tok");
       if (c.n_expert_used > c.n_expert)
         fail_file(path, "num_experts_per_tok {} exceeds {} {}", c.n_expert_used, n_key, c.n_expert);
-      c.n_ff_expert = qwen ? f.get_int("moe_intermediate_size") : c.n_ff;
-      c.moe_norm_topk = qwen ? f.get_bool_or("norm_topk_prob", false) : true;
-      if (qwen && f.get_int_or("decoder_sparse_step", 1) != 1)
+      c.n_ff_expert = info.hf_ff_expert_key.empty() ? c.n_ff : f.get_int(info.hf_ff_expert_key.c_str());
+      // transformers' Qwen3-MoE default is false; Mixtral always renormalises.
+      c.moe_norm_topk = info.hf_norm_topk_key ? f.get_bool_or("norm_topk_prob", false) : true;
+      if (f.get_int_or("decoder_sparse_step", 1) != 1)
         fail_file(path, "field 'decoder_sparse_step': only 1 (experts in every layer) is supported");
       if (const json* mlp = f.find("mlp_only_layers"); mlp && !(mlp->is_array() && mlp->empty()))
         fail_file(path, "field 'mlp_only_layers': dense layers among expert layers are not supported");
