@@ -62,10 +62,13 @@ void phi3_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   linear(lw.up, s.xn.data(), n, s.ff_b.data());
   {
     profile::Scope timer(profile::Activation);
-    for (int64_t t = 0; t < n; ++t)
+    // Split the fused rows into contiguous gate and up halves, then one (parallel) SwiGLU.
+    s.q.resize(n * F);
+    for (int64_t t = 0; t < n; ++t) {
       std::memcpy(s.ff_a.data() + t * F, s.ff_b.data() + t * 2 * F, F * sizeof(float));
-    for (int64_t t = 0; t < n; ++t)
-      ops::swiglu(s.ff_a.data() + t * F, s.ff_b.data() + t * 2 * F + F, F);
+      std::memcpy(s.q.data() + t * F, s.ff_b.data() + t * 2 * F + F, F * sizeof(float));
+    }
+    ops::swiglu(s.ff_a.data(), s.q.data(), n * F);
   }
   linear(lw.down, s.ff_a.data(), n, s.proj.data());
   add_inplace(x, s.proj.data(), n * d);
