@@ -11,6 +11,7 @@
 #include "analysis/report_json.h"
 #include "core/error.h"
 #include "io/corpus.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "ops/attention.h"
 
@@ -103,8 +104,8 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
   if (s.rows == RowKind::Prefill && window <= s.min_query)
     fail_usage("--max-tokens {}: rows start at query position --min-query {}, so the window must be longer", window,
                s.min_query);
-  if (cfg.arch == "gpt2" && window > cfg.n_ctx)
-    fail_usage("--max-tokens {}: gpt2 has learned positions for {} tokens only", window, cfg.n_ctx);
+  if (arch_info(cfg.arch).learned_positions && window > cfg.n_ctx)
+    fail_usage("--max-tokens {}: {} has learned positions for {} tokens only", window, cfg.arch, cfg.n_ctx);
   params.sampling.max_tokens = window;
 
   // Documents -> tokens (BOS as the model's vocabulary says; .tok files as they are).

@@ -145,6 +145,10 @@ int main(int argc, char** argv) {
       "Run 'attnsparse <verb> --help' for a verb's options and an example."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "attnsparse 0.1.0");
+  app.add_flag_callback("--no-sliding-window", [] { ::setenv("ATTNSPARSE_SLIDING_WINDOW", "off", 1); },
+                        "before the verb: run every layer with global attention, ignoring the "
+                        "model's sliding window (as llama.cpp runs Mistral and Phi-3); "
+                        "same as ATTNSPARSE_SLIDING_WINDOW=off");
   auto& verbs = attnsparse::cli::registry();
   std::sort(verbs.begin(), verbs.end());
   for (auto& [name, registrar] : verbs) registrar(app);

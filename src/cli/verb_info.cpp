@@ -8,6 +8,7 @@
 #include "cli/verb.h"
 #include "core/error.h"
 #include "io/tensor_source.h"
+#include "model/arch.h"
 #include "model/model.h"
 
 namespace attnsparse::cli {
@@ -86,6 +87,20 @@ void register_info(CLI::App& app) {
       j["rope"] = {{"layout", rope_layout_name(c.rope_layout)}, {"dim", c.rope_dim},
                    {"base", c.rope_base}, {"scaling", rope_scaling},
                    {"factor", c.rope_scaling.factor}};
+      const ArchInfo& family = arch_info(c.arch);
+      j["family"] = {{"summary", family.summary}, {"attn_scale", c.attn_scale},
+                     {"attn_softcap", c.attn_softcap}, {"final_softcap", c.final_softcap},
+                     {"sliding_window", c.sliding_window},
+                     {"sliding_window_applied", c.sliding_window_applied},
+                     {"qk_norm", family.qk_norm}, {"post_norms", family.post_norms},
+                     {"embd_scale", family.embd_scale},
+                     {"n_expert", c.n_expert}, {"n_expert_used", c.n_expert_used},
+                     {"n_ff_expert", c.n_ff_expert}};
+      nlohmann::json layers = nlohmann::json::array();
+      for (const LayerAttention& la : c.layers)
+        layers.push_back({{"kind", la.sliding ? "windowed" : "global"}, {"window", la.window},
+                          {"rope_base", la.rope_base}});
+      j["layers"] = layers;
       j["parameters"] = params;
       j["bytes"] = path_bytes(model_path);
       nlohmann::json d = nlohmann::json::object();
@@ -113,7 +128,9 @@ void register_info(CLI::App& app) {
     fmt::print("{:<16} {}\n", "n_ff", c.n_ff);
     fmt::print("{:<16} {}\n", "context", c.n_ctx);
     fmt::print("{:<16} {}\n", "vocabulary", c.n_vocab);
-    fmt::print("{:<16} {}\n", "norm", fmt::format("{} eps {:g}", c.arch == "gpt2" ? "LayerNorm" : "RMSNorm", c.norm_eps));
+    const ArchInfo& family = arch_info(c.arch);
+    fmt::print("{:<16} {}\n", "norm", fmt::format("{} eps {:g}{}", family.norm == NormKind::LayerNorm ? "LayerNorm" : "RMSNorm", c.norm_eps,
+                                                 family.post_norms ? ", also after attention and FFN" : ""));
     if (c.rope_layout == RopeLayout::None)
       fmt::print("{:<16} learned absolute positions\n", "positions");
     else
@@ -122,6 +139,29 @@ void register_info(CLI::App& app) {
                  rope_scaling == "none" ? "" : fmt::format(" x{:g}", c.rope_scaling.factor));
     fmt::print("{:<16} {}\n", "output", c.tied_output ? "tied to token_embd" : "separate");
     fmt::print("{:<16} {}\n", "q/k/v bias", c.qkv_bias ? "yes" : "no");
+    if (family.qk_norm) fmt::print("{:<16} per-head RMSNorm of q and k\n", "q/k norm");
+    if (family.embd_scale) fmt::print("{:<16} x sqrt(n_embd)\n", "embedding");
+    if (c.attn_softcap > 0 || c.final_softcap > 0)
+      fmt::print("{:<16} attention {:g}, final {:g}\n", "softcap", c.attn_softcap, c.final_softcap);
+    if (c.n_expert > 0)
+      fmt::print("{:<16} {} experts, {} used per token, n_ff {}\n", "experts", c.n_expert,
+                 c.n_expert_used, c.n_ff_expert);
+    // Per-layer attention kind (global or windowed, RoPE base): runs of equal layers; long
+    // alternating patterns (gemma) show their first runs and a count.
+    int runs = 0;
+    for (int64_t l = 0; l < c.n_layer;) {
+      int64_t e = l + 1;
+      while (e < c.n_layer && layer_kind_string(c, int(e)) == layer_kind_string(c, int(l))) ++e;
+      if (++runs > 6) {
+        int64_t windowed = 0;
+        for (const LayerAttention& la : c.layers) windowed += la.sliding;
+        fmt::print("{:<16} ... {} of {} layers windowed\n", "", windowed, c.n_layer);
+        break;
+      }
+      const std::string which = e - l == 1 ? fmt::format("layer {}", l) : fmt::format("layers {}-{}", l, e - 1);
+      fmt::print("{:<16} {}: {}\n", l == 0 ? "attention" : "", which, layer_kind_string(c, int(l)));
+      l = e;
+    }
     for (const auto& [name, t] : by_dtype)
       fmt::print("{:<16} {:<5} {:4} tensors {:10.3f} M elements {:9.1f} MB\n", "tensors", name,
                  t.tensors, t.elements / 1e6, t.bytes / 1e6);

@@ -14,14 +14,8 @@ void bind_gpt2_weights(const ModelConfig& c, WeightBinder& b, ModelWeights& w) {
   const int64_t d = c.n_embd;
   if (c.n_head * c.head_dim != d)
     fail_file(b.source().path(), "gpt2 needs head_count x head size == embedding length");
-  w.token_embd = &b.require("token_embd", -1, "weight", {c.n_vocab, d});
+  bind_embedding_and_output(c, b, w);
   w.position_embd = &b.require("position_embd", -1, "weight", {c.n_ctx, d});
-  w.output_norm = b.norm("output_norm", -1, true);
-  if (c.tied_output) {  // GGUF: no output.weight; HF: tie_word_embeddings
-    w.output.w = {w.token_embd->dtype, w.token_embd->data, c.n_vocab, d};
-  } else {
-    w.output = b.linear("output", -1, c.n_vocab, d, false);
-  }
   w.layers.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
     LayerWeights& lw = w.layers[l];
@@ -73,12 +67,6 @@ void gpt2_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   }
   linear(lw.down, s.ff_a.data(), n, s.proj.data());
   add_inplace(x, s.proj.data(), n * d);
-}
-
-void gpt2_output_norm(const ModelConfig& c, const ModelWeights& w, const float* x, int64_t m,
-                      float* out) {
-  profile::Scope timer(profile::Norm);
-  ops::layer_norm(x, m, c.n_embd, w.output_norm.weight, w.output_norm.bias, c.norm_eps, out);
 }
 
 }  // namespace attnsparse

@@ -1,6 +1,9 @@
-// llama (Llama 2/3, Mistral, TinyLlama, SmolLM) and qwen2 (the same block with q/k/v
-// biases): RMSNorm, RoPE, GQA attention, SwiGLU MLP.
+// The llama block and its relatives: llama (Llama 2/3, Mistral, TinyLlama, SmolLM;
+// Mixtral when the layer has experts), qwen2 (q/k/v biases), qwen3 (per-head q/k
+// RMSNorm before RoPE), qwen3moe (q/k norm and experts): RMSNorm, RoPE, GQA attention,
+// SwiGLU MLP or SwiGLU mixture of experts.
 #include "core/error.h"
+#include "model/arch.h"
 #include "model/forward.h"
 #include "model/profile.h"
 #include "ops/activation.h"
@@ -9,15 +12,29 @@
 
 namespace attnsparse {
 
-void bind_llama_weights(const ModelConfig& c, WeightBinder& b, ModelWeights& w) {
-  const int64_t d = c.n_embd, qd = c.n_head * c.head_dim, kvd = c.n_kv_head * c.head_dim;
+void bind_embedding_and_output(const ModelConfig& c, WeightBinder& b, ModelWeights& w) {
+  const int64_t d = c.n_embd;
   w.token_embd = &b.require("token_embd", -1, "weight", {c.n_vocab, d});
-  w.output_norm = b.norm("output_norm", -1, false);
+  w.output_norm = b.norm("output_norm", -1, arch_info(c.arch).norm == NormKind::LayerNorm);
   if (c.tied_output) {  // GGUF: no output.weight; HF: tie_word_embeddings
     w.output.w = {w.token_embd->dtype, w.token_embd->data, c.n_vocab, d};
   } else {
     w.output = b.linear("output", -1, c.n_vocab, d, false);
   }
+}
+
+void bind_experts(const ModelConfig& c, WeightBinder& b, int l, LayerWeights& lw) {
+  const int64_t d = c.n_embd, E = c.n_expert, F = c.n_ff_expert;
+  lw.router = b.linear("ffn_gate_inp", l, E, d, false);
+  lw.gate_exps = b.experts("ffn_gate_exps", l, E, F, d);
+  lw.up_exps = b.experts("ffn_up_exps", l, E, F, d);
+  lw.down_exps = b.experts("ffn_down_exps", l, E, d, F);
+}
+
+void bind_llama_weights(const ModelConfig& c, WeightBinder& b, ModelWeights& w) {
+  const int64_t d = c.n_embd, qd = c.n_head * c.head_dim, kvd = c.n_kv_head * c.head_dim;
+  const ArchInfo& info = arch_info(c.arch);
+  bind_embedding_and_output(c, b, w);
   if (const TensorInfo* rf = b.find("rope_freqs", -1, "weight")) {
     (void)b.require("rope_freqs", -1, "weight", {c.rope_dim / 2});
     w.rope_freqs.resize(c.rope_dim / 2);
@@ -31,10 +48,18 @@ void bind_llama_weights(const ModelConfig& c, WeightBinder& b, ModelWeights& w) 
     lw.k = b.linear("attn_k", l, kvd, d, c.qkv_bias);
     lw.v = b.linear("attn_v", l, kvd, d, c.qkv_bias);
     lw.o = b.linear("attn_output", l, d, qd, false);
+    if (info.qk_norm) {
+      lw.q_norm = b.norm("attn_q_norm", l, false, c.head_dim);
+      lw.k_norm = b.norm("attn_k_norm", l, false, c.head_dim);
+    }
     lw.ffn_norm = b.norm("ffn_norm", l, false);
-    lw.gate = b.linear("ffn_gate", l, c.n_ff, d, false);
-    lw.up = b.linear("ffn_up", l, c.n_ff, d, false);
-    lw.down = b.linear("ffn_down", l, d, c.n_ff, false);
+    if (c.n_expert > 0) {
+      bind_experts(c, b, l, lw);
+    } else {
+      lw.gate = b.linear("ffn_gate", l, c.n_ff, d, false);
+      lw.up = b.linear("ffn_up", l, c.n_ff, d, false);
+      lw.down = b.linear("ffn_down", l, d, c.n_ff, false);
+    }
   }
 }
 
@@ -47,8 +72,6 @@ void llama_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   s.q.resize(n * qd);
   s.att.resize(n * qd);
   s.proj.resize(n * d);
-  s.ff_a.resize(n * c.n_ff);
-  s.ff_b.resize(n * c.n_ff);
 
   {
     profile::Scope timer(profile::Norm);
@@ -60,10 +83,14 @@ void llama_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   linear(lw.q, s.xn.data(), n, s.q.data());
   linear(lw.k, s.xn.data(), n, k);
   linear(lw.v, s.xn.data(), n, v);
+  if (lw.q_norm.weight) {
+    head_rms_norm(c, lw.q_norm, s.q.data(), n, qd, static_cast<int>(c.n_head));
+    head_rms_norm(c, lw.k_norm, k, n, kvd, static_cast<int>(c.n_kv_head));
+  }
   {
     profile::Scope timer(profile::Rope);
-    ops::rope_inplace(fc.rope, s.q.data(), n, qd, static_cast<int>(c.n_head), fc.pos);
-    ops::rope_inplace(fc.rope, k, n, kvd, static_cast<int>(c.n_kv_head), fc.pos);
+    ops::rope_inplace(fc.rope[layer], s.q.data(), n, qd, static_cast<int>(c.n_head), fc.pos);
+    ops::rope_inplace(fc.rope[layer], k, n, kvd, static_cast<int>(c.n_kv_head), fc.pos);
   }
   attention_block(fc, layer, s.q.data(), qd, s.att.data());
   linear(lw.o, s.att.data(), n, s.proj.data());
@@ -73,6 +100,13 @@ void llama_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
     profile::Scope timer(profile::Norm);
     ops::rms_norm(x, n, d, lw.ffn_norm.weight, c.norm_eps, s.xn.data());
   }
+  if (!lw.gate_exps.empty()) {
+    moe_ffn(fc, lw, s.xn.data(), s.proj.data(), s);
+    add_inplace(x, s.proj.data(), n * d);
+    return;
+  }
+  s.ff_a.resize(n * c.n_ff);
+  s.ff_b.resize(n * c.n_ff);
   linear(lw.gate, s.xn.data(), n, s.ff_a.data());
   linear(lw.up, s.xn.data(), n, s.ff_b.data());
   {
@@ -81,12 +115,6 @@ void llama_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   }
   linear(lw.down, s.ff_a.data(), n, s.proj.data());
   add_inplace(x, s.proj.data(), n * d);
-}
-
-void llama_output_norm(const ModelConfig& c, const ModelWeights& w, const float* x, int64_t m,
-                       float* out) {
-  profile::Scope timer(profile::Norm);
-  ops::rms_norm(x, m, c.n_embd, w.output_norm.weight, c.norm_eps, out);
 }
 
 }  // namespace attnsparse

@@ -1,11 +1,16 @@
 // Blocks shared by every architecture: linear layers, embedding lookup, attention on the
 // KV cache with the hooks.
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 
+#include "model/arch.h"
 #include "model/forward.h"
 #include "model/profile.h"
+#include "ops/activation.h"
 #include "ops/matmul.h"
+#include "ops/norm.h"
 
 namespace attnsparse {
 
@@ -33,6 +38,11 @@ void embed_tokens(const ForwardContext& fc, const int32_t* tokens, float* x) {
 #pragma omp parallel for schedule(static) if (fc.n > 1)
   for (int64_t t = 0; t < fc.n; ++t)
     ops::dequantize_row(e.dtype, e.data + tokens[t] * row_bytes, x + t * d, d);
+  if (arch_info(fc.cfg.arch).embd_scale) {
+    // Gemma: embeddings x sqrt(n_embd), in f32 as llama.cpp scales them.
+    const float scale = std::sqrt(static_cast<float>(d));
+    for (int64_t i = 0; i < fc.n * d; ++i) x[i] *= scale;
+  }
   if (fc.w.position_embd) {
     const TensorInfo& p = *fc.w.position_embd;
     const int64_t p_row_bytes = dtype_row_bytes(p.dtype, d);
@@ -59,7 +69,11 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   shape.n_head = static_cast<int>(c.n_head);
   shape.n_kv_head = static_cast<int>(c.n_kv_head);
   shape.head_dim = static_cast<int>(c.head_dim);
-  shape.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  // Loaders fill attn_scale and layers (finalize_config); a hand-made config gets the
+  // usual scale and global layers.
+  shape.scale = c.attn_scale > 0.f ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  shape.softcap = c.attn_softcap;
+  shape.window = layer < static_cast<int>(c.layers.size()) ? c.layers[layer].window : 0;
   ops::AttentionArgs args;
   args.q = q;
   args.q_stride = q_stride;
@@ -77,6 +91,102 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
     ops::attention(shape, args, keys, observer);
   }
   if (fc.hooks) fc.hooks->after_attention(layer, shape, args);
+}
+
+void head_rms_norm(const ModelConfig& c, const Norm& norm, float* x, int64_t n, int64_t stride,
+                   int n_heads) {
+  profile::Scope timer(profile::Norm);
+  const int64_t hd = c.head_dim;
+  if (stride == n_heads * hd) {
+    ops::rms_norm(x, n * n_heads, hd, norm.weight, c.norm_eps, x);
+    return;
+  }
+  for (int64_t t = 0; t < n; ++t) ops::rms_norm(x + t * stride, n_heads, hd, norm.weight, c.norm_eps, x + t * stride);
+}
+
+void rms_norm_rows(const ModelConfig& c, const Norm& norm, const float* x, int64_t n, float* out) {
+  profile::Scope timer(profile::Norm);
+  ops::rms_norm(x, n, c.n_embd, norm.weight, c.norm_eps, out);
+}
+
+void moe_ffn(const ForwardContext& fc, const LayerWeights& lw, const float* xn, float* out,
+             Scratch& s) {
+  const ModelConfig& c = fc.cfg;
+  const int64_t n = fc.n, d = c.n_embd, E = c.n_expert, K = c.n_expert_used, F = c.n_ff_expert;
+  std::vector<float> logits(n * E);
+  linear(lw.router, xn, n, logits.data());
+  // Routing: softmax over all experts, the K most probable (ties: lower index), their
+  // probabilities renormalised to sum 1.
+  std::vector<int32_t> sel(n * K);
+  std::vector<float> weight(n * K);
+  {
+    profile::Scope timer(profile::Other);
+    std::vector<int32_t> order(E);
+    std::vector<float> p(E);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* l = logits.data() + t * E;
+      const float mx = *std::max_element(l, l + E);
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) {
+        p[e] = std::exp(l[e] - mx);
+        sum += p[e];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t e = 0; e < E; ++e) p[e] *= inv;
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t a, int32_t b) {
+        return p[a] > p[b] || (p[a] == p[b] && a < b);
+      });
+      float wsum = 0.f;
+      for (int64_t k = 0; k < K; ++k) {
+        sel[t * K + k] = order[k];
+        weight[t * K + k] = p[order[k]];
+        wsum += p[order[k]];
+      }
+      if (c.moe_norm_topk) {
+        wsum = std::max(wsum, 6.103515625e-5f);  // llama.cpp clamps the sum at 2^-14
+        for (int64_t k = 0; k < K; ++k) weight[t * K + k] /= wsum;
+      }
+    }
+  }
+  // Each expert runs on the rows routed to it; results land in their (token, slot) row.
+  s.moe_y.resize(n * K * d);
+  s.moe_x.resize(n * d);
+  s.ff_a.resize(n * F);
+  s.ff_b.resize(n * F);
+  s.proj.resize(n * d);
+  std::vector<int64_t> rows;
+  for (int64_t e = 0; e < E; ++e) {
+    rows.clear();
+    for (int64_t r = 0; r < n * K; ++r)
+      if (sel[r] == e) rows.push_back(r);
+    if (rows.empty()) continue;
+    const int64_t m = static_cast<int64_t>(rows.size());
+    for (int64_t i = 0; i < m; ++i)
+      std::memcpy(s.moe_x.data() + i * d, xn + rows[i] / K * d, d * sizeof(float));
+    linear(lw.gate_exps[e], s.moe_x.data(), m, s.ff_a.data());
+    linear(lw.up_exps[e], s.moe_x.data(), m, s.ff_b.data());
+    {
+      profile::Scope timer(profile::Activation);
+      ops::swiglu(s.ff_a.data(), s.ff_b.data(), m * F);
+    }
+    linear(lw.down_exps[e], s.ff_a.data(), m, s.proj.data());
+    for (int64_t i = 0; i < m; ++i) {
+      const float w = weight[rows[i]];
+      float* y = s.moe_y.data() + rows[i] * d;
+      const float* p = s.proj.data() + i * d;
+      for (int64_t j = 0; j < d; ++j) y[j] = p[j] * w;
+    }
+  }
+  // Sum the slots in order (as llama.cpp adds its expert views).
+  for (int64_t t = 0; t < n; ++t) {
+    float* o = out + t * d;
+    std::memcpy(o, s.moe_y.data() + t * K * d, d * sizeof(float));
+    for (int64_t k = 1; k < K; ++k) {
+      const float* y = s.moe_y.data() + (t * K + k) * d;
+      for (int64_t j = 0; j < d; ++j) o[j] += y[j];
+    }
+  }
 }
 
 }  // namespace attnsparse

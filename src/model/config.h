@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace attnsparse {
 
@@ -21,8 +22,15 @@ struct RopeScaling {
   int64_t original_context = 8192;
 };
 
+// How one layer's attention sees its keys (per-layer patterns of gemma2/gemma3, Mistral).
+struct LayerAttention {
+  bool sliding = false;     // the family windows this layer (window 0 when turned off)
+  int64_t window = 0;       // native sliding window applied: keys with t - p < window (0 = all)
+  float rope_base = 10000.f;
+};
+
 struct ModelConfig {
-  std::string arch;        // "llama", "qwen2", "gpt2"
+  std::string arch;        // GGUF architecture name: a row of the table in model/arch.h
   std::string name;
   int64_t n_vocab = 0;
   int64_t n_ctx = 0;       // training context length
@@ -42,6 +50,25 @@ struct ModelConfig {
   float rope_freq_scale = 1.f;  // angles are multiplied by this (1 / linear scaling factor)
   bool qkv_bias = false;     // q/k/v projections carry biases (qwen2)
   std::string source_format;  // "gguf" or "hf"
+  // Attention: score scale (1/sqrt(head_dim) unless the family says otherwise) and
+  // logit soft-capping c tanh(s / c) of attention scores / final logits (0 = none).
+  float attn_scale = 0.f;
+  float attn_softcap = 0.f;
+  float final_softcap = 0.f;
+  // Sliding window as the file gives it (0 = none), the RoPE base of windowed layers, and
+  // whether it is applied (ATTNSPARSE_SLIDING_WINDOW=off / --no-sliding-window turn it
+  // off: every layer global, as llama.cpp runs Mistral and Phi-3).
+  int64_t sliding_window = 0;
+  float rope_base_swa = 0.f;
+  bool sliding_window_applied = true;
+  // Per layer: window and RoPE base (size n_layer; filled by finalize_config).
+  std::vector<LayerAttention> layers;
+  // Mixture of experts (n_expert == 0: dense FFN): router softmax over all experts, the
+  // top n_expert_used computed, their weights renormalised to sum 1 (moe_norm_topk).
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  int64_t n_ff_expert = 0;
+  bool moe_norm_topk = true;
 };
 
 // From GGUF metadata (<arch>.* keys) and the tensor table (vocabulary size, tied output).

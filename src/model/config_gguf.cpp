@@ -1,8 +1,11 @@
 // ModelConfig from GGUF metadata, with llama.cpp's key names.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "io/gguf.h"
+#include "model/arch.h"
 #include "model/config.h"
 
 namespace attnsparse {
@@ -31,8 +34,9 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   c.source_format = "gguf";
   c.arch = f.architecture();
-  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "gpt2")
-    fail_file(f.path(), "architecture '{}' is not supported (llama, qwen2, gpt2)", c.arch);
+  const ArchInfo* info = find_arch(c.arch);
+  if (info == nullptr)
+    fail_file(f.path(), "architecture '{}' is not supported ({})", c.arch, supported_arch_list());
   const std::string a = c.arch + ".";
   c.name = f.get_string("general.name").value_or("");
   c.n_ctx = require_int(f, a + "context_length");
@@ -51,19 +55,20 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   if (auto vl = f.get_int(a + "attention.value_length"); vl && *vl != c.head_dim)
     fail_file(f.path(), "attention.value_length {} differs from key_length {}", *vl, c.head_dim);
 
-  if (c.arch == "gpt2") {
+  if (info->norm == NormKind::LayerNorm) {
     auto eps = f.get_float(a + "attention.layer_norm_epsilon");
     if (!eps) fail_file(f.path(), "missing metadata key '{}'", a + "attention.layer_norm_epsilon");
     c.norm_eps = static_cast<float>(*eps);
-    c.rope_layout = RopeLayout::None;
   } else {
     auto eps = f.get_float(a + "attention.layer_norm_rms_epsilon");
     if (!eps)
       fail_file(f.path(), "missing metadata key '{}'", a + "attention.layer_norm_rms_epsilon");
     c.norm_eps = static_cast<float>(*eps);
-    // llama.cpp's converter permutes llama Q/K rows so that RoPE rotates adjacent pairs;
-    // qwen2 keeps the Hugging Face half-split ("neox") layout.
-    c.rope_layout = c.arch == "llama" ? RopeLayout::Adjacent : RopeLayout::HalfSplit;
+  }
+  // llama.cpp's converter permutes llama Q/K rows so that RoPE rotates adjacent pairs;
+  // the other families keep the Hugging Face half-split ("neox") layout.
+  c.rope_layout = info->gguf_rope;
+  if (c.rope_layout != RopeLayout::None) {
     c.rope_dim = f.get_int(a + "rope.dimension_count").value_or(c.head_dim);
     if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0)
       fail_file(f.path(), "rope.dimension_count {} is invalid for head size {}", c.rope_dim,
@@ -91,13 +96,74 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     // Llama 3 scaling arrives as per-pair divisors in rope_freqs.weight.
     if (f.find("rope_freqs.weight") != nullptr) c.rope_scaling.type = "llama3";
   }
-  c.qkv_bias = c.arch == "qwen2";
+  c.qkv_bias = info->qkv_bias;
+
+  // Experts.
+  if (info->moe != MoeUse::None) {
+    c.n_expert = f.get_int(a + "expert_count").value_or(0);
+    if (c.n_expert < 0) fail_file(f.path(), "metadata key '{}expert_count' must be >= 0", a);
+    if (c.n_expert == 0 && info->moe == MoeUse::Always)
+      fail_file(f.path(), "missing metadata key '{}'", a + "expert_count");
+    if (c.n_expert > 0) {
+      c.n_expert_used = require_int(f, a + "expert_used_count");
+      if (c.n_expert_used > c.n_expert)
+        fail_file(f.path(), "expert_used_count {} exceeds expert_count {}", c.n_expert_used,
+                  c.n_expert);
+      c.n_ff_expert = f.get_int(a + "expert_feed_forward_length").value_or(c.n_ff);
+      if (c.n_ff_expert <= 0)
+        fail_file(f.path(), "metadata key '{}' must be positive", a + "expert_feed_forward_length");
+    }
+  }
+  // Soft-capping (gemma2).
+  if (info->softcap) {
+    for (auto [key, dst] : {std::pair{"attn_logit_softcapping", &c.attn_softcap},
+                            std::pair{"final_logit_softcapping", &c.final_softcap}}) {
+      if (auto v = f.get_float(a + key)) {
+        if (!(*v >= 0) || !std::isfinite(*v))
+          fail_file(f.path(), "metadata key '{}' must be a finite number >= 0", a + key);
+        *dst = static_cast<float>(*v);
+      }
+    }
+  }
+  // Gemma's attention scale: llama.cpp uses 1/sqrt(n_embd / n_head) for the 27B sizes
+  // (gemma2 46 layers, gemma3 62 layers), 1/sqrt(head_dim) otherwise (finalize_config).
+  for (int64_t layers : info->embd_head_scale_layers)
+    if (c.n_layer == layers) c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
+  // Sliding window and its layer pattern (a period or per-layer flags).
+  std::vector<bool> pattern;
+  if (info->swa_period >= 0) {
+    if (auto w = f.get_int(a + "attention.sliding_window")) {
+      if (*w < 0) fail_file(f.path(), "metadata key '{}' must be >= 0", a + "attention.sliding_window");
+      c.sliding_window = *w;
+    }
+    const std::string pk = a + "attention.sliding_window_pattern";
+    const GgufValue* pv = f.find_meta(pk);
+    if (pv != nullptr && pv->type == GgufType::ARRAY) {
+      const GgufArray* arr = &pv->as_array();
+      if (static_cast<int64_t>(arr->values.size()) != c.n_layer)
+        fail_file(f.path(), "metadata key '{}' has {} entries for {} layers", pk,
+                  arr->values.size(), c.n_layer);
+      for (const GgufValue& v : arr->values) {
+        if (!v.is_integer() && v.type != GgufType::BOOL)
+          fail_file(f.path(), "metadata key '{}' must hold integers or booleans", pk);
+        pattern.push_back(v.type == GgufType::BOOL ? v.as_bool() : v.as_int() != 0);
+      }
+    } else if (auto period = f.get_int(pk)) {
+      if (*period < 0) fail_file(f.path(), "metadata key '{}' must be >= 0", pk);
+      pattern = swa_pattern_from_period(c.n_layer, *period);
+    }
+    if (info->swa_rope_base)
+      if (auto b = f.get_float(a + "rope.freq_base_swa")) c.rope_base_swa = static_cast<float>(*b);
+  }
+  for (const std::string& t : info->unsupported_tensors)
+    if (f.find(t)) fail_file(f.path(), "tensor '{}': this {} variant is not supported", t, c.arch);
 
   const TensorInfo& embd = f.require("token_embd.weight");
   if (embd.shape.size() != 2)
     fail_file(f.path(), "tensor 'token_embd.weight' must have 2 dimensions");
   c.n_vocab = embd.shape[0];
   c.tied_output = f.find("output.weight") == nullptr;
+  finalize_config(c, pattern);
   return c;
 }
 

@@ -1,8 +1,10 @@
 // ModelConfig from a Hugging Face config.json.
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/arch.h"
 #include "model/config.h"
 
 namespace attnsparse {
@@ -56,6 +58,58 @@ struct Fields {
   }
 };
 
+// The fields of one family beyond the llama ones: softcaps, windows, experts.
+void read_family_fields(const Fields& f, const ArchInfo& info, ModelConfig& c) {
+  const std::string& path = f.path;
+  if (info.hf_query_pre_attn_scalar) {
+    if (f.find("query_pre_attn_scalar"))
+      c.attn_scale = static_cast<float>(1.0 / std::sqrt(f.get_float("query_pre_attn_scalar")));
+    if (!(c.attn_scale >= 0) || !std::isfinite(c.attn_scale))
+      fail_file(path, "field 'query_pre_attn_scalar' must be positive");
+  }
+  // Soft-capping as the config asks (transformers applies it wherever it is set).
+  for (auto [key, dst] : {std::pair{"attn_logit_softcapping", &c.attn_softcap},
+                          std::pair{"final_logit_softcapping", &c.final_softcap}}) {
+    const double v = f.get_float_or(key, 0.0);
+    if (!(v >= 0) || !std::isfinite(v)) fail_file(path, "field '{}' must be >= 0", key);
+    *dst = static_cast<float>(v);
+  }
+  if (info.swa_rope_base)
+    c.rope_base_swa = static_cast<float>(f.get_float_or("rope_local_base_freq", 10000.0));
+  if (info.ffn == FfnKind::GeGLU) {
+    for (const char* key : {"hidden_activation", "hidden_act"}) {
+      if (const json* act = f.find(key); act && act->is_string()) {
+        const std::string a = act->get<std::string>();
+        if (a != "gelu_pytorch_tanh" && a != "gelu_tanh")
+          fail_file(path, "field '{}': activation '{}' is not supported (gelu_pytorch_tanh)", key, a);
+        break;
+      }
+    }
+  }
+  if (info.swa_period >= 0) {
+    c.sliding_window = f.get_int_or("sliding_window", 0);
+  } else if (f.get_bool_or("use_sliding_window", false)) {
+    fail_file(path, "field 'use_sliding_window': {}'s sliding window is not supported", info.name);
+  }
+  if (info.moe != MoeUse::None) {
+    const char* n_key = info.hf_n_expert_key.c_str();
+    c.n_expert = f.get_int_or(n_key, 0);
+    if (c.n_expert == 0 && info.moe == MoeUse::Always) c.n_expert = f.get_int(n_key);
+    if (c.n_expert > 0) {
+      c.n_expert_used = f.get_int("num_experts_per_tok");
+      if (c.n_expert_used > c.n_expert)
+        fail_file(path, "num_experts_per_tok {} exceeds {} {}", c.n_expert_used, n_key, c.n_expert);
+      c.n_ff_expert = info.hf_ff_expert_key.empty() ? c.n_ff : f.get_int(info.hf_ff_expert_key.c_str());
+      // transformers' Qwen3-MoE default is false; Mixtral always renormalises.
+      c.moe_norm_topk = info.hf_norm_topk_key ? f.get_bool_or("norm_topk_prob", false) : true;
+      if (f.get_int_or("decoder_sparse_step", 1) != 1)
+        fail_file(path, "field 'decoder_sparse_step': only 1 (experts in every layer) is supported");
+      if (const json* mlp = f.find("mlp_only_layers"); mlp && !(mlp->is_array() && mlp->empty()))
+        fail_file(path, "field 'mlp_only_layers': dense layers among expert layers are not supported");
+    }
+  }
+}
+
 }  // namespace
 
 ModelConfig config_from_hf_json(const std::string& path) {
@@ -76,12 +130,8 @@ ModelConfig config_from_hf_json(const std::string& path) {
       fail_file(path, "field 'architectures' must be a list of strings");
     hf_arch = (*archs)[0].get<std::string>();
   } else if (const json* mt = f.find("model_type"); mt && mt->is_string()) {
-    const std::string t = mt->get<std::string>();
-    if (t == "llama") hf_arch = "LlamaForCausalLM";
-    else if (t == "mistral") hf_arch = "MistralForCausalLM";
-    else if (t == "qwen2") hf_arch = "Qwen2ForCausalLM";
-    else if (t == "gpt2") hf_arch = "GPT2LMHeadModel";
-    else fail_file(path, "model_type '{}' is not supported", t);
+    hf_arch = mt->get<std::string>();
+    if (find_hf_arch(hf_arch) == nullptr) fail_file(path, "model_type '{}' is not supported", hf_arch);
   } else {
     fail_file(path, "missing field 'architectures'");
   }
@@ -89,8 +139,11 @@ ModelConfig config_from_hf_json(const std::string& path) {
   ModelConfig c;
   c.source_format = "hf";
   c.name = j.value("_name_or_path", std::string());
-  if (hf_arch == "GPT2LMHeadModel") {
-    c.arch = "gpt2";
+  const ArchInfo* info = find_hf_arch(hf_arch);
+  if (info == nullptr)
+    fail_file(path, "architecture '{}' is not supported ({})", hf_arch, supported_arch_list(true));
+  c.arch = info->name;
+  if (info->learned_positions) {
     c.n_embd = f.get_int("n_embd");
     c.n_layer = f.get_int("n_layer");
     c.n_head = f.get_int("n_head");
@@ -105,17 +158,10 @@ ModelConfig config_from_hf_json(const std::string& path) {
     if (c.n_embd % c.n_head != 0)
       fail_file(path, "n_embd {} is not a multiple of n_head {}", c.n_embd, c.n_head);
     c.head_dim = c.n_embd / c.n_head;
+    finalize_config(c, {});
     return c;
   }
-  if (hf_arch == "LlamaForCausalLM" || hf_arch == "MistralForCausalLM") {
-    c.arch = "llama";
-  } else if (hf_arch == "Qwen2ForCausalLM") {
-    c.arch = "qwen2";
-    c.qkv_bias = true;
-  } else {
-    fail_file(path, "architecture '{}' is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                    "Qwen2ForCausalLM, GPT2LMHeadModel)", hf_arch);
-  }
+  c.qkv_bias = info->qkv_bias;
   c.n_embd = f.get_int("hidden_size");
   c.n_layer = f.get_int("num_hidden_layers");
   c.n_head = f.get_int("num_attention_heads");
@@ -124,7 +170,8 @@ ModelConfig config_from_hf_json(const std::string& path) {
   c.n_vocab = f.get_int("vocab_size");
   c.n_ctx = f.get_int("max_position_embeddings");
   c.norm_eps = static_cast<float>(f.get_float("rms_norm_eps"));
-  c.tied_output = f.get_bool_or("tie_word_embeddings", false);
+  // Gemma's config class ties by default; the others do not.
+  c.tied_output = f.get_bool_or("tie_word_embeddings", info->embd_scale);
   if (c.n_head % c.n_kv_head != 0)
     fail_file(path, "num_key_value_heads {} does not divide num_attention_heads {}", c.n_kv_head,
               c.n_head);
@@ -170,6 +217,22 @@ ModelConfig config_from_hf_json(const std::string& path) {
     if (c.rope_scaling.type == "llama3" && c.rope_scaling.factor <= 0)
       fail_file(path, "rope_scaling.factor must be positive");
   }
+  read_family_fields(f, *info, c);
+  std::vector<bool> pattern;
+  if (const json* lt = f.find("layer_types")) {
+    if (!lt->is_array() || static_cast<int64_t>(lt->size()) != c.n_layer)
+      fail_file(path, "field 'layer_types' must be a list of {} strings", c.n_layer);
+    for (const json& x : *lt) {
+      if (!x.is_string()) fail_file(path, "field 'layer_types' must be a list of strings");
+      const std::string kind = x.get<std::string>();
+      if (kind != "sliding_attention" && kind != "full_attention")
+        fail_file(path, "layer_types: '{}' is not supported (sliding_attention, full_attention)", kind);
+      pattern.push_back(kind == "sliding_attention");
+    }
+  } else if (f.find("sliding_window_pattern")) {
+    pattern = swa_pattern_from_period(c.n_layer, f.get_int("sliding_window_pattern"));
+  }
+  finalize_config(c, pattern);
   return c;
 }
 

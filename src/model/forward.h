@@ -14,7 +14,7 @@ namespace attnsparse {
 struct ForwardContext {
   const ModelConfig& cfg;
   const ModelWeights& w;
-  const ops::RopeParams& rope;
+  const std::vector<ops::RopeParams>& rope;  // per layer (bases differ on windowed layers)
   KVCache& cache;
   AttentionHooks* hooks;
   int64_t n;             // new tokens in this call
@@ -25,6 +25,7 @@ struct ForwardContext {
 // Reusable activation buffers (grown on demand).
 struct Scratch {
   std::vector<float> xn, q, qkv, att, proj, ff_a, ff_b;
+  std::vector<float> moe_x, moe_y;  // experts: gathered rows, per-slot outputs
 };
 
 // y[m, n_out] = x[m, n_in] W^T (+ bias).
@@ -40,11 +41,22 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
 // Embedding rows of the new tokens into x [n, n_embd].
 void embed_tokens(const ForwardContext& fc, const int32_t* tokens, float* x);
 
+// RMSNorm of each head of n rows of q or k (head_dim each, heads contiguous, rows of
+// `stride` floats) with the per-head weight, in place (qwen3, gemma3).
+void head_rms_norm(const ModelConfig& cfg, const Norm& norm, float* x, int64_t n, int64_t stride,
+                   int n_heads);
+// RMSNorm of n rows of n_embd floats.
+void rms_norm_rows(const ModelConfig& cfg, const Norm& norm, const float* x, int64_t n, float* out);
+// The SwiGLU mixture of experts of a layer: out[n, n_embd] = sum over the chosen experts
+// of weight x down(silu(gate(xn)) * up(xn)). Router softmax over all experts, top
+// n_expert_used (ties: lower index), weights renormalised when cfg.moe_norm_topk.
+void moe_ffn(const ForwardContext& fc, const LayerWeights& lw, const float* xn, float* out,
+             Scratch& s);
+
+// Layer functions (the table in model/arch.h names them).
 void llama_layer(const ForwardContext& fc, int layer, float* x, Scratch& s);
-void llama_output_norm(const ModelConfig& cfg, const ModelWeights& w, const float* x, int64_t m,
-                       float* out);
 void gpt2_layer(const ForwardContext& fc, int layer, float* x, Scratch& s);
-void gpt2_output_norm(const ModelConfig& cfg, const ModelWeights& w, const float* x, int64_t m,
-                      float* out);
+void gemma_layer(const ForwardContext& fc, int layer, float* x, Scratch& s);
+void phi3_layer(const ForwardContext& fc, int layer, float* x, Scratch& s);
 
 }  // namespace attnsparse

@@ -1,15 +1,18 @@
 // Model::load and the transformer runtime shared by every architecture.
 #include "model/model.h"
 
+#include <cmath>
 #include <filesystem>
 #include <mutex>
 
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/arch.h"
 #include "model/forward.h"
 #include "model/profile.h"
 #include "ops/matmul.h"
+#include "ops/norm.h"
 
 namespace attnsparse {
 
@@ -45,19 +48,25 @@ class TransformerModel : public Model {
         gguf_(std::move(gguf)) {
     const TensorSource& src = gguf_ ? static_cast<const TensorSource&>(*gguf_) : *source_;
     w_ = bind_weights(cfg_, src, style);
-    rope_.head_dim = static_cast<int>(cfg_.head_dim);
-    rope_.rope_dim = static_cast<int>(cfg_.rope_dim);
-    rope_.base = cfg_.rope_base;
-    rope_.freq_scale = cfg_.rope_freq_scale;
-    rope_.half_split = cfg_.rope_layout == RopeLayout::HalfSplit;
+    arch_ = &arch_info(cfg_.arch);
+    ops::RopeParams rope;
+    rope.head_dim = static_cast<int>(cfg_.head_dim);
+    rope.rope_dim = static_cast<int>(cfg_.rope_dim);
+    rope.base = cfg_.rope_base;
+    rope.freq_scale = cfg_.rope_freq_scale;
+    rope.half_split = cfg_.rope_layout == RopeLayout::HalfSplit;
     if (!w_.rope_freqs.empty()) {
-      rope_.freq_factors = w_.rope_freqs;
+      rope.freq_factors = w_.rope_freqs;
     } else if (cfg_.rope_scaling.type == "llama3") {
-      rope_.freq_factors = ops::llama3_freq_factors(
-          rope_.rope_dim, cfg_.rope_base, cfg_.rope_scaling.factor,
+      rope.freq_factors = ops::llama3_freq_factors(
+          rope.rope_dim, cfg_.rope_base, cfg_.rope_scaling.factor,
           cfg_.rope_scaling.low_freq_factor, cfg_.rope_scaling.high_freq_factor,
           cfg_.rope_scaling.original_context);
     }
+    // Per layer: windowed layers of some families rotate with their own base.
+    rope_.assign(cfg_.n_layer, rope);
+    for (int64_t l = 0; l < cfg_.n_layer && l < static_cast<int64_t>(cfg_.layers.size()); ++l)
+      rope_[l].base = cfg_.layers[l].rope_base;
   }
 
   const ModelConfig& config() const override { return cfg_; }
@@ -83,7 +92,8 @@ class TransformerModel : public Model {
   std::unique_ptr<TensorSource> source_;  // HF directories
   std::unique_ptr<GgufFile> gguf_;        // GGUF files (also the tokenizer's metadata)
   ModelWeights w_;
-  ops::RopeParams rope_;
+  const ArchInfo* arch_ = nullptr;
+  std::vector<ops::RopeParams> rope_;
   mutable std::once_flag tokenizer_once_;
   mutable std::unique_ptr<Tokenizer> tokenizer_;
 };
@@ -103,8 +113,8 @@ void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& 
   if (cache.n_used + n > cache.capacity)
     fail("KV cache too small: {} slots used + {} new tokens > capacity {}", cache.n_used, n,
          cache.capacity);
-  if (c.arch == "gpt2" && cache.next_pos + n > c.n_ctx)
-    fail("gpt2 has learned positions up to {}; position {} is out of range", c.n_ctx,
+  if (arch_->learned_positions && cache.next_pos + n > c.n_ctx)
+    fail("{} has learned positions up to {}; position {} is out of range", c.arch, c.n_ctx,
          cache.next_pos + n - 1);
   if (cache.next_pos + n > INT32_MAX) fail("positions beyond 2^31 are not supported");
   for (int64_t r : rows)
@@ -120,11 +130,7 @@ void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& 
   std::vector<float> x(n * c.n_embd);
   Scratch scratch;
   embed_tokens(fc, tokens.data(), x.data());
-  const bool gpt2 = c.arch == "gpt2";
-  for (int l = 0; l < c.n_layer; ++l) {
-    if (gpt2) gpt2_layer(fc, l, x.data(), scratch);
-    else llama_layer(fc, l, x.data(), scratch);
-  }
+  for (int l = 0; l < c.n_layer; ++l) arch_->layer(fc, l, x.data(), scratch);
   cache.n_used += n;
   cache.next_pos += n;
   const size_t h0 = hidden.size();
@@ -136,10 +142,21 @@ void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& 
 void TransformerModel::output_head(const float* hidden, int64_t m, float* logits) const {
   const ModelConfig& c = cfg_;
   std::vector<float> normed(m * c.n_embd);
-  if (c.arch == "gpt2") gpt2_output_norm(c, w_, hidden, m, normed.data());
-  else llama_output_norm(c, w_, hidden, m, normed.data());
+  {
+    profile::Scope timer(profile::Norm);
+    if (arch_->norm == NormKind::LayerNorm)
+      ops::layer_norm(hidden, m, c.n_embd, w_.output_norm.weight, w_.output_norm.bias, c.norm_eps,
+                      normed.data());
+    else
+      ops::rms_norm(hidden, m, c.n_embd, w_.output_norm.weight, c.norm_eps, normed.data());
+  }
   profile::Scope timer(profile::Logits);
   ops::matmul(w_.output.w, normed.data(), m, logits);
+  if (c.final_softcap > 0.f) {
+    // gemma2: logits -> c tanh(logits / c), scaled as llama.cpp does (x * (1/c), tanh, x c).
+    const float inv = 1.0f / c.final_softcap;
+    for (int64_t i = 0; i < m * c.n_vocab; ++i) logits[i] = std::tanh(logits[i] * inv) * c.final_softcap;
+  }
 }
 
 }  // namespace

@@ -25,6 +25,20 @@ const std::vector<SynthPreset>& synth_presets() {
        151936, 32768, 896, 24, 14, 2, 4864, 1000000.f, 1e-6f, true},
       {"gpt2-124m", "gpt2", "GPT-2 small (learned positions, LayerNorm, tied output)",
        50257, 1024, 768, 12, 12, 12, 3072, 0.f, 1e-5f, true},
+      {"qwen3-8b", "qwen3", "Qwen3-8B (q/k norm, GQA 32/8, head size 128)",
+       151936, 40960, 4096, 36, 32, 8, 12288, 1000000.f, 1e-6f, false, 128},
+      {"gemma2-9b", "gemma2", "Gemma-2-9B (softcaps 50/30, window 4096 on even layers, GQA 16/8)",
+       256000, 8192, 3584, 42, 16, 8, 14336, 10000.f, 1e-6f, true, 256, 0, 0, 0, 4096, 0, 0.f,
+       50.f, 30.f},
+      {"gemma3-4b", "gemma3", "Gemma-3-4B text (window 1024 on 5 of 6 layers, RoPE 1e4 there)",
+       262208, 131072, 2560, 34, 8, 4, 10240, 1000000.f, 1e-6f, true, 256, 0, 0, 0, 1024, 6,
+       10000.f},
+      {"phi3-mini", "phi3", "Phi-3-mini-4k (fused qkv and gate|up, window 2047)",
+       32064, 4096, 3072, 32, 32, 32, 8192, 10000.f, 1e-5f, false, 0, 0, 0, 0, 2047},
+      {"mixtral-8x7b", "llama", "Mixtral-8x7B (8 experts, top 2, GQA 32/8)",
+       32000, 32768, 4096, 32, 32, 8, 14336, 1000000.f, 1e-5f, false, 0, 8, 2, 14336},
+      {"qwen3-30b-a3b", "qwen3moe", "Qwen3-30B-A3B (128 experts, top 8, q/k norm)",
+       151936, 40960, 2048, 48, 32, 4, 6144, 1000000.f, 1e-6f, false, 128, 128, 8, 768},
       // Small shapes for tests and quick experiments.
       {"tiny", "llama", "tiny llama for tests (2 layers, n_embd 64, GQA 4/2)",
        512, 512, 64, 2, 4, 2, 128, 10000.f, 1e-5f, false},
@@ -34,6 +48,18 @@ const std::vector<SynthPreset>& synth_presets() {
        512, 512, 64, 2, 4, 2, 160, 1000000.f, 1e-6f, true},
       {"tiny-gpt2", "gpt2", "tiny gpt2 for tests",
        512, 512, 64, 2, 4, 4, 256, 0.f, 1e-5f, true},
+      {"tiny-qwen3", "qwen3", "tiny qwen3 for tests (q/k norm, head size 32)",
+       512, 512, 64, 2, 4, 2, 128, 1000000.f, 1e-6f, true, 32},
+      {"tiny-gemma2", "gemma2", "tiny gemma2 for tests (softcaps, window 16 on even layers)",
+       512, 512, 64, 3, 4, 2, 128, 10000.f, 1e-6f, true, 32, 0, 0, 0, 16, 0, 0.f, 20.f, 8.f},
+      {"tiny-gemma3", "gemma3", "tiny gemma3 for tests (window 16, pattern 3, RoPE 1e4 there)",
+       512, 512, 64, 4, 4, 1, 128, 1000000.f, 1e-6f, true, 32, 0, 0, 0, 16, 3, 10000.f},
+      {"tiny-phi3", "phi3", "tiny phi3 for tests (fused qkv and gate|up)",
+       512, 512, 64, 2, 4, 2, 128, 10000.f, 1e-5f, false},
+      {"tiny-mixtral", "llama", "tiny Mixtral-style llama for tests (4 experts, top 2)",
+       512, 512, 64, 2, 4, 2, 128, 1000000.f, 1e-5f, false, 0, 4, 2, 128},
+      {"tiny-qwen3moe", "qwen3moe", "tiny qwen3moe for tests (8 experts, top 2)",
+       512, 512, 64, 2, 4, 2, 128, 1000000.f, 1e-6f, false, 32, 8, 2, 64},
   };
   return presets;
 }
@@ -197,7 +223,7 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
     w.set_bool("tokenizer.ggml.add_eos_token", false);
   }
 
-  const int64_t d = p.n_embd, head_dim = p.n_embd / p.n_head;
+  const int64_t d = p.n_embd, head_dim = p.head_dim > 0 ? p.head_dim : p.n_embd / p.n_head;
   const int64_t qd = p.n_head * head_dim, kvd = p.n_kv_head * head_dim;
   w.set_u32(a + "vocab_size", static_cast<uint32_t>(n_vocab));
   w.set_u32(a + "context_length", static_cast<uint32_t>(p.n_ctx));
@@ -213,6 +239,22 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
     w.set_f32(a + "rope.freq_base", p.rope_base);
     w.set_u32(a + "rope.dimension_count", static_cast<uint32_t>(head_dim));
   }
+  if (p.head_dim > 0) {
+    w.set_u32(a + "attention.key_length", static_cast<uint32_t>(head_dim));
+    w.set_u32(a + "attention.value_length", static_cast<uint32_t>(head_dim));
+  }
+  if (p.n_expert > 0) {
+    w.set_u32(a + "expert_count", static_cast<uint32_t>(p.n_expert));
+    w.set_u32(a + "expert_used_count", static_cast<uint32_t>(p.n_expert_used));
+    if (p.arch != "llama") w.set_u32(a + "expert_feed_forward_length", static_cast<uint32_t>(p.n_ff_expert));
+  }
+  if (p.sliding_window > 0) w.set_u32(a + "attention.sliding_window", static_cast<uint32_t>(p.sliding_window));
+  if (p.swa_pattern > 0) w.set_u32(a + "attention.sliding_window_pattern", static_cast<uint32_t>(p.swa_pattern));
+  if (p.rope_base_swa > 0) w.set_f32(a + "rope.freq_base_swa", p.rope_base_swa);
+  if (p.attn_softcap > 0) w.set_f32(a + "attn_logit_softcapping", p.attn_softcap);
+  if (p.final_softcap > 0) w.set_f32(a + "final_logit_softcapping", p.final_softcap);
+  const bool gemma = p.arch == "gemma2" || p.arch == "gemma3";
+  const bool qk_norm = p.arch == "qwen3" || p.arch == "qwen3moe" || p.arch == "gemma3";
 
   // Scales. Every residual contribution (embeddings, attention output, MLP output) has
   // std about r = 3/sqrt(d), so the residual stream grows like sqrt(layers) and never
@@ -266,22 +308,49 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
       vec(blk(l, "ffn_up.bias"), p.n_ff, 0.f, 0.1f);
       mat(blk(l, "ffn_down.weight"), d, p.n_ff, Fill{0.f, 1.5f * r / std::sqrt(float(p.n_ff))});
       vec(blk(l, "ffn_down.bias"), d, 0.f, 0.1f * r);
+    } else if (p.arch == "phi3") {
+      vec(blk(l, "attn_norm.weight"), d, 1.f, 0.1f);
+      Fill qkv{0.f, qk};
+      qkv.alt_begin = qd + kvd;  // v rows
+      qkv.alt_end = qd + 2 * kvd;
+      qkv.alt_std = in_d;
+      mat(blk(l, "attn_qkv.weight"), qd + 2 * kvd, d, qkv);
+      mat(blk(l, "attn_output.weight"), d, qd, Fill{0.f, r / std::sqrt(float(qd))});
+      vec(blk(l, "ffn_norm.weight"), d, 1.f, 0.1f);
+      mat(blk(l, "ffn_up.weight"), 2 * p.n_ff, d, Fill{0.f, in_d});
+      mat(blk(l, "ffn_down.weight"), d, p.n_ff, Fill{0.f, 1.5f * r / std::sqrt(float(p.n_ff))});
     } else {
       vec(blk(l, "attn_norm.weight"), d, 1.f, 0.1f);
       mat(blk(l, "attn_q.weight"), qd, d, Fill{0.f, qk});
       mat(blk(l, "attn_k.weight"), kvd, d, Fill{0.f, qk});
       mat(blk(l, "attn_v.weight"), kvd, d, Fill{0.f, in_d});
+      if (qk_norm) {
+        vec(blk(l, "attn_q_norm.weight"), head_dim, 1.f, 0.1f);
+        vec(blk(l, "attn_k_norm.weight"), head_dim, 1.f, 0.1f);
+      }
       if (p.arch == "qwen2") {
         vec(blk(l, "attn_q.bias"), qd, 0.f, 0.1f);
         vec(blk(l, "attn_k.bias"), kvd, 0.f, 0.1f);
         vec(blk(l, "attn_v.bias"), kvd, 0.f, 0.1f);
       }
       mat(blk(l, "attn_output.weight"), d, qd, Fill{0.f, r / std::sqrt(float(qd))});
+      if (gemma) vec(blk(l, "post_attention_norm.weight"), d, 1.f, 0.1f);
       vec(blk(l, "ffn_norm.weight"), d, 1.f, 0.1f);
-      mat(blk(l, "ffn_gate.weight"), p.n_ff, d, Fill{0.f, in_d});
-      mat(blk(l, "ffn_up.weight"), p.n_ff, d, Fill{0.f, in_d});
-      // SiLU(g) * u has std ~0.6 for unit g, u: 1.5 brings the MLP output to ~r.
-      mat(blk(l, "ffn_down.weight"), d, p.n_ff, Fill{0.f, 1.5f * r / std::sqrt(float(p.n_ff))});
+      if (p.n_expert > 0) {
+        // Router logits of std ~2 (routing not decided by rounding); experts as 3-D tensors.
+        const int64_t E = p.n_expert, F = p.n_ff_expert;
+        vec(blk(l, "ffn_gate_inp.weight"), E * d, 0.f, 2.f * in_d);
+        plan.back().shape = {E, d};
+        plan.push_back({blk(l, "ffn_gate_exps.weight"), mt, {E, F, d}, Fill{0.f, in_d}});
+        plan.push_back({blk(l, "ffn_up_exps.weight"), mt, {E, F, d}, Fill{0.f, in_d}});
+        plan.push_back({blk(l, "ffn_down_exps.weight"), mt, {E, d, F}, Fill{0.f, 1.5f * r / std::sqrt(float(F))}});
+      } else {
+        mat(blk(l, "ffn_gate.weight"), p.n_ff, d, Fill{0.f, in_d});
+        mat(blk(l, "ffn_up.weight"), p.n_ff, d, Fill{0.f, in_d});
+        // SiLU(g) * u has std ~0.6 for unit g, u: 1.5 brings the MLP output to ~r.
+        mat(blk(l, "ffn_down.weight"), d, p.n_ff, Fill{0.f, 1.5f * r / std::sqrt(float(p.n_ff))});
+      }
+      if (gemma) vec(blk(l, "post_ffw_norm.weight"), d, 1.f, 0.1f);
     }
   }
 

@@ -14,12 +14,19 @@ namespace attnsparse {
 
 struct SynthPreset {
   std::string name;
-  std::string arch;  // "llama", "qwen2", "gpt2"
+  std::string arch;  // a GGUF architecture of the table in model/arch.h
   std::string description;
   int64_t n_vocab, n_ctx, n_embd, n_layer, n_head, n_kv_head, n_ff;
   float rope_base;
   float norm_eps;
   bool tied_output;
+  // Family extras (0 = none / the default).
+  int64_t head_dim = 0;        // 0: n_embd / n_head
+  int64_t n_expert = 0, n_expert_used = 0, n_ff_expert = 0;
+  int64_t sliding_window = 0;
+  int64_t swa_pattern = 0;     // gemma3: <arch>.attention.sliding_window_pattern
+  float rope_base_swa = 0.f;
+  float attn_softcap = 0.f, final_softcap = 0.f;
 };
 
 const std::vector<SynthPreset>& synth_presets();

@@ -1,9 +1,9 @@
 #include "model/weights.h"
 
 #include <cstring>
-#include <map>
 
 #include "core/error.h"
+#include "model/arch.h"
 
 namespace attnsparse {
 
@@ -13,56 +13,32 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-namespace {
-
-// llama.cpp base name -> Hugging Face name (per layer: after "model.layers.N." / "h.N.").
-const std::map<std::string, std::string>& hf_llama_names() {
-  static const std::map<std::string, std::string> m = {
-      {"token_embd", "model.embed_tokens"},  {"output_norm", "model.norm"},
-      {"output", "lm_head"},                 {"attn_norm", "input_layernorm"},
-      {"attn_q", "self_attn.q_proj"},        {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},        {"attn_output", "self_attn.o_proj"},
-      {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"},
-      {"ffn_up", "mlp.up_proj"},             {"ffn_down", "mlp.down_proj"},
-  };
-  return m;
-}
-
-const std::map<std::string, std::string>& hf_gpt2_names() {
-  static const std::map<std::string, std::string> m = {
-      {"token_embd", "transformer.wte"}, {"position_embd", "transformer.wpe"},
-      {"output_norm", "transformer.ln_f"}, {"attn_norm", "ln_1"},
-      {"attn_qkv", "attn.c_attn"},       {"attn_output", "attn.c_proj"},
-      {"ffn_norm", "ln_2"},              {"ffn_up", "mlp.c_fc"},
-      {"ffn_down", "mlp.c_proj"},        {"output", "lm_head"},  // only when untied
-  };
-  return m;
-}
-
-}  // namespace
-
 std::string tensor_file_name(NameStyle style, const std::string& arch, const std::string& logical,
-                             int layer, const std::string& suffix) {
+                             int layer, const std::string& suffix, int expert) {
   if (style == NameStyle::Gguf) {
     if (layer < 0) return logical + "." + suffix;
     return "blk." + std::to_string(layer) + "." + logical + "." + suffix;
   }
-  const bool gpt2 = arch == "gpt2";
-  const auto& table = gpt2 ? hf_gpt2_names() : hf_llama_names();
-  auto it = table.find(logical);
-  if (it == table.end()) return "";
-  if (layer < 0) return it->second + "." + suffix;
-  return (gpt2 ? "transformer.h." : "model.layers.") + std::to_string(layer) + "." + it->second +
-         "." + suffix;
+  const ArchInfo* info = find_arch(arch);
+  if (info == nullptr) return "";
+  auto it = info->hf_tensors.find(logical);
+  if (it == info->hf_tensors.end()) return "";
+  std::string base = it->second;
+  if (const size_t e = base.find("{e}"); e != std::string::npos) {
+    if (expert < 0) return "";
+    base.replace(e, 3, std::to_string(expert));
+  }
+  if (layer < 0) return base + "." + suffix;
+  return info->hf_layer_prefix + std::to_string(layer) + "." + base + "." + suffix;
 }
 
 WeightBinder::WeightBinder(const ModelConfig& config, const TensorSource& source, NameStyle style,
                            ModelWeights& out)
     : cfg_(config), src_(source), style_(style), out_(out) {}
 
-std::string WeightBinder::name(const std::string& logical, int layer,
-                               const std::string& suffix) const {
-  return tensor_file_name(style_, cfg_.arch, logical, layer, suffix);
+std::string WeightBinder::name(const std::string& logical, int layer, const std::string& suffix,
+                               int expert) const {
+  return tensor_file_name(style_, cfg_.arch, logical, layer, suffix, expert);
 }
 
 const TensorInfo* WeightBinder::find(const std::string& logical, int layer,
@@ -103,11 +79,43 @@ const float* WeightBinder::vector(const std::string& logical, int layer, const s
   return reinterpret_cast<const float*>(out_.owned.back().data());
 }
 
-Norm WeightBinder::norm(const std::string& logical, int layer, bool with_bias) {
+Norm WeightBinder::norm(const std::string& logical, int layer, bool with_bias, int64_t dim) {
+  if (dim == 0) dim = cfg_.n_embd;
   Norm nrm;
-  nrm.weight = vector(logical, layer, "weight", cfg_.n_embd);
-  if (with_bias) nrm.bias = vector(logical, layer, "bias", cfg_.n_embd);
+  nrm.weight = vector(logical, layer, "weight", dim);
+  if (style_ == NameStyle::HuggingFace && arch_info(cfg_.arch).hf_norm_plus_one) {
+    // Hugging Face applies (1 + w); llama.cpp's converter stores 1 + w in the GGUF.
+    std::vector<uint8_t> buf(dim * sizeof(float));
+    float* f = reinterpret_cast<float*>(buf.data());
+    for (int64_t i = 0; i < dim; ++i) f[i] = nrm.weight[i] + 1.0f;
+    out_.owned.push_back(std::move(buf));
+    nrm.weight = reinterpret_cast<const float*>(out_.owned.back().data());
+  }
+  if (with_bias) nrm.bias = vector(logical, layer, "bias", dim);
   return nrm;
+}
+
+std::vector<Linear> WeightBinder::experts(const std::string& logical, int layer, int64_t n_expert,
+                                          int64_t n_out, int64_t n_in) {
+  std::vector<Linear> out(n_expert);
+  if (style_ == NameStyle::HuggingFace) {
+    for (int64_t e = 0; e < n_expert; ++e) {
+      const std::string n = name(logical, layer, "weight", static_cast<int>(e));
+      const TensorInfo* t = n.empty() ? nullptr : src_.find(n);
+      if (t == nullptr) fail_file(src_.path(), "missing tensor '{}'", n.empty() ? logical : n);
+      if (t->shape != std::vector<int64_t>{n_out, n_in})
+        fail_file(src_.path(), "tensor '{}' has shape {}, expected {}", t->name,
+                  shape_string(t->shape), shape_string({n_out, n_in}));
+      if (t->nbytes < n_out * dtype_row_bytes(t->dtype, n_in))
+        fail_file(src_.path(), "tensor '{}' is truncated", t->name);
+      out[e].w = {t->dtype, t->data, n_out, n_in};
+    }
+    return out;
+  }
+  const TensorInfo& t = require(logical, layer, "weight", {n_expert, n_out, n_in});
+  const int64_t matrix_bytes = n_out * dtype_row_bytes(t.dtype, n_in);
+  for (int64_t e = 0; e < n_expert; ++e) out[e].w = {t.dtype, t.data + e * matrix_bytes, n_out, n_in};
+  return out;
 }
 
 Linear WeightBinder::linear(const std::string& logical, int layer, int64_t n_out, int64_t n_in,
@@ -141,13 +149,9 @@ Linear WeightBinder::linear(const std::string& logical, int layer, int64_t n_out
 ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source, NameStyle style) {
   ModelWeights w;
   WeightBinder binder(config, source, style, w);
-  if (config.arch == "gpt2") {
-    bind_gpt2_weights(config, binder, w);
-  } else if (config.arch == "llama" || config.arch == "qwen2") {
-    bind_llama_weights(config, binder, w);
-  } else {
-    fail_file(source.path(), "architecture '{}' is not supported", config.arch);
-  }
+  const ArchInfo* info = find_arch(config.arch);
+  if (info == nullptr) fail_file(source.path(), "architecture '{}' is not supported", config.arch);
+  info->bind(config, binder, w);
   return w;
 }
 

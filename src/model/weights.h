@@ -24,10 +24,16 @@ struct Norm {
 
 struct LayerWeights {
   Norm attn_norm, ffn_norm;
+  Norm q_norm, k_norm;              // per-head RMSNorm [head_dim] (qwen3, gemma3) or none
+  Norm post_attn_norm, post_ffn_norm;  // gemma: after attention / after the FFN
   Linear q, k, v;  // llama / qwen2
-  Linear qkv;      // gpt2: fused [3 * n_embd, n_embd], rows q | k | v
+  Linear qkv;      // gpt2, phi3: fused, rows q | k | v
   Linear o;
-  Linear gate, up, down;  // gate unused by gpt2
+  Linear gate, up, down;  // gate unused by gpt2; phi3: up holds gate rows then up rows
+  // Mixture of experts (empty: dense FFN): router [n_expert, n_embd] and per expert
+  // views into the 3-D GGUF tensors (or the HF per-expert tensors).
+  Linear router;
+  std::vector<Linear> gate_exps, up_exps, down_exps;
 };
 
 struct ModelWeights {
@@ -49,7 +55,7 @@ enum class NameStyle { Gguf, HuggingFace };
 // "token_embd", ...), layer -1 for global tensors, suffix "weight" or "bias".
 // Returns "" when the architecture has no such tensor in that naming.
 std::string tensor_file_name(NameStyle style, const std::string& arch, const std::string& logical,
-                             int layer, const std::string& suffix);
+                             int layer, const std::string& suffix, int expert = -1);
 
 // Finds, checks and wraps tensors; errors name the file and the tensor.
 class WeightBinder {
@@ -67,22 +73,34 @@ class WeightBinder {
                 bool with_bias, bool conv1d = false);
   // An f32 vector of n elements (converted into an owned buffer when stored otherwise).
   const float* vector(const std::string& logical, int layer, const std::string& suffix, int64_t n);
-  Norm norm(const std::string& logical, int layer, bool with_bias);
+  // A norm over `dim` elements (0: n_embd). HF checkpoints of families that store w - 1
+  // (gemma) get 1 added into an owned buffer.
+  Norm norm(const std::string& logical, int layer, bool with_bias, int64_t dim = 0);
+  // The n_expert [n_out, n_in] matrices of a layer: views into one 3-D GGUF tensor
+  // [n_expert, n_out, n_in] (offset by expert), or the HF per-expert tensors.
+  std::vector<Linear> experts(const std::string& logical, int layer, int64_t n_expert,
+                              int64_t n_out, int64_t n_in);
 
   NameStyle style() const { return style_; }
   const TensorSource& source() const { return src_; }
 
  private:
-  std::string name(const std::string& logical, int layer, const std::string& suffix) const;
+  std::string name(const std::string& logical, int layer, const std::string& suffix,
+                   int expert = -1) const;
   const ModelConfig& cfg_;
   const TensorSource& src_;
   NameStyle style_;
   ModelWeights& out_;
 };
 
-// Per-architecture binders (arch_llama.cpp, arch_gpt2.cpp).
+// Per-architecture binders (arch_*.cpp), named by the table in model/arch.h.
 void bind_llama_weights(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
 void bind_gpt2_weights(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
+void bind_gemma_weights(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
+void bind_phi3_weights(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
+// Shared pieces: token embedding + output (tied or not), the experts of a layer.
+void bind_embedding_and_output(const ModelConfig& config, WeightBinder& binder, ModelWeights& w);
+void bind_experts(const ModelConfig& config, WeightBinder& binder, int layer, LayerWeights& lw);
 
 // Binds every tensor of the model; throws FormatError for missing tensors or wrong shapes.
 ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source, NameStyle style);

@@ -49,4 +49,17 @@ void gelu_f16_table(float* x, int64_t n) {
   }
 }
 
+void geglu_f16_table(float* gate, const float* up, int64_t n) {
+  const uint16_t* table = gelu_table().data();
+#pragma omp parallel for schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    float gelu;
+    if (g <= -10.0f) gelu = 0.0f;
+    else if (g >= 10.0f) gelu = g;
+    else gelu = fp16_to_fp32(table[fp32_to_fp16(g)]);
+    gate[i] = gelu * up[i];
+  }
+}
+
 }  // namespace attnsparse::ops

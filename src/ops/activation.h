@@ -14,4 +14,8 @@ float gelu_tanh(float x);
 // f16-rounded input and stored as f16 (inputs <= -10 give 0, >= 10 give x). In place.
 void gelu_f16_table(float* x, int64_t n);
 
+// GeGLU as llama.cpp computes it on CPU: gate[i] = gelu(gate[i]) * up[i] with the GELU
+// of gelu_f16_table (gate <= -10 gives 0, >= 10 gives gate * up). In place on gate.
+void geglu_f16_table(float* gate, const float* up, int64_t n);
+
 }  // namespace attnsparse::ops

@@ -90,6 +90,9 @@ void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* key
   if (s.n_q > 0 && (a.q == nullptr || a.out == nullptr)) fail("attention: null q or out");
   if (s.n_kv > 0 && (a.k == nullptr || a.v == nullptr)) fail("attention: null k or v");
   if (!std::isfinite(s.scale)) fail("attention: scale is not finite");
+  if (!(s.softcap >= 0.f) || !std::isfinite(s.softcap))
+    fail("attention: softcap must be a finite number >= 0, got {}", s.softcap);
+  if (s.window < 0) fail("attention: negative window {}", s.window);
   if (keys) keys->validate(s.n_head, s.n_q);
 }
 
@@ -288,12 +291,15 @@ void attention_reference(const AttentionShape& s, const AttentionArgs& a, const 
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < s.n_kv; ++j) {
           const int64_t kp = a.key_pos ? a.key_pos[j] : j;
-          const bool in = keys ? keys->contains(h, i, pos, j, kp) : kp <= pos;
+          const bool in = (keys ? keys->contains(h, i, pos, j, kp) : kp <= pos) &&
+                          (s.window <= 0 || pos - kp < s.window);
           if (!in) continue;  // the -inf mask: exp(-inf) = 0, dropped from the row
           const float* k = a.k + j * a.k_stride + kvh * s.head_dim;
           double dot = 0;
           for (int d = 0; d < s.head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
-          p[n] = static_cast<float>(dot * s.scale);
+          float score = static_cast<float>(dot * s.scale);
+          if (s.softcap > 0.f) score = s.softcap * std::tanh(score / s.softcap);
+          p[n] = score;
           slots[n] = static_cast<int32_t>(j);
           mx = std::max(mx, p[n]);
           ++n;

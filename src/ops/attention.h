@@ -22,6 +22,14 @@ struct AttentionShape {
   int n_kv_head = 0;     // key/value heads; query head h uses kv head h / (n_head / n_kv_head)
   int head_dim = 0;
   float scale = 0.f;     // logit scale, usually 1/sqrt(head_dim)
+  // Logit transform of the model (not of a sparse policy), applied to the scaled score
+  // s = scale * q.k before the softmax as llama.cpp orders it: s -> softcap * tanh(s /
+  // softcap) when softcap > 0 (gemma2's attention logit soft-capping).
+  float softcap = 0.f;
+  // Native sliding window of the layer (0 = none): query at position t visits the key at
+  // position p only if 0 <= t - p < window. Intersected with any key set; keys outside get
+  // probability exactly 0 (observers never see them).
+  int64_t window = 0;
 };
 
 struct AttentionArgs {

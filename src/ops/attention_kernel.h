@@ -272,7 +272,11 @@ static void run_job(const Job& job, Scratch& sc) {
   const int group = s.n_head / s.n_kv_head;
   const int64_t nt = job.i1 - job.i0;
   const int64_t rows = group * nt;
-  const float qscale = s.scale * 1.4426950408889634f;
+  // Softcapped scores are transformed in the natural-log domain: queries are scaled by
+  // `scale` alone (as llama.cpp scales Q), and the cap maps s to c tanh(s / c) log2(e).
+  const bool capped = s.softcap > 0.f;
+  const float qscale = capped ? s.scale : s.scale * 1.4426950408889634f;
+  const float cap_inv = capped ? 1.f / s.softcap : 0.f, cap_out = s.softcap * 1.4426950408889634f;
   constexpr float ninf = -std::numeric_limits<float>::infinity();
 
   // Gather and pre-scale the queries; zero the accumulators.
@@ -297,7 +301,7 @@ static void run_job(const Job& job, Scratch& sc) {
   // Slots [gap_lo, gap_hi) no row of the job visits (positional sets, slot = position):
   // whole tiles inside are skipped without asking every row.
   const bool listed = job.list != nullptr;  // tiles are chunks of a gathered slot list
-  const KeySetGap gap = listed ? KeySetGap{} : job_gap(job.keys, a.key_pos, t_lo, t_hi);
+  const KeySetGap gap = listed ? KeySetGap{} : job_gap(job.keys, a.key_pos, t_lo, t_hi, s.window);
   const int64_t n_cols = listed ? job.list_len : s.n_kv;
   for (int64_t j0 = 0; j0 < n_cols; j0 += kTileKeys) {
     if (j0 >= gap.lo && j0 + kTileKeys <= gap.hi) {
@@ -332,6 +336,7 @@ static void run_job(const Job& job, Scratch& sc) {
         const int64_t i = job.i0 + r % nt;
         const KeySet* ks = job.keys ? &job.keys->for_head(head) : nullptr;
         sc.cls[r] = classify(ks, head, i, s.q_pos0 + i, tile);
+        if (s.window > 0) sc.cls[r] = window_class(static_cast<TileClass>(sc.cls[r]), s.q_pos0 + i, tile, s.window);
         any |= sc.cls[r] != kSkip;
       }
       if (!any) continue;
@@ -375,9 +380,12 @@ static void run_job(const Job& job, Scratch& sc) {
       }
       const int head = job.kvh * group + static_cast<int>(r / nt);
       const int64_t i = job.i0 + r % nt;
+      if (capped)
+        for (int jj = 0; jj < nk; ++jj) srow[jj] = cap_out * std::tanh(srow[jj] * cap_inv);
       if (sc.cls[r] == kPartial) {
         const KeySet* ks = job.keys ? &job.keys->for_head(head) : nullptr;
         mask_partial(ks, head, i, s.q_pos0 + i, j0, nk, a.key_pos, srow);
+        if (s.window > 0 && !listed) mask_window(s.q_pos0 + i, j0, nk, a.key_pos, s.window, srow);
       }
       for (int jj = nk; jj < kTileKeys; ++jj) srow[jj] = ninf;
       vf mx = bcast(ninf);
@@ -512,11 +520,14 @@ static void run_gather_row(const AttentionShape& s, const AttentionArgs& a, cons
   const int32_t* list_end = ks.row_end(head, i);
   for (const int32_t* x = ks.row_begin(head, i); x != list_end; ++x) {
     const int64_t j = *x;
-    if (j >= s.n_kv || (a.key_pos ? a.key_pos[j] : j) > t) continue;
+    const int64_t p = j < s.n_kv ? (a.key_pos ? a.key_pos[j] : j) : t + 1;
+    if (p > t || (s.window > 0 && t - p >= s.window)) continue;
     slots[n++] = static_cast<int32_t>(j);
   }
   const float* kbase = a.k + static_cast<int64_t>(kvh) * D;
-  const float qscale = s.scale * 1.4426950408889634f;
+  const bool capped = s.softcap > 0.f;
+  const float qscale = capped ? s.scale : s.scale * 1.4426950408889634f;
+  const float cap_inv = capped ? 1.f / s.softcap : 0.f, cap_out = s.softcap * 1.4426950408889634f;
   const int dv = D / W * W;
   int64_t y = 0;
   for (; y + 4 <= n; y += 4) {
@@ -541,6 +552,7 @@ static void run_gather_row(const AttentionShape& s, const AttentionArgs& a, cons
     }
     for (int u = 0; u < 4; ++u) {
       scores[y + u] = dot[u] * qscale;
+      if (capped) scores[y + u] = cap_out * std::tanh(scores[y + u] * cap_inv);
       mx = scores[y + u] > mx ? scores[y + u] : mx;
     }
   }
@@ -551,6 +563,7 @@ static void run_gather_row(const AttentionShape& s, const AttentionArgs& a, cons
     float dot = hsum(acc);
     for (int d = dv; d < D; ++d) dot += q[d] * k[d];
     scores[y] = dot * qscale;
+    if (capped) scores[y] = cap_out * std::tanh(scores[y] * cap_inv);
     mx = scores[y] > mx ? scores[y] : mx;
   }
   float sum = 0.f;
@@ -592,8 +605,11 @@ int64_t visible_list(const AttentionShape& s, const AttentionArgs& a, const KeyS
   const int64_t t = s.q_pos0 + i;
   int64_t n = 0;
   const int32_t* e = ks.row_end(0, i);
-  for (const int32_t* x = ks.row_begin(0, i); x != e; ++x)
-    if (*x < s.n_kv && (a.key_pos ? a.key_pos[*x] : *x) <= t) out[n++] = *x;
+  for (const int32_t* x = ks.row_begin(0, i); x != e; ++x) {
+    if (*x >= s.n_kv) continue;
+    const int64_t p = a.key_pos ? a.key_pos[*x] : *x;
+    if (p <= t && (s.window <= 0 || t - p < s.window)) out[n++] = *x;
+  }
   return n;
 }
 

@@ -70,23 +70,46 @@ inline TileClass classify(const KeySet* ks, int head, int64_t i, int64_t t, cons
   return kPartial;
 }
 
+// The class of a tile after the layer's native sliding window (keys at p visible from t
+// only if t - p < window) is intersected with the row's class `c`.
+inline TileClass window_class(TileClass c, int64_t t, const Tile& tile, int64_t window) {
+  if (c == kSkip || t - tile.pmax >= window) return kSkip;
+  return t - tile.pmin >= window ? kPartial : c;
+}
+
+// Sets s[jj] = -inf for the slots j0 + jj (jj < n) outside the native window of t.
+inline void mask_window(int64_t t, int64_t j0, int64_t n, const int32_t* key_pos, int64_t window,
+                        float* s) {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t jj = 0; jj < n; ++jj)
+    if (t - (key_pos ? key_pos[j0 + jj] : j0 + jj) >= window) s[jj] = ninf;
+}
+
 // A range of slots [lo, hi) that no query at positions [t_lo, t_hi] visits (empty when
 // lo >= hi). Only for a set shared by all heads with slot j = position j.
 struct KeySetGap {
   int64_t lo = 0, hi = 0;
 };
-inline KeySetGap job_gap(const KeySet* ks, const int32_t* key_pos, int64_t t_lo, int64_t t_hi) {
+inline KeySetGap job_gap(const KeySet* ks, const int32_t* key_pos, int64_t t_lo, int64_t t_hi,
+                         int64_t window = 0) {
   KeySetGap g;
-  if (ks == nullptr || key_pos != nullptr) return g;
-  switch (ks->kind()) {
+  if (key_pos != nullptr) return g;
+  if (window > 0) g.hi = t_lo - window + 1;  // slots [0, hi) are outside every row's window
+  if (ks != nullptr) switch (ks->kind()) {
     case KeySet::Kind::Range:
       if (ks->window_size() > 0) {
-        g.lo = ks->sink();
-        g.hi = t_lo - ks->window_size() + 1;
+        const int64_t hi = t_lo - ks->window_size() + 1;
+        // The set's gap [sink, hi) joined with the window's [0, g.hi) when they touch.
+        if (ks->sink() <= g.hi) {
+          g.hi = std::max(g.hi, hi);
+        } else if (hi > g.hi) {
+          g.lo = ks->sink();
+          g.hi = hi;
+        }
       }
       break;
-    case KeySet::Kind::BlockLocal: g.hi = t_lo / ks->rate() * ks->rate(); break;
-    case KeySet::Kind::Dilated: g.hi = t_lo - ks->rate() * (ks->window_size() - 1); break;
+    case KeySet::Kind::BlockLocal: g.hi = std::max(g.hi, t_lo / ks->rate() * ks->rate()); break;
+    case KeySet::Kind::Dilated: g.hi = std::max(g.hi, t_lo - ks->rate() * (ks->window_size() - 1)); break;
     default: break;
   }
   // Round inwards to whole tiles.

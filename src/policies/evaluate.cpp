@@ -149,7 +149,7 @@ std::vector<EvalPolicy> default_eval_policies() {
 
 int64_t document_token_limit(const Model& model, int64_t max_tokens) {
   const ModelConfig& c = model.config();
-  return c.arch == "gpt2" ? std::min(max_tokens, c.n_ctx) : max_tokens;
+  return arch_info(c.arch).learned_positions ? std::min(max_tokens, c.n_ctx) : max_tokens;
 }
 
 std::vector<EvalDocument> prepare_documents(const Model& model, const std::vector<Document>& docs, int64_t limit,

@@ -38,8 +38,25 @@ inline std::string hf_name(const std::string& arch, const std::string& gguf_name
       {"output.weight", "lm_head.weight"}, {"attn_norm", "ln_1"}, {"attn_qkv", "attn.c_attn"},
       {"attn_output", "attn.c_proj"}, {"ffn_norm", "ln_2"}, {"ffn_up", "mlp.c_fc"},
       {"ffn_down", "mlp.c_proj"}};
+  // Gemma: the norm around each block has its own name; q/k norms (qwen3, gemma3).
+  static const std::map<std::string, std::string> extra = {
+      {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
+      {"ffn_gate_inp", "mlp.gate"}};
+  static const std::map<std::string, std::string> gemma = {
+      {"post_attention_norm", "post_attention_layernorm"}, {"ffn_norm", "pre_feedforward_layernorm"},
+      {"post_ffw_norm", "post_feedforward_layernorm"}};
+  static const std::map<std::string, std::string> phi3 = {
+      {"attn_qkv", "self_attn.qkv_proj"}, {"ffn_up", "mlp.gate_up_proj"}};
   const bool g = arch == "gpt2";
-  const auto& table = g ? gpt2 : llama;
+  std::map<std::string, std::string> table = g ? gpt2 : llama;
+  if (!g) {
+    for (const auto& [k, v] : extra) table[k] = v;
+    if (arch == "gemma2" || arch == "gemma3")
+      for (const auto& [k, v] : gemma) table[k] = v;
+    if (arch == "phi3")
+      for (const auto& [k, v] : phi3) table[k] = v;
+    if (arch == "llama") table["ffn_gate_inp"] = "block_sparse_moe.gate";
+  }
   const std::string pre = g && gpt2_prefix ? "transformer." : "";
   if (auto it = table.find(gguf_name); it != table.end())
     return it->second == "lm_head.weight" ? it->second : pre + it->second;
@@ -62,6 +79,8 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
   const int64_t hd = d / n_head;
   const int64_t n_vocab = f.require("token_embd.weight").shape[0];
   json cfg;
+  const auto gf = [&](const std::string& key) { return f.get_float(a + key); };
+  const auto gi = [&](const std::string& key) { return f.get_int(a + key); };
   if (arch == "gpt2") {
     cfg = {{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}, {"n_embd", d},
            {"n_layer", *f.get_int(a + "block_count")}, {"n_head", n_head},
@@ -69,7 +88,13 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
            {"layer_norm_epsilon", *f.get_float(a + "attention.layer_norm_epsilon")},
            {"vocab_size", n_vocab}, {"tie_word_embeddings", f.find("output.weight") == nullptr}};
   } else {
-    cfg = {{"architectures", {arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+    const bool moe = gi("expert_count").has_value();
+    const std::map<std::string, std::string> names = {
+        {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
+        {"qwen3moe", "Qwen3MoeForCausalLM"}, {"gemma2", "Gemma2ForCausalLM"},
+        {"gemma3", "Gemma3ForCausalLM"}, {"phi3", "Phi3ForCausalLM"},
+        {"llama", moe ? "MixtralForCausalLM" : "LlamaForCausalLM"}};
+    cfg = {{"architectures", {names.at(arch)}},
            {"hidden_size", d}, {"num_hidden_layers", *f.get_int(a + "block_count")},
            {"num_attention_heads", n_head}, {"num_key_value_heads", n_kv},
            {"intermediate_size", *f.get_int(a + "feed_forward_length")}, {"vocab_size", n_vocab},
@@ -77,6 +102,32 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
            {"rms_norm_eps", *f.get_float(a + "attention.layer_norm_rms_epsilon")},
            {"rope_theta", f.get_float(a + "rope.freq_base").value_or(10000.0)},
            {"tie_word_embeddings", f.find("output.weight") == nullptr}, {"torch_dtype", "float32"}};
+    if (auto kl = gi("attention.key_length")) cfg["head_dim"] = *kl;
+    if (arch == "gemma2" || arch == "gemma3") {
+      cfg["query_pre_attn_scalar"] = *gi("attention.key_length");
+      cfg["hidden_activation"] = "gelu_pytorch_tanh";
+      cfg["sliding_window"] = *gi("attention.sliding_window");
+      cfg["attn_logit_softcapping"] = gf("attn_logit_softcapping") ? json(*gf("attn_logit_softcapping")) : json();
+      cfg["final_logit_softcapping"] = gf("final_logit_softcapping") ? json(*gf("final_logit_softcapping")) : json();
+    }
+    if (arch == "gemma3") {
+      // Transformers' layer_types list (layer l sliding iff (l + 1) % pattern != 0).
+      const int64_t pattern = gi("attention.sliding_window_pattern").value_or(6);
+      json types = json::array();
+      for (int64_t l = 0; l < *gi("block_count"); ++l)
+        types.push_back((l + 1) % pattern ? "sliding_attention" : "full_attention");
+      cfg["layer_types"] = types;
+      cfg["rope_local_base_freq"] = gf("rope.freq_base_swa").value_or(10000.0);
+    }
+    if (arch == "qwen3moe") {
+      cfg["num_experts"] = *gi("expert_count");
+      cfg["num_experts_per_tok"] = *gi("expert_used_count");
+      cfg["moe_intermediate_size"] = *gi("expert_feed_forward_length");
+      cfg["norm_topk_prob"] = true;
+    } else if (moe) {
+      cfg["num_local_experts"] = *gi("expert_count");
+      cfg["num_experts_per_tok"] = *gi("expert_used_count");
+    }
   }
   cfg.update(opt.config_extra);
   write_text(dir + "/config.json", cfg.dump(2));
@@ -85,6 +136,28 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
   std::vector<TensorInfo> out;
   for (const TensorInfo& t : f.tensors()) {
     if (t.name == "rope_freqs.weight") continue;
+    // Experts: one 3-D GGUF tensor [n_expert, rows, cols] -> one HF tensor per expert.
+    if (t.name.find("_exps.weight") != std::string::npos) {
+      std::smatch m;
+      static const std::regex exps(R"(blk\.(\d+)\.ffn_(gate|up|down)_exps\.weight)");
+      if (!std::regex_match(t.name, m, exps)) throw std::runtime_error("hf_convert: " + t.name);
+      const std::string which = m[2];
+      const bool mixtral = arch == "llama";
+      const std::string leaf = mixtral ? (which == "gate" ? "w1" : which == "up" ? "w3" : "w2")
+                                       : which + "_proj";
+      const int64_t E = t.shape[0], rows = t.shape[1], cols = t.shape[2];
+      const int64_t es = t.dtype == DType::F32 ? 4 : 2;
+      for (int64_t e = 0; e < E; ++e) {
+        const uint8_t* src = t.data + e * rows * cols * es;
+        storage.emplace_back(src, src + rows * cols * es);
+        const std::string name = "model.layers." + std::string(m[1]) +
+                                 (mixtral ? ".block_sparse_moe.experts." : ".mlp.experts.") +
+                                 std::to_string(e) + "." + leaf + ".weight";
+        out.push_back(TensorInfo{name, t.dtype, {rows, cols}, storage.back().data(),
+                                 static_cast<int64_t>(storage.back().size())});
+      }
+      continue;
+    }
     const std::string name = hf_name(arch, t.name, opt.gpt2_prefix);
     if (name.empty()) throw std::runtime_error("hf_convert: no HF name for " + t.name);
     DType dt = t.dtype;
@@ -119,6 +192,16 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
           std::memcpy(&tr[(c * rows + r) * es], &bytes[(r * cols + c) * es], es);
       bytes.swap(tr);
       shape = {cols, rows};
+    }
+    // Gemma: HF stores RMSNorm weights as w - 1 (its forward adds the 1).
+    if ((arch == "gemma2" || arch == "gemma3") && t.name.find("norm.weight") != std::string::npos) {
+      if (dt != DType::F32) throw std::runtime_error("hf_convert: " + t.name + " is not f32");
+      for (size_t i = 0; i < bytes.size() / 4; ++i) {
+        float v;
+        std::memcpy(&v, &bytes[i * 4], 4);
+        v -= 1.0f;
+        std::memcpy(&bytes[i * 4], &v, 4);
+      }
     }
     if (to_bf16) {
       const size_t n = bytes.size() / es;

@@ -169,6 +169,38 @@ TEST(AttentionReference, TwoKeysFollowTheLogisticFunction) {
     EXPECT_NEAR(out[d], (1 - a1) * p.v[d] + a1 * p.v[p.v_stride + d], 1e-5);
 }
 
+TEST(AttentionReference, SoftcapFollowsTheLogisticOfCappedScores) {
+  // Two keys, capped scores c tanh(s / c): a_1 = sigmoid(cap(s_1) - cap(s_0)). Large
+  // queries so the cap really bites (|s| several times c).
+  Problem p = make_problem(1, 1, 2, 1, 1, 4, 2, 6.f);
+  p.s.softcap = 3.f;
+  std::vector<float> out;
+  attention_reference(p.s, p.args(out));
+  double s[2];
+  for (int j = 0; j < 2; ++j) {
+    s[j] = 0;
+    for (int d = 0; d < 4; ++d) s[j] += p.q[d] * p.k[j * p.k_stride + d] * 0.5;
+    s[j] = 3.0 * std::tanh(s[j] / 3.0);
+  }
+  const double a1 = 1 / (1 + std::exp(s[0] - s[1]));
+  for (int d = 0; d < 4; ++d)
+    EXPECT_NEAR(out[d], (1 - a1) * p.v[d] + a1 * p.v[p.v_stride + d], 1e-5);
+}
+
+TEST(AttentionReference, NativeWindowIsTheWindowKeySet) {
+  // The layer's own window (shape.window) and the policy key set window(w) are the same
+  // set {0 <= t - p < w}: identical results, bit for bit.
+  for (int64_t w : {1, 7, 64}) {
+    Problem p = make_problem(50, 30, 80, 4, 2, 32, 21);
+    std::vector<float> a, b;
+    KeySet ks = KeySet::window(w);
+    attention_reference(p.s, p.args(a), &ks);
+    p.s.window = w;
+    attention_reference(p.s, p.args(b));
+    EXPECT_EQ(a, b) << "window " << w;
+  }
+}
+
 // ---------------------------------------------------------------- key set definitions
 
 TEST(KeySet, MembershipMatchesMethodsDefinitions) {
@@ -408,6 +440,64 @@ TEST(Attention, QueryWithNoVisibleKeyGivesZeros) {
     for (int c = 0; c < 32; ++c) EXPECT_EQ(out[i * p.out_stride + c], 0.f);
 }
 
+TEST(Attention, NativeWindowAndSoftcapMatchReference) {
+  // The layer's window and logit softcap inside the tiled kernel, the decode path, the
+  // gathered index lists and per-head sets: against the naive reference, every ISA.
+  std::mt19937 rng(31);
+  uint32_t seed = 700;
+  for (float cap : {0.f, 2.f}) {
+    for (int64_t w : {1, 64, 150}) {
+      const std::string tag = "window " + std::to_string(w) + " softcap " + std::to_string(cap);
+      Problem prefill = make_problem(200, 0, 200, 8, 2, 64, seed++, 3.f);
+      prefill.s.window = w;
+      prefill.s.softcap = cap;
+      check(prefill, nullptr, tag + " prefill");
+      KeySet sink = KeySet::sink_window(4, 100);
+      check(prefill, &sink, tag + " prefill with sink+window set");
+      Problem chunk = make_problem(45, 160, 205, 4, 4, 80, seed++, 3.f);
+      chunk.s.window = w;
+      chunk.s.softcap = cap;
+      check(chunk, nullptr, tag + " chunk");
+      KeySet lists = random_lists(rng, 45, 160, 205, 1, 60);
+      check(chunk, &lists, tag + " chunk shared lists");
+      KeySet head_lists = random_lists(rng, 45, 160, 205, 4, 60);
+      check(chunk, &head_lists, tag + " chunk per-head lists");
+      Problem decode = make_problem(1, 300, 301, 8, 1, 128, seed++, 3.f);
+      decode.s.window = w;
+      decode.s.softcap = cap;
+      check(decode, nullptr, tag + " decode");
+    }
+  }
+}
+
+TEST(Attention, ObservedRowsStopAtTheNativeWindow) {
+  // No observed key lies at distance >= window, and each row has min(t + 1, w) keys.
+  Problem p = make_problem(150, 0, 150, 4, 2, 64, 41);
+  p.s.window = 33;
+  CaptureObserver obs;
+  std::vector<float> out;
+  attention(p.s, p.args(out), nullptr, &obs);
+  ASSERT_EQ(obs.calls_, 150 * 4);
+  for (const auto& [key, row] : obs.rows_) {
+    const int64_t t = key.second;
+    ASSERT_EQ(int64_t(row.keys.size()), std::min<int64_t>(t + 1, 33)) << "pos " << t;
+    for (int32_t j : row.keys) ASSERT_LT(t - j, 33);
+  }
+}
+
+TEST(Attention, EvictedCacheWithNativeWindowUsesPositions) {
+  std::mt19937 rng(43);
+  Problem p = make_problem(8, 400, 150, 4, 2, 64, 44);
+  std::vector<int32_t> pos;
+  for (int32_t x = 0; x < 408 && int64_t(pos.size()) < 150; ++x)
+    if (x < 4 || x >= 300 || rng() % 3 == 0) pos.push_back(x);
+  p.key_pos = pos;
+  p.s.window = 70;
+  check(p, nullptr, "evicted, native window");
+  KeySet shared = random_lists(rng, 8, 400, 150, 1, 40);
+  check(p, &shared, "evicted shared lists, native window");
+}
+
 TEST(Attention, BadShapesThrow) {
   Problem p = make_problem(4, 0, 4, 4, 4, 16, 14);
   std::vector<float> out;
@@ -420,6 +510,14 @@ TEST(Attention, BadShapesThrow) {
   KeySet wrong = KeySet::per_head({KeySet::all(), KeySet::all()});
   EXPECT_THROW(attention(p.s, p.args(out), &wrong), Error);
   EXPECT_THROW(force_attention_isa("avx9000"), Error);
+  s = p.s;
+  s.window = -1;
+  EXPECT_THROW(attention(s, p.args(out)), Error);
+  s = p.s;
+  s.softcap = -2.f;
+  EXPECT_THROW(attention(s, p.args(out)), Error);
+  s.softcap = NAN;
+  EXPECT_THROW(attention(s, p.args(out)), Error);
 }
 
 }  // namespace
