@@ -7,6 +7,14 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <memory>
+#include <string>
+
+namespace attnsparse {
+class Model;
+class Tokenizer;
+struct ModelLoadOptions;
+}  // namespace attnsparse
 
 namespace attnsparse::cli {
 
@@ -36,6 +44,15 @@ class ProgressGate {
 // --threads T for verbs that compute; 0 = all cores. Applies omp_set_num_threads.
 void add_threads_option(CLI::App* sub, int* threads);
 void apply_threads(int threads);
+
+// The positional MODEL (required; `help` "" = the standard text) and --tokenizer FILE
+// (src/cli/model_args.cpp), for every verb that loads a model. load_model and
+// load_tokenizer apply --tokenizer; model_load_options is it for code that calls
+// Model::load itself.
+CLI::Option* add_model_options(CLI::App* sub, std::string& model_path, const std::string& help = "");
+ModelLoadOptions model_load_options();
+std::unique_ptr<Model> load_model(const std::string& path);
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path);  // tokenize
 
 }  // namespace attnsparse::cli
 

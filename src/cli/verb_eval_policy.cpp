@@ -129,7 +129,7 @@ void register_eval_policy(CLI::App& app) {
   static std::vector<std::string> data_paths, policy_texts;
   static int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
       ->required();
   sub->add_option("--policy", policy_texts, "policy spec (repeatable; see below)");
@@ -152,7 +152,7 @@ void register_eval_policy(CLI::App& app) {
     for (const auto& p : policy_texts) maps.push_back(policies::PolicyMap::parse(p));
     std::vector<Document> docs = read_documents(data_paths);
     if (max_docs > 0 && static_cast<int64_t>(docs.size()) > max_docs) docs.resize(max_docs);
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const ModelConfig& c = model->config();
     const int n_layer = static_cast<int>(c.n_layer), n_head = static_cast<int>(c.n_head);
     for (const auto& m : maps) m.validate(n_layer, n_head);

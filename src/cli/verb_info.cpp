@@ -32,10 +32,10 @@ void register_info(CLI::App& app) {
       "         attnsparse info ./Qwen2-0.5B --json");
   static std::string model_path;
   static bool json_out = false;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_flag("--json", json_out, "print one JSON object instead of the table");
   sub->callback([] {
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const ModelConfig& c = model->config();
     // Tensor dtypes: count, elements and bytes per dtype.
     struct Tally {

@@ -6,6 +6,7 @@
 namespace attnsparse {
 
 class GgufFile;
+class Llama2cFile;
 
 enum class RopeLayout {
   None,         // learned absolute positions (gpt2)
@@ -41,7 +42,7 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   float rope_freq_scale = 1.f;  // angles are multiplied by this (1 / linear scaling factor)
   bool qkv_bias = false;     // q/k/v projections carry biases (qwen2)
-  std::string source_format;  // "gguf" or "hf"
+  std::string source_format;  // "gguf", "hf" or "llama2c"
 };
 
 // From GGUF metadata (<arch>.* keys) and the tensor table (vocabulary size, tied output).
@@ -52,6 +53,9 @@ ModelConfig config_from_gguf(const GgufFile& gguf);
 // From a Hugging Face config.json (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, GPT2LMHeadModel). Throws FormatError naming config.json and the field.
 ModelConfig config_from_hf_json(const std::string& config_json_path);
+
+// From a llama2.c checkpoint's header (config_llama2c.cpp).
+ModelConfig config_from_llama2c(const Llama2cFile& file);
 
 const char* rope_layout_name(RopeLayout layout);
 
