@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/tensor_source.h"
 #include "model/config.h"
 
 namespace attnsparse {
@@ -58,7 +59,33 @@ struct Fields {
 
 }  // namespace
 
+namespace {
+ModelConfig parse_hf_config(const std::string& path, bool* tie_given);
+}  // namespace
+
 ModelConfig config_from_hf_json(const std::string& path) {
+  bool tie_given = false;
+  return parse_hf_config(path, &tie_given);
+}
+
+ModelConfig config_from_hf_dir(const std::string& config_json_path, const TensorSource& weights) {
+  bool tie_given = false;
+  ModelConfig c = parse_hf_config(config_json_path, &tie_given);
+  if (!tie_given && !c.tied_output) {
+    // No tie_word_embeddings (LlamaConfig's default is false) but only one of the two
+    // matrices stored: the checkpoint was saved with them tied.
+    const bool gpt2 = c.arch == "gpt2";
+    const bool embd = weights.find(gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight") ||
+                      (gpt2 && weights.find("wte.weight"));
+    const bool head = weights.find("lm_head.weight") != nullptr;
+    if (embd != head) c.tied_output = true;
+  }
+  return c;
+}
+
+namespace {
+
+ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
   std::ifstream in(path);
   if (!in) fail_file(path, "cannot open");
   json j;
@@ -101,6 +128,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
     c.n_vocab = f.get_int("vocab_size");
     // GPT2LMHeadModel ties lm_head to wte unless the config says otherwise.
     c.tied_output = f.get_bool_or("tie_word_embeddings", true);
+    *tie_given = true;  // GPT-2's default already ties
     c.rope_layout = RopeLayout::None;
     if (c.n_embd % c.n_head != 0)
       fail_file(path, "n_embd {} is not a multiple of n_head {}", c.n_embd, c.n_head);
@@ -125,6 +153,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
   c.n_ctx = f.get_int("max_position_embeddings");
   c.norm_eps = static_cast<float>(f.get_float("rms_norm_eps"));
   c.tied_output = f.get_bool_or("tie_word_embeddings", false);
+  *tie_given = f.find("tie_word_embeddings") != nullptr;
   if (c.n_head % c.n_kv_head != 0)
     fail_file(path, "num_key_value_heads {} does not divide num_attention_heads {}", c.n_kv_head,
               c.n_head);
@@ -172,5 +201,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
   }
   return c;
 }
+
+}  // namespace
 
 }  // namespace attnsparse

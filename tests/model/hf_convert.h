@@ -21,8 +21,16 @@ namespace attnsparse::testing {
 struct HfConvertOptions {
   bool gpt2_prefix = true;       // "transformer.h.0..." or "h.0..." (openai-community/gpt2)
   int shards = 1;                // > 1: model-0000i-of-0000n.safetensors + index.json
-  DType float_type = DType::F32; // F32: keep the GGUF types; BF16: matrices become BF16
+  DType float_type = DType::F32; // F32: keep the GGUF types; BF16 / F16: matrices become so
   nlohmann::json config_extra = nlohmann::json::object();  // merged into config.json
+  // How a tied embedding is stored. AsGguf: the GGUF's tensors (output.weight only when it
+  // has one). EmbedOnly / LmHeadOnly: one matrix (the GGUF's token_embd.weight) under
+  // model.embed_tokens.weight / lm_head.weight, as transformers and safetensors'
+  // de-duplication leave tied checkpoints, with tie_word_embeddings true.
+  enum class Tied { AsGguf, EmbedOnly, LmHeadOnly } tied = Tied::AsGguf;
+  // With LmHeadOnly: __metadata__ maps "model.embed_tokens.weight" to "lm_head.weight"
+  // (safetensors.torch.save_model records a dropped duplicate so).
+  bool dedup_metadata = false;
 };
 
 inline std::string hf_name(const std::string& arch, const std::string& gguf_name, bool gpt2_prefix) {
@@ -78,6 +86,7 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
            {"rope_theta", f.get_float(a + "rope.freq_base").value_or(10000.0)},
            {"tie_word_embeddings", f.find("output.weight") == nullptr}, {"torch_dtype", "float32"}};
   }
+  if (opt.tied != HfConvertOptions::Tied::AsGguf) cfg["tie_word_embeddings"] = true;
   cfg.update(opt.config_extra);
   write_text(dir + "/config.json", cfg.dump(2));
 
@@ -85,11 +94,15 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
   std::vector<TensorInfo> out;
   for (const TensorInfo& t : f.tensors()) {
     if (t.name == "rope_freqs.weight") continue;
-    const std::string name = hf_name(arch, t.name, opt.gpt2_prefix);
+    using Tied = HfConvertOptions::Tied;
+    if (opt.tied != Tied::AsGguf && t.name == "output.weight") continue;
+    std::string name = hf_name(arch, t.name, opt.gpt2_prefix);
+    if (opt.tied == Tied::LmHeadOnly && t.name == "token_embd.weight") name = "lm_head.weight";
     if (name.empty()) throw std::runtime_error("hf_convert: no HF name for " + t.name);
     DType dt = t.dtype;
     if (dt != DType::F32 && dt != DType::F16) throw std::runtime_error("hf_convert: " + t.name + " is quantised");
-    const bool to_bf16 = opt.float_type == DType::BF16 && t.shape.size() == 2;
+    const bool to_half = opt.float_type != DType::F32 && t.shape.size() == 2 &&
+                         !(opt.float_type == DType::F16 && dt == DType::F16);
     const int64_t rows = t.rows(), cols = t.cols();
     const int64_t es = dt == DType::F32 ? 4 : 2;
     std::vector<uint8_t> bytes(t.data, t.data + rows * cols * es);
@@ -120,7 +133,7 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
       bytes.swap(tr);
       shape = {cols, rows};
     }
-    if (to_bf16) {
+    if (to_half) {
       const size_t n = bytes.size() / es;
       std::vector<uint8_t> b(n * 2);
       for (size_t i = 0; i < n; ++i) {
@@ -132,18 +145,20 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
           std::memcpy(&h, &bytes[i * 2], 2);
           v = fp16_to_fp32(h);
         }
-        const uint16_t h = fp32_to_bf16(v);
+        const uint16_t h = opt.float_type == DType::BF16 ? fp32_to_bf16(v) : fp32_to_fp16(v);
         std::memcpy(&b[i * 2], &h, 2);
       }
       bytes.swap(b);
-      dt = DType::BF16;
+      dt = opt.float_type;
     }
     storage.push_back(std::move(bytes));
     out.push_back(TensorInfo{name, dt, shape, storage.back().data(),
                              static_cast<int64_t>(storage.back().size())});
   }
+  std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (opt.dedup_metadata) meta[hf_name(arch, "token_embd.weight", opt.gpt2_prefix)] = "lm_head.weight";
   if (opt.shards <= 1) {
-    write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
+    write_safetensors(dir + "/model.safetensors", out, meta);
   } else {
     json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", json::object()}};
     const size_t per = (out.size() + opt.shards - 1) / opt.shards;
@@ -154,7 +169,7 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
         part.push_back(out[i]);
         index["weight_map"][out[i].name] = file;
       }
-      write_safetensors(dir + "/" + file, part, {{"format", "pt"}});
+      write_safetensors(dir + "/" + file, part, meta);
     }
     write_text(dir + "/model.safetensors.index.json", index.dump(2));
   }
