@@ -27,7 +27,7 @@ void register_info(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "info", "Show a model's architecture, dimensions, tensor dtypes, vocabulary and tokenizer");
   sub->footer(
-      "MODEL is a .gguf file or a Hugging Face directory (config.json + *.safetensors).\n"
+      "MODEL is a .gguf file, a Hugging Face directory (config.json + *.safetensors) or a llama2.c .bin.\n"
       "Example: attnsparse info tinyllama.gguf\n"
       "         attnsparse info ./Qwen2-0.5B --json");
   static std::string model_path;

@@ -1,7 +1,9 @@
 // Hugging Face model directories: the reference GGUF models rewritten by the test as HF
 // directories (HF names, half-split Q/K, Conv1D layouts, shards, BF16) must give the same
 // logits as the GGUF files and as llama.cpp. Also: Llama 3 RoPE scaling from config.json
-// equals the GGUF rope_freqs tensor computed here from the published formula.
+// equals the GGUF rope_freqs tensor computed here from the published formula. And the
+// ways checkpoints store a tied embedding (only model.embed_tokens.weight, only
+// lm_head.weight, a __metadata__ alias, no tie flag), on the real stories260K model.
 #include <gtest/gtest.h>
 
 #include <cstring>
