@@ -79,6 +79,11 @@ std::optional<Llama2cHeader> parse_llama2c_header(const uint8_t* data, uint64_t 
     *why = fmt::format("{} bytes, shorter than the 28-byte header", size);
     return std::nullopt;
   }
+  if (read_i32(data) == 0x616b3432) {  // "ak42": export.py --version 1 / 2
+    *why = fmt::format("a llama2.c version {} export (magic ak42), which is not supported: "
+                       "export with --version 0 (legacy)", read_i32(data + 4));
+    return std::nullopt;
+  }
   const char* names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size",
                           "seq_len"};
   int32_t v[7];

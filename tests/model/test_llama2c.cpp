@@ -353,6 +353,18 @@ TEST(Llama2c, TokenizerIsFoundBesideTheCheckpointOrGivenWithAnOption) {
   }
 }
 
+// Every verb that takes MODEL documents that it may be a llama2.c .bin and takes --tokenizer.
+TEST(Llama2c, EveryModelVerbTakesTokenizerOption) {
+  TempDir dir;
+  for (const char* verb : {"info", "tokenize", "logits", "attention", "generate", "perplexity", "bench",
+                           "analyze", "eval-policy", "theory fit"}) {
+    const auto r = run_cli(std::string(verb) + " --help", dir.path().string());
+    EXPECT_EQ(r.status, 0) << verb << ": " << r.err;
+    EXPECT_NE(r.out.find("--tokenizer"), std::string::npos) << verb;
+    EXPECT_NE(r.out.find("llama2.c"), std::string::npos) << verb;
+  }
+}
+
 // ---- Hostile files: one clear FormatError naming the file, never a crash.
 
 std::vector<uint8_t> header_bytes(std::initializer_list<int32_t> h) {
@@ -409,6 +421,8 @@ TEST(Llama2c, HostileCheckpointsGiveClearErrors) {
        "bytes (shared classifier), file has 1056540"},
       {"heads.bin", with_header({64, 172, 5, 7, 7, 512, 512}), "n_heads 7 does not divide it"},
       {"kvheads.bin", with_header({64, 172, 5, 8, 3, 512, 512}), "n_kv_heads 3, which does not divide n_heads 8"},
+      {"v1.bin", with_header({0x616b3432, 1, 64, 172, 5, 8, 4}),
+       "a llama2.c version 1 export (magic ak42), which is not supported: export with --version 0"},
       {"odd_head.bin", with_header({63, 172, 5, 9, 3, 512, 512}), "head size 7 (dim 63 / n_heads 9), which is odd"},
   };
   for (const Bad& b : cases) {
