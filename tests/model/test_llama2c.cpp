@@ -327,6 +327,17 @@ TEST(Llama2c, TokenizerIsFoundBesideTheCheckpointOrGivenWithAnOption) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, want + "\n");
 
+  // A --tokenizer with more tokens than the model's vocabulary is refused, naming both.
+  const std::string big = shared_reference("tokenizer/ggml-vocab-llama-spm.gguf");
+  if (!big.empty()) {
+    r = run_cli("generate " + q(m) + " --tokenizer " + q(big) + " --prompt 'Once' -n 2", dir.path().string());
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(big + ": the tokenizer has 32000 tokens, more than the 512 of the model " + m),
+              std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+
   fs::copy_file(real("tok512.bin"), dir.file("tokenizer.bin"));
   auto model = Model::load(m);
   EXPECT_EQ(model->tokenizer().n_vocab(), 512);
