@@ -92,7 +92,7 @@ class TransformerModel : public Model {
  private:
   std::string path_;
   ModelConfig cfg_;
-  std::unique_ptr<TensorSource> source_;  // HF directories
+  std::unique_ptr<TensorSource> source_;  // HF directories, llama2.c checkpoints
   std::unique_ptr<GgufFile> gguf_;        // GGUF files (also the tokenizer's metadata)
   ModelLoadOptions options_;
   ModelWeights w_;
