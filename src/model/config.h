@@ -3,11 +3,12 @@
 #include <cstdint>
 #include <string>
 
+#include "io/tensor_source.h"
+
 namespace attnsparse {
 
 class GgufFile;
 class Llama2cFile;
-class TensorSource;
 
 enum class RopeLayout {
   None,         // learned absolute positions (gpt2)
@@ -43,7 +44,7 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   float rope_freq_scale = 1.f;  // angles are multiplied by this (1 / linear scaling factor)
   bool qkv_bias = false;     // q/k/v projections carry biases (qwen2)
-  std::string source_format;  // "gguf", "hf" or "llama2c"
+  std::string source_format;  // "gguf" or "hf"
 };
 
 // From GGUF metadata (<arch>.* keys) and the tensor table (vocabulary size, tied output).
@@ -59,7 +60,7 @@ ModelConfig config_from_hf_json(const std::string& config_json_path);
 // lm_head.weight is tied (either name then serves both; weights.cpp).
 ModelConfig config_from_hf_dir(const std::string& config_json_path, const TensorSource& weights);
 
-// From a llama2.c checkpoint's header (config_llama2c.cpp).
+// From a llama2.c checkpoint's header (config_llama2c.cpp); source_format "llama2c".
 ModelConfig config_from_llama2c(const Llama2cFile& file);
 
 const char* rope_layout_name(RopeLayout layout);

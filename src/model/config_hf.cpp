@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/tensor_source.h"
 #include "model/config.h"
 
 namespace attnsparse {
@@ -96,6 +95,7 @@ ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
   }
   if (!j.is_object()) fail_file(path, "expected a JSON object");
   Fields f{j, path};
+  *tie_given = f.find("tie_word_embeddings") != nullptr;
 
   std::string hf_arch;
   if (const json* archs = f.find("architectures")) {
@@ -128,7 +128,6 @@ ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
     c.n_vocab = f.get_int("vocab_size");
     // GPT2LMHeadModel ties lm_head to wte unless the config says otherwise.
     c.tied_output = f.get_bool_or("tie_word_embeddings", true);
-    *tie_given = true;  // GPT-2's default already ties
     c.rope_layout = RopeLayout::None;
     if (c.n_embd % c.n_head != 0)
       fail_file(path, "n_embd {} is not a multiple of n_head {}", c.n_embd, c.n_head);
@@ -153,7 +152,6 @@ ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
   c.n_ctx = f.get_int("max_position_embeddings");
   c.norm_eps = static_cast<float>(f.get_float("rms_norm_eps"));
   c.tied_output = f.get_bool_or("tie_word_embeddings", false);
-  *tie_given = f.find("tie_word_embeddings") != nullptr;
   if (c.n_head % c.n_kv_head != 0)
     fail_file(path, "num_key_value_heads {} does not divide num_attention_heads {}", c.n_kv_head,
               c.n_head);

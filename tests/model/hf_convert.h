@@ -21,7 +21,7 @@ namespace attnsparse::testing {
 struct HfConvertOptions {
   bool gpt2_prefix = true;       // "transformer.h.0..." or "h.0..." (openai-community/gpt2)
   int shards = 1;                // > 1: model-0000i-of-0000n.safetensors + index.json
-  DType float_type = DType::F32; // F32: keep the GGUF types; BF16 / F16: matrices become so
+  DType float_type = DType::F32; // F32: keep the GGUF types; BF16 / F16: f32 matrices become so
   nlohmann::json config_extra = nlohmann::json::object();  // merged into config.json
   // How a tied embedding is stored. AsGguf: the GGUF's tensors (output.weight only when it
   // has one). EmbedOnly / LmHeadOnly: one matrix (the GGUF's token_embd.weight) under
@@ -93,16 +93,13 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
   std::vector<std::vector<uint8_t>> storage;
   std::vector<TensorInfo> out;
   for (const TensorInfo& t : f.tensors()) {
+    if (opt.tied != HfConvertOptions::Tied::AsGguf && t.name == "output.weight") continue;
     if (t.name == "rope_freqs.weight") continue;
-    using Tied = HfConvertOptions::Tied;
-    if (opt.tied != Tied::AsGguf && t.name == "output.weight") continue;
-    std::string name = hf_name(arch, t.name, opt.gpt2_prefix);
-    if (opt.tied == Tied::LmHeadOnly && t.name == "token_embd.weight") name = "lm_head.weight";
+    const std::string name = hf_name(arch, t.name, opt.gpt2_prefix);
     if (name.empty()) throw std::runtime_error("hf_convert: no HF name for " + t.name);
     DType dt = t.dtype;
     if (dt != DType::F32 && dt != DType::F16) throw std::runtime_error("hf_convert: " + t.name + " is quantised");
-    const bool to_half = opt.float_type != DType::F32 && t.shape.size() == 2 &&
-                         !(opt.float_type == DType::F16 && dt == DType::F16);
+    const bool to_bf16 = opt.float_type == DType::BF16 && t.shape.size() == 2;
     const int64_t rows = t.rows(), cols = t.cols();
     const int64_t es = dt == DType::F32 ? 4 : 2;
     std::vector<uint8_t> bytes(t.data, t.data + rows * cols * es);
@@ -133,7 +130,7 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
       bytes.swap(tr);
       shape = {cols, rows};
     }
-    if (to_half) {
+    if (to_bf16) {
       const size_t n = bytes.size() / es;
       std::vector<uint8_t> b(n * 2);
       for (size_t i = 0; i < n; ++i) {
@@ -145,18 +142,33 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
           std::memcpy(&h, &bytes[i * 2], 2);
           v = fp16_to_fp32(h);
         }
-        const uint16_t h = opt.float_type == DType::BF16 ? fp32_to_bf16(v) : fp32_to_fp16(v);
+        const uint16_t h = fp32_to_bf16(v);
         std::memcpy(&b[i * 2], &h, 2);
       }
       bytes.swap(b);
-      dt = opt.float_type;
+      dt = DType::BF16;
+    }
+    if (opt.float_type == DType::F16 && dt == DType::F32 && t.shape.size() == 2) {
+      std::vector<uint8_t> b(bytes.size() / 2);
+      for (size_t i = 0; i < b.size() / 2; ++i) {
+        float v;
+        std::memcpy(&v, &bytes[i * 4], 4);
+        const uint16_t h = fp32_to_fp16(v);
+        std::memcpy(&b[i * 2], &h, 2);
+      }
+      bytes.swap(b);
+      dt = DType::F16;
     }
     storage.push_back(std::move(bytes));
     out.push_back(TensorInfo{name, dt, shape, storage.back().data(),
                              static_cast<int64_t>(storage.back().size())});
   }
+  const std::string embed_name = hf_name(arch, "token_embd.weight", opt.gpt2_prefix);
+  if (opt.tied == HfConvertOptions::Tied::LmHeadOnly)
+    for (TensorInfo& t : out)
+      if (t.name == embed_name) t.name = "lm_head.weight";
   std::map<std::string, std::string> meta = {{"format", "pt"}};
-  if (opt.dedup_metadata) meta[hf_name(arch, "token_embd.weight", opt.gpt2_prefix)] = "lm_head.weight";
+  if (opt.dedup_metadata) meta[embed_name] = "lm_head.weight";
   if (opt.shards <= 1) {
     write_safetensors(dir + "/model.safetensors", out, meta);
   } else {
