@@ -55,10 +55,11 @@ ModelConfig config_from_gguf(const GgufFile& gguf);
 // From a Hugging Face config.json (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, GPT2LMHeadModel). Throws FormatError naming config.json and the field.
 ModelConfig config_from_hf_json(const std::string& config_json_path);
-// The same for a model directory whose weights are open: without tie_word_embeddings in
-// config.json, a checkpoint storing only one of model.embed_tokens.weight and
-// lm_head.weight is tied (either name then serves both; weights.cpp).
-ModelConfig config_from_hf_dir(const std::string& config_json_path, const TensorSource& weights);
+// Once the weights are open: a config.json without tie_word_embeddings whose checkpoint
+// stores only one of model.embed_tokens.weight and lm_head.weight is tied (either name
+// then serves both; weights.cpp). Sets c.tied_output.
+void hf_tie_from_storage(ModelConfig& c, const std::string& config_json_path,
+                         const TensorSource& weights);
 
 // From a llama2.c checkpoint's header (config_llama2c.cpp); source_format "llama2c".
 ModelConfig config_from_llama2c(const Llama2cFile& file);

@@ -58,33 +58,7 @@ struct Fields {
 
 }  // namespace
 
-namespace {
-ModelConfig parse_hf_config(const std::string& path, bool* tie_given);
-}  // namespace
-
 ModelConfig config_from_hf_json(const std::string& path) {
-  bool tie_given = false;
-  return parse_hf_config(path, &tie_given);
-}
-
-ModelConfig config_from_hf_dir(const std::string& config_json_path, const TensorSource& weights) {
-  bool tie_given = false;
-  ModelConfig c = parse_hf_config(config_json_path, &tie_given);
-  if (!tie_given && !c.tied_output) {
-    // No tie_word_embeddings (LlamaConfig's default is false) but only one of the two
-    // matrices stored: the checkpoint was saved with them tied.
-    const bool gpt2 = c.arch == "gpt2";
-    const bool embd = weights.find(gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight") ||
-                      (gpt2 && weights.find("wte.weight"));
-    const bool head = weights.find("lm_head.weight") != nullptr;
-    if (embd != head) c.tied_output = true;
-  }
-  return c;
-}
-
-namespace {
-
-ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
   std::ifstream in(path);
   if (!in) fail_file(path, "cannot open");
   json j;
@@ -95,7 +69,6 @@ ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
   }
   if (!j.is_object()) fail_file(path, "expected a JSON object");
   Fields f{j, path};
-  *tie_given = f.find("tie_word_embeddings") != nullptr;
 
   std::string hf_arch;
   if (const json* archs = f.find("architectures")) {
@@ -200,6 +173,21 @@ ModelConfig parse_hf_config(const std::string& path, bool* tie_given) {
   return c;
 }
 
-}  // namespace
+void hf_tie_from_storage(ModelConfig& c, const std::string& config_json_path,
+                         const TensorSource& weights) {
+  if (c.tied_output) return;
+  // config_from_hf_json has read this file already; here only: is the flag there at all?
+  std::ifstream in(config_json_path);
+  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("tie_word_embeddings") && !j["tie_word_embeddings"].is_null())
+    return;  // said explicitly: untied
+  // No tie_word_embeddings (LlamaConfig's default is untied) but only one of the two
+  // matrices stored: the checkpoint was saved with them tied.
+  const bool gpt2 = c.arch == "gpt2";
+  const bool embd = weights.find(gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight") ||
+                    (gpt2 && weights.find("wte.weight"));
+  const bool head = weights.find("lm_head.weight") != nullptr;
+  if (embd != head) c.tied_output = true;
+}
 
 }  // namespace attnsparse

@@ -169,8 +169,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   if (fs::is_directory(path, ec)) {
     const std::string cfg_path = (fs::path(path) / "config.json").string();
     if (!fs::exists(cfg_path, ec)) fail_file(path, "not a model directory (no config.json)");
+    ModelConfig cfg = config_from_hf_json(cfg_path);
     auto source = open_safetensors_dir(path);
-    ModelConfig cfg = config_from_hf_dir(cfg_path, *source);
+    hf_tie_from_storage(cfg, cfg_path, *source);
     return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(source), nullptr,
                                               NameStyle::HuggingFace, options);
   }
