@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <sstream>
 
 #include "core/error.h"
@@ -226,7 +227,7 @@ double json_number(const std::string& out, const char* key) {
 TEST(Llama2c, PerplexityOfTheStoryIsThePublishedNll) {
   REQUIRE_SHARED(bin, "real/stories260K.bin");
   TempDir dir;
-  const auto r = run_cli("perplexity " + q(bin) + " --text-file " + q(real("story.txt")) + " --json",
+  const auto r = run_cli("perplexity " + q(bin) + " --text-file " + q(real("story.txt")) + " --json --threads 1",
                          dir.path().string());
   ASSERT_EQ(r.status, 0) << r.err;
   const double nll = json_number(r.out, "nll_per_token");
@@ -234,7 +235,7 @@ TEST(Llama2c, PerplexityOfTheStoryIsThePublishedNll) {
   EXPECT_NEAR(nll, 0.62, 0.01);  // README: "about 0.62"; we measure 0.6164
   // The GGUF gives the same (the text is 82 tokens: one window under either context).
   const auto g = run_cli("perplexity " + q(real("stories260K.gguf")) + " --text-file " +
-                             q(real("story.txt")) + " --json",
+                             q(real("story.txt")) + " --json --threads 1",
                          dir.path().string());
   ASSERT_EQ(g.status, 0) << g.err;
   EXPECT_EQ(json_number(g.out, "nll_per_token"), nll);
@@ -263,11 +264,12 @@ TEST(Llama2c, VerbsWorkOnTheBinAsOnTheGguf) {
     EXPECT_EQ(ib[k], ig[k]) << k;
   EXPECT_EQ(ib["parameters"].get<int64_t>() + 512 * 64, ig["parameters"].get<int64_t>());
 
-  // eval-policy: the same report numbers (both routes compute the same floats).
+  // eval-policy: the same report numbers (both routes compute the same floats). One
+  // thread: the reports' sums over threads are otherwise added in a varying order.
   for (const std::string& m : {bin, gguf}) {
     const std::string out = dir.file(fs::path(m).extension().string().substr(1) + ".json");
     r = run_cli("eval-policy " + q(m) + " --data " + q(real("story.txt")) +
-                    " --policy window=32 --max-tokens 80 --out " + q(out),
+                    " --policy window=32 --max-tokens 80 --threads 1 --out " + q(out),
                 dir.path().string());
     ASSERT_EQ(r.status, 0) << r.err;
   }
@@ -281,7 +283,7 @@ TEST(Llama2c, VerbsWorkOnTheBinAsOnTheGguf) {
   // analyze: the same head statistics.
   for (const std::string& m : {bin, gguf}) {
     const std::string out = dir.file("an_" + fs::path(m).extension().string().substr(1));
-    r = run_cli("analyze " + q(m) + " --data " + q(real("stories.txt")) + " --max-tokens 120 --out " + q(out),
+    r = run_cli("analyze " + q(m) + " --data " + q(real("stories.txt")) + " --max-tokens 120 --threads 1 --out " + q(out),
                 dir.path().string());
     ASSERT_EQ(r.status, 0) << r.err;
   }
@@ -454,6 +456,50 @@ TEST(Llama2c, HostileCheckpointsGiveClearErrors) {
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("not a llama2.c checkpoint: header says 1056540 bytes"), std::string::npos) << r.err;
   EXPECT_TRUE(r.out.empty());
+}
+
+// Random headers over the real file's size, and random byte flips in the tokenizer: the
+// parsers answer (accept or say why) and never crash, hang or accept a size that differs.
+TEST(Llama2c, RandomHeadersAndVocabBytesNeverCrash) {
+  REQUIRE_SHARED(bin, "real/stories260K.bin");
+  std::vector<uint8_t> b = read_bytes(bin);
+  const std::vector<uint8_t> tok = read_bytes(real("tok512.bin"));
+  std::mt19937 rng(7);
+  int accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    for (int k = 0; k < 7; ++k) {
+      const uint32_t pick = rng() % 8;  // small, random, extreme, else the real value
+      const int32_t real_v[7] = {64, 172, 5, 8, 4, 512, 512};
+      const int32_t v = pick == 0   ? int32_t(rng() % 1025) - 512
+                        : pick == 1 ? int32_t(rng())
+                        : pick == 2 ? (rng() % 2 ? INT32_MAX : INT32_MIN)
+                                    : real_v[k];
+      for (int j = 0; j < 4; ++j) b[4 * k + j] = uint8_t(uint32_t(v) >> (8 * j));
+    }
+    std::string why;
+    auto h = parse_llama2c_header(b.data(), b.size(), &why);
+    if (h) {
+      ++accepted;
+      // Only the true header describes exactly these bytes.
+      EXPECT_EQ(std::vector<int64_t>({h->dim, h->hidden_dim, h->n_layers, h->n_heads, h->n_kv_heads,
+                                      h->vocab_size, h->seq_len}),
+                std::vector<int64_t>({64, 172, 5, 8, 4, 512, 512}));
+    } else {
+      EXPECT_FALSE(why.empty());
+    }
+  }
+  std::printf("[ measured ] %d of 20000 random headers accepted\n", accepted);
+  EXPECT_GT(accepted, 100);  // (5/8)^7 of them are the true header
+  for (int i = 0; i < 5000; ++i) {
+    std::vector<uint8_t> t = tok;
+    for (int f = 0; f < 4; ++f) t[rng() % t.size()] = uint8_t(rng());
+    t.resize(t.size() - rng() % 16);
+    std::string why;
+    auto v = parse_llama2c_vocab(t.data(), t.size(), &why);
+    if (!v) {
+      EXPECT_FALSE(why.empty());
+    }
+  }
 }
 
 TEST(Llama2c, HostileTokenizerFilesGiveClearErrors) {
