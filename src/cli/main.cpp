@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
 #endif
   CLI::App app{
       "attnsparse — measure, explain, train for and exploit sparsity in LLM self-attention.\n"
-      "MODEL is a .gguf file or a Hugging Face model directory.\n"
+      "MODEL is a .gguf file, a Hugging Face model directory or a llama2.c checkpoint (.bin).\n"
       "Run 'attnsparse <verb> --help' for a verb's options and an example."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "attnsparse 0.1.0");

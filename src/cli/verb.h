@@ -7,6 +7,14 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <memory>
+#include <string>
+
+namespace attnsparse {
+class Model;
+class Tokenizer;
+struct ModelLoadOptions;
+}  // namespace attnsparse
 
 namespace attnsparse::cli {
 
@@ -39,6 +47,15 @@ void apply_threads(int threads);
 // --ubatch N for verbs that run a model: the micro-batch size of every forward call
 // (set_default_ubatch, applied when the option is parsed).
 void add_ubatch_option(CLI::App* sub);
+
+// The positional MODEL (required; `help` "" = the standard text) and --tokenizer FILE
+// (src/cli/model_args.cpp), for every verb that loads a model. load_model and
+// load_tokenizer apply --tokenizer; model_load_options is it for code that calls
+// Model::load itself.
+CLI::Option* add_model_options(CLI::App* sub, std::string& model_path, const std::string& help = "");
+ModelLoadOptions model_load_options();
+std::unique_ptr<Model> load_model(const std::string& path);
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path);  // tokenize
 
 }  // namespace attnsparse::cli
 

@@ -81,7 +81,7 @@ void run(const Options& o) {
   for (const std::string& s : o.settings) apply_setting(params, s);
   validate(params);
 
-  const auto model = Model::load(o.model_path);
+  const auto model = load_model(o.model_path);
   AnalyzeJob job;
   job.model_path = o.model_path;
   job.data = o.data;
@@ -123,7 +123,7 @@ void register_analyze(CLI::App& app) {
       "Example: attnsparse analyze model.gguf --data longbench/ --out out/ --max-tokens 4096 \\\n"
       "           --stride 4 --max-rows 4000000 --dump-rows out/rows.csv.gz");
   static Options o;
-  sub->add_option("MODEL", o.model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, o.model_path);
   sub->add_option("--data", o.data, "data files or directories")->required()->expected(1, -1);
   sub->add_option("--out", o.out_dir, "output directory")->required();
   sub->add_option("--max-tokens", o.max_tokens, "window: longer documents are truncated in the middle (default: the model's context)");

@@ -46,7 +46,7 @@ void register_attention(CLI::App& app) {
       "Example: attnsparse attention model.gguf --tokens ids.txt --out attn.f32");
   static std::string model_path, tokens_path, out_path;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("--tokens", tokens_path, "file of whitespace-separated token ids")->required();
   sub->add_option("--out", out_path, "output file (f32)")->required();
   add_threads_option(sub, &threads);
@@ -54,7 +54,7 @@ void register_attention(CLI::App& app) {
   sub->callback([] {
     apply_threads(threads);
     const std::vector<int32_t> tokens = read_token_file(tokens_path);
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const auto& c = model->config();
     for (size_t i = 0; i < tokens.size(); ++i)
       if (tokens[i] >= c.n_vocab)

@@ -86,7 +86,7 @@ void register_bench(CLI::App& app) {
   static int64_t n_prompt = 512, n_gen = 128;
   static int reps = 3, threads = 0;
   static bool json_only = false;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("-p,--n-prompt", n_prompt, "prompt tokens for prefill (0: skip; default 512)");
   sub->add_option("-n,--n-gen", n_gen, "tokens to decode (0: skip; default 128)");
   sub->add_option("--reps,-r", reps, "timed repetitions (default 3)");
@@ -98,7 +98,7 @@ void register_bench(CLI::App& app) {
     if (n_prompt < 0 || n_gen < 0) fail_usage("-p and -n must not be negative");
     if (n_prompt == 0 && n_gen == 0) fail_usage("-p and -n are both 0: nothing to measure");
     if (reps < 1) fail_usage("--reps must be at least 1, got {}", reps);
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const ModelConfig& c = model->config();
     if (std::max(n_prompt, n_gen) > c.n_ctx)
       fail_usage("-p/-n of {} exceed the model's context of {}", std::max(n_prompt, n_gen), c.n_ctx);

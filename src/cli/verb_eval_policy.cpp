@@ -52,7 +52,7 @@ void register_eval_policy(CLI::App& app) {
   static std::vector<std::string> data_paths, policy_texts;
   static int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
       ->required();
   sub->add_option("--policy", policy_texts, "policy spec, map or sweep (repeatable; see below)");
@@ -83,7 +83,7 @@ void register_eval_policy(CLI::App& app) {
       for (auto& e : policies::parse_eval_policies(p)) policies.push_back(std::move(e));
     std::vector<Document> docs = read_documents(data_paths);
     if (max_docs > 0 && static_cast<int64_t>(docs.size()) > max_docs) docs.resize(max_docs);
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const ModelConfig& c = model->config();
     for (const auto& p : policies) p.map.validate(static_cast<int>(c.n_layer), static_cast<int>(c.n_head));
     const int64_t limit = policies::document_token_limit(*model, max_tokens);

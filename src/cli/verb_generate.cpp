@@ -37,7 +37,7 @@ void register_generate(CLI::App& app) {
   static int64_t n_new = 64;
   static SamplingParams params;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   auto* p = sub->add_option("--prompt", prompt, "the prompt text");
   auto* pf = sub->add_option("--prompt-file", prompt_file, "read the prompt from a file");
   p->excludes(pf);
@@ -54,7 +54,7 @@ void register_generate(CLI::App& app) {
     if (!(params.top_p > 0.f && params.top_p <= 1.f))
       fail_usage("--top-p must be in (0, 1], got {}", params.top_p);
     const std::string text = pf->count() > 0 ? read_text_file(prompt_file) : prompt;
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const Tokenizer& tok = model->tokenizer();
     const std::vector<int32_t> prompt_ids = tok.encode(text, true);
     if (prompt_ids.empty()) fail_usage("the prompt encodes to no tokens (give some text)");

@@ -28,15 +28,15 @@ void register_info(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "info", "Show a model's architecture, dimensions, tensor dtypes, vocabulary and tokenizer");
   sub->footer(
-      "MODEL is a .gguf file or a Hugging Face directory (config.json + *.safetensors).\n"
+      "MODEL is a .gguf file, a Hugging Face directory (config.json + *.safetensors) or a llama2.c .bin.\n"
       "Example: attnsparse info tinyllama.gguf\n"
       "         attnsparse info ./Qwen2-0.5B --json");
   static std::string model_path;
   static bool json_out = false;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_flag("--json", json_out, "print one JSON object instead of the table");
   sub->callback([] {
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const ModelConfig& c = model->config();
     // Tensor dtypes: count, elements and bytes per dtype.
     struct Tally {

@@ -17,7 +17,7 @@ void register_logits(CLI::App& app) {
       "Example: attnsparse logits model.gguf --tokens ids.txt --out logits.f32 --rows 0,16,31");
   static std::string model_path, tokens_path, out_path, rows_text;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("--tokens", tokens_path, "file of whitespace-separated token ids")->required();
   sub->add_option("--out", out_path, "output file (f32)")->required();
   sub->add_option("--rows", rows_text, "comma-separated token indices whose logits to write");
@@ -31,7 +31,7 @@ void register_logits(CLI::App& app) {
     for (int64_t r : opts.logit_rows)
       if (r >= static_cast<int64_t>(tokens.size()))
         fail_usage("--rows: row {} is out of range ({} tokens)", r, tokens.size());
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     const auto& c = model->config();
     for (size_t i = 0; i < tokens.size(); ++i)
       if (tokens[i] >= c.n_vocab)

@@ -30,7 +30,7 @@ void register_perplexity(CLI::App& app) {
   static int64_t ctx = 0, stride = 0;
   static bool json_out = false;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("--text-file", text_file, "the text")->required();
   static CLI::Option* ctx_opt = sub->add_option(
       "--ctx", ctx, "window length in tokens (default min(512, the model's context))");
@@ -44,7 +44,7 @@ void register_perplexity(CLI::App& app) {
     if (ctx_opt->count() > 0 && ctx < 2) fail_usage("--ctx must be at least 2, got {}", ctx);
     if (stride_opt->count() > 0 && stride < 1) fail_usage("--stride must be positive, got {}", stride);
     const std::string text = read_text_file(text_file);
-    auto model = Model::load(model_path);
+    auto model = load_model(model_path);
     if (ctx_opt->count() == 0) ctx = std::min<int64_t>(512, model->config().n_ctx);
     if (ctx > model->config().n_ctx)
       fail_usage("--ctx {} exceeds the model's context of {}", ctx, model->config().n_ctx);

@@ -222,7 +222,7 @@ void register_fit(CLI::App* theory) {
   static std::string model_path, eps_text = "0.01,0.05", out_dir;
   static std::vector<std::string> data;
   static int threads = 0;
-  sub->add_option("MODEL", model_path, ".gguf file or Hugging Face model directory")->required();
+  add_model_options(sub, model_path);
   sub->add_option("--data", data, "documents: .txt, .tok, LongBench/RULER .jsonl/.json files or directories")
       ->required();
   sub->add_option("--max-tokens", opt.max_tokens, "tokens per document (longer ones are cut in the middle)")
@@ -242,6 +242,7 @@ void register_fit(CLI::App* theory) {
     apply_threads(threads);
     opt.eps = parse_doubles(eps_text, "--eps");
     opt.model_path = model_path;
+    opt.model_options = model_load_options();
     opt.data = data;
     theory::validate(opt);
     run_to_dir(out_dir, "theory_fit", [](std::function<void(const std::string&)> progress) {

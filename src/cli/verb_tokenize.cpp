@@ -17,7 +17,7 @@ void register_tokenize(CLI::App& app) {
       "         attnsparse tokenize model.gguf --text-file prompt.txt --no-special > ids.txt");
   static std::string model_path, text, text_file;
   static bool no_special = false;
-  sub->add_option("MODEL", model_path, ".gguf file (model or vocabulary only) or Hugging Face directory")->required();
+  add_model_options(sub, model_path, ".gguf file (model or vocabulary only), Hugging Face directory, llama2.c checkpoint or tokenizer .bin");
   auto* t = sub->add_option("--text", text, "the text");
   auto* f = sub->add_option("--text-file", text_file, "file holding the text (bytes as they are)");
   t->excludes(f);
@@ -25,7 +25,7 @@ void register_tokenize(CLI::App& app) {
   sub->callback([t, f] {
     if (t->count() == 0 && f->count() == 0) fail_usage("give --text or --text-file");
     const std::string input = f->count() > 0 ? read_text_file(text_file) : text;
-    const auto tokenizer = Tokenizer::load(model_path);
+    const auto tokenizer = load_tokenizer(model_path);
     const std::vector<int32_t> ids = tokenizer->encode(input, !no_special);
     fmt::print("{}\n", fmt::join(ids, " "));
   });

@@ -199,6 +199,13 @@ void SafetensorsSource::load_file(const std::string& file,
 
 const TensorInfo* SafetensorsSource::find(const std::string& name) const {
   auto it = index_.find(name);
+  if (it != index_.end()) return &tensors_[it->second];
+  // safetensors.torch.save_model drops tensors that share storage with another and
+  // records "<dropped name>": "<kept name>" in __metadata__ (tied embeddings:
+  // "model.embed_tokens.weight": "lm_head.weight").
+  auto m = metadata_.find(name);
+  if (m == metadata_.end()) return nullptr;
+  it = index_.find(m->second);
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 

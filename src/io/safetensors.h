@@ -25,6 +25,9 @@ class SafetensorsSource : public TensorSource {
   // tensor names unique) and throws FormatError "<file>: <problem>".
   explicit SafetensorsSource(const std::string& path);
 
+  // A name that is no tensor but a key of __metadata__ whose value names one (how
+  // safetensors.torch.save_model records a tensor it dropped as a duplicate) finds that
+  // tensor; tensors() lists stored tensors only.
   const TensorInfo* find(const std::string& name) const override;
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   const std::string& path() const override { return path_; }

@@ -4,9 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "io/tensor_source.h"
+
 namespace attnsparse {
 
 class GgufFile;
+class Llama2cFile;
 
 enum class RopeLayout {
   None,         // learned absolute positions (gpt2)
@@ -79,6 +82,14 @@ ModelConfig config_from_gguf(const GgufFile& gguf);
 // From a Hugging Face config.json (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM, GPT2LMHeadModel). Throws FormatError naming config.json and the field.
 ModelConfig config_from_hf_json(const std::string& config_json_path);
+// Once the weights are open: a config.json without tie_word_embeddings whose checkpoint
+// stores only one of model.embed_tokens.weight and lm_head.weight is tied (either name
+// then serves both; weights.cpp). Sets c.tied_output.
+void hf_tie_from_storage(ModelConfig& c, const std::string& config_json_path,
+                         const TensorSource& weights);
+
+// From a llama2.c checkpoint's header (config_llama2c.cpp); source_format "llama2c".
+ModelConfig config_from_llama2c(const Llama2cFile& file);
 
 const char* rope_layout_name(RopeLayout layout);
 

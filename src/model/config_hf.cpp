@@ -236,4 +236,21 @@ ModelConfig config_from_hf_json(const std::string& path) {
   return c;
 }
 
+void hf_tie_from_storage(ModelConfig& c, const std::string& config_json_path,
+                         const TensorSource& weights) {
+  if (c.tied_output) return;
+  // config_from_hf_json has read this file already; here only: is the flag there at all?
+  std::ifstream in(config_json_path);
+  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("tie_word_embeddings") && !j["tie_word_embeddings"].is_null())
+    return;  // said explicitly: untied
+  // No tie_word_embeddings (LlamaConfig's default is untied) but only one of the two
+  // matrices stored: the checkpoint was saved with them tied.
+  const bool gpt2 = c.arch == "gpt2";
+  const bool embd = weights.find(gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight") ||
+                    (gpt2 && weights.find("wte.weight"));
+  const bool head = weights.find("lm_head.weight") != nullptr;
+  if (embd != head) c.tied_output = true;
+}
+
 }  // namespace attnsparse

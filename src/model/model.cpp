@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "model/arch.h"
 #include "model/forward.h"
@@ -43,9 +44,9 @@ namespace {
 class TransformerModel : public Model {
  public:
   TransformerModel(std::string path, ModelConfig config, std::unique_ptr<TensorSource> source,
-                   std::unique_ptr<GgufFile> gguf, NameStyle style)
+                   std::unique_ptr<GgufFile> gguf, NameStyle style, ModelLoadOptions options)
       : path_(std::move(path)), cfg_(std::move(config)), source_(std::move(source)),
-        gguf_(std::move(gguf)) {
+        gguf_(std::move(gguf)), options_(std::move(options)) {
     const TensorSource& src = gguf_ ? static_cast<const TensorSource&>(*gguf_) : *source_;
     w_ = bind_weights(cfg_, src, style);
     arch_ = &arch_info(cfg_.arch);
@@ -76,7 +77,19 @@ class TransformerModel : public Model {
 
   const Tokenizer& tokenizer() const override {
     std::call_once(tokenizer_once_, [this] {
-      tokenizer_ = gguf_ ? Tokenizer::from_gguf(*gguf_) : Tokenizer::from_hf_dir(path_);
+      if (!options_.tokenizer.empty()) {
+        auto t = Tokenizer::load(options_.tokenizer);
+        if (t->n_vocab() > cfg_.n_vocab)
+          fail_file(options_.tokenizer, "the tokenizer has {} tokens, more than the {} of the model {}",
+                    t->n_vocab(), cfg_.n_vocab, path_);
+        tokenizer_ = std::move(t);
+      } else if (gguf_) {
+        tokenizer_ = Tokenizer::from_gguf(*gguf_);
+      } else if (cfg_.source_format == "llama2c") {
+        tokenizer_ = load_llama2c_tokenizer(path_, cfg_.n_vocab);
+      } else {
+        tokenizer_ = Tokenizer::from_hf_dir(path_);
+      }
     });
     if (!tokenizer_) fail("{}: the model has no tokenizer", path_);
     return *tokenizer_;
@@ -89,8 +102,9 @@ class TransformerModel : public Model {
  private:
   std::string path_;
   ModelConfig cfg_;
-  std::unique_ptr<TensorSource> source_;  // HF directories
+  std::unique_ptr<TensorSource> source_;  // HF directories, llama2.c checkpoints
   std::unique_ptr<GgufFile> gguf_;        // GGUF files (also the tokenizer's metadata)
+  ModelLoadOptions options_;
   ModelWeights w_;
   const ArchInfo* arch_ = nullptr;
   std::vector<ops::RopeParams> rope_;
@@ -161,7 +175,7 @@ void TransformerModel::output_head(const float* hidden, int64_t m, float* logits
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
@@ -169,14 +183,21 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     if (!fs::exists(cfg_path, ec)) fail_file(path, "not a model directory (no config.json)");
     ModelConfig cfg = config_from_hf_json(cfg_path);
     auto source = open_safetensors_dir(path);
+    hf_tie_from_storage(cfg, cfg_path, *source);
     return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(source), nullptr,
-                                              NameStyle::HuggingFace);
+                                              NameStyle::HuggingFace, options);
   }
   if (!fs::exists(path, ec)) fail_file(path, "no such file or directory");
+  if (is_llama2c_path(path)) {  // no magic: a .bin whose header matches its size
+    auto file = std::make_unique<Llama2cFile>(path);
+    ModelConfig cfg = config_from_llama2c(*file);
+    return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(file), nullptr,
+                                              NameStyle::Gguf, options);
+  }
   auto gguf = std::make_unique<GgufFile>(path);
   ModelConfig cfg = config_from_gguf(*gguf);
   return std::make_unique<TransformerModel>(path, std::move(cfg), nullptr, std::move(gguf),
-                                            NameStyle::Gguf);
+                                            NameStyle::Gguf, options);
 }
 
 }  // namespace attnsparse

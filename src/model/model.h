@@ -1,5 +1,5 @@
 // A loaded model: config, weights (memory-mapped), tokenizer, and the forward pass.
-// Architectures: llama (Llama 2/3, Mistral, TinyLlama, SmolLM), qwen2, gpt2.
+// Architectures: llama (Llama 2/3, Mistral, TinyLlama, SmolLM, llama2.c), qwen2, gpt2.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -77,11 +77,21 @@ struct ForwardOptions {
 // results do not depend on ubatch; shorter ones (decode steps) take the small-batch kernels.
 inline constexpr int64_t kPrefillMinTokens = 16;
 
+struct ModelLoadOptions {
+  // A tokenizer to use instead of the model's own: a .gguf file, a Hugging Face directory
+  // or a llama2.c tokenizer .bin (at most as many tokens as the model's vocabulary).
+  // Empty: the model's own (for a llama2.c checkpoint: tok<N>.bin or tokenizer.bin
+  // beside it, see find_llama2c_tokenizer).
+  std::string tokenizer;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
-  // path: a .gguf file or a Hugging Face model directory. Throws FormatError.
-  static std::unique_ptr<Model> load(const std::string& path);
+  // path: a .gguf file, a Hugging Face model directory, or a llama2.c checkpoint (.bin
+  // whose header matches its size; io/llama2c.h). Throws FormatError. The tokenizer is
+  // read on first use of tokenizer().
+  static std::unique_ptr<Model> load(const std::string& path, const ModelLoadOptions& options = {});
 
   virtual const ModelConfig& config() const = 0;
   virtual const Tokenizer& tokenizer() const = 0;

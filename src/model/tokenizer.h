@@ -1,7 +1,8 @@
 // Tokenizers of the model families we read: SentencePiece-style BPE (llama vocab type,
 // Llama 2) and byte-level BPE with the pre-tokenizer named by tokenizer.ggml.pre or
 // tokenizer.json (gpt-2, llama-bpe, qwen2, deepseek, starcoder, falcon, mpt, gpt-neox,
-// refact, phi-3, ...). Built from GGUF metadata or a Hugging Face tokenizer.json.
+// refact, phi-3, ...). Built from GGUF metadata, a Hugging Face tokenizer.json or a
+// llama2.c tokenizer file.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -21,8 +22,11 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& gguf);
   // dir holds tokenizer.json and optionally tokenizer_config.json (BOS/EOS handling).
   static std::unique_ptr<Tokenizer> from_hf_dir(const std::string& dir);
-  // A .gguf file (a model or a vocabulary-only file) or a Hugging Face directory; needs
-  // no weights.
+  // llama2.c's tokenizer.bin / tok<N>.bin (SentencePiece BPE; tokenizer_llama2c.cpp).
+  static std::unique_ptr<Tokenizer> from_llama2c(const std::string& path);
+  // A .gguf file (a model or a vocabulary-only file), a Hugging Face directory, a llama2.c
+  // tokenizer file, or a llama2.c checkpoint (its tokenizer is then found beside it, as
+  // find_llama2c_tokenizer says); needs no weights.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
 
   // add_special: prepend BOS (and append EOS) as the model's settings say.
@@ -37,5 +41,14 @@ class Tokenizer {
   virtual bool add_bos() const = 0;
   virtual std::string type_name() const = 0;  // e.g. "spm", "bpe/gpt-2", "byte"
 };
+
+// The tokenizer of a llama2.c checkpoint: tok<n_vocab>.bin, else tokenizer.bin, in the
+// checkpoint's directory; "" when neither exists.
+std::string find_llama2c_tokenizer(const std::string& model_path, int64_t n_vocab);
+// Loads that file and checks it has n_vocab tokens; FormatError naming the checkpoint
+// when there is none.
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& model_path, int64_t n_vocab);
+// A llama2.c .bin that is a checkpoint (its tokenizer as above) or a tokenizer file.
+std::unique_ptr<Tokenizer> load_llama2c_any(const std::string& path);
 
 }  // namespace attnsparse

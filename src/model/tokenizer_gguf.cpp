@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "io/llama2c.h"
 #include "model/tokenizer_impl.h"
 
 namespace attnsparse {
@@ -137,6 +138,7 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return from_hf_dir(path);
   if (!std::filesystem::exists(path, ec)) fail_file(path, "no such file or directory");
+  if (is_llama2c_path(path)) return load_llama2c_any(path);
   GgufFile gguf(path);
   return from_gguf(gguf);
 }

@@ -49,6 +49,11 @@ const TensorInfo* WeightBinder::find(const std::string& logical, int layer,
   // Some GPT-2 checkpoints drop the "transformer." prefix.
   if (t == nullptr && style_ == NameStyle::HuggingFace && n.rfind("transformer.", 0) == 0)
     t = src_.find(n.substr(12));
+  // A tied embedding may be stored only under the output head's name (lm_head.weight)
+  // when the checkpoint was de-duplicated; the input embedding is then that tensor.
+  if (t == nullptr && style_ == NameStyle::HuggingFace && cfg_.tied_output &&
+      logical == "token_embd" && layer < 0)
+    t = find("output", -1, suffix);
   return t;
 }
 
@@ -56,6 +61,14 @@ const TensorInfo& WeightBinder::require(const std::string& logical, int layer,
                                         const std::string& suffix,
                                         const std::vector<int64_t>& shape) const {
   const TensorInfo* t = find(logical, layer, suffix);
+  if (t == nullptr && style_ == NameStyle::HuggingFace && logical == "token_embd" && layer < 0)
+    fail_file(src_.path(), "missing tensor '{}'{}", name(logical, layer, suffix),
+              cfg_.tied_output ? fmt::format(" (nor '{}', which a tied embedding may be stored as)",
+                                             name("output", -1, suffix))
+                               : std::string());
+  if (t == nullptr && style_ == NameStyle::HuggingFace && logical == "output" && layer < 0)
+    fail_file(src_.path(), "missing tensor '{}' (config.json says tie_word_embeddings false)",
+              name(logical, layer, suffix));
   if (t == nullptr) fail_file(src_.path(), "missing tensor '{}'", name(logical, layer, suffix));
   if (t->shape != shape)
     fail_file(src_.path(), "tensor '{}' has shape {}, expected {}", t->name,

@@ -284,7 +284,7 @@ FitResult fit_model(const FitOptions& o) {
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
-  const auto model = Model::load(o.model_path);
+  const auto model = Model::load(o.model_path, o.model_options);
   const ModelConfig& cfg = model->config();
   Dims dims{int(cfg.n_layer), int(cfg.n_head), int(cfg.n_kv_head), int(cfg.head_dim), o.eps.size()};
   if (dims.KVH < 1 || dims.H % dims.KVH != 0)

@@ -30,12 +30,14 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
 #include "theory/sparsity.h"
 
 namespace attnsparse::theory {
 
 struct FitOptions {
   std::string model_path;
+  ModelLoadOptions model_options;  // --tokenizer
   std::vector<std::string> data;  // files or directories (read_documents)
   std::vector<double> eps{0.01, 0.05};
   int64_t max_tokens = 2048;  // per document: its first max_tokens tokens

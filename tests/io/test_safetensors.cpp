@@ -95,6 +95,35 @@ TEST(Safetensors, ReadsAHandBuiltFile) {
   EXPECT_EQ(src->path(), dir.path().string());
 }
 
+// safetensors.torch.save_model drops a tensor that shares storage with another and
+// records "<dropped>": "<kept>" in __metadata__; find() follows such an alias, tensors()
+// lists only what is stored, and metadata that names no tensor stays plain metadata.
+TEST(Safetensors, MetadataAliasesOfDroppedDuplicates) {
+  TempDir dir;
+  std::vector<uint8_t> data;
+  for (int i = 0; i < 4; ++i) append<float>(data, 1.f + i);  // lm_head.weight [2,2]
+  for (int i = 0; i < 2; ++i) append<float>(data, 9.f);      // model.norm.weight [2]
+  const std::string header =
+      R"({"__metadata__":{"format":"pt","model.embed_tokens.weight":"lm_head.weight",)"
+      R"("model.norm.weight":"lm_head.weight","dangling":"no.such.tensor"},)"
+      R"("lm_head.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
+      R"("model.norm.weight":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}})";
+  put(dir.file("model.safetensors"), st_bytes(header, data));
+  SafetensorsSource s(dir.path().string());
+  ASSERT_EQ(s.tensors().size(), 2u);  // __metadata__ and the aliases are no tensors
+  for (const TensorInfo& t : s.tensors()) EXPECT_NE(t.name, "__metadata__");
+  const TensorInfo* e = s.find("model.embed_tokens.weight");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e, s.find("lm_head.weight"));
+  EXPECT_EQ(e->name, "lm_head.weight");
+  EXPECT_EQ(reinterpret_cast<const float*>(e->data)[3], 4.f);
+  // A stored tensor wins over a metadata key of the same name.
+  EXPECT_EQ(reinterpret_cast<const float*>(s.require("model.norm.weight").data)[0], 9.f);
+  EXPECT_EQ(s.find("dangling"), nullptr);
+  EXPECT_EQ(s.find("format"), nullptr);
+  EXPECT_EQ(s.metadata().at("model.embed_tokens.weight"), "lm_head.weight");
+}
+
 TEST(Safetensors, WriterProducesTheSpecLayoutAndRoundTrips) {
   TempDir dir;
   std::vector<float> a = {1, 2, 3, 4, 5, 6};

@@ -21,8 +21,16 @@ namespace attnsparse::testing {
 struct HfConvertOptions {
   bool gpt2_prefix = true;       // "transformer.h.0..." or "h.0..." (openai-community/gpt2)
   int shards = 1;                // > 1: model-0000i-of-0000n.safetensors + index.json
-  DType float_type = DType::F32; // F32: keep the GGUF types; BF16: matrices become BF16
+  DType float_type = DType::F32; // F32: keep the GGUF types; BF16 / F16: f32 matrices become so
   nlohmann::json config_extra = nlohmann::json::object();  // merged into config.json
+  // How a tied embedding is stored. AsGguf: the GGUF's tensors (output.weight only when it
+  // has one). EmbedOnly / LmHeadOnly: one matrix (the GGUF's token_embd.weight) under
+  // model.embed_tokens.weight / lm_head.weight, as transformers and safetensors'
+  // de-duplication leave tied checkpoints, with tie_word_embeddings true.
+  enum class Tied { AsGguf, EmbedOnly, LmHeadOnly } tied = Tied::AsGguf;
+  // With LmHeadOnly: __metadata__ maps "model.embed_tokens.weight" to "lm_head.weight"
+  // (safetensors.torch.save_model records a dropped duplicate so).
+  bool dedup_metadata = false;
 };
 
 inline std::string hf_name(const std::string& arch, const std::string& gguf_name, bool gpt2_prefix) {
@@ -129,12 +137,14 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
       cfg["num_experts_per_tok"] = *gi("expert_used_count");
     }
   }
+  if (opt.tied != HfConvertOptions::Tied::AsGguf) cfg["tie_word_embeddings"] = true;
   cfg.update(opt.config_extra);
   write_text(dir + "/config.json", cfg.dump(2));
 
   std::vector<std::vector<uint8_t>> storage;
   std::vector<TensorInfo> out;
   for (const TensorInfo& t : f.tensors()) {
+    if (opt.tied != HfConvertOptions::Tied::AsGguf && t.name == "output.weight") continue;
     if (t.name == "rope_freqs.weight") continue;
     // Experts: one 3-D GGUF tensor [n_expert, rows, cols] -> one HF tensor per expert.
     if (t.name.find("_exps.weight") != std::string::npos) {
@@ -221,12 +231,29 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
       bytes.swap(b);
       dt = DType::BF16;
     }
+    if (opt.float_type == DType::F16 && dt == DType::F32 && t.shape.size() == 2) {
+      std::vector<uint8_t> b(bytes.size() / 2);
+      for (size_t i = 0; i < b.size() / 2; ++i) {
+        float v;
+        std::memcpy(&v, &bytes[i * 4], 4);
+        const uint16_t h = fp32_to_fp16(v);
+        std::memcpy(&b[i * 2], &h, 2);
+      }
+      bytes.swap(b);
+      dt = DType::F16;
+    }
     storage.push_back(std::move(bytes));
     out.push_back(TensorInfo{name, dt, shape, storage.back().data(),
                              static_cast<int64_t>(storage.back().size())});
   }
+  const std::string embed_name = hf_name(arch, "token_embd.weight", opt.gpt2_prefix);
+  if (opt.tied == HfConvertOptions::Tied::LmHeadOnly)
+    for (TensorInfo& t : out)
+      if (t.name == embed_name) t.name = "lm_head.weight";
+  std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (opt.dedup_metadata) meta[embed_name] = "lm_head.weight";
   if (opt.shards <= 1) {
-    write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
+    write_safetensors(dir + "/model.safetensors", out, meta);
   } else {
     json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", json::object()}};
     const size_t per = (out.size() + opt.shards - 1) / opt.shards;
@@ -237,7 +264,7 @@ inline nlohmann::json write_hf_dir_from_gguf(const std::string& gguf_path, const
         part.push_back(out[i]);
         index["weight_map"][out[i].name] = file;
       }
-      write_safetensors(dir + "/" + file, part, {{"format", "pt"}});
+      write_safetensors(dir + "/" + file, part, meta);
     }
     write_text(dir + "/model.safetensors.index.json", index.dump(2));
   }
