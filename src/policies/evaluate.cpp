@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/corpus.h"
+#include "model/arch.h"
 #include "model/generate.h"
 #include "policies/oracle.h"
 #include "policies/session.h"
