@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "io/llama2c.h"
+#include "model/arch.h"
 #include "model/config.h"
 
 namespace attnsparse {
@@ -28,6 +29,7 @@ ModelConfig config_from_llama2c(const Llama2cFile& file) {
   c.rope_layout = RopeLayout::Adjacent;
   c.rope_dim = h.head_size();
   c.rope_base = 10000.f;
+  finalize_config(c, {});  // per-layer kinds (all global) and the attention scale
   return c;
 }
 
