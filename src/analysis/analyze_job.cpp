@@ -177,7 +177,7 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
                    {"n_vocab", cfg.n_vocab}, {"format", cfg.source_format}};
   meta["data"] = {{"paths", job.data}, {"documents_read", raw.size()}, {"documents_truncated", truncated},
                   {"documents_skipped", skipped}, {"max_tokens", window}};
-  meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()}, {"ubatch", default_ubatch()},
+  meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()}, {"ubatch", default_ubatch()}, {"kv_type", dtype_name(default_kv_type())},
                  {"seconds", outcome.seconds}, {"rows_this_invocation", outcome.rows_this_run},
                  {"rows_per_second", outcome.seconds > 0 ? double(outcome.rows_this_run) / outcome.seconds : 0.0},
                  {"documents_resumed", outcome.docs_resumed}};

@@ -78,6 +78,18 @@ void apply_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
 }
 
+void add_kv_type_option(CLI::App* sub) {
+  sub->add_option_function<std::string>(
+      "--kv-type",
+      [](const std::string& name) {
+        const auto t = dtype_from_name(name);
+        if (!t) fail_usage("--kv-type {}: expected f32, f16, bf16 or q8_0", name);
+        set_default_kv_type(*t);
+      },
+      "KV cache storage: f32 (default, exact), f16, bf16 (half the memory) or q8_0 (~0.27); "
+      "attention reads what is stored");
+}
+
 void add_ubatch_option(CLI::App* sub) {
   sub->add_option_function<int64_t>(
          "--ubatch", [](const int64_t& n) { set_default_ubatch(n); },

@@ -47,6 +47,9 @@ void apply_threads(int threads);
 // --ubatch N for verbs that run a model: the micro-batch size of every forward call
 // (set_default_ubatch, applied when the option is parsed).
 void add_ubatch_option(CLI::App* sub);
+// --kv-type f32|f16|bf16|q8_0 for verbs that run a model: the KV cache's storage type
+// (set_default_kv_type, applied when the option is parsed; default f32).
+void add_kv_type_option(CLI::App* sub);
 
 // The positional MODEL (required; `help` "" = the standard text) and --tokenizer FILE
 // (src/cli/model_args.cpp), for every verb that loads a model. load_model and

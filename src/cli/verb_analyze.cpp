@@ -139,6 +139,7 @@ void register_analyze(CLI::App& app) {
   sub->add_flag("--json", o.print_json, "print report.json on stdout instead of the table");
   add_threads_option(sub, &o.threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([] { run(o); });
 }
 ATTNSPARSE_VERB(register_analyze);

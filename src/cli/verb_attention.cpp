@@ -51,6 +51,7 @@ void register_attention(CLI::App& app) {
   sub->add_option("--out", out_path, "output file (f32)")->required();
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([] {
     apply_threads(threads);
     const std::vector<int32_t> tokens = read_token_file(tokens_path);

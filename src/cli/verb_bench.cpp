@@ -93,6 +93,7 @@ void register_bench(CLI::App& app) {
   sub->add_flag("--json", json_only, "print only the JSON object");
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([] {
     apply_threads(threads);
     if (n_prompt < 0 || n_gen < 0) fail_usage("-p and -n must not be negative");
@@ -166,6 +167,8 @@ void register_bench(CLI::App& app) {
     j["reps"] = reps;
     j["threads"] = n_threads;
     j["simd"] = ops::simd_level_name();
+    j["kv_type"] = dtype_name(default_kv_type());
+    j["ubatch"] = default_ubatch();
     // The OpenMP wait policy in effect: on shared cores OMP_WAIT_POLICY=passive (or a small
     // GOMP_SPINCOUNT) avoids threads spinning away their partner's time slice.
     const char* wp = std::getenv("OMP_WAIT_POLICY");

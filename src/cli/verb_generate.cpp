@@ -47,6 +47,7 @@ void register_generate(CLI::App& app) {
   sub->add_option("--seed", params.seed, "sampling seed (default 1)");
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([p, pf] {
     apply_threads(threads);
     if (p->count() == 0 && pf->count() == 0) fail_usage("give --prompt or --prompt-file");

@@ -23,6 +23,7 @@ void register_logits(CLI::App& app) {
   sub->add_option("--rows", rows_text, "comma-separated token indices whose logits to write");
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([] {
     apply_threads(threads);
     const std::vector<int32_t> tokens = read_token_file(tokens_path);

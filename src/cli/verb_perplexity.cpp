@@ -39,6 +39,7 @@ void register_perplexity(CLI::App& app) {
   sub->add_flag("--json", json_out, "print one JSON object");
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([] {
     apply_threads(threads);
     if (ctx_opt->count() > 0 && ctx < 2) fail_usage("--ctx must be at least 2, got {}", ctx);

@@ -238,6 +238,7 @@ void register_fit(CLI::App* theory) {
   sub->add_option("--out", out_dir, "output directory (theory_fit.json, theory_fit.html)")->required();
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
+  add_kv_type_option(sub);
   sub->callback([] {
     apply_threads(threads);
     opt.eps = parse_doubles(eps_text, "--eps");

@@ -49,8 +49,8 @@ void gemma_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   s.ff_b.resize(n * c.n_ff);
 
   rms_norm_rows(c, lw.attn_norm, x, n, s.xn.data());
-  float* k = fc.cache.k[layer].data() + fc.slot0 * kvd;
-  float* v = fc.cache.v[layer].data() + fc.slot0 * kvd;
+  float* k = fc.cache.new_k(layer, fc.slot0, fc.n);
+  float* v = fc.cache.new_v(layer, fc.slot0, fc.n);
   linear(lw.q, s.xn.data(), n, s.q.data());
   linear(lw.k, s.xn.data(), n, k);
   linear(lw.v, s.xn.data(), n, v);

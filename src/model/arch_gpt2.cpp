@@ -45,8 +45,8 @@ void gpt2_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
   linear(lw.qkv, s.xn.data(), n, s.qkv.data());
   {
     profile::Scope timer(profile::Other);
-    float* k = fc.cache.k[layer].data() + fc.slot0 * d;
-    float* v = fc.cache.v[layer].data() + fc.slot0 * d;
+    float* k = fc.cache.new_k(layer, fc.slot0, fc.n);
+    float* v = fc.cache.new_v(layer, fc.slot0, fc.n);
     for (int64_t t = 0; t < n; ++t) {
       std::memcpy(k + t * d, s.qkv.data() + t * 3 * d + d, d * sizeof(float));
       std::memcpy(v + t * d, s.qkv.data() + t * 3 * d + 2 * d, d * sizeof(float));

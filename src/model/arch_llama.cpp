@@ -78,8 +78,8 @@ void llama_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
     ops::rms_norm(x, n, d, lw.attn_norm.weight, c.norm_eps, s.xn.data());
   }
   // K and V go straight into their cache slots.
-  float* k = fc.cache.k[layer].data() + fc.slot0 * kvd;
-  float* v = fc.cache.v[layer].data() + fc.slot0 * kvd;
+  float* k = fc.cache.new_k(layer, fc.slot0, fc.n);
+  float* v = fc.cache.new_v(layer, fc.slot0, fc.n);
   linear(lw.q, s.xn.data(), n, s.q.data());
   linear(lw.k, s.xn.data(), n, k);
   linear(lw.v, s.xn.data(), n, v);

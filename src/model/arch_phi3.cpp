@@ -40,8 +40,8 @@ void phi3_layer(const ForwardContext& fc, int layer, float* x, Scratch& s) {
 
   rms_norm_rows(c, lw.attn_norm, x, n, s.xn.data());
   linear(lw.qkv, s.xn.data(), n, s.qkv.data());
-  float* k = fc.cache.k[layer].data() + fc.slot0 * kvd;
-  float* v = fc.cache.v[layer].data() + fc.slot0 * kvd;
+  float* k = fc.cache.new_k(layer, fc.slot0, fc.n);
+  float* v = fc.cache.new_v(layer, fc.slot0, fc.n);
   {
     profile::Scope timer(profile::Other);
     for (int64_t t = 0; t < n; ++t) {

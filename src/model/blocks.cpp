@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "model/arch.h"
+#include "core/error.h"
 #include "model/forward.h"
 #include "model/profile.h"
 #include "ops/activation.h"
@@ -58,6 +59,34 @@ void embed_tokens(const ForwardContext& fc, const int32_t* tokens, float* x) {
   }
 }
 
+// A typed cache: the new tokens' staged f32 rows are stored in the cache's type, then the
+// layer's slots 0..slot0+n-1 are decoded into the f32 view the attention core reads.
+static void typed_kv_view(const ForwardContext& fc, int layer) {
+  KVCache& c = fc.cache;
+  const DType t = c.type;
+  const int64_t d = c.kv_dim, rb = dtype_row_bytes(t, d), n = fc.n, slots = fc.slot0 + n;
+  if (static_cast<int64_t>(c.stage_k.size()) < n * d || static_cast<int64_t>(c.stage_v.size()) < n * d)
+    fail("internal: the layer did not stage its K/V rows");
+  uint8_t* kq = c.kq[layer].data();
+  uint8_t* vq = c.vq[layer].data();
+  c.view_k.resize(slots * d);
+  c.view_v.resize(slots * d);
+  float* vk = c.view_k.data();
+  float* vv = c.view_v.data();
+  const float* sk = c.stage_k.data();
+  const float* sv = c.stage_v.data();
+  const int64_t slot0 = fc.slot0;
+#pragma omp parallel for schedule(static) if (slots * d > (1 << 16))
+  for (int64_t j = 0; j < slots; ++j) {
+    if (j >= slot0) {
+      ops::quantize_row(t, sk + (j - slot0) * d, kq + j * rb, d);
+      ops::quantize_row(t, sv + (j - slot0) * d, vq + j * rb, d);
+    }
+    ops::dequantize_row(t, kq + j * rb, vk + j * d, d);
+    ops::dequantize_row(t, vq + j * rb, vv + j * d, d);
+  }
+}
+
 void attention_block(const ForwardContext& fc, int layer, const float* q, int64_t q_stride,
                      float* out) {
   const ModelConfig& c = fc.cfg;
@@ -77,9 +106,15 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   ops::AttentionArgs args;
   args.q = q;
   args.q_stride = q_stride;
-  args.k = fc.cache.k[layer].data();
+  if (fc.cache.type == DType::F32) {
+    args.k = fc.cache.k[layer].data();
+    args.v = fc.cache.v[layer].data();
+  } else {
+    typed_kv_view(fc, layer);
+    args.k = fc.cache.view_k.data();
+    args.v = fc.cache.view_v.data();
+  }
   args.k_stride = kv_dim;
-  args.v = fc.cache.v[layer].data();
   args.v_stride = kv_dim;
   args.out = out;
   args.out_stride = c.n_head * c.head_dim;

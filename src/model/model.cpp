@@ -1,6 +1,7 @@
 // Model::load and the transformer runtime shared by every architecture.
 #include "model/model.h"
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <mutex>
@@ -18,23 +19,60 @@
 namespace attnsparse {
 
 int64_t KVCache::bytes() const {
-  int64_t total = 0;
-  for (size_t l = 0; l < k.size(); ++l) {
-    if (capacity == 0) break;
-    const int64_t kv_dim = static_cast<int64_t>(k[l].size()) / capacity;
-    total += 2 * n_used * kv_dim * static_cast<int64_t>(sizeof(float));
-  }
-  return total;
+  if (type != DType::F32) return 2 * static_cast<int64_t>(kq.size()) * n_used * dtype_row_bytes(type, kv_dim);
+  return 2 * static_cast<int64_t>(k.size()) * n_used * kv_dim * static_cast<int64_t>(sizeof(float));
 }
 
-KVCache Model::make_cache(int64_t capacity) const {
+float* KVCache::new_k(int layer, int64_t slot0, int64_t n) {
+  if (type == DType::F32) return k[layer].data() + slot0 * kv_dim;
+  stage_k.resize(n * kv_dim);
+  return stage_k.data();
+}
+
+float* KVCache::new_v(int layer, int64_t slot0, int64_t n) {
+  if (type == DType::F32) return v[layer].data() + slot0 * kv_dim;
+  stage_v.resize(n * kv_dim);
+  return stage_v.data();
+}
+
+namespace {
+std::atomic<uint32_t> g_default_kv_type{static_cast<uint32_t>(DType::F32)};
+
+void check_kv_type(DType type) {
+  if (type != DType::F32 && type != DType::F16 && type != DType::BF16 && type != DType::Q8_0)
+    fail_usage("--kv-type {}: the KV cache can be f32, f16, bf16 or q8_0", dtype_name(type));
+}
+}  // namespace
+
+DType default_kv_type() { return static_cast<DType>(g_default_kv_type.load(std::memory_order_relaxed)); }
+
+void set_default_kv_type(DType type) {
+  check_kv_type(type);
+  g_default_kv_type.store(static_cast<uint32_t>(type), std::memory_order_relaxed);
+}
+
+KVCache Model::make_cache(int64_t capacity) const { return make_cache(capacity, default_kv_type()); }
+
+KVCache Model::make_cache(int64_t capacity, DType type) const {
   const ModelConfig& c = config();
   if (capacity <= 0) fail("KV cache capacity must be positive, got {}", capacity);
+  check_kv_type(type);
   KVCache cache;
   cache.capacity = capacity;
+  cache.type = type;
   const int64_t kv_dim = c.n_kv_head * c.head_dim;
-  cache.k.assign(c.n_layer, std::vector<float>(capacity * kv_dim));
-  cache.v.assign(c.n_layer, std::vector<float>(capacity * kv_dim));
+  cache.kv_dim = kv_dim;
+  if (type == DType::F32) {
+    cache.k.assign(c.n_layer, std::vector<float>(capacity * kv_dim));
+    cache.v.assign(c.n_layer, std::vector<float>(capacity * kv_dim));
+  } else {
+    if (kv_dim % dtype_traits(type).block_size != 0)
+      fail_usage("--kv-type {}: K/V rows of {} elements are not a multiple of its block size {}", dtype_name(type),
+                 kv_dim, dtype_traits(type).block_size);
+    const int64_t rb = dtype_row_bytes(type, kv_dim);
+    cache.kq.assign(c.n_layer, std::vector<uint8_t>(capacity * rb));
+    cache.vq.assign(c.n_layer, std::vector<uint8_t>(capacity * rb));
+  }
   cache.positions.assign(c.n_layer, std::vector<int32_t>(capacity));
   return cache;
 }
@@ -122,7 +160,8 @@ void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& 
     if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
       fail("token id {} at index {} is out of range (vocabulary size {})", tokens[t], t,
            c.n_vocab);
-  if (cache.k.size() != static_cast<size_t>(c.n_layer))
+  if (cache.positions.size() != static_cast<size_t>(c.n_layer) ||
+      (cache.type == DType::F32 ? cache.k.size() : cache.kq.size()) != static_cast<size_t>(c.n_layer))
     fail("forward: KV cache was not made for this model");
   if (cache.n_used + n > cache.capacity)
     fail("KV cache too small: {} slots used + {} new tokens > capacity {}", cache.n_used, n,

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/config.h"
 #include "model/tokenizer.h"
 #include "ops/attention.h"
@@ -41,14 +42,34 @@ class AttentionHooks {
 
 // KV cache: per layer, f32 K and V of [capacity, n_kv_head, head_dim] plus the absolute
 // position of each slot (slots are compacted when a policy evicts keys).
+//
+// The storage type (`type`, --kv-type) is F32 (the default, exact) or F16 / BF16 / Q8_0
+// (rows of kv_dim elements in that type, half or ~0.27 of the memory). A typed cache keeps
+// K and V only in `kq` / `vq`: each layer writes the new tokens' f32 K/V into a staging
+// buffer (new_k / new_v), attention_block stores them in the type and hands the attention
+// core an f32 view of the layer's slots decoded from the stored rows — so attention sees
+// exactly what is stored, and the decoded view exists for one layer at a time.
 struct KVCache {
   int64_t capacity = 0;
   int64_t n_used = 0;       // slots filled
   int64_t next_pos = 0;     // absolute position of the next token
-  std::vector<std::vector<float>> k, v;          // [layer][slot * kv_dim]
+  int64_t kv_dim = 0;       // floats per slot (n_kv_head x head_dim)
+  DType type = DType::F32;
+  std::vector<std::vector<float>> k, v;          // F32: [layer][slot * kv_dim]
+  std::vector<std::vector<uint8_t>> kq, vq;      // other types: [layer][slot * row_bytes]
   std::vector<std::vector<int32_t>> positions;   // [layer][slot]
+  std::vector<float> stage_k, stage_v;           // typed: the new tokens' rows (f32)
+  std::vector<float> view_k, view_v;             // typed: one layer's slots decoded (f32)
   int64_t bytes() const;    // bytes of K and V actually held (n_used slots)
+  // Where a layer writes the f32 K (V) rows of the n tokens starting at slot0.
+  float* new_k(int layer, int64_t slot0, int64_t n);
+  float* new_v(int layer, int64_t slot0, int64_t n);
 };
+
+// The KV storage type make_cache uses: F32 unless a verb's --kv-type changed it. Types:
+// f32, f16, bf16, q8_0 (names as dtype_from_name); others are a UsageError.
+DType default_kv_type();
+void set_default_kv_type(DType type);
 
 // The micro-batch size a ForwardOptions with ubatch = -1 uses: 512 tokens unless a verb's
 // --ubatch changed it (set_default_ubatch; 0 = the whole call as one batch).
@@ -97,7 +118,9 @@ class Model {
   virtual const Tokenizer& tokenizer() const = 0;
   virtual const TensorSource& weights() const = 0;
 
+  // A cache for `capacity` tokens in default_kv_type() (or `type`).
   KVCache make_cache(int64_t capacity) const;
+  KVCache make_cache(int64_t capacity, DType type) const;
 
   // Evaluates `tokens` as one causal sequence at positions cache.next_pos..., appending
   // their K/V to the cache, in micro-batches of opts.ubatch tokens (src/model/ubatch.cpp).

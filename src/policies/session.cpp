@@ -79,7 +79,7 @@ class PolicySession::Hooks : public AttentionHooks {
 };
 
 PolicySession::PolicySession(const Model& model, PolicyMap map, int64_t capacity, Eviction eviction)
-    : model_(model), map_(std::move(map)), eviction_(eviction), cache_(model.make_cache(capacity)) {
+    : model_(model), map_(std::move(map)), eviction_(eviction), cache_(model.make_cache(capacity, DType::F32)) {
   const ModelConfig& c = model.config();
   const int n_layer = static_cast<int>(c.n_layer), n_head = static_cast<int>(c.n_head);
   map_.validate(n_layer, n_head);
