@@ -99,20 +99,15 @@ struct Avx2 {
 namespace attnsparse::ops::kern {
 
 const Kernels& avx2_kernels() {
-  static const Kernels k{
-      "avx2",
-      Avx2::round_acts,
-      float_rows<Avx2>,
-      16,
-      2 * Avx2::W,
-      kKC,
-      pack_xT<Avx2>,
-      float_gemm<Avx2>,
-      q8_0_rows<Avx2, false>,
-      q8_0_rows<Avx2, true>,
-      q4_K_rows<Avx2>,
-      q6_K_rows<Avx2>,
-  };
+  static const Kernels k = [] {
+    Kernels k{"avx2", Avx2::round_acts, float_rows<Avx2>, 16, 2 * Avx2::W, kKC, pack_xT<Avx2>,
+              float_gemm<Avx2>};
+    k.set(DType::Q8_0, rows_bytes<BlockQ8_0, q8_0_rows<Avx2, false>>);
+    k.set(DType::Q4_0, rows_bytes<BlockQ8_0, q8_0_rows<Avx2, true>>);
+    k.set(DType::Q4_K, rows_bytes<BlockQ8_K, q4_K_rows<Avx2>>);
+    k.set(DType::Q6_K, rows_bytes<BlockQ8_K, q6_K_rows<Avx2>>);
+    return k;
+  }();
   return k;
 }
 
