@@ -192,6 +192,86 @@ INSTANTIATE_TEST_SUITE_P(QuantManifest, QuantReferenceCase, ::testing::ValuesIn(
                            return s;
                          });
 
+// `attnsparse quantize` on the F16 file writes, for every type it can write, the tensors
+// llama-quantize wrote: the same type per tensor and the same bytes (its reference
+// quantisers, reimplemented step for step; measured: every byte equal for all ten), so
+// the logits equal those of llama.cpp's file; the text case is checked against llama.cpp's
+// logits with that case's tolerance.
+class QuantizeVerb : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QuantizeVerb, WritesWhatLlamaQuantizeWrites) {
+  REQUIRE_SHARED(f16_path, "quant/models/llama256-F16.gguf");
+  const std::string type = GetParam();
+  const std::string theirs_path = quant_dir() + "/models/llama256-" + type + ".gguf";
+  TempDir dir;
+  const std::string out = dir.file("ours.gguf");
+  const CliResult r = run_cli("quantize '" + f16_path + "' '" + out + "' " + type, dir.path().string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 1) << r.out;
+  GgufFile ours(out), theirs(theirs_path);
+  EXPECT_EQ(ours.get_int("general.file_type"), theirs.get_int("general.file_type"));
+  ASSERT_EQ(ours.tensors().size(), theirs.tensors().size());
+  int64_t bytes = 0, differing = 0;
+  for (const TensorInfo& t : theirs.tensors()) {
+    const TensorInfo* o = ours.find(t.name);
+    ASSERT_NE(o, nullptr) << t.name;
+    EXPECT_EQ(o->dtype, t.dtype) << t.name;
+    EXPECT_EQ(o->shape, t.shape) << t.name;
+    ASSERT_EQ(o->nbytes, t.nbytes) << t.name;
+    for (int64_t i = 0; i < t.nbytes; ++i) differing += o->data[i] != t.data[i];
+    bytes += t.nbytes;
+  }
+  std::printf("[ measured ] quantize %s: %lld of %lld tensor bytes differ from llama-quantize's\n", type.c_str(),
+              static_cast<long long>(differing), static_cast<long long>(bytes));
+  EXPECT_EQ(differing, 0);
+
+  // Loads back, and its logits are llama.cpp's on the text case.
+  const std::string case_name = "llama256-" + type + ".text";
+  const auto manifest = read_json_file(quant_dir() + "/expected/manifest.json");
+  nlohmann::json spec;
+  for (const auto& c : manifest["cases"])
+    if (c["case"] == case_name) spec = c;
+  ASSERT_FALSE(spec.is_null());
+  auto model = Model::load(out);
+  const auto tokens = read_ids(quant_dir() + "/expected/" + case_name + ".tokens.txt");
+  ForwardOptions opts;
+  for (const auto& row : spec["logit_rows"]) opts.logit_rows.push_back(row.get<int64_t>());
+  KVCache cache = model->make_cache(static_cast<int64_t>(tokens.size()));
+  std::vector<float> logits;
+  model->forward(tokens, cache, opts, logits);
+  const auto want = read_f32_file(quant_dir() + "/expected/" + spec["logits_file"].get<std::string>());
+  const RowError e = logit_error(logits, want, spec["n_vocab"].get<int64_t>());
+  EXPECT_LE(e.max_rel, tolerances().at(case_name).logit_max);
+  EXPECT_LE(e.mean_rel, tolerances().at(case_name).logit_mean);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantizeVerb,
+                         ::testing::Values("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_M",
+                                           "Q5_K_M", "Q6_K"));
+
+// Bad input: one error line naming the problem, exit status 1, no output file.
+TEST(QuantizeVerbErrors, OneLineAndNoOutput) {
+  REQUIRE_SHARED(f16_path, "quant/models/llama256-F16.gguf");
+  TempDir dir;
+  const std::string out = dir.file("out.gguf");
+  struct Bad {
+    std::string args, expect;
+  } cases[] = {
+      {"'" + f16_path + "' '" + out + "' Q7_X", "TYPE 'Q7_X'"},
+      {"'" + f16_path + "' '" + out + "' IQ3_S", "TYPE 'IQ3_S'"},
+      {"'" + dir.file("missing.gguf") + "' '" + out + "' Q4_0", "missing.gguf"},
+      {"'" + f16_path + "' '" + f16_path + "' Q4_0", "input file"},
+  };
+  for (const Bad& b : cases) {
+    const CliResult r = run_cli("quantize " + b.args, dir.path().string());
+    EXPECT_EQ(r.status, 1) << b.args;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(b.expect), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out)) << b.args;
+    EXPECT_FALSE(std::filesystem::exists(out + ".tmp")) << b.args;
+  }
+}
+
 // Every manifest case has a tolerance here (a new case must be given one).
 TEST(QuantReferenceManifest, EveryCaseHasATolerance) {
   REQUIRE_SHARED(manifest_path, "quant/expected/manifest.json");

@@ -305,7 +305,8 @@ TEST(Matmul, BadInputThrows) {
     EXPECT_THROW(matmul(ok, x64.data(), 1, y.data()), Error);
   }
   std::vector<float> row(32);
-  EXPECT_THROW(quantize_row(DType::Q4_K, row.data(), wdata.data(), 256), Error);
+  EXPECT_THROW(quantize_row(DType::IQ3_S, row.data(), wdata.data(), 32), Error);  // no quantiser
+  EXPECT_THROW(quantize_row(DType::Q4_K, row.data(), wdata.data(), 32), Error);   // not a multiple of 256
 }
 
 // Zero activations give exact zeros on every path (no NaN from 0/0 scales).
