@@ -40,6 +40,13 @@ const Format& format(DType type) {
   return *by_id[id];
 }
 
+std::string writable_type_names() {
+  std::string s;
+  for (DType t : all_dtypes())
+    if (format(t).quantize != nullptr) s += std::string(s.empty() ? "" : ", ") + dtype_name(t);
+  return s;
+}
+
 const ActFormat& act_format(ActType type) { return kActs[static_cast<int>(type)]; }
 
 }  // namespace attnsparse::ops::quant

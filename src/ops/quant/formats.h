@@ -5,6 +5,7 @@
 // core/dtype.cpp.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "core/dtype.h"
 
@@ -39,6 +40,8 @@ struct Format {
 };
 
 const Format& format(DType type);
+// "f32, f16, ..., q6_k": the types with a quantiser, for help and error texts.
+std::string writable_type_names();
 const ActFormat& act_format(ActType type);
 inline bool is_float_act(ActType t) { return t == ActType::F32 || t == ActType::F16 || t == ActType::BF16; }
 

@@ -56,6 +56,29 @@ std::optional<FileType> find_file_type(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<uint32_t> uniform_file_type(DType type) {
+  switch (type) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q2_K: return 10;
+    case DType::Q3_K: return 11;
+    case DType::Q4_K: return 14;
+    case DType::Q5_K: return 16;
+    case DType::Q6_K: return 18;
+    case DType::IQ4_NL: return 25;
+    case DType::IQ3_S: return 26;
+    case DType::IQ4_XS: return 30;
+    case DType::BF16: return 32;
+    case DType::TQ2_0: return 37;
+    default: return std::nullopt;
+  }
+}
+
 std::string file_type_names() {
   std::string s;
   for (const Entry& e : kEntries) s += std::string(s.empty() ? "" : ", ") + e.ft.name;

@@ -18,6 +18,10 @@ struct FileType {
   DType base;             // the type of most matrices
 };
 
+// general.file_type of a file whose matrices are all `type` (llama.cpp's "mostly" ids;
+// the _S id for K types); nullopt where llama.cpp has none.
+std::optional<uint32_t> uniform_file_type(DType type);
+
 // Known names (case-insensitive; Q3_K / Q4_K / Q5_K are aliases of the _M mixes, as in
 // llama-quantize); nullopt for anything else.
 std::optional<FileType> find_file_type(std::string_view name);
