@@ -280,6 +280,11 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
     }
   }
 
+  const int64_t block = dtype_traits(mt).block_size;
+  for (const Pending& t : plan)
+    if (t.shape.back() % dtype_traits(t.type).block_size != 0)
+      fail_usage("--dtype {}: rows of {} elements ({}) do not split into its blocks of {}", dtype_name(mt),
+                 t.shape.back(), t.name, block);
   const size_t total = plan.size();
   for (size_t i = 0; i < total; ++i) {
     Pending& t = plan[i];
