@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -33,6 +34,11 @@ const Kernels& avx512_kernels(bool vnni) {
     k.set(DType::Q4_0, rows_bytes<BlockQ8_0, q8_0_rows<A, true>>);
     k.set(DType::Q4_K, rows_bytes<BlockQ8_K, q4_K_rows<A>>);
     k.set(DType::Q6_K, rows_bytes<BlockQ8_K, q6_K_rows<A>>);
+    k.set(DType::Q5_0, rows_bytes<BlockQ8_0, q8_0_rows_k<A, Q80Kind::Q5_0>>);
+    k.set(DType::IQ4_NL, rows_bytes<BlockQ8_0, q8_0_rows_k<A, Q80Kind::IQ4_NL>>);
+    k.set(DType::Q4_1, rows_bytes<BlockQ8_1, q8_1_rows<A, false>>);
+    k.set(DType::Q5_1, rows_bytes<BlockQ8_1, q8_1_rows<A, true>>);
+    k.set(DType::Q5_K, rows_bytes<BlockQ8_K, q5_K_rows<A>>);
     return k;
   }();
   static const Kernels with_vnni = [] {

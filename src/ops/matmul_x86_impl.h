@@ -237,6 +237,13 @@ void float_gemm(const WeightView& w, const float* xT, int64_t m, float* y, int64
   return _mm_cvtss_f32(s);
 }
 
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 // 32 signed weights x 32 signed activations -> 8 int32 partial sums (sign trick).
 template <class A>
 inline __m256i dot_s8(__m256i w, __m256i x) {
@@ -252,38 +259,91 @@ inline __m256i unpack_q4_0(const uint8_t* qs) {
   return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
+// The fifth bits of a Q5_0 / Q5_1 block as bytes: 0x10 where bit j of qh is set.
+inline __m256i q5_high_bits(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  // Byte j takes bit j: spread the 32 bits over the bytes, test each byte's own bit.
+  const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
+                                          0x0303030303030303);
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
+  const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, mask), mask);
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+// 32 nibbles (element j low nibble of qs[j], j+16 high nibble) as bytes 0..15.
+inline __m256i nibbles_32(const uint8_t* qs) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i lo = _mm_and_si128(t, _mm_set1_epi8(0x0F));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(t, 4), _mm_set1_epi8(0x0F));
+  return _mm256_set_m128i(hi, lo);
+}
+
+// Signed weights of one 32-element block paired with Q8_0 activations.
+enum class Q80Kind { Q8_0, Q4_0, Q5_0, IQ4_NL };
+
+template <Q80Kind K>
+inline __m256i signed_weights(const uint8_t* blk, float* dw) {
+  if constexpr (K == Q80Kind::Q4_0) {
+    const auto* b = reinterpret_cast<const BlockQ4_0*>(blk);
+    *dw = _cvtsh_ss(b->d);
+    return unpack_q4_0(b->qs);
+  } else if constexpr (K == Q80Kind::Q8_0) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(blk);
+    *dw = _cvtsh_ss(b->d);
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
+  } else if constexpr (K == Q80Kind::Q5_0) {
+    const auto* b = reinterpret_cast<const BlockQ5_0*>(blk);
+    *dw = _cvtsh_ss(b->d);
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b->qs), q5_high_bits(b->qh)), _mm256_set1_epi8(16));
+  } else {
+    const auto* b = reinterpret_cast<const BlockIQ4_NL*>(blk);
+    *dw = _cvtsh_ss(b->d);
+    const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesIQ4NL));
+    const __m256i idx = nibbles_32(b->qs);
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), idx);
+  }
+}
+
+template <Q80Kind K>
+constexpr int64_t q80_block_bytes() {
+  return K == Q80Kind::Q8_0 ? 34 : K == Q80Kind::Q5_0 ? 22 : 18;
+}
+
 // Activation block scales (f16 in the blocks) are widened once per call into ads[t][b]:
 // converting them inside the row loop cost one software f16 conversion per row x token x
 // block. Weight scales use F16C. The products dw * da are the same f32 values either way.
-template <class A, bool Q4, int NT>
+template <class A, Q80Kind K, int NT>
 inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as,
                             const float* const* ads, int64_t nb, float* out) {
   __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  float seq[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    seq[t] = 0.f;
+  }
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i qw;
     float dw;
-    if constexpr (Q4) {
-      const auto* blk = reinterpret_cast<const BlockQ4_0*>(wrow) + b;
-      qw = unpack_q4_0(blk->qs);
-      dw = _cvtsh_ss(blk->d);
-    } else {
-      const auto* blk = reinterpret_cast<const BlockQ8_0*>(wrow) + b;
-      qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs));
-      dw = _cvtsh_ss(blk->d);
-    }
+    const __m256i qw = signed_weights<K>(wrow + b * q80_block_bytes<K>(), &dw);
     for (int t = 0; t < NT; ++t) {
       const BlockQ8_0& a = as[t][b];
       const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs));
-      const __m256 d = _mm256_set1_ps(dw * ads[t][b]);
-      acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8<A>(qw, qa)), acc[t]);
+      if constexpr (K == Q80Kind::IQ4_NL) {
+        // The block's exact integer sum, then one f32 FMA per block in order (as the
+        // scalar Format::dot; see iq4_nl.cpp).
+        seq[t] = std::fma(float(hsum_epi32(dot_s8<A>(qw, qa))), dw * ads[t][b], seq[t]);
+      } else {
+        const __m256 d = _mm256_set1_ps(dw * ads[t][b]);
+        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8<A>(qw, qa)), acc[t]);
+      }
     }
   }
-  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+  for (int t = 0; t < NT; ++t) out[t] = K == Q80Kind::IQ4_NL ? seq[t] : hsum256(acc[t]);
 }
 
-template <class A, bool Q4>
-void q8_0_rows(const WeightView& w, const BlockQ8_0* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+template <class A, Q80Kind K>
+void q8_0_rows_k(const WeightView& w, const BlockQ8_0* a, int64_t m, float* y, int64_t o0, int64_t o1) {
   const int64_t nb = w.n_in / kQK8_0;
   thread_local std::vector<float> ad;
   ad.resize(m * nb);
@@ -300,10 +360,87 @@ void q8_0_rows(const WeightView& w, const BlockQ8_0* a, int64_t m, float* y, int
       }
       float out[4];
       switch (nt) {
-        case 1: q8_0_row_tokens<A, Q4, 1>(wr, as, ads, nb, out); break;
-        case 2: q8_0_row_tokens<A, Q4, 2>(wr, as, ads, nb, out); break;
-        case 3: q8_0_row_tokens<A, Q4, 3>(wr, as, ads, nb, out); break;
-        default: q8_0_row_tokens<A, Q4, 4>(wr, as, ads, nb, out); break;
+        case 1: q8_0_row_tokens<A, K, 1>(wr, as, ads, nb, out); break;
+        case 2: q8_0_row_tokens<A, K, 2>(wr, as, ads, nb, out); break;
+        case 3: q8_0_row_tokens<A, K, 3>(wr, as, ads, nb, out); break;
+        default: q8_0_row_tokens<A, K, 4>(wr, as, ads, nb, out); break;
+      }
+      for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
+    }
+  }
+}
+
+// (Q8_0 and Q4_0 as before.)
+template <class A, bool Q4>
+void q8_0_rows(const WeightView& w, const BlockQ8_0* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  q8_0_rows_k<A, Q4 ? Q80Kind::Q4_0 : Q80Kind::Q8_0>(w, a, m, y, o0, o1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Q4_1 / Q5_1 weights (unsigned values q, x = d q + m) with Q8_1 activations:
+// d_w d_a sum(q q8) by maddubs on 8 lanes, plus m_w s_a per block.
+template <class A, bool Q5, int NT>
+inline void q8_1_row_tokens(const uint8_t* wrow, const BlockQ8_1* const* as, const float* const* ads,
+                            const float* const* ass, int64_t nb, float* out) {
+  __m256 acc[NT];
+  float summs[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    summs[t] = 0.f;
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i qw;
+    float dw, mw;
+    if constexpr (Q5) {
+      const auto* blk = reinterpret_cast<const BlockQ5_1*>(wrow) + b;
+      qw = _mm256_or_si256(nibbles_32(blk->qs), q5_high_bits(blk->qh));
+      dw = _cvtsh_ss(blk->d);
+      mw = _cvtsh_ss(blk->m);
+    } else {
+      const auto* blk = reinterpret_cast<const BlockQ4_1*>(wrow) + b;
+      qw = nibbles_32(blk->qs);
+      dw = _cvtsh_ss(blk->d);
+      mw = _cvtsh_ss(blk->m);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(as[t][b].qs));
+      const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa), ones);
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ads[t][b]), _mm256_cvtepi32_ps(s32), acc[t]);
+      summs[t] += mw * ass[t][b];
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]) + summs[t];
+}
+
+template <class A, bool Q5>
+void q8_1_rows(const WeightView& w, const BlockQ8_1* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  const int64_t nb = w.n_in / kQK8_0;
+  thread_local std::vector<float> ad, as_;
+  ad.resize(m * nb);
+  as_.resize(m * nb);
+  for (int64_t i = 0; i < m * nb; ++i) {
+    ad[i] = _cvtsh_ss(a[i].d);
+    as_[i] = _cvtsh_ss(a[i].s);
+  }
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* wr = w.data + o * w.row_bytes();
+    for (int64_t t0 = 0; t0 < m; t0 += 4) {
+      const int nt = static_cast<int>(std::min<int64_t>(4, m - t0));
+      const BlockQ8_1* as[4];
+      const float* ads[4];
+      const float* ass[4];
+      for (int j = 0; j < nt; ++j) {
+        as[j] = a + (t0 + j) * nb;
+        ads[j] = ad.data() + (t0 + j) * nb;
+        ass[j] = as_.data() + (t0 + j) * nb;
+      }
+      float out[4];
+      switch (nt) {
+        case 1: q8_1_row_tokens<A, Q5, 1>(wr, as, ads, ass, nb, out); break;
+        case 2: q8_1_row_tokens<A, Q5, 2>(wr, as, ads, ass, nb, out); break;
+        case 3: q8_1_row_tokens<A, Q5, 3>(wr, as, ads, ass, nb, out); break;
+        default: q8_1_row_tokens<A, Q5, 4>(wr, as, ads, ass, nb, out); break;
       }
       for (int j = 0; j < nt; ++j) y[(t0 + j) * w.n_out + o] = out[j];
     }
@@ -335,6 +472,49 @@ inline void q4_K_row_tokens(const BlockQ4_K* wb, const BlockQ8_K* const* as, int
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * j));
       lo[j] = _mm256_and_si256(q, m4);
       hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    }
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int j = 0; j < 4; ++j) {
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 64 * j));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 64 * j + 32));
+        sumi = _mm256_add_epi32(sumi, scaled_pairs(lo[j], x0, _mm256_set1_epi16(sc[2 * j])));
+        sumi = _mm256_add_epi32(sumi, scaled_pairs(hi[j], x1, _mm256_set1_epi16(sc[2 * j + 1])));
+      }
+      int32_t summ = 0;
+      for (int j = 0; j < 8; ++j) summ += int32_t(mn[j]) * (a.bsums[2 * j] + a.bsums[2 * j + 1]);
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+      accm[t] += (dmw * a.d) * float(summ);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]) - accm[t];
+}
+
+// Q5_K: as Q4_K with the fifth bit of element e at bit e/32 of qh[e%32].
+template <int NT>
+inline void q5_K_row_tokens(const BlockQ5_K* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  float accm[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    accm[t] = 0.f;
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ5_K& blk = wb[b];
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) get_scale_min_k4(j, blk.scales, &sc[j], &mn[j]);
+    const float dw = _cvtsh_ss(blk.d), dmw = _cvtsh_ss(blk.dmin);
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh));
+    __m256i lo[4], hi[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * j));
+      // bit 2j of qh -> 0x10 for sub-block 2j, bit 2j+1 for 2j+1.
+      const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * j), 4), bit);
+      const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, 2 * j + 1), 4), bit);
+      lo[j] = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+      hi[j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
     }
     for (int t = 0; t < NT; ++t) {
       const BlockQ8_K& a = as[t][b];
@@ -419,6 +599,11 @@ void k_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_
 template <class A>
 void q4_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
   k_rows<BlockQ4_K, q4_K_row_tokens<1>, q4_K_row_tokens<2>, q4_K_row_tokens<3>, q4_K_row_tokens<4>>(
+      w, a, m, y, o0, o1);
+}
+template <class A>
+void q5_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockQ5_K, q5_K_row_tokens<1>, q5_K_row_tokens<2>, q5_K_row_tokens<3>, q5_K_row_tokens<4>>(
       w, a, m, y, o0, o1);
 }
 template <class A>

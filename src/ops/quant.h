@@ -27,7 +27,7 @@ void quantize_act_q8_K(const float* x, BlockQ8_K* y, int64_t n);
 void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n);
 
 // Scalar dot products of one weight row (n elements) with one quantised activation row
-// (the Format::dot of each type, typed).
+// (the Format::dot of each type, typed; Q4_0 sums its blocks in order with f32 FMAs).
 double dot_q8_0_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t n);
 double dot_q4_0_q8_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t n);
 double dot_q4_K_q8_K(const BlockQ4_K* w, const BlockQ8_K* a, int64_t n);

@@ -14,7 +14,8 @@
 // max tolerance is 0.25 for every quantised case (a wrong block layout, scale or codebook
 // gives errors of order 1 and no close row), the mean ~3x the measured (at least 0.02),
 // argmax agreement >= 0.92 (text, 14 rows) / 0.9 (random, 20 rows): Q4_0.text misses one
-// row whose top two logits are nearly tied. Measured 2026-12-02 (AVX-512 VNNI machine):
+// row whose top two logits are nearly tied (its SIMD kernel sums blocks in 8 lanes; the
+// scalar one, in llama.cpp's order, gets that row and 13/14 rows within 1e-5). Measured 2026-12-02 (AVX-512 VNNI machine):
 // max / mean / argmax / rows within 1e-5, in the comment of each row.
 #include <gtest/gtest.h>
 
@@ -45,18 +46,18 @@ const std::map<std::string, Tolerance>& tolerances() {
       {"llama256-Q4_0.text", {0.25, 0.033, 0.92}},
       // 0.059 / 0.03 / argmax 19/20 / 5/20 rows within 1e-5
       {"llama256-Q4_0.random", {0.25, 0.089, 0.9}},
-      // 0.059 / 0.035 / argmax 14/14 / 3/14 rows within 1e-5
-      {"llama256-Q4_1.text", {0.25, 0.104, 0.92}},
-      // 0.058 / 0.031 / argmax 20/20 / 4/20 rows within 1e-5
-      {"llama256-Q4_1.random", {0.25, 0.093, 0.9}},
-      // 0.074 / 0.026 / argmax 14/14 / 5/14 rows within 1e-5
-      {"llama256-Q5_0.text", {0.25, 0.08, 0.92}},
-      // 0.046 / 0.019 / argmax 20/20 / 9/20 rows within 1e-5
-      {"llama256-Q5_0.random", {0.25, 0.057, 0.9}},
-      // 0.057 / 0.026 / argmax 14/14 / 5/14 rows within 1e-5
-      {"llama256-Q5_1.text", {0.25, 0.08, 0.92}},
-      // 0.085 / 0.03 / argmax 19/20 / 7/20 rows within 1e-5
-      {"llama256-Q5_1.random", {0.25, 0.09, 0.9}},
+      // 0.064 / 0.029 / argmax 14/14 / 5/14 rows within 1e-5
+      {"llama256-Q4_1.text", {0.25, 0.088, 0.92}},
+      // 0.053 / 0.028 / argmax 19/20 / 4/20 rows within 1e-5
+      {"llama256-Q4_1.random", {0.25, 0.085, 0.9}},
+      // 0.069 / 0.029 / argmax 14/14 / 4/14 rows within 1e-5
+      {"llama256-Q5_0.text", {0.25, 0.086, 0.92}},
+      // 0.037 / 0.014 / argmax 20/20 / 11/20 rows within 1e-5
+      {"llama256-Q5_0.random", {0.25, 0.043, 0.9}},
+      // 0.064 / 0.0086 / argmax 14/14 / 11/14 rows within 1e-5
+      {"llama256-Q5_1.text", {0.25, 0.026, 0.92}},
+      // 0.091 / 0.013 / argmax 19/20 / 15/20 rows within 1e-5
+      {"llama256-Q5_1.random", {0.25, 0.038, 0.9}},
       // 0.039 / 0.0049 / argmax 14/14 / 12/14 rows within 1e-5
       {"llama256-Q8_0.text", {0.25, 0.02, 0.92}},
       // 0.043 / 0.015 / argmax 20/20 / 11/20 rows within 1e-5
@@ -65,26 +66,26 @@ const std::map<std::string, Tolerance>& tolerances() {
       {"llama256-Q2_K.text", {0.25, 0.02, 0.92}},
       // 0.11 / 0.02 / argmax 19/20 / 13/20 rows within 1e-5
       {"llama256-Q2_K.random", {0.25, 0.059, 0.9}},
-      // 0.064 / 0.0081 / argmax 14/14 / 12/14 rows within 1e-5
-      {"llama256-Q3_K_M.text", {0.25, 0.024, 0.92}},
-      // 0.057 / 0.0076 / argmax 20/20 / 17/20 rows within 1e-5
-      {"llama256-Q3_K_M.random", {0.25, 0.023, 0.9}},
+      // 0.064 / 0.0045 / argmax 14/14 / 13/14 rows within 1e-5
+      {"llama256-Q3_K_M.text", {0.25, 0.02, 0.92}},
+      // 0.049 / 0.0072 / argmax 20/20 / 17/20 rows within 1e-5
+      {"llama256-Q3_K_M.random", {0.25, 0.022, 0.9}},
       // 1.5e-06 / 9.9e-07 / argmax 14/14 / 14/14 rows within 1e-5
       {"llama256-Q4_K_M.text", {0.25, 0.02, 0.92}},
       // 0.067 / 0.021 / argmax 20/20 / 10/20 rows within 1e-5
       {"llama256-Q4_K_M.random", {0.25, 0.061, 0.9}},
-      // 0.062 / 0.024 / argmax 14/14 / 8/14 rows within 1e-5
-      {"llama256-Q5_K_M.text", {0.25, 0.072, 0.92}},
-      // 0.081 / 0.014 / argmax 20/20 / 13/20 rows within 1e-5
-      {"llama256-Q5_K_M.random", {0.25, 0.043, 0.9}},
+      // 0.062 / 0.02 / argmax 14/14 / 9/14 rows within 1e-5
+      {"llama256-Q5_K_M.text", {0.25, 0.059, 0.92}},
+      // 0.058 / 0.018 / argmax 20/20 / 11/20 rows within 1e-5
+      {"llama256-Q5_K_M.random", {0.25, 0.055, 0.9}},
       // 0.046 / 0.0062 / argmax 14/14 / 12/14 rows within 1e-5
       {"llama256-Q6_K.text", {0.25, 0.02, 0.92}},
       // 0.071 / 0.03 / argmax 20/20 / 8/20 rows within 1e-5
       {"llama256-Q6_K.random", {0.25, 0.09, 0.9}},
-      // 0.095 / 0.025 / argmax 14/14 / 7/14 rows within 1e-5
-      {"llama256-IQ4_NL.text", {0.25, 0.074, 0.92}},
-      // 0.066 / 0.033 / argmax 19/20 / 5/20 rows within 1e-5
-      {"llama256-IQ4_NL.random", {0.25, 0.099, 0.9}},
+      // 0.068 / 0.008 / argmax 14/14 / 12/14 rows within 1e-5
+      {"llama256-IQ4_NL.text", {0.25, 0.024, 0.92}},
+      // 0.053 / 0.028 / argmax 20/20 / 7/20 rows within 1e-5
+      {"llama256-IQ4_NL.random", {0.25, 0.084, 0.9}},
       // 0.056 / 0.024 / argmax 14/14 / 6/14 rows within 1e-5
       {"llama256-IQ4_XS.text", {0.25, 0.072, 0.92}},
       // 0.062 / 0.013 / argmax 20/20 / 14/20 rows within 1e-5
@@ -97,9 +98,9 @@ const std::map<std::string, Tolerance>& tolerances() {
       {"llama256-TQ2_0.text", {0.25, 0.046, 0.92}},
       // 1.6e-06 / 9.2e-07 / argmax 20/20 / 20/20 rows within 1e-5
       {"llama256-TQ2_0.random", {0.25, 0.02, 0.9}},
-      // 0.046 / 0.014 / argmax 14/14 / 8/14 rows within 1e-5
-      {"llama256-MXFP4.text", {0.25, 0.042, 0.92}},
-      // 0 / 0 / argmax 20/20 / 20/20 rows within 1e-5
+      // 0 / 0 / argmax 14/14 / 14/14 rows within 1e-5
+      {"llama256-MXFP4.text", {0.25, 0.02, 0.92}},
+      // 0.034 / 0.0042 / argmax 20/20 / 17/20 rows within 1e-5
       {"llama256-MXFP4.random", {0.25, 0.02, 0.9}},
   };
   return t;

@@ -32,7 +32,8 @@ struct Format {
   void (*dequantize)(const uint8_t* src, float* dst, int64_t n);
   // One weight row (n elements) times one activation row in the act format, in the
   // arithmetic of ggml's kernels: exact integer sums per block, scaled in f32, summed in
-  // double here (the reference). Null for the float types.
+  // double (or, for the types llama.cpp repacks on x86, in order with f32 FMAs as it does).
+  // Null for the float types.
   double (*dot)(const uint8_t* w, const uint8_t* a, int64_t n);
   // llama.cpp's reference quantiser without importance matrix (what llama-quantize
   // writes); null where we cannot write the type.
