@@ -112,6 +112,9 @@ const Kernels& avx2_kernels() {
     k.set(DType::Q4_1, rows_bytes<BlockQ8_1, q8_1_rows<Avx2, false>>);
     k.set(DType::Q5_1, rows_bytes<BlockQ8_1, q8_1_rows<Avx2, true>>);
     k.set(DType::Q5_K, rows_bytes<BlockQ8_K, q5_K_rows<Avx2>>);
+    k.set(DType::Q2_K, rows_bytes<BlockQ8_K, q2_K_rows<Avx2>>);
+    k.set(DType::Q3_K, rows_bytes<BlockQ8_K, q3_K_rows<Avx2>>);
+    k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<Avx2>>);
     return k;
   }();
   return k;

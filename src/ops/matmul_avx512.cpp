@@ -39,6 +39,9 @@ const Kernels& avx512_kernels(bool vnni) {
     k.set(DType::Q4_1, rows_bytes<BlockQ8_1, q8_1_rows<A, false>>);
     k.set(DType::Q5_1, rows_bytes<BlockQ8_1, q8_1_rows<A, true>>);
     k.set(DType::Q5_K, rows_bytes<BlockQ8_K, q5_K_rows<A>>);
+    k.set(DType::Q2_K, rows_bytes<BlockQ8_K, q2_K_rows<A>>);
+    k.set(DType::Q3_K, rows_bytes<BlockQ8_K, q3_K_rows<A>>);
+    k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<A>>);
     return k;
   }();
   static const Kernels with_vnni = [] {

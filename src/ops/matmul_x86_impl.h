@@ -601,6 +601,125 @@ void q4_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int
   k_rows<BlockQ4_K, q4_K_row_tokens<1>, q4_K_row_tokens<2>, q4_K_row_tokens<3>, q4_K_row_tokens<4>>(
       w, a, m, y, o0, o1);
 }
+// Q2_K: 2-bit unsigned values with a 4-bit scale and min per 16 elements.
+template <int NT>
+inline void q2_K_row_tokens(const BlockQ2_K* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  float accm[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    accm[t] = 0.f;
+  }
+  const __m256i m3 = _mm256_set1_epi8(3);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ2_K& blk = wb[b];
+    __m256i q[8], scale[8];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * h));
+      for (int j = 0; j < 4; ++j) {
+        q[4 * h + j] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+        const int g = 8 * h + 2 * j;
+        scale[4 * h + j] = _mm256_set_m128i(_mm_set1_epi16(blk.scales[g + 1] & 0xF), _mm_set1_epi16(blk.scales[g] & 0xF));
+      }
+    }
+    const float dw = _cvtsh_ss(blk.d), dmw = _cvtsh_ss(blk.dmin);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * g));
+        sumi = _mm256_add_epi32(sumi, scaled_pairs(q[g], x, scale[g]));
+      }
+      int32_t summ = 0;
+      for (int g = 0; g < 16; ++g) summ += int32_t(blk.scales[g] >> 4) * a.bsums[g];
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a.d * dw), _mm256_cvtepi32_ps(sumi), acc[t]);
+      accm[t] += (a.d * dmw) * float(summ);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]) - accm[t];
+}
+
+// Q3_K: u = low 2 bits + 4 * high bit in 0..7, q = u - 4; signed 6-bit scales per 16.
+template <int NT>
+inline void q3_K_row_tokens(const BlockQ3_K* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ3_K& blk = wb[b];
+    int8_t sc[16];
+    q3_K_scales(blk.scales, sc);
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.hmask));
+    __m256i q[8], scale[8];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * h));
+      for (int j = 0; j < 4; ++j) {
+        const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+        const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+        q[4 * h + j] = _mm256_add_epi8(lo, _mm256_slli_epi16(hb, 2));
+        const int g = 8 * h + 2 * j;
+        scale[4 * h + j] = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+      }
+    }
+    const float dw = _cvtsh_ss(blk.d);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * g));
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[g], x), _mm256_maddubs_epi16(k4, x));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale[g]));
+      }
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+// IQ4_XS: codebook values (signed) with a signed 6-bit scale per 32.
+template <class A, int NT>
+inline void iq4_xs_row_tokens(const BlockIQ4_XS* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesIQ4NL)));
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockIQ4_XS& blk = wb[b];
+    __m256i q[8];
+    int32_t ls[8];
+    for (int ib = 0; ib < 8; ++ib) {
+      q[ib] = _mm256_shuffle_epi8(table, nibbles_32(blk.qs + 16 * ib));
+      ls[ib] = (((blk.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((blk.scales_h >> (2 * ib)) & 3) << 4)) - 32;
+    }
+    const float dw = _cvtsh_ss(blk.d);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int ib = 0; ib < 8; ++ib) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * ib));
+        sumi = _mm256_add_epi32(sumi, _mm256_mullo_epi32(dot_s8<A>(q[ib], x), _mm256_set1_epi32(ls[ib])));
+      }
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+template <class A>
+void q2_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockQ2_K, q2_K_row_tokens<1>, q2_K_row_tokens<2>, q2_K_row_tokens<3>, q2_K_row_tokens<4>>(
+      w, a, m, y, o0, o1);
+}
+template <class A>
+void q3_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockQ3_K, q3_K_row_tokens<1>, q3_K_row_tokens<2>, q3_K_row_tokens<3>, q3_K_row_tokens<4>>(
+      w, a, m, y, o0, o1);
+}
+template <class A>
+void iq4_xs_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockIQ4_XS, iq4_xs_row_tokens<A, 1>, iq4_xs_row_tokens<A, 2>, iq4_xs_row_tokens<A, 3>,
+         iq4_xs_row_tokens<A, 4>>(w, a, m, y, o0, o1);
+}
+
 template <class A>
 void q5_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
   k_rows<BlockQ5_K, q5_K_row_tokens<1>, q5_K_row_tokens<2>, q5_K_row_tokens<3>, q5_K_row_tokens<4>>(
