@@ -115,6 +115,8 @@ const Kernels& avx2_kernels() {
     k.set(DType::Q2_K, rows_bytes<BlockQ8_K, q2_K_rows<Avx2>>);
     k.set(DType::Q3_K, rows_bytes<BlockQ8_K, q3_K_rows<Avx2>>);
     k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<Avx2>>);
+    k.set(DType::MXFP4, rows_bytes<BlockQ8_0, q8_0_rows_k<Avx2, Q80Kind::MXFP4>>);
+    k.set(DType::TQ2_0, rows_bytes<BlockQ8_K, tq2_0_rows<Avx2>>);
     return k;
   }();
   return k;

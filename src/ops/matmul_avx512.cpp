@@ -42,6 +42,8 @@ const Kernels& avx512_kernels(bool vnni) {
     k.set(DType::Q2_K, rows_bytes<BlockQ8_K, q2_K_rows<A>>);
     k.set(DType::Q3_K, rows_bytes<BlockQ8_K, q3_K_rows<A>>);
     k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<A>>);
+    k.set(DType::MXFP4, rows_bytes<BlockQ8_0, q8_0_rows_k<A, Q80Kind::MXFP4>>);
+    k.set(DType::TQ2_0, rows_bytes<BlockQ8_K, tq2_0_rows<A>>);
     return k;
   }();
   static const Kernels with_vnni = [] {

@@ -281,7 +281,7 @@ inline __m256i nibbles_32(const uint8_t* qs) {
 }
 
 // Signed weights of one 32-element block paired with Q8_0 activations.
-enum class Q80Kind { Q8_0, Q4_0, Q5_0, IQ4_NL };
+enum class Q80Kind { Q8_0, Q4_0, Q5_0, IQ4_NL, MXFP4 };
 
 template <Q80Kind K>
 inline __m256i signed_weights(const uint8_t* blk, float* dw) {
@@ -297,6 +297,11 @@ inline __m256i signed_weights(const uint8_t* blk, float* dw) {
     const auto* b = reinterpret_cast<const BlockQ5_0*>(blk);
     *dw = _cvtsh_ss(b->d);
     return _mm256_sub_epi8(_mm256_or_si256(nibbles_32(b->qs), q5_high_bits(b->qh)), _mm256_set1_epi8(16));
+  } else if constexpr (K == Q80Kind::MXFP4) {
+    const auto* b = reinterpret_cast<const BlockMXFP4*>(blk);
+    *dw = e8m0_to_fp32_half(b->e);
+    const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kValuesMXFP4));
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), nibbles_32(b->qs));
   } else {
     const auto* b = reinterpret_cast<const BlockIQ4_NL*>(blk);
     *dw = _cvtsh_ss(b->d);
@@ -308,7 +313,7 @@ inline __m256i signed_weights(const uint8_t* blk, float* dw) {
 
 template <Q80Kind K>
 constexpr int64_t q80_block_bytes() {
-  return K == Q80Kind::Q8_0 ? 34 : K == Q80Kind::Q5_0 ? 22 : 18;
+  return K == Q80Kind::Q8_0 ? 34 : K == Q80Kind::Q5_0 ? 22 : K == Q80Kind::MXFP4 ? 17 : 18;
 }
 
 // Activation block scales (f16 in the blocks) are widened once per call into ads[t][b]:
@@ -333,13 +338,16 @@ inline void q8_0_row_tokens(const uint8_t* wrow, const BlockQ8_0* const* as,
         // The block's exact integer sum, then one f32 FMA per block in order (as the
         // scalar Format::dot; see iq4_nl.cpp).
         seq[t] = std::fma(float(hsum_epi32(dot_s8<A>(qw, qa))), dw * ads[t][b], seq[t]);
+      } else if constexpr (K == Q80Kind::MXFP4) {
+        seq[t] = std::fma(float(hsum_epi32(dot_s8<A>(qw, qa))), ads[t][b] * dw, seq[t]);
       } else {
         const __m256 d = _mm256_set1_ps(dw * ads[t][b]);
         acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8<A>(qw, qa)), acc[t]);
       }
     }
   }
-  for (int t = 0; t < NT; ++t) out[t] = K == Q80Kind::IQ4_NL ? seq[t] : hsum256(acc[t]);
+  for (int t = 0; t < NT; ++t)
+    out[t] = K == Q80Kind::IQ4_NL || K == Q80Kind::MXFP4 ? seq[t] : hsum256(acc[t]);
 }
 
 template <class A, Q80Kind K>
@@ -702,6 +710,43 @@ inline void iq4_xs_row_tokens(const BlockIQ4_XS* wb, const BlockQ8_K* const* as,
     }
   }
   for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+// TQ2_0: u = 2-bit value in 0..2, x = d (u - 1). As llama.cpp's AVX2 kernel: int16 lanes
+// of sum u q8 minus the 16 group sums, pairs to int32, then acc += f32(lanes) * d (no FMA),
+// which matched llama.cpp in all 20 rows of the TQ2_0 random case (an 8-lane FMA order: 12).
+template <int NT>
+inline void tq2_0_row_tokens(const BlockTQ2_0* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockTQ2_0& blk = wb[b];
+    __m256i q[8];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * h));
+      for (int j = 0; j < 4; ++j) q[4 * h + j] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+    }
+    const float dw = _cvtsh_ss(blk.d);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i s16 = _mm256_setzero_si256();
+      for (int g = 0; g < 8; ++g) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * g));
+        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[g], x));
+      }
+      s16 = _mm256_sub_epi16(s16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
+      const __m256i s32 = _mm256_madd_epi16(s16, ones);
+      acc[t] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(a.d * dw)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+template <class A>
+void tq2_0_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockTQ2_0, tq2_0_row_tokens<1>, tq2_0_row_tokens<2>, tq2_0_row_tokens<3>, tq2_0_row_tokens<4>>(
+      w, a, m, y, o0, o1);
 }
 
 template <class A>
