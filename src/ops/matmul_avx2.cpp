@@ -117,6 +117,7 @@ const Kernels& avx2_kernels() {
     k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<Avx2>>);
     k.set(DType::MXFP4, rows_bytes<BlockQ8_0, q8_0_rows_k<Avx2, Q80Kind::MXFP4>>);
     k.set(DType::TQ2_0, rows_bytes<BlockQ8_K, tq2_0_rows<Avx2>>);
+    k.set(DType::IQ3_S, rows_bytes<BlockQ8_K, iq3_s_rows<Avx2>>);
     return k;
   }();
   return k;

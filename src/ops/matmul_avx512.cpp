@@ -44,6 +44,7 @@ const Kernels& avx512_kernels(bool vnni) {
     k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<A>>);
     k.set(DType::MXFP4, rows_bytes<BlockQ8_0, q8_0_rows_k<A, Q80Kind::MXFP4>>);
     k.set(DType::TQ2_0, rows_bytes<BlockQ8_K, tq2_0_rows<A>>);
+    k.set(DType::IQ3_S, rows_bytes<BlockQ8_K, iq3_s_rows<A>>);
     return k;
   }();
   static const Kernels with_vnni = [] {

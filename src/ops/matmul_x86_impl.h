@@ -259,17 +259,21 @@ inline __m256i unpack_q4_0(const uint8_t* qs) {
   return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
-// The fifth bits of a Q5_0 / Q5_1 block as bytes: 0x10 where bit j of qh is set.
-inline __m256i q5_high_bits(const uint8_t* qh) {
+// 32 bits (little-endian u32 at p) as 32 bytes: 0xFF where bit j is set, else 0.
+inline __m256i bits_to_byte_mask(const uint8_t* p) {
   uint32_t bits;
-  std::memcpy(&bits, qh, 4);
+  std::memcpy(&bits, p, 4);
   // Byte j takes bit j: spread the 32 bits over the bytes, test each byte's own bit.
   const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
                                           0x0303030303030303);
   const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
   const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, mask), mask);
-  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, mask), mask);
+}
+
+// The fifth bits of a Q5_0 / Q5_1 block as bytes: 0x10 where bit j of qh is set.
+inline __m256i q5_high_bits(const uint8_t* qh) {
+  return _mm256_and_si256(bits_to_byte_mask(qh), _mm256_set1_epi8(0x10));
 }
 
 // 32 nibbles (element j low nibble of qs[j], j+16 high nibble) as bytes 0..15.
@@ -747,6 +751,49 @@ template <class A>
 void tq2_0_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
   k_rows<BlockTQ2_0, tq2_0_row_tokens<1>, tq2_0_row_tokens<2>, tq2_0_row_tokens<3>, tq2_0_row_tokens<4>>(
       w, a, m, y, o0, o1);
+}
+
+// IQ3_S: per 32 elements 8 grid points (4 magnitudes each) with sign bits and a scale
+// 1 + 2 s; integer lanes summed over the super-block, one f32 FMA per super-block.
+template <class A, int NT>
+inline void iq3_s_row_tokens(const BlockIQ3_S* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const uint32_t* grid = iq3s_grid();
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockIQ3_S& blk = wb[b];
+    __m256i q[8];
+    int32_t ls[8];
+    for (int ib = 0; ib < 8; ++ib) {
+      const uint8_t* qs = blk.qs + 8 * ib;
+      const int h = blk.qh[ib];
+      const __m256i mag = _mm256_setr_epi32(
+          static_cast<int>(grid[qs[0] | ((h << 8) & 256)]), static_cast<int>(grid[qs[1] | ((h << 7) & 256)]),
+          static_cast<int>(grid[qs[2] | ((h << 6) & 256)]), static_cast<int>(grid[qs[3] | ((h << 5) & 256)]),
+          static_cast<int>(grid[qs[4] | ((h << 4) & 256)]), static_cast<int>(grid[qs[5] | ((h << 3) & 256)]),
+          static_cast<int>(grid[qs[6] | ((h << 2) & 256)]), static_cast<int>(grid[qs[7] | ((h << 1) & 256)]));
+      const __m256i neg = bits_to_byte_mask(blk.signs + 4 * ib);
+      q[ib] = _mm256_sub_epi8(_mm256_xor_si256(mag, neg), neg);
+      ls[ib] = 1 + 2 * ((blk.scales[ib / 2] >> (4 * (ib % 2))) & 0xF);
+    }
+    const float dw = _cvtsh_ss(blk.d);
+    for (int t = 0; t < NT; ++t) {
+      const BlockQ8_K& a = as[t][b];
+      __m256i sumi = _mm256_setzero_si256();
+      for (int ib = 0; ib < 8; ++ib) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qs + 32 * ib));
+        sumi = _mm256_add_epi32(sumi, _mm256_mullo_epi32(dot_s8<A>(q[ib], x), _mm256_set1_epi32(ls[ib])));
+      }
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]);
+}
+
+template <class A>
+void iq3_s_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  k_rows<BlockIQ3_S, iq3_s_row_tokens<A, 1>, iq3_s_row_tokens<A, 2>, iq3_s_row_tokens<A, 3>,
+         iq3_s_row_tokens<A, 4>>(w, a, m, y, o0, o1);
 }
 
 template <class A>

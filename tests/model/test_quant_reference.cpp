@@ -90,10 +90,10 @@ const std::map<std::string, Tolerance>& tolerances() {
       {"llama256-IQ4_XS.text", {0.25, 0.077, 0.92}},
       // 0.046 / 0.01 / argmax 20/20 / 15/20 rows within 1e-5
       {"llama256-IQ4_XS.random", {0.25, 0.03, 0.9}},
-      // 1.6e-06 / 7.8e-07 / argmax 14/14 / 14/14 rows within 1e-5
+      // 2.7e-06 / 1.1e-06 / argmax 14/14 / 14/14 rows within 1e-5
       {"llama256-IQ3_S.text", {0.25, 0.02, 0.92}},
-      // 0.07 / 0.041 / argmax 20/20 / 4/20 rows within 1e-5
-      {"llama256-IQ3_S.random", {0.25, 0.123, 0.9}},
+      // 0.07 / 0.037 / argmax 20/20 / 5/20 rows within 1e-5
+      {"llama256-IQ3_S.random", {0.25, 0.111, 0.9}},
       // 0.056 / 0.015 / argmax 14/14 / 9/14 rows within 1e-5
       {"llama256-TQ2_0.text", {0.25, 0.046, 0.92}},
       // 1.5e-06 / 8.8e-07 / argmax 20/20 / 20/20 rows within 1e-5
