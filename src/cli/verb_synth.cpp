@@ -11,6 +11,7 @@
 #include "cli/verb.h"
 #include "core/error.h"
 #include "model/synth.h"
+#include "ops/quant/formats.h"
 
 namespace attnsparse::cli {
 namespace {
@@ -33,7 +34,8 @@ void register_synth(CLI::App& app) {
   static int threads = 0;
   sub->add_option("--preset", preset, "model shape (see the list below)")->required();
   sub->add_option("--out", out_path, "output .gguf file")->required();
-  sub->add_option("--dtype", dtype_text, "matrix type: f16, bf16, f32 or q8_0 (default f16)");
+  sub->add_option("--dtype", dtype_text,
+                  "matrix type: " + ops::quant::writable_type_names() + " (default f16)");
   static CLI::Option* layers_opt =
       sub->add_option("--layers", layers, "number of layers (default: the preset's)");
   sub->add_option("--vocab-from", vocab_from, "copy the tokenizer of this GGUF file");
@@ -44,8 +46,8 @@ void register_synth(CLI::App& app) {
     SynthOptions opts;
     opts.preset = preset;
     const auto dt = dtype_from_name(dtype_text);
-    if (!dt || (*dt != DType::F16 && *dt != DType::BF16 && *dt != DType::F32 && *dt != DType::Q8_0))
-      fail_usage("--dtype: '{}' is not one of f16, bf16, f32, q8_0", dtype_text);
+    if (!dt || ops::quant::format(*dt).quantize == nullptr)
+      fail_usage("--dtype: '{}' is not one of {}", dtype_text, ops::quant::writable_type_names());
     opts.dtype = *dt;
     if (layers_opt->count() > 0 && layers <= 0)
       fail_usage("--layers must be a positive number, got {}", layers);

@@ -5,19 +5,33 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
 
 namespace attnsparse {
 
+// Only the types we can compute with; the value is the GGML type id.
 enum class DType : uint32_t {
   F32 = 0,
   F16 = 1,
   Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
   Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
   Q4_K = 12,
+  Q5_K = 13,
   Q6_K = 14,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ4_XS = 23,
   BF16 = 30,
+  TQ2_0 = 35,
+  MXFP4 = 39,
 };
+constexpr uint32_t kGgmlTypeSlots = 40;  // GGML ids of DType values are below this
 
 struct DTypeTraits {
   const char* name;
@@ -25,11 +39,15 @@ struct DTypeTraits {
   int64_t block_bytes;  // bytes per block
 };
 
-// nullopt for GGML type ids we do not read.
+// nullopt for GGML type ids we do not read (IQ1_*, IQ2_*, IQ3_XXS, TQ1_0, Q8_1 and Q8_K
+// as storage, integer types, ...).
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type);
 const DTypeTraits& dtype_traits(DType type);
 inline const char* dtype_name(DType type) { return dtype_traits(type).name; }
-std::optional<DType> dtype_from_name(std::string_view name);  // "f32", "q8_0", ...
+// "f32", "q8_0", "Q4_K", "iq4_xs", ... (case-insensitive).
+std::optional<DType> dtype_from_name(std::string_view name);
+// Every DType, in GGML id order.
+std::span<const DType> all_dtypes();
 // Name of any GGML type id, including the ones we do not read ("q5_k", "type 99").
 std::string ggml_type_name(uint32_t ggml_type);
 

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "ops/matmul.h"
+#include "ops/quant/formats.h"
 
 namespace attnsparse {
 
@@ -24,9 +25,8 @@ constexpr uint32_t kGgufVersion = 3;
 
 uint32_t ggml_id(DType t) { return static_cast<uint32_t>(t); }
 
-bool writable_type(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0;
-}
+// Every type with a quantiser in the format table (ops/quant/formats.h).
+bool writable_type(DType t) { return ops::quant::format(t).quantize != nullptr; }
 
 void check_shape(const std::string& name, DType type, const std::vector<int64_t>& shape) {
   if (name.empty()) fail("GGUF writer: empty tensor name");
@@ -161,8 +161,7 @@ void GgufWriter::copy_metadata_prefix(const GgufFile& source, const std::string&
 void GgufWriter::add_tensor(const std::string& name, DType type, std::vector<int64_t> shape,
                             const float* data) {
   if (!writable_type(type))
-    fail("GGUF writer: tensor '{}': cannot encode {} (f32, f16, bf16, q8_0 supported)", name,
-         dtype_name(type));
+    fail("GGUF writer: tensor '{}': cannot encode {}", name, dtype_name(type));
   check_shape(name, type, shape);
   const int64_t cols = shape.back();
   const int64_t rows = numel_of(shape) / cols;
@@ -193,8 +192,7 @@ void GgufWriter::add_tensor_raw(const std::string& name, DType type, std::vector
 void GgufWriter::add_tensor_generated(const std::string& name, DType type,
                                       std::vector<int64_t> shape, RowGenerator gen) {
   if (!writable_type(type))
-    fail("GGUF writer: tensor '{}': cannot encode {} (f32, f16, bf16, q8_0 supported)", name,
-         dtype_name(type));
+    fail("GGUF writer: tensor '{}': cannot encode {}", name, dtype_name(type));
   check_shape(name, type, shape);
   if (!gen) fail("GGUF writer: tensor '{}': empty generator", name);
   for (const auto& p : tensors_)

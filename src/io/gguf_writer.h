@@ -24,7 +24,7 @@ class GgufWriter {
   void copy_metadata_prefix(const GgufFile& source, const std::string& prefix);
 
   // shape is outermost first (as TensorInfo); `data` holds numel f32 values that are
-  // converted to `type` (F32, F16, BF16 or Q8_0).
+  // converted to `type` (any type ops::quantize_row can write).
   void add_tensor(const std::string& name, DType type, std::vector<int64_t> shape,
                   const float* data);
   // Already-encoded bytes of `type` (copied).

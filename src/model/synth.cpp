@@ -11,6 +11,8 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "ops/quant/formats.h"
+#include "ops/quant/mix.h"
 
 namespace attnsparse {
 
@@ -160,13 +162,7 @@ GgufWriter::RowGenerator make_generator(uint64_t key, int64_t cols, Fill fill) {
 }
 
 uint32_t llama_file_type(DType t) {  // llama.cpp's LLAMA_FTYPE_*
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q8_0: return 7;
-    case DType::BF16: return 32;
-    default: return 0;
-  }
+  return ops::quant::uniform_file_type(t).value_or(0);
 }
 
 }  // namespace
@@ -174,9 +170,8 @@ uint32_t llama_file_type(DType t) {  // llama.cpp's LLAMA_FTYPE_*
 void write_synthetic_model(const SynthOptions& opts, const std::string& out_path,
                            const SynthProgress& progress) {
   const SynthPreset& p = find_synth_preset(opts.preset);
-  if (opts.dtype != DType::F32 && opts.dtype != DType::F16 && opts.dtype != DType::BF16 &&
-      opts.dtype != DType::Q8_0)
-    fail_usage("--dtype: {} cannot be written (f32, f16, bf16, q8_0)", dtype_name(opts.dtype));
+  if (ops::quant::format(opts.dtype).quantize == nullptr)
+    fail_usage("--dtype: {} cannot be written ({})", dtype_name(opts.dtype), ops::quant::writable_type_names());
   if (opts.layers < 0) fail_usage("--layers must be positive, got {}", opts.layers);
   const int64_t n_layer = opts.layers > 0 ? opts.layers : p.n_layer;
   if (out_path.empty()) fail_usage("--out: empty path");
@@ -354,6 +349,11 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
     }
   }
 
+  const int64_t block = dtype_traits(mt).block_size;
+  for (const Pending& t : plan)
+    if (t.shape.back() % dtype_traits(t.type).block_size != 0)
+      fail_usage("--dtype {}: rows of {} elements ({}) do not split into its blocks of {}", dtype_name(mt),
+                 t.shape.back(), t.name, block);
   const size_t total = plan.size();
   for (size_t i = 0; i < total; ++i) {
     Pending& t = plan[i];

@@ -21,102 +21,16 @@ namespace attnsparse::ops {
 using namespace quant;
 
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n) {
-  switch (type) {
-    case DType::F32: std::memcpy(dst, src, n * 4); return;
-    case DType::F16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
-      return;
-    }
-    case DType::BF16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(s[i]);
-      return;
-    }
-    case DType::Q8_0: {
-      const auto* blk = reinterpret_cast<const BlockQ8_0*>(src);
-      for (int64_t b = 0; b < n / kQK8_0; ++b) {
-        const float d = load_f16(blk[b].d);
-        for (int j = 0; j < 32; ++j) dst[b * 32 + j] = d * blk[b].qs[j];
-      }
-      return;
-    }
-    case DType::Q4_0: {
-      const auto* blk = reinterpret_cast<const BlockQ4_0*>(src);
-      for (int64_t b = 0; b < n / kQK8_0; ++b) {
-        const float d = load_f16(blk[b].d);
-        for (int j = 0; j < 16; ++j) {
-          dst[b * 32 + j] = d * (static_cast<int>(blk[b].qs[j] & 0x0F) - 8);
-          dst[b * 32 + j + 16] = d * (static_cast<int>(blk[b].qs[j] >> 4) - 8);
-        }
-      }
-      return;
-    }
-    case DType::Q4_K: {
-      const auto* blk = reinterpret_cast<const BlockQ4_K*>(src);
-      for (int64_t b = 0; b < n / kQK_K; ++b) {
-        const float d = load_f16(blk[b].d), dmin = load_f16(blk[b].dmin);
-        const uint8_t* q = blk[b].qs;
-        float* y = dst + b * kQK_K;
-        for (int j = 0; j < 4; ++j, q += 32) {
-          uint8_t sc, mn;
-          get_scale_min_k4(2 * j, blk[b].scales, &sc, &mn);
-          const float d1 = d * sc, m1 = dmin * mn;
-          get_scale_min_k4(2 * j + 1, blk[b].scales, &sc, &mn);
-          const float d2 = d * sc, m2 = dmin * mn;
-          for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
-          for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
-        }
-      }
-      return;
-    }
-    case DType::Q6_K: {
-      const auto* blk = reinterpret_cast<const BlockQ6_K*>(src);
-      for (int64_t b = 0; b < n / kQK_K; ++b) {
-        const float d = load_f16(blk[b].d);
-        const uint8_t* ql = blk[b].ql;
-        const uint8_t* qh = blk[b].qh;
-        const int8_t* sc = blk[b].scales;
-        float* y = dst + b * kQK_K;
-        for (int half = 0; half < 2; ++half, y += 128, ql += 64, qh += 32, sc += 8) {
-          for (int l = 0; l < 32; ++l) {
-            const int is = l / 16;
-            const int q1 = int((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int q2 = int((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = int((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = int((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            y[l + 0] = d * sc[is + 0] * q1;
-            y[l + 32] = d * sc[is + 2] * q2;
-            y[l + 64] = d * sc[is + 4] * q3;
-            y[l + 96] = d * sc[is + 6] * q4;
-          }
-        }
-      }
-      return;
-    }
-  }
-  fail("dequantize_row: unsupported dtype {}", static_cast<uint32_t>(type));
+  format(type).dequantize(src, dst, n);
 }
 
 void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n) {
-  switch (type) {
-    case DType::F32: std::memcpy(dst, src, n * 4); return;
-    case DType::F16: {
-      uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
-      return;
-    }
-    case DType::BF16: {
-      uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_bf16(src[i]);
-      return;
-    }
-    case DType::Q8_0:
-      if (n % kQK8_0 != 0) fail("quantize_row: q8_0 row of {} elements is not a multiple of 32", n);
-      quantize_row_q8_0_ref(src, reinterpret_cast<BlockQ8_0*>(dst), n);
-      return;
-    default: fail("quantize_row: cannot write {} tensors", dtype_name(type));
-  }
+  const Format& f = format(type);
+  if (f.quantize == nullptr) fail("quantize_row: cannot write {} tensors", dtype_name(type));
+  const int64_t bs = dtype_traits(type).block_size;
+  if (n % bs != 0)
+    fail("quantize_row: {} row of {} elements is not a multiple of {}", dtype_name(type), n, bs);
+  f.quantize(src, dst, n);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -153,14 +67,14 @@ void float_rows_portable(const WeightView& w, const float* xr, int64_t m, float*
   }
 }
 
-template <typename WBlock, typename ABlock, double (*Dot)(const WBlock*, const ABlock*, int64_t),
-          int kBlock>
-void quant_rows_portable(const WeightView& w, const ABlock* a, int64_t m, float* y, int64_t o0,
+// Any quantised type: the format's scalar dot per (row, token).
+void quant_rows_portable(const WeightView& w, const uint8_t* a, int64_t m, float* y, int64_t o0,
                          int64_t o1) {
-  const int64_t nb = w.n_in / kBlock;
+  const Format& f = format(w.dtype);
+  const int64_t ab = act_format(f.act).row_bytes(w.n_in);
   for (int64_t o = o0; o < o1; ++o) {
-    const auto* wr = reinterpret_cast<const WBlock*>(w.data + o * w.row_bytes());
-    for (int64_t t = 0; t < m; ++t) y[t * w.n_out + o] = static_cast<float>(Dot(wr, a + t * nb, w.n_in));
+    const uint8_t* wr = w.data + o * w.row_bytes();
+    for (int64_t t = 0; t < m; ++t) y[t * w.n_out + o] = static_cast<float>(f.dot(wr, a + t * ab, w.n_in));
   }
 }
 
@@ -190,20 +104,7 @@ void pack_xT_scalar(const float* xr, int64_t m, int64_t k, float* xT, int64_t b0
 }
 
 const Kernels& portable_kernels() {
-  static const Kernels k{
-      "portable",
-      round_acts_scalar,
-      float_rows_portable,
-      0,
-      0,
-      0,
-      nullptr,
-      nullptr,
-      quant_rows_portable<BlockQ8_0, BlockQ8_0, dot_q8_0_q8_0, kQK8_0>,
-      quant_rows_portable<BlockQ4_0, BlockQ8_0, dot_q4_0_q8_0, kQK8_0>,
-      quant_rows_portable<BlockQ4_K, BlockQ8_K, dot_q4_K_q8_K, kQK_K>,
-      quant_rows_portable<BlockQ6_K, BlockQ8_K, dot_q6_K_q8_K, kQK_K>,
-  };
+  static const Kernels k{"portable", round_acts_scalar, float_rows_portable, 0, 0, 0, nullptr, nullptr};
   return k;
 }
 
@@ -328,40 +229,19 @@ void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y) 
       }
       return;
     }
-    case DType::Q8_0:
-    case DType::Q4_0: {
-      const int64_t nb = n / kQK8_0;
-      std::vector<BlockQ8_0> a(m * nb);
-      for (int64_t t = 0; t < m; ++t) quantize_act_q8_0(x + t * n, a.data() + t * nb, n);
+    default: {
+      const Format& f = format(w.dtype);
+      const ActFormat& af = act_format(f.act);
+      const int64_t ab = af.row_bytes(n);
+      std::vector<uint8_t> a(m * ab);
+      for (int64_t t = 0; t < m; ++t) af.quantize(x + t * n, a.data() + t * ab, n);
       for (int64_t o = 0; o < w.n_out; ++o) {
         const uint8_t* wr = w.data + o * w.row_bytes();
-        for (int64_t t = 0; t < m; ++t) {
-          const double v = w.dtype == DType::Q8_0
-                               ? dot_q8_0_q8_0(reinterpret_cast<const BlockQ8_0*>(wr), a.data() + t * nb, n)
-                               : dot_q4_0_q8_0(reinterpret_cast<const BlockQ4_0*>(wr), a.data() + t * nb, n);
-          y[t * w.n_out + o] = static_cast<float>(v);
-        }
-      }
-      return;
-    }
-    case DType::Q4_K:
-    case DType::Q6_K: {
-      const int64_t nb = n / kQK_K;
-      std::vector<BlockQ8_K> a(m * nb);
-      for (int64_t t = 0; t < m; ++t) quantize_act_q8_K(x + t * n, a.data() + t * nb, n);
-      for (int64_t o = 0; o < w.n_out; ++o) {
-        const uint8_t* wr = w.data + o * w.row_bytes();
-        for (int64_t t = 0; t < m; ++t) {
-          const double v = w.dtype == DType::Q4_K
-                               ? dot_q4_K_q8_K(reinterpret_cast<const BlockQ4_K*>(wr), a.data() + t * nb, n)
-                               : dot_q6_K_q8_K(reinterpret_cast<const BlockQ6_K*>(wr), a.data() + t * nb, n);
-          y[t * w.n_out + o] = static_cast<float>(v);
-        }
+        for (int64_t t = 0; t < m; ++t) y[t * w.n_out + o] = static_cast<float>(f.dot(wr, a.data() + t * ab, n));
       }
       return;
     }
   }
-  fail("matmul: unsupported weight dtype {}", static_cast<uint32_t>(w.dtype));
 }
 
 void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
@@ -413,32 +293,25 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
       }
       return;
     }
-    case DType::Q8_0:
-    case DType::Q4_0: {
-      const int64_t nb = n / kQK8_0;
-      thread_local std::vector<BlockQ8_0> a_buf;
-      a_buf.resize(m * nb);
-      BlockQ8_0* a = a_buf.data();
+    default: {
+      // Quantised weights: activations into the type's act format (Q8_0 / Q8_1 / Q8_K),
+      // then the ISA's kernel for the type, or the portable one.
+      const Format& f = format(w.dtype);
+      const ActFormat& af = act_format(f.act);
+      const int64_t ab = af.row_bytes(n);
+      // (uint64_t storage: 8-byte aligned, as the blocks' float fields need.)
+      thread_local std::vector<uint64_t> a_buf;
+      a_buf.resize((m * ab + 7) / 8);
+      uint8_t* a = reinterpret_cast<uint8_t*>(a_buf.data());
+      const auto quantize = af.quantize;
 #pragma omp parallel for schedule(static) if (m > 1 && work >= kMinParallelWork)
-      for (int64_t t = 0; t < m; ++t) quantize_act_q8_0(x + t * n, a + t * nb, n);
-      const auto fn = w.dtype == DType::Q8_0 ? k.q8_0_rows : k.q4_0_rows;
-      parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
-      return;
-    }
-    case DType::Q4_K:
-    case DType::Q6_K: {
-      const int64_t nb = n / kQK_K;
-      thread_local std::vector<BlockQ8_K> a_buf;
-      a_buf.resize(m * nb);
-      BlockQ8_K* a = a_buf.data();
-#pragma omp parallel for schedule(static) if (m > 1 && work >= kMinParallelWork)
-      for (int64_t t = 0; t < m; ++t) quantize_act_q8_K(x + t * n, a + t * nb, n);
-      const auto fn = w.dtype == DType::Q4_K ? k.q4_K_rows : k.q6_K_rows;
+      for (int64_t t = 0; t < m; ++t) quantize(x + t * n, a + t * ab, n);
+      kern::QuantRowsFn fn = k.quant(w.dtype);
+      if (fn == nullptr) fn = quant_rows_portable;
       parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
       return;
     }
   }
-  fail("matmul: unsupported weight dtype {}", static_cast<uint32_t>(w.dtype));
 }
 
 namespace {

@@ -19,8 +19,9 @@ struct WeightView {
 
 // y[t, o] = sum_i x[t, i] * W[o, i] for t < m (x is [m, n_in], y is [m, n_out], both
 // row-major f32). Like llama.cpp, activations are first rounded to the weight's
-// "vec-dot" type: f16 for F16 weights, bf16 for BF16, Q8_0 blocks for Q8_0/Q4_0 and
-// Q8_K blocks for Q4_K/Q6_K; F32 weights use f32 activations. Multi-threaded (OpenMP).
+// "vec-dot" type (quant::format(dtype).act): f16 for F16 weights, bf16 for BF16, Q8_0
+// blocks for Q8_0/Q4_0/Q5_0/IQ4_NL/MXFP4, Q8_1 for Q4_1/Q5_1 and Q8_K for the K-quants,
+// IQ4_XS, IQ3_S and TQ2_0; F32 weights use f32 activations. Multi-threaded (OpenMP).
 void matmul(const WeightView& w, const float* x, int64_t m, float* y);
 
 // While an enabled ScopedBatchInvariant lives on the calling thread (the innermost one
@@ -43,8 +44,9 @@ class ScopedBatchInvariant {
 // Scalar reference of matmul with the same activation rounding (for tests).
 void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);
 
-// Row conversions. dequantize works for every DType; quantize for F32, F16, BF16, Q8_0
-// (what the GGUF writer emits). n must be a multiple of the dtype's block size.
+// Row conversions. dequantize works for every DType; quantize for the types whose format
+// has a quantiser (quant::format(dtype).quantize; others throw). n must be a multiple of
+// the dtype's block size.
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n);
 void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n);
 

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -99,20 +100,26 @@ struct Avx2 {
 namespace attnsparse::ops::kern {
 
 const Kernels& avx2_kernels() {
-  static const Kernels k{
-      "avx2",
-      Avx2::round_acts,
-      float_rows<Avx2>,
-      16,
-      2 * Avx2::W,
-      kKC,
-      pack_xT<Avx2>,
-      float_gemm<Avx2>,
-      q8_0_rows<Avx2, false>,
-      q8_0_rows<Avx2, true>,
-      q4_K_rows<Avx2>,
-      q6_K_rows<Avx2>,
-  };
+  static const Kernels k = [] {
+    Kernels k{"avx2", Avx2::round_acts, float_rows<Avx2>, 16, 2 * Avx2::W, kKC, pack_xT<Avx2>,
+              float_gemm<Avx2>};
+    k.set(DType::Q8_0, rows_bytes<BlockQ8_0, q8_0_rows<Avx2, false>>);
+    k.set(DType::Q4_0, rows_bytes<BlockQ8_0, q8_0_rows<Avx2, true>>);
+    k.set(DType::Q4_K, rows_bytes<BlockQ8_K, q4_K_rows<Avx2>>);
+    k.set(DType::Q6_K, rows_bytes<BlockQ8_K, q6_K_rows<Avx2>>);
+    k.set(DType::Q5_0, rows_bytes<BlockQ8_0, q8_0_rows_k<Avx2, Q80Kind::Q5_0>>);
+    k.set(DType::IQ4_NL, rows_bytes<BlockQ8_0, q8_0_rows_k<Avx2, Q80Kind::IQ4_NL>>);
+    k.set(DType::Q4_1, rows_bytes<BlockQ8_1, q8_1_rows<Avx2, false>>);
+    k.set(DType::Q5_1, rows_bytes<BlockQ8_1, q8_1_rows<Avx2, true>>);
+    k.set(DType::Q5_K, rows_bytes<BlockQ8_K, q5_K_rows<Avx2>>);
+    k.set(DType::Q2_K, rows_bytes<BlockQ8_K, q2_K_rows<Avx2>>);
+    k.set(DType::Q3_K, rows_bytes<BlockQ8_K, q3_K_rows<Avx2>>);
+    k.set(DType::IQ4_XS, rows_bytes<BlockQ8_K, iq4_xs_rows<Avx2>>);
+    k.set(DType::MXFP4, rows_bytes<BlockQ8_0, q8_0_rows_k<Avx2, Q80Kind::MXFP4>>);
+    k.set(DType::TQ2_0, rows_bytes<BlockQ8_K, tq2_0_rows<Avx2>>);
+    k.set(DType::IQ3_S, rows_bytes<BlockQ8_K, iq3_s_rows<Avx2>>);
+    return k;
+  }();
   return k;
 }
 

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -23,7 +24,7 @@
 
 namespace attnsparse::ops::kern {
 
-const Q80RowsFn avx512_vnni_q8_0_rows = q8_0_rows<Avx512<true>, false>;
-const Q80RowsFn avx512_vnni_q4_0_rows = q8_0_rows<Avx512<true>, true>;
+const QuantRowsFn avx512_vnni_q8_0_rows = rows_bytes<BlockQ8_0, q8_0_rows<Avx512<true>, false>>;
+const QuantRowsFn avx512_vnni_q4_0_rows = rows_bytes<BlockQ8_0, q8_0_rows<Avx512<true>, true>>;
 
 }  // namespace attnsparse::ops::kern

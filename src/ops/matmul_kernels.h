@@ -1,5 +1,6 @@
 // Internal: the per-ISA kernel tables behind ops::matmul (not for use outside src/ops).
 #pragma once
+#include <array>
 #include <cstdint>
 
 #include "ops/matmul.h"
@@ -14,6 +15,16 @@ using Q80RowsFn = void (*)(const WeightView& w, const quant::BlockQ8_0* a, int64
                            int64_t o0, int64_t o1);
 using Q8KRowsFn = void (*)(const WeightView& w, const quant::BlockQ8_K* a, int64_t m, float* y,
                            int64_t o0, int64_t o1);
+// Any quantised type: `a` holds m rows of activations in the type's act format
+// (quant::format(w.dtype).act), each act_format.row_bytes(n_in) bytes.
+using QuantRowsFn = void (*)(const WeightView& w, const uint8_t* a, int64_t m, float* y,
+                             int64_t o0, int64_t o1);
+
+// A typed rows kernel as a QuantRowsFn.
+template <class ABlock, void (*F)(const WeightView&, const ABlock*, int64_t, float*, int64_t, int64_t)>
+void rows_bytes(const WeightView& w, const uint8_t* a, int64_t m, float* y, int64_t o0, int64_t o1) {
+  F(w, reinterpret_cast<const ABlock*>(a), m, y, o0, o1);
+}
 
 struct Kernels {
   const char* name;
@@ -29,10 +40,10 @@ struct Kernels {
   void (*pack_xT)(const float* xr, int64_t m, int64_t k, float* xT, int64_t b0, int64_t b1);
   void (*float_gemm)(const WeightView& w, const float* xT, int64_t m, float* y, int64_t o0,
                      int64_t o1);
-  Q80RowsFn q8_0_rows;
-  Q80RowsFn q4_0_rows;
-  Q8KRowsFn q4_K_rows;
-  Q8KRowsFn q6_K_rows;
+  // Quantised types by GGML id; null: the portable kernel (Format::dot per row).
+  std::array<QuantRowsFn, kGgmlTypeSlots> quant_rows{};
+  QuantRowsFn quant(DType t) const { return quant_rows[static_cast<uint32_t>(t)]; }
+  void set(DType t, QuantRowsFn fn) { quant_rows[static_cast<uint32_t>(t)] = fn; }
 };
 
 // BF16 weights times bf16-rounded activations with AVX512-BF16 dot products
@@ -55,8 +66,8 @@ const Kernels& portable_kernels();
 const Kernels& avx2_kernels();
 const Kernels& avx512_kernels(bool vnni);
 // Q8_0 / Q4_0 rows with AVX512-VNNI dot products (matmul_avx512_vnni.cpp).
-extern const Q80RowsFn avx512_vnni_q8_0_rows;
-extern const Q80RowsFn avx512_vnni_q4_0_rows;
+extern const QuantRowsFn avx512_vnni_q8_0_rows;
+extern const QuantRowsFn avx512_vnni_q4_0_rows;
 
 // Shared scalar helper: packed-activation buffer size in floats for the GEMM.
 inline int64_t packed_x_floats(int64_t m, int64_t k, int64_t tokens, int64_t kc) {

@@ -44,6 +44,8 @@ TEST(DType, Traits) {
   EXPECT_EQ(dtype_row_bytes(DType::Q4_K, 512), 288);
   EXPECT_EQ(dtype_row_bytes(DType::Q6_K, 256), 210);
   EXPECT_EQ(*dtype_from_ggml(30), DType::BF16);
-  EXPECT_FALSE(dtype_from_ggml(3).has_value());
+  EXPECT_EQ(*dtype_from_ggml(3), DType::Q4_1);
+  EXPECT_FALSE(dtype_from_ggml(16).has_value());  // IQ2_XXS
+  EXPECT_FALSE(dtype_from_ggml(15).has_value());  // Q8_K is never stored
   EXPECT_EQ(*dtype_from_name("q4_0"), DType::Q4_0);
 }

@@ -197,9 +197,9 @@ TEST(GgufHostile, UnknownTypes) {
   Bytes dt;
   dt.header(1, 0).tensor("w", {32}, 77, 0).pad().zeros(256);
   EXPECT_NE(expect_format_error(dir, "dtype.gguf", dt).find("'w'"), std::string::npos);
-  Bytes q51;  // a real GGML type we do not read (q5_1)
-  q51.header(1, 0).tensor("w", {32}, 7, 0).pad().zeros(256);
-  EXPECT_NE(expect_format_error(dir, "q51.gguf", q51).find("q5_1"), std::string::npos);
+  Bytes iq2;  // a real GGML type we do not read (iq2_xxs)
+  iq2.header(1, 0).tensor("w", {256}, 16, 0).pad().zeros(256);
+  EXPECT_NE(expect_format_error(dir, "iq2.gguf", iq2).find("iq2_xxs"), std::string::npos);
   Bytes mt;
   mt.header(0, 1).str("k").u32(13).u32(0);
   EXPECT_NE(expect_format_error(dir, "metatype.gguf", mt).find("'k'"), std::string::npos);

@@ -229,7 +229,7 @@ TEST(GgufWriter, RejectsBadTensorsAndLeavesNoFileOnFailure) {
   EXPECT_THROW(w.add_tensor("q", DType::Q8_0, {2, 20}, x.data()), Error);  // 20 % 32
   EXPECT_THROW(w.add_tensor("z", DType::F32, {0, 2}, x.data()), Error);
   EXPECT_THROW(w.add_tensor("five", DType::F32, {1, 1, 1, 1, 2}, x.data()), Error);
-  EXPECT_THROW(w.add_tensor("q4", DType::Q4_0, {32}, x.data()), Error);
+  EXPECT_THROW(w.add_tensor("iq3", DType::IQ3_S, {256}, x.data()), Error);  // no quantiser
   EXPECT_THROW(w.add_tensor_raw("r", DType::F16, {4}, reinterpret_cast<uint8_t*>(x.data()), 7),
                Error);
   w.add_tensor("ok", DType::F32, {64}, x.data());

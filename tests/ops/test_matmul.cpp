@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "ops/matmul.h"
 #include "ops/quant.h"
+#include "ops/quant_test_util.h"
 
 using namespace attnsparse;
 using namespace attnsparse::ops;
@@ -45,8 +46,8 @@ std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.f) {
 }
 
 // A random weight matrix of the given dtype. Float types and Q8_0 go through
-// quantize_row; Q4_0/Q4_K/Q6_K are random bytes (every byte pattern is a valid block)
-// with their f16 scale fields set to small positive values.
+// quantize_row; the other quantised types are random bytes (every byte pattern is a valid
+// block) with their scale fields set to small positive values.
 std::vector<uint8_t> random_weights(DType type, int64_t n_out, int64_t n_in, uint32_t seed) {
   const int64_t rb = dtype_row_bytes(type, n_in);
   std::vector<uint8_t> data(n_out * rb);
@@ -55,25 +56,7 @@ std::vector<uint8_t> random_weights(DType type, int64_t n_out, int64_t n_in, uin
     for (int64_t o = 0; o < n_out; ++o) quantize_row(type, w.data() + o * n_in, data.data() + o * rb, n_in);
     return data;
   }
-  std::mt19937 rng(seed);
-  for (auto& b : data) b = static_cast<uint8_t>(rng());
-  std::uniform_real_distribution<float> ud(0.001f, 0.01f);
-  auto put_f16 = [&](uint8_t* p) {
-    const uint16_t h = fp32_to_fp16(ud(rng));
-    std::memcpy(p, &h, 2);
-  };
-  const int64_t nb = n_out * n_in / dtype_traits(type).block_size;
-  for (int64_t b = 0; b < nb; ++b) {
-    if (type == DType::Q4_0) {
-      put_f16(data.data() + b * 18);
-    } else if (type == DType::Q4_K) {
-      put_f16(data.data() + b * 144);
-      put_f16(data.data() + b * 144 + 2);
-    } else if (type == DType::Q6_K) {
-      put_f16(data.data() + b * 210 + 208);
-    }
-  }
-  return data;
+  return attnsparse::testing::random_blocks(type, n_out * n_in, seed);
 }
 
 // sum_i |w_i x_i| for output (t, o): the scale of the rounding error of a dot product.
@@ -112,6 +95,9 @@ TEST(Matmul, EveryLevelMatchesReference) {
       {DType::BF16, 19}, {DType::BF16, 520}, {DType::BF16, 262}, {DType::Q8_0, 64}, {DType::Q8_0, 544},
       {DType::Q4_0, 96}, {DType::Q4_0, 512}, {DType::Q4_K, 256}, {DType::Q4_K, 768},
       {DType::Q6_K, 256}, {DType::Q6_K, 512},
+      {DType::Q4_1, 64},  {DType::Q5_0, 96},   {DType::Q5_1, 64},  {DType::IQ4_NL, 96},
+      {DType::MXFP4, 64}, {DType::Q2_K, 256},  {DType::Q3_K, 512}, {DType::Q5_K, 256},
+      {DType::IQ4_XS, 256}, {DType::IQ3_S, 512}, {DType::TQ2_0, 256},
   };
   const int64_t ms[] = {1, 3, 17, 40};
   const int64_t n_outs[] = {1, 29, 61};
@@ -150,8 +136,9 @@ TEST(Matmul, EveryLevelMatchesReference) {
 // hand-packed blocks below) and the quantised activations, multiply in double.
 TEST(Matmul, ReferenceEqualsDequantizedProduct) {
   const int64_t n_out = 5, m = 3;
-  for (const Case c : {Case{DType::F16, 70}, Case{DType::BF16, 70}, Case{DType::Q8_0, 128},
-                       Case{DType::Q4_0, 128}, Case{DType::Q4_K, 512}, Case{DType::Q6_K, 512}}) {
+  std::vector<Case> cases = {{DType::F16, 70}, {DType::BF16, 70}};
+  for (DType t : attnsparse::testing::quantised_dtypes()) cases.push_back({t, 512});
+  for (const Case c : cases) {
     const int64_t n = c.n_in;
     const auto wdata = random_weights(c.type, n_out, n, 42);
     const WeightView w{c.type, wdata.data(), n_out, n};
@@ -159,22 +146,12 @@ TEST(Matmul, ReferenceEqualsDequantizedProduct) {
     // Activations as llama.cpp rounds them, decoded back to floats.
     std::vector<float> xa(m * n);
     for (int64_t t = 0; t < m; ++t) {
-      const float* xt = x.data() + t * n;
-      float* dst = xa.data() + t * n;
-      if (c.type == DType::F16) {
-        for (int64_t i = 0; i < n; ++i) dst[i] = round_to_fp16(xt[i]);
-      } else if (c.type == DType::BF16) {
-        for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(fp32_to_bf16(xt[i]));
-      } else if (c.type == DType::Q8_0 || c.type == DType::Q4_0) {
-        std::vector<BlockQ8_0> a(n / 32);
-        quantize_act_q8_0(xt, a.data(), n);
-        for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(a[i / 32].d) * a[i / 32].qs[i % 32];
-      } else {
-        std::vector<BlockQ8_K> a(n / 256);
-        quantize_act_q8_K(xt, a.data(), n);
-        for (int64_t i = 0; i < n; ++i) dst[i] = a[i / 256].d * a[i / 256].qs[i % 256];
-      }
+      const auto d = attnsparse::testing::decoded_acts(c.type, x.data() + t * n, n);
+      std::copy(d.begin(), d.end(), xa.begin() + t * n);
     }
+    // Q4_1 / Q5_1: the min term uses the activation block's stored f16 sum s, not
+    // d * sum(q): allow |m| |s| 2^-11 per block on top.
+    const bool with_sum = format(c.type).act == ActType::Q8_1;
     std::vector<float> ref(m * n_out), row(n);
     matmul_reference(w, x.data(), m, ref.data());
     for (int64_t o = 0; o < n_out; ++o) {
@@ -185,8 +162,18 @@ TEST(Matmul, ReferenceEqualsDequantizedProduct) {
           s += double(row[i]) * xa[t * n + i];
           sa += std::fabs(double(row[i]) * xa[t * n + i]);
         }
+        double extra = 0;
+        if (with_sum) {
+          std::vector<float> sums;
+          attnsparse::testing::decoded_acts(c.type, x.data() + t * n, n, &sums);
+          for (int64_t b = 0; b < n / 32; ++b) {
+            uint16_t mh;
+            std::memcpy(&mh, wdata.data() + o * w.row_bytes() + b * dtype_traits(c.type).block_bytes + 2, 2);
+            extra += std::fabs(fp16_to_fp32(mh) * sums[b]) * std::ldexp(1.0, -11);
+          }
+        }
         // Only the f32 scale products differ between the two routes (relative ~1e-7).
-        EXPECT_NEAR(ref[t * n_out + o], s, 2e-6 * sa) << dtype_name(c.type) << " o " << o << " t " << t;
+        EXPECT_NEAR(ref[t * n_out + o], s, 2e-6 * sa + extra) << dtype_name(c.type) << " o " << o << " t " << t;
       }
     }
   }
@@ -318,12 +305,15 @@ TEST(Matmul, BadInputThrows) {
     EXPECT_THROW(matmul(ok, x64.data(), 1, y.data()), Error);
   }
   std::vector<float> row(32);
-  EXPECT_THROW(quantize_row(DType::Q4_K, row.data(), wdata.data(), 256), Error);
+  EXPECT_THROW(quantize_row(DType::IQ3_S, row.data(), wdata.data(), 32), Error);  // no quantiser
+  EXPECT_THROW(quantize_row(DType::Q4_K, row.data(), wdata.data(), 32), Error);   // not a multiple of 256
 }
 
 // Zero activations give exact zeros on every path (no NaN from 0/0 scales).
 TEST(Matmul, ZeroActivationsGiveZero) {
-  for (DType t : {DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+  std::vector<DType> types = attnsparse::testing::quantised_dtypes();
+  types.push_back(DType::F16);
+  for (DType t : types) {
     const auto wdata = random_weights(t, 7, 256, 3);
     const WeightView w{t, wdata.data(), 7, 256};
     std::vector<float> x(2 * 256, 0.f), y(2 * 7, 1.f);
