@@ -1,0 +1,29 @@
+// The MPI job this process belongs to, if any. MPI is initialised only when the
+// environment says the process was started by an MPI launcher (mpirun / mpiexec, Slurm's
+// srun, MPICH's hydra): an ordinary run of attnsparse never touches MPI.
+#pragma once
+#include <string>
+
+#include "analysis/shard.h"
+
+namespace attnsparse::dist {
+
+struct Launch {
+  bool launched = false;
+  int size = 0;           // from the environment; 0 = not stated there
+  std::string variable;   // the variable that told, e.g. "OMPI_COMM_WORLD_SIZE"
+};
+// Reads OMPI_COMM_WORLD_SIZE (Open MPI's mpirun), PMIX_RANK (PMIx: Open MPI, srun
+// --mpi=pmix), PMI_SIZE / PMI_RANK (MPICH, srun --mpi=pmi2) and, under Slurm, a job step
+// of several tasks (SLURM_STEP_ID with SLURM_STEP_NUM_TASKS > 1).
+Launch detect_launch();
+
+// Whether this attnsparse was built with MPI.
+bool built_with_mpi();
+
+// The world communicator, MPI initialised on first call (MPI_Finalize at exit); nullptr
+// when not launched by MPI. Launched but built without MPI: UsageError (every rank would
+// otherwise run the whole job).
+analysis::ShardComm* world();
+
+}  // namespace attnsparse::dist
