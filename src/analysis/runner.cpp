@@ -147,9 +147,12 @@ RunOutcome analyze_sharded(RowSource& source, const std::vector<RunDocument>& do
     failure = ShardComm::failure_of(e);
   }
   comm.agree(failure);
+  // Rank 0's control decides (the other ranks' paths are not used).
+  bool dumping = !control.dump_path.empty();
   {
-    const std::vector<uint8_t> b = comm.broadcast(cbor_of(json{{"first_doc", first_doc}}));
-    first_doc = json::from_cbor(b).at("first_doc").get<int64_t>();
+    const json j = json::from_cbor(comm.broadcast(cbor_of(json{{"first_doc", first_doc}, {"dump", dumping}})));
+    first_doc = j.at("first_doc").get<int64_t>();
+    dumping = j.at("dump").get<bool>();
   }
   if (!root) replay(sampler, first_doc);
 
@@ -178,7 +181,7 @@ RunOutcome analyze_sharded(RowSource& source, const std::vector<RunDocument>& do
       try {
         std::string lines;
         RowDumpSink sink;
-        if (!control.dump_path.empty()) sink = [&lines](const std::string& l) { lines += l; };
+        if (dumping) sink = [&lines](const std::string& l) { lines += l; };
         const int64_t before = out.rows_this_run, active = end - base;
         progress.doc = end - 1;
         int64_t rows = 0;
