@@ -1,4 +1,6 @@
-// world() over MPI (MPI_COMM_WORLD), byte messages with MPI_Gatherv / MPI_Bcast.
+// The MPI communicator (MPI_COMM_WORLD; byte messages with MPI_Gatherv / MPI_Bcast), built
+// as the plug-in libattnsparse_mpi.so: the executable loads it (and with it libmpi) only
+// when an MPI launcher started the process, so ordinary runs do not even load libmpi.
 #include <mpi.h>
 
 #include <climits>
@@ -76,15 +78,11 @@ class MpiWorld : public analysis::ShardComm {
 
 }  // namespace
 
-bool built_with_mpi() { return true; }
+}  // namespace attnsparse::dist
 
-analysis::ShardComm* world() {
-  static std::unique_ptr<MpiWorld> w;
-  if (!w) {
-    if (!detect_launch().launched) return nullptr;
-    w = std::make_unique<MpiWorld>();
-  }
+// Initialises MPI; called once by dist::world().
+extern "C" __attribute__((visibility("default"))) attnsparse::analysis::ShardComm* attnsparse_mpi_world() {
+  static std::unique_ptr<attnsparse::dist::MpiWorld> w;
+  if (!w) w = std::make_unique<attnsparse::dist::MpiWorld>();
   return w.get();
 }
-
-}  // namespace attnsparse::dist
