@@ -11,6 +11,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "dist/world.h"
 #include "model/model_util.h"
 #include "theory/fit_model.h"
 #include "theory/simulate.h"
@@ -120,6 +121,7 @@ void register_simulate(CLI::App* theory) {
       "Per setting and eps: k_eps (smallest k with top-k mass >= 1-eps) at n = powers of two, the fitted\n"
       "exponent C with a bootstrap interval, and the output error ||o - o_k|| of k = const, ceil(ln n) and\n"
       "ceil(alpha n^C) with Gaussian values. Writes OUT/theory.json and OUT/theory.html; a table on stdout.\n"
+      "Under mpirun / srun the trials are shared by the ranks (same result; docs/distributed.md).\n"
       "Examples:\n"
       "  attnsparse theory simulate --n 1024:131072 --d 128 --logit-c 0.25,0.5,0.75 --out sim\n"
       "  attnsparse theory simulate --n 2^10:2^16 --d 64,128 --sigma 1,1.5 --eps 0.01,0.05 --trials 32 --out sim\n"
@@ -196,6 +198,13 @@ void register_simulate(CLI::App* theory) {
         }
     }
     theory::validate(opt);
+    // Under mpirun / srun the trials are shared by the ranks; rank 0 writes the output
+    // (identical to one process's apart from "seconds"; docs/distributed.md).
+    opt.comm = dist::world();
+    if (opt.comm && opt.comm->rank() != 0) {
+      theory::simulate(opt);
+      return;
+    }
     run_to_dir(out_dir, "theory", [](std::function<void(const std::string&)> progress) {
       opt.progress = std::move(progress);
       const auto results = theory::simulate(opt);
