@@ -24,6 +24,8 @@ class ShardComm {
   virtual ~ShardComm() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // Ranks on this rank's node (sharing its memory), for the default thread count.
+  virtual int local_size() const { return 1; }
   // On rank 0: the bytes of ranks 0..size-1; elsewhere: empty.
   virtual std::vector<std::vector<uint8_t>> gather(const std::vector<uint8_t>& mine) = 0;
   // Rank 0's bytes on every rank (`bytes` is read on rank 0 only).

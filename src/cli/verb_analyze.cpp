@@ -71,6 +71,7 @@ class ProgressPrinter {
 
 void run(const Options& o, ShardComm* comm) {
   apply_threads(o.threads);
+  dist::default_threads(comm, o.threads);
   AnalysisParams params;
   params.sampling.rows = parse_row_kind(o.rows);
   params.sampling.stride = o.stride;

@@ -201,6 +201,7 @@ void register_simulate(CLI::App* theory) {
     // Under mpirun / srun the trials are shared by the ranks; rank 0 writes the output
     // (identical to one process's apart from "seconds"; docs/distributed.md).
     opt.comm = dist::world();
+    dist::default_threads(opt.comm, threads);
     if (opt.comm && opt.comm->rank() != 0) {
       theory::simulate(opt);
       return;

@@ -37,9 +37,14 @@ class MpiWorld : public analysis::ShardComm {
     std::atexit(finalize_at_exit);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local_size_);
+    MPI_Comm_free(&node);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_size() const override { return local_size_; }
 
   std::vector<std::vector<uint8_t>> gather(const std::vector<uint8_t>& mine) override {
     int n = checked_count(mine.size());
@@ -73,7 +78,7 @@ class MpiWorld : public analysis::ShardComm {
   }
 
  private:
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_size_ = 1;
 };
 
 }  // namespace

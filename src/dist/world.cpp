@@ -1,6 +1,10 @@
 // world(): loads the MPI plug-in (libattnsparse_mpi.so, next to the executable) when an MPI
 // launcher started this process.
 #include <dlfcn.h>
+#include <unistd.h>
+#include <omp.h>
+
+#include <algorithm>
 
 #include <filesystem>
 
@@ -37,6 +41,17 @@ analysis::ShardComm* world() {
   if (!make) fail_file(plugin, "not an attnsparse MPI plug-in");
   w = make();
   return w;
+}
+
+void default_threads(const analysis::ShardComm* comm, int threads) {
+  if (!comm || threads > 0) return;
+  const int cores = omp_get_num_procs();  // this rank's affinity mask (mpirun --bind-to, srun -c)
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  const int local = std::max(1, comm->local_size());
+  // Bound to a subset of the node by the launcher: that subset is this rank's. Unbound:
+  // share the node's cores.
+  const bool bound = online > 0 && cores < online;
+  omp_set_num_threads(bound ? cores : std::max(1, cores / local));
 }
 
 }  // namespace attnsparse::dist

@@ -26,4 +26,9 @@ bool built_with_mpi();
 // otherwise run the whole job).
 analysis::ShardComm* world();
 
+// --threads 0 under MPI: the cores this rank may use (its affinity mask) shared by the
+// ranks of its node, at least 1; so N ranks on one node do not each start a thread per
+// core. Sets OpenMP's thread count; does nothing without MPI or when threads > 0.
+void default_threads(const analysis::ShardComm* comm, int threads);
+
 }  // namespace attnsparse::dist
