@@ -226,6 +226,7 @@ void register_fit(CLI::App* theory) {
       "(alpha, C from the head's own fit at the smallest eps) is compared with the oracle top-k of the\n"
       "same mean cost and with a recency window of that cost: error ||o - o_G|| = tau ||mu_tail - mu_G||\n"
       "from the head's values. Writes OUT/theory_fit.json and OUT/theory_fit.html; a table on stdout.\n"
+      "Under mpirun / srun the documents are shared by the ranks (same result; docs/distributed.md).\n"
       "Example:\n"
       "  attnsparse theory fit model.gguf --data docs/ --max-tokens 2048 --docs 4 --out fit");
   static theory::FitOptions opt;
@@ -253,6 +254,13 @@ void register_fit(CLI::App* theory) {
     opt.model_path = model_path;
     opt.data = data;
     theory::validate(opt);
+    // Under mpirun / srun the documents are shared by the ranks; rank 0 writes the output.
+    opt.comm = dist::world();
+    dist::default_threads(opt.comm, threads);
+    if (opt.comm && opt.comm->rank() != 0) {
+      theory::fit_model(opt);
+      return;
+    }
     run_to_dir(out_dir, "theory_fit", [](std::function<void(const std::string&)> progress) {
       opt.progress = std::move(progress);
       const theory::FitResult res = theory::fit_model(opt);

@@ -1,8 +1,8 @@
 // `mpirun -np N attnsparse analyze ...` against one process on the bundled model: the
 // report (all but its "run" object, which records timing, threads and ranks) and the row
 // dump are byte-identical for 1, 2 and 3 ranks; one rank's bad input stops every rank with
-// one error line and no report; `theory simulate` under 2 and 3 ranks writes one
-// process's theory.json (less "seconds"). (Registered only when MPI and mpirun are found.)
+// one error line and no report; `theory simulate` and `theory fit` under 2 and 3 ranks
+// write one process's JSON (less "seconds"). (Registered only when MPI and mpirun are found.)
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -168,6 +168,31 @@ TEST(MpiTheory, SimulateUnderTwoAndThreeRanksWritesTheOneProcessResult) {
     const CommandResult r = run_shell(mpirun(ranks) + command(args(out)));
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_EQ(without_seconds(out + "/theory.json"), want) << "ranks " << ranks;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(MpiTheory, FitUnderTwoAndThreeRanksWritesTheOneProcessResult) {
+  const std::string dir = fresh_dir("mpi_fit");
+  const std::string data = write_corpus(dir);
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{"theory", "fit", kModel, "--data", data, "--max-tokens", "64", "--min-n", "4",
+                                    "--bootstrap", "100", "--threads", "1", "--out", out};
+  };
+  const CommandResult one = run_shell(command(args(dir + "/one")));
+  ASSERT_EQ(one.status, 0) << one.output;
+  auto without_seconds = [](const std::string& path) {
+    json j = json::parse(slurp(path));
+    j.erase("seconds");
+    return j.dump(1);
+  };
+  const std::string want = without_seconds(dir + "/one/theory_fit.json");
+  EXPECT_EQ(json::parse(want)["data"]["documents"], 7) << want.substr(0, 400);
+  for (int ranks : {2, 3}) {
+    const std::string out = dir + "/r" + std::to_string(ranks);
+    const CommandResult r = run_shell(mpirun(ranks) + command(args(out)));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(without_seconds(out + "/theory_fit.json"), want) << "ranks " << ranks;
   }
   fs::remove_all(dir);
 }
