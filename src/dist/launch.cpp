@@ -16,6 +16,8 @@ int int_of(const char* text) {
 
 Launch detect_launch() {
   Launch l;
+  // A process started by an MPI program (inheriting its environment) is not a rank.
+  if (const char* off = std::getenv("ATTNSPARSE_NO_MPI"); off && *off && std::string(off) != "0") return l;
   auto set = [&l](const char* var, int size) {
     l.launched = true;
     l.variable = var;

@@ -15,7 +15,8 @@ struct Launch {
 };
 // Reads OMPI_COMM_WORLD_SIZE (Open MPI's mpirun), PMIX_RANK (PMIx: Open MPI, srun
 // --mpi=pmix), PMI_SIZE / PMI_RANK (MPICH, srun --mpi=pmi2) and, under Slurm, a job step
-// of several tasks (SLURM_STEP_ID with SLURM_STEP_NUM_TASKS > 1).
+// of several tasks (SLURM_STEP_ID with SLURM_STEP_NUM_TASKS > 1). ATTNSPARSE_NO_MPI=1
+// turns the detection off.
 Launch detect_launch();
 
 // Whether this attnsparse was built with MPI.
