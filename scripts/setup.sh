@@ -14,6 +14,7 @@ packages=(
   bible-kjv jq
   libicu-dev
   python3-dev pybind11-dev python3-numpy python3-pytest
+  libopenmpi-dev openmpi-bin
 )
 if [[ "${1:-}" == "--with-browser" || "${ATTNSPARSE_WITH_BROWSER:-0}" == "1" ]]; then
   packages+=(chromium)

@@ -161,11 +161,13 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
   control.fingerprint = fingerprint.dump();
   control.dump_path = job.dump_rows;
   control.progress = job.progress;
+  control.comm = job.comm;
   if (job.resume && !control.checkpoint_path.empty() && !fs::exists(control.checkpoint_path) && job.notice)
     job.notice(fmt::format("--resume: no checkpoint in {}; starting from the beginning", job.out_dir));
 
   ModelRowSource source(model);
   const RunOutcome outcome = analyze_documents(source, docs, params, control);
+  if (job.comm && job.comm->rank() != 0) return json();
   if (outcome.docs_resumed > 0 && job.notice)
     job.notice(fmt::format("resumed after {} documents from the checkpoint", outcome.docs_resumed));
 
@@ -181,6 +183,10 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
                  {"seconds", outcome.seconds}, {"rows_this_invocation", outcome.rows_this_run},
                  {"rows_per_second", outcome.seconds > 0 ? double(outcome.rows_this_run) / outcome.seconds : 0.0},
                  {"documents_resumed", outcome.docs_resumed}};
+  if (job.comm) {
+    meta["run"]["ranks"] = job.comm->size();
+    meta["run"]["bytes_merged"] = outcome.bytes_merged;
+  }
   return build_report(outcome.acc, params, meta);
 }
 

@@ -12,6 +12,7 @@
 
 #include "analysis/params.h"
 #include "analysis/runner.h"
+#include "analysis/shard.h"
 #include "io/corpus.h"
 
 namespace attnsparse {
@@ -37,6 +38,9 @@ struct AnalyzeJob {
   std::function<void(const RunProgress&)> progress;
   // One-line notices (documents skipped, a resumed run) without the "analyze: " prefix.
   std::function<void(const std::string&)> notice;
+  // Several processes (analysis/shard.h): each analyses its share of the documents; rank 0
+  // gets the report, the other ranks get null (and should set no progress or notice).
+  ShardComm* comm = nullptr;
 };
 
 // out_dir/checkpoint.cbor

@@ -10,6 +10,7 @@
 #include "analysis/accumulator.h"
 #include "analysis/params.h"
 #include "analysis/row_source.h"
+#include "analysis/shard.h"
 
 namespace attnsparse::analysis {
 
@@ -34,6 +35,12 @@ struct RunControl {
   std::function<void(const RunProgress&)> progress;
   // For tests: called after each document's checkpoint (doc = its index).
   std::function<void(int64_t doc)> after_checkpoint;
+  // Several processes (size() > 1): document d is analysed by rank d % size, in rounds of
+  // size() documents; after each round the documents' statistics (and dump lines) are
+  // gathered to rank 0 and merged there in document order, so rank 0's outcome, dump and
+  // checkpoints are exactly those of one process. Only rank 0 writes files and reports
+  // progress; the other ranks' outcome holds no statistics.
+  ShardComm* comm = nullptr;
 };
 
 struct RunOutcome {
@@ -41,6 +48,8 @@ struct RunOutcome {
   int64_t docs_resumed = 0;     // documents taken from the checkpoint
   int64_t rows_this_run = 0;
   double seconds = 0;           // this invocation
+  int ranks = 1;                // processes that shared the work
+  int64_t bytes_merged = 0;     // rank 0: serialised per-document statistics received
 };
 
 // Rows analysed by the plan (before --max-rows) over all documents.

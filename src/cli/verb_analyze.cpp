@@ -10,6 +10,7 @@
 #include "analysis/analyze_job.h"
 #include "cli/verb.h"
 #include "core/error.h"
+#include "dist/world.h"
 #include "model/model.h"
 #include "model/model_util.h"
 #include "report/analysis_report.h"
@@ -68,8 +69,9 @@ class ProgressPrinter {
   ProgressGate gate_{0.2, 10.0, true};
 };
 
-void run(const Options& o) {
+void run(const Options& o, ShardComm* comm) {
   apply_threads(o.threads);
+  dist::default_threads(comm, o.threads);
   AnalysisParams params;
   params.sampling.rows = parse_row_kind(o.rows);
   params.sampling.stride = o.stride;
@@ -88,10 +90,15 @@ void run(const Options& o) {
   job.out_dir = o.out_dir;
   job.resume = o.resume;
   job.dump_rows = o.dump_rows;
+  job.comm = comm;
+  const bool root = !comm || comm->rank() == 0;
   ProgressPrinter printer;
-  job.progress = [&printer](const RunProgress& p) { printer(p); };
-  job.notice = [](const std::string& line) { std::fprintf(stderr, "analyze: %s\n", line.c_str()); };
+  if (root) {
+    job.progress = [&printer](const RunProgress& p) { printer(p); };
+    job.notice = [](const std::string& line) { std::fprintf(stderr, "analyze: %s\n", line.c_str()); };
+  }
   const json report = run_analysis(*model, params, job);
+  if (!root) return;  // rank 0 writes the report
   const fs::path json_path = fs::path(o.out_dir) / "report.json";
   const fs::path html_path = fs::path(o.out_dir) / "report.html";
   const std::string json_text = report.dump(1) + "\n", html_text = report::analysis_html(report);
@@ -120,6 +127,8 @@ void register_analyze(CLI::App& app) {
       "checkpoints to DIR/checkpoint.cbor after every document (--resume continues).\n"
       "Data: .txt, .tok (token ids, no BOS added), LongBench v1 .jsonl, RULER .jsonl,\n"
       "LongBench v2 .json, and directories of these.\n"
+      "Under mpirun / srun the documents are shared by the ranks and rank 0 writes the\n"
+      "report, identical to one process's (docs/distributed.md).\n"
       "Example: attnsparse analyze model.gguf --data longbench/ --out out/ --max-tokens 4096 \\\n"
       "           --stride 4 --max-rows 4000000 --dump-rows out/rows.csv.gz");
   static Options o;
@@ -140,7 +149,29 @@ void register_analyze(CLI::App& app) {
   add_threads_option(sub, &o.threads);
   add_ubatch_option(sub);
   add_kv_type_option(sub);
-  sub->callback([] { run(o); });
+  sub->callback([] {
+    // Under mpirun / srun: the documents are shared by the ranks (docs/distributed.md).
+    ShardComm* comm = dist::world();
+    if (!comm) return run(o, nullptr);
+    try {
+      run(o, comm);
+    } catch (const std::exception& e) {
+      // Every rank stops with the same error; rank 0 alone prints it.
+      std::exception_ptr error = std::current_exception();
+      if (!comm->settled && !comm->closed) {
+        try {
+          comm->agree(ShardComm::failure_of(e));
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      if (comm->rank() != 0) {
+        std::fflush(stdout);
+        std::exit(1);
+      }
+      std::rethrow_exception(error);
+    }
+  });
 }
 ATTNSPARSE_VERB(register_analyze);
 

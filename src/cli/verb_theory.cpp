@@ -11,6 +11,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "dist/world.h"
 #include "model/model_util.h"
 #include "theory/fit_model.h"
 #include "theory/simulate.h"
@@ -120,6 +121,7 @@ void register_simulate(CLI::App* theory) {
       "Per setting and eps: k_eps (smallest k with top-k mass >= 1-eps) at n = powers of two, the fitted\n"
       "exponent C with a bootstrap interval, and the output error ||o - o_k|| of k = const, ceil(ln n) and\n"
       "ceil(alpha n^C) with Gaussian values. Writes OUT/theory.json and OUT/theory.html; a table on stdout.\n"
+      "Under mpirun / srun the trials are shared by the ranks (same result; docs/distributed.md).\n"
       "Examples:\n"
       "  attnsparse theory simulate --n 1024:131072 --d 128 --logit-c 0.25,0.5,0.75 --out sim\n"
       "  attnsparse theory simulate --n 2^10:2^16 --d 64,128 --sigma 1,1.5 --eps 0.01,0.05 --trials 32 --out sim\n"
@@ -196,6 +198,14 @@ void register_simulate(CLI::App* theory) {
         }
     }
     theory::validate(opt);
+    // Under mpirun / srun the trials are shared by the ranks; rank 0 writes the output
+    // (identical to one process's apart from "seconds"; docs/distributed.md).
+    opt.comm = dist::world();
+    dist::default_threads(opt.comm, threads);
+    if (opt.comm && opt.comm->rank() != 0) {
+      theory::simulate(opt);
+      return;
+    }
     run_to_dir(out_dir, "theory", [](std::function<void(const std::string&)> progress) {
       opt.progress = std::move(progress);
       const auto results = theory::simulate(opt);
@@ -216,6 +226,7 @@ void register_fit(CLI::App* theory) {
       "(alpha, C from the head's own fit at the smallest eps) is compared with the oracle top-k of the\n"
       "same mean cost and with a recency window of that cost: error ||o - o_G|| = tau ||mu_tail - mu_G||\n"
       "from the head's values. Writes OUT/theory_fit.json and OUT/theory_fit.html; a table on stdout.\n"
+      "Under mpirun / srun the documents are shared by the ranks (same result; docs/distributed.md).\n"
       "Example:\n"
       "  attnsparse theory fit model.gguf --data docs/ --max-tokens 2048 --docs 4 --out fit");
   static theory::FitOptions opt;
@@ -246,6 +257,13 @@ void register_fit(CLI::App* theory) {
     opt.model_options = model_load_options();
     opt.data = data;
     theory::validate(opt);
+    // Under mpirun / srun the documents are shared by the ranks; rank 0 writes the output.
+    opt.comm = dist::world();
+    dist::default_threads(opt.comm, threads);
+    if (opt.comm && opt.comm->rank() != 0) {
+      theory::fit_model(opt);
+      return;
+    }
     run_to_dir(out_dir, "theory_fit", [](std::function<void(const std::string&)> progress) {
       opt.progress = std::move(progress);
       const theory::FitResult res = theory::fit_model(opt);

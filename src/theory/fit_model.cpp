@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -335,13 +336,51 @@ FitResult fit_model(const FitOptions& o) {
     layers[l].budgets = &budgets;
   }
   FitHooks hooks(layers);
+  const int ranks = o.comm ? o.comm->size() : 1, rank = o.comm ? o.comm->rank() : 0;
+  // After a pass: the documents' rows of `field` from their ranks to rank 0 (and with
+  // `everyone` back to every rank), as raw doubles (NaN included, bit for bit).
+  auto share = [&](std::vector<double> DocRows::*const* fields, size_t n_fields, bool everyone) {
+    std::vector<uint8_t> mine;
+    auto put = [](std::vector<uint8_t>& out, const std::vector<double>& v) {
+      const size_t at = out.size();
+      out.resize(at + v.size() * sizeof(double));
+      if (!v.empty()) std::memcpy(out.data() + at, v.data(), v.size() * sizeof(double));
+    };
+    auto take = [](const std::vector<uint8_t>& in, size_t& at, std::vector<double>& v) {
+      if (at + v.size() * sizeof(double) > in.size()) fail("internal: short message from a rank");
+      if (!v.empty()) std::memcpy(v.data(), in.data() + at, v.size() * sizeof(double));
+      at += v.size() * sizeof(double);
+    };
+    for (int di = rank; di < ND; di += ranks)
+      for (size_t f = 0; f < n_fields; ++f) put(mine, rows[di].*fields[f]);
+    const std::vector<std::vector<uint8_t>> parts = o.comm->gather(mine);
+    std::vector<uint8_t> all;
+    if (rank == 0) {
+      for (int r = 1; r < ranks; ++r) {
+        size_t at = 0;
+        for (int di = r; di < ND; di += ranks)
+          for (size_t f = 0; f < n_fields; ++f) take(parts[size_t(r)], at, rows[di].*fields[f]);
+      }
+      if (everyone)
+        for (int di = 0; di < ND; ++di)
+          for (size_t f = 0; f < n_fields; ++f) put(all, rows[di].*fields[f]);
+    }
+    if (!everyone) return;
+    all = o.comm->broadcast(all);
+    if (rank != 0) {
+      size_t at = 0;
+      for (int di = 0; di < ND; ++di)
+        for (size_t f = 0; f < n_fields; ++f) take(all, at, rows[di].*fields[f]);
+    }
+  };
   auto run_pass = [&](int pass) {
     for (int di = 0; di < ND; ++di) {
+      const size_t cells_all = size_t(dims.L) * dims.H * docs[di].pos.size();
+      if (pass == 1) rows[di].k.assign(cells_all * dims.E, NAN);
+      else rows[di].err.assign(cells_all * kFitRules, NAN), rows[di].rel = rows[di].err, rows[di].tau = rows[di].err;
+      if (di % ranks != rank) continue;
       say(fmt::format("pass {}/2 ({}): document {}/{} ({} tokens, {} sampled rows per head)", pass,
                       pass == 1 ? "k_eps" : "budget errors", di + 1, ND, docs[di].tokens.size(), docs[di].pos.size()));
-      const size_t cells = size_t(dims.L) * dims.H * docs[di].pos.size();
-      if (pass == 1) rows[di].k.assign(cells * dims.E, NAN);
-      else rows[di].err.assign(cells * kFitRules, NAN), rows[di].rel = rows[di].err, rows[di].tau = rows[di].err;
       for (auto& lo : layers) lo.pass = pass, lo.doc = &docs[di], lo.out = &rows[di];
       KVCache cache = model->make_cache(int64_t(docs[di].tokens.size()));
       ForwardOptions fo;
@@ -349,6 +388,12 @@ FitResult fit_model(const FitOptions& o) {
       fo.hooks = &hooks;
       std::vector<float> logits;
       model->forward(docs[di].tokens, cache, fo, logits);
+    }
+    if (ranks > 1) {
+      static std::vector<double> DocRows::*const k_field[] = {&DocRows::k};
+      static std::vector<double> DocRows::*const error_fields[] = {&DocRows::err, &DocRows::rel, &DocRows::tau};
+      if (pass == 1) share(k_field, 1, true);
+      else share(error_fields, 3, false);
     }
   };
 

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/shard.h"
 #include "model/model.h"
 #include "theory/sparsity.h"
 
@@ -53,6 +54,10 @@ struct FitOptions {
   double min_r2 = 0.9;            // a power law needs at least this R^2
   int min_bins = 3;               // and at least this many lengths
   std::function<void(const std::string&)> progress;
+  // Several processes (analysis/shard.h): document d runs on rank d % size(); the rows'
+  // k_eps reach every rank (for the fits), their errors rank 0, whose result then equals
+  // one process's exactly. Only rank 0 should write its result.
+  analysis::ShardComm* comm = nullptr;
 };
 
 // Throws UsageError for out-of-range options.

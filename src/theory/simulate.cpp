@@ -1,5 +1,7 @@
 #include "theory/simulate.h"
 
+#include <nlohmann/json.hpp>
+
 #include <omp.h>
 
 #include <algorithm>
@@ -363,8 +365,46 @@ void trial_errors(const SimOptions& opt, const Setting& st, uint64_t sid, int t,
 
 }  // namespace
 
+namespace {
+
+// Rows [trial] of each table: rank r filled the trials t with t % size == r; afterwards
+// rank 0 (and with `everyone` every rank) holds all of them, bit for bit.
+void share_trials(analysis::ShardComm& comm, const std::vector<std::vector<std::vector<double>>*>& tables,
+                  int trials, bool everyone) {
+  const int R = comm.rank(), N = comm.size();
+  nlohmann::json mine = nlohmann::json::array();
+  for (const auto* table : tables) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (int t = R; t < trials; t += N) rows.push_back((*table)[size_t(t)]);
+    mine.push_back(std::move(rows));
+  }
+  const std::vector<std::vector<uint8_t>> parts = comm.gather(nlohmann::json::to_cbor(mine));
+  std::vector<uint8_t> all;
+  if (R == 0) {
+    for (int r = 1; r < N; ++r) {
+      const nlohmann::json theirs = nlohmann::json::from_cbor(parts[size_t(r)]);
+      for (size_t i = 0; i < tables.size(); ++i) {
+        size_t j = 0;
+        for (int t = r; t < trials; t += N) (*tables[i])[size_t(t)] = theirs.at(i).at(j++).get<std::vector<double>>();
+      }
+    }
+    if (everyone) {
+      nlohmann::json full = nlohmann::json::array();
+      for (const auto* table : tables) full.push_back(*table);
+      all = nlohmann::json::to_cbor(full);
+    }
+  }
+  if (!everyone) return;
+  const nlohmann::json full = nlohmann::json::from_cbor(comm.broadcast(all));
+  if (R != 0)
+    for (size_t i = 0; i < tables.size(); ++i) *tables[i] = full.at(i).get<std::vector<std::vector<double>>>();
+}
+
+}  // namespace
+
 std::vector<SettingResult> simulate(const SimOptions& opt) {
   validate(opt);
+  const int ranks = opt.comm ? opt.comm->size() : 1, rank = opt.comm ? opt.comm->rank() : 0;
   const std::vector<int64_t> ns = powers_of_two(opt.n_lo, opt.n_hi);
   const int64_t n_max = ns.back();
   const int T = opt.trials;
@@ -394,6 +434,7 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
       Scratch sc;
 #pragma omp for schedule(dynamic, 1)
       for (int t = 0; t < T; ++t) {
+        if (t % ranks != rank) continue;
         trial_logits(st, opt.keys, opt.seed, sid, t, n_max, logits[t], sc);
         for (size_t i = 0; i < N; ++i) {
           row_weights(st, logits[t], ns[i], sc.w);
@@ -405,6 +446,12 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
           }
         }
       }
+    }
+
+    if (ranks > 1) {  // every rank gets every trial's k_eps and top-1 weight
+      std::vector<std::vector<std::vector<double>>*> parts{&res.top1};
+      for (auto& k : res.k_eps) parts.push_back(&k);
+      share_trials(*opt.comm, parts, T, true);
     }
 
     // Fits.
@@ -451,7 +498,17 @@ std::vector<SettingResult> simulate(const SimOptions& opt) {
       {
         Scratch sc;
 #pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < T; ++t) trial_errors(opt, st, sid, t, ns, logits[t], res.rules, sc);
+        for (int t = 0; t < T; ++t)
+          if (t % ranks == rank) trial_errors(opt, st, sid, t, ns, logits[t], res.rules, sc);
+      }
+      if (ranks > 1) {  // rank 0 gets every trial's errors
+        std::vector<std::vector<std::vector<double>>*> parts;
+        for (RuleResult& rr : res.rules) {
+          parts.push_back(&rr.err);
+          parts.push_back(&rr.rel);
+          parts.push_back(&rr.tail);
+        }
+        share_trials(*opt.comm, parts, T, false);
       }
     }
     results.push_back(std::move(res));

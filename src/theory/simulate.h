@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "analysis/shard.h"
+
 #include "theory/sparsity.h"
 
 namespace attnsparse::theory {
@@ -72,6 +74,11 @@ struct SimOptions {
   bool errors = true;
   // Progress lines (e.g. to stderr); called from the calling thread only. May be empty.
   std::function<void(const std::string&)> progress;
+  // Several processes (analysis/shard.h): trial t of every setting runs on rank
+  // t % size(); the trials' k_eps and errors are gathered (k_eps to every rank, for the
+  // fits; errors to rank 0), so rank 0's results equal one process's exactly. The other
+  // ranks' results are incomplete: only rank 0 should write them.
+  analysis::ShardComm* comm = nullptr;
 };
 
 // Throws UsageError for out-of-range options.

@@ -1,0 +1,35 @@
+// The MPI job this process belongs to, if any. MPI is initialised only when the
+// environment says the process was started by an MPI launcher (mpirun / mpiexec, Slurm's
+// srun, MPICH's hydra): an ordinary run of attnsparse never touches MPI.
+#pragma once
+#include <string>
+
+#include "analysis/shard.h"
+
+namespace attnsparse::dist {
+
+struct Launch {
+  bool launched = false;
+  int size = 0;           // from the environment; 0 = not stated there
+  std::string variable;   // the variable that told, e.g. "OMPI_COMM_WORLD_SIZE"
+};
+// Reads OMPI_COMM_WORLD_SIZE (Open MPI's mpirun), PMIX_RANK (PMIx: Open MPI, srun
+// --mpi=pmix), PMI_SIZE / PMI_RANK (MPICH, srun --mpi=pmi2) and, under Slurm, a job step
+// of several tasks (SLURM_STEP_ID with SLURM_STEP_NUM_TASKS > 1). ATTNSPARSE_NO_MPI=1
+// turns the detection off.
+Launch detect_launch();
+
+// Whether this attnsparse was built with MPI.
+bool built_with_mpi();
+
+// The world communicator, MPI initialised on first call (MPI_Finalize at exit); nullptr
+// when not launched by MPI. Launched but built without MPI: UsageError (every rank would
+// otherwise run the whole job).
+analysis::ShardComm* world();
+
+// --threads 0 under MPI: the cores this rank may use (its affinity mask) shared by the
+// ranks of its node, at least 1; so N ranks on one node do not each start a thread per
+// core. Sets OpenMP's thread count; does nothing without MPI or when threads > 0.
+void default_threads(const analysis::ShardComm* comm, int threads);
+
+}  // namespace attnsparse::dist
