@@ -1,14 +1,21 @@
 // ModelConfig from a Hugging Face config.json.
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <climits>
+
 #include "core/error.h"
+#include "core/text.h"
+#include "io/json_file.h"
 #include "model/config.h"
 
 namespace attnsparse {
 namespace {
 
 using nlohmann::json;
+
+// Every integer hyper-parameter is at most 2^31 - 1 when read, so the products formed from
+// them below and in validate_config cannot overflow (the sane limits are checked there).
+constexpr int64_t kMaxConfigInt = INT32_MAX;
 
 struct Fields {
   const json& j;
@@ -30,9 +37,12 @@ struct Fields {
   }
   int64_t as_int(const char* key, const json& v) const {
     if (!v.is_number_integer())
-      fail_file(path, "field '{}' must be an integer, got {}", key, v.dump());
+      fail_file(path, "field '{}' must be an integer, got {}", key, printable(v.dump(), 60));
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(kMaxConfigInt))
+      fail_file(path, "field '{}' is {}, larger than {}", key, v.dump(), kMaxConfigInt);
     int64_t x = v.get<int64_t>();
     if (x <= 0) fail_file(path, "field '{}' must be positive, got {}", key, x);
+    if (x > kMaxConfigInt) fail_file(path, "field '{}' is {}, larger than {}", key, x, kMaxConfigInt);
     return x;
   }
   double get_float(const char* key) const {
@@ -45,13 +55,13 @@ struct Fields {
     return v ? as_float(key, *v) : dflt;
   }
   double as_float(const char* key, const json& v) const {
-    if (!v.is_number()) fail_file(path, "field '{}' must be a number, got {}", key, v.dump());
+    if (!v.is_number()) fail_file(path, "field '{}' must be a number, got {}", key, printable(v.dump(), 60));
     return v.get<double>();
   }
   bool get_bool_or(const char* key, bool dflt) const {
     const json* v = find(key);
     if (!v) return dflt;
-    if (!v->is_boolean()) fail_file(path, "field '{}' must be true or false, got {}", key, v->dump());
+    if (!v->is_boolean()) fail_file(path, "field '{}' must be true or false, got {}", key, printable(v->dump(), 60));
     return v->get<bool>();
   }
 };
@@ -59,14 +69,7 @@ struct Fields {
 }  // namespace
 
 ModelConfig config_from_hf_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail_file(path, "invalid JSON: {}", e.what());
-  }
+  const json j = read_json_file(path);  // regular file, bounded, no duplicate keys
   if (!j.is_object()) fail_file(path, "expected a JSON object");
   Fields f{j, path};
 
@@ -88,7 +91,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
 
   ModelConfig c;
   c.source_format = "hf";
-  c.name = j.value("_name_or_path", std::string());
+  c.name = json_string_or(j, "_name_or_path", std::string(), path);
   if (hf_arch == "GPT2LMHeadModel") {
     c.arch = "gpt2";
     c.n_embd = f.get_int("n_embd");

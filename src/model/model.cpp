@@ -7,6 +7,8 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "model/config_validate.h"
+#include "model/finite_check.h"
 #include "model/forward.h"
 #include "model/profile.h"
 #include "ops/matmul.h"
@@ -45,6 +47,7 @@ class TransformerModel : public Model {
         gguf_(std::move(gguf)) {
     const TensorSource& src = gguf_ ? static_cast<const TensorSource&>(*gguf_) : *source_;
     w_ = bind_weights(cfg_, src, style);
+    check_small_weights_finite(cfg_, w_, path_);
     rope_.head_dim = static_cast<int>(cfg_.head_dim);
     rope_.rope_dim = static_cast<int>(cfg_.rope_dim);
     rope_.base = cfg_.rope_base;
@@ -67,7 +70,12 @@ class TransformerModel : public Model {
 
   const Tokenizer& tokenizer() const override {
     std::call_once(tokenizer_once_, [this] {
-      tokenizer_ = gguf_ ? Tokenizer::from_gguf(*gguf_) : Tokenizer::from_hf_dir(path_);
+      auto t = gguf_ ? Tokenizer::from_gguf(*gguf_) : Tokenizer::from_hf_dir(path_);
+      // Token ids past the embedding would be refused by every forward call.
+      if (t && t->n_vocab() > cfg_.n_vocab)
+        fail_file(path_, "the tokenizer has {} tokens but the embedding only {} rows", t->n_vocab(),
+                  cfg_.n_vocab);
+      tokenizer_ = std::move(t);
     });
     if (!tokenizer_) fail("{}: the model has no tokenizer", path_);
     return *tokenizer_;
@@ -118,10 +126,18 @@ void TransformerModel::forward(std::span<const int32_t> tokens, KVCache& cache,
   std::vector<float> x(n * c.n_embd);
   Scratch scratch;
   embed_tokens(fc, tokens.data(), x.data());
+  require_finite_activations(x.data(), n * c.n_embd, path_,
+                             "the embedding of the input (token_embd.weight / position_embd.weight)");
   const bool gpt2 = c.arch == "gpt2";
-  for (int l = 0; l < c.n_layer; ++l) {
-    if (gpt2) gpt2_layer(fc, l, x.data(), scratch);
-    else llama_layer(fc, l, x.data(), scratch);
+  try {
+    for (int l = 0; l < c.n_layer; ++l) {
+      if (gpt2) gpt2_layer(fc, l, x.data(), scratch);
+      else llama_layer(fc, l, x.data(), scratch);
+      require_finite_activations(x.data(), n * c.n_embd, path_,
+                                 fmt::format("the hidden state after layer {} (tensors blk.{}.*)", l, l));
+    }
+  } catch (const NonFiniteError& e) {
+    fail_file(path_, "{}", e.what());
   }
   cache.n_used += n;
   cache.next_pos += n;
@@ -145,6 +161,8 @@ void TransformerModel::forward(std::span<const int32_t> tokens, KVCache& cache,
   logits.resize(m * c.n_vocab);
   profile::Scope timer(profile::Logits);
   ops::matmul(w_.output.w, normed.data(), m, logits.data());
+  require_finite_activations(logits.data(), m * c.n_vocab, path_,
+                             "the logits (output_norm.weight / output.weight)");
 }
 
 }  // namespace
@@ -156,13 +174,16 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     const std::string cfg_path = (fs::path(path) / "config.json").string();
     if (!fs::exists(cfg_path, ec)) fail_file(path, "not a model directory (no config.json)");
     ModelConfig cfg = config_from_hf_json(cfg_path);
+    validate_config(cfg, cfg_path);
     auto source = open_safetensors_dir(path);
     return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(source), nullptr,
                                               NameStyle::HuggingFace);
   }
-  if (!fs::exists(path, ec)) fail_file(path, "no such file or directory");
+  if (!fs::exists(path, ec) && !ec) fail_file(path, "no such file or directory");
+  // A FIFO, device or symlink loop: GgufFile (MappedFile) names the reason.
   auto gguf = std::make_unique<GgufFile>(path);
   ModelConfig cfg = config_from_gguf(*gguf);
+  validate_config(cfg, path);
   return std::make_unique<TransformerModel>(path, std::move(cfg), nullptr, std::move(gguf),
                                             NameStyle::Gguf);
 }

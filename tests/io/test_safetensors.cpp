@@ -234,7 +234,7 @@ TEST(Safetensors, HostileSingleFiles) {
     std::vector<uint8_t> h(16, 0xFF);  // 2^64-1
     check("hdrhuge.st", h, "past the end");
   }
-  check("badjson.st", st_bytes(R"({"w":{"dtype":"F32",)", d16), "bad JSON");
+  check("badjson.st", st_bytes(R"({"w":{"dtype":"F32",)", d16), "invalid JSON");
   check("array.st", st_bytes(R"([1,2])", d16), "expected an object");
   check("i64.st", st_bytes(R"({"idx":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", d16),
         "'idx': dtype I64");
@@ -271,6 +271,43 @@ TEST(Safetensors, HostileSingleFiles) {
       break;
     }
   }
+}
+
+
+// Duplicate names (nlohmann keeps one silently) and a header length that is off by one
+// (every tensor shifted by a byte) are refused.
+TEST(Safetensors, DuplicateKeysAndAWrongHeaderLength) {
+  TempDir dir;
+  std::vector<uint8_t> data;
+  for (int i = 0; i < 4; ++i) append<float>(data, float(i));
+  const std::string one = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
+  put(dir.file("ok.safetensors"), st_bytes(one, data));
+  EXPECT_NO_THROW(SafetensorsSource(dir.file("ok.safetensors")));
+  const std::string dup =
+      R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  put(dir.file("dup.safetensors"), st_bytes(dup, data));
+  std::string e = expect_format_error(dir.file("dup.safetensors"));
+  EXPECT_NE(e.find("dup.safetensors: duplicate key 'w' at the top level"), std::string::npos) << e;
+  const std::string dup_field = R"({"w":{"dtype":"F32","dtype":"F16","shape":[4],"data_offsets":[0,16]}})";
+  put(dir.file("dupf.safetensors"), st_bytes(dup_field, data));
+  e = expect_format_error(dir.file("dupf.safetensors"));
+  EXPECT_NE(e.find("duplicate key 'dtype' in 'w'"), std::string::npos) << e;
+
+  // The header padded with a space, as writers do; its length one byte short still parses
+  // as JSON, but then the data starts one byte early.
+  std::vector<uint8_t> b = st_bytes(one + " ", data);
+  b[0] -= 1;
+  put(dir.file("short.safetensors"), b);
+  e = expect_format_error(dir.file("short.safetensors"));
+  EXPECT_NE(e.find("the tensors end at data offset 16 but the file holds 17 data bytes"), std::string::npos) << e;
+  // Trailing bytes after the last tensor, and a gap before the first one.
+  std::vector<uint8_t> more = data;
+  more.push_back(0);
+  put(dir.file("tail.safetensors"), st_bytes(one, more));
+  EXPECT_NE(expect_format_error(dir.file("tail.safetensors")).find("holds 17 data bytes"), std::string::npos);
+  const std::string late = R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})";
+  put(dir.file("gap.safetensors"), st_bytes(late, data));
+  EXPECT_NE(expect_format_error(dir.file("gap.safetensors")).find("starts at data offset 4, not 0"), std::string::npos);
 }
 
 }  // namespace
