@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cerrno>
 #include <cstdlib>
 #include <cstdio>
@@ -153,6 +154,18 @@ int main(int argc, char** argv) {
   auto& verbs = attnsparse::cli::registry();
   std::sort(verbs.begin(), verbs.end());
   for (auto& [name, registrar] : verbs) registrar(app);
+  // CLI11 clamps an integer beyond int64 to the largest value (--stride 9999999999999999999
+  // became 2^63 - 1): every integer option of every verb is parsed exactly first.
+  for (CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    for (CLI::Option* opt : sub->get_options())
+      if (opt->get_type_name() == "INT" || opt->get_type_name() == "UINT")
+        opt->check(CLI::Validator(
+            [](std::string& s) -> std::string {
+              if (attnsparse::parse_int64(s)) return {};
+              return fmt::format("'{}' is not an integer in [{}, {}]", attnsparse::printable(s, 40),
+                                 INT64_MIN, INT64_MAX);
+            },
+            ""));
 
   std::string verb = argc > 1 ? argv[1] : "";
   try {

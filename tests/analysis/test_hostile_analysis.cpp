@@ -57,6 +57,19 @@ TEST(HostileCli, ThreadsAreBoundedInEveryVerb) {
   fs::remove_all(dir);
 }
 
+// CLI11 clamped integers beyond int64 to 2^63 - 1 (a "valid" huge stride): refused.
+TEST(HostileCli, IntegerOptionsBeyondInt64AreRefused) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"analyze", "m.gguf", "--data", "d", "--out", "o", "--stride", "9999999999999999999"},
+        {"analyze", "m.gguf", "--data", "d", "--out", "o", "--min-query", "-9999999999999999999"},
+        {"perplexity", "m.gguf", "--text-file", "t", "--ctx", "18446744073709551616"}}) {
+    const CommandResult r = run_cli(args);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("is not an integer in [-9223372036854775808, 9223372036854775807]"), std::string::npos)
+        << r.output;
+  }
+}
+
 TEST(HostileRowDump, AFailedWriteRemovesThePartialFile) {
   const std::string dir = fresh_dir("rowdump");
   struct rlimit saved {};
