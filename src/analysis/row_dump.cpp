@@ -17,8 +17,8 @@ namespace attnsparse::analysis {
 namespace fs = std::filesystem;
 
 RowDumpFile::RowDumpFile(const std::string& path, int64_t resume_bytes, bool keep_partial)
-    : path_(path), partial_(resolve_output_path(path) + ".partial"), gzip_(path.ends_with(".gz")),
-      keep_partial_(keep_partial), committed_(resume_bytes) {
+    : path_(path), partial_(resolve_output_path(path) + ".partial"), keep_partial_(keep_partial),
+      committed_(resume_bytes), gzip_(path.ends_with(".gz")) {
   std::error_code ec;
   if (resume_bytes > 0) {
     const auto size = fs::file_size(partial_, ec);
