@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/text.h"
+#include "io/json_file.h"
 
 namespace attnsparse {
 
@@ -159,6 +160,8 @@ void read_jsonl(const fs::path& file, std::vector<Document>& out) {
       j = json::parse(rec);
     } catch (const json::parse_error& e) {
       throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(), line, json_problem(e)));
+    } catch (const json::exception& e) {  // a number out of range ("1e999") and the like
+      throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(), line, json_error_text(e)));
     }
     out.push_back(jsonl_record(j, file, line));
     ++records;
@@ -201,6 +204,8 @@ void read_longbench_v2(const fs::path& file, std::vector<Document>& out) {
   } catch (const json::parse_error& e) {
     throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(),
                                   line_of_offset(text, e.byte > 0 ? e.byte - 1 : 0), json_problem(e)));
+  } catch (const json::exception& e) {  // a number out of range ("1e999") and the like
+    fail_file(file.string(), "invalid JSON ({})", json_error_text(e));
   }
   if (!j.is_array())
     fail_file(file.string(), "expected a JSON array of LongBench v2 records, found {}", j.type_name());
