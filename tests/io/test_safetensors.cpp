@@ -33,6 +33,15 @@ void append(std::vector<uint8_t>& b, T v) {
   b.insert(b.end(), tmp, tmp + sizeof(T));
 }
 
+// Element i of a tensor's data, read with memcpy: a hand-built header is not padded, so
+// the data may sit at any address (a float* load there is undefined behaviour).
+template <typename T>
+T at(const uint8_t* p, size_t i) {
+  T v;
+  std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+  return v;
+}
+
 std::string expect_format_error(const std::string& path) {
   try {
     SafetensorsSource s(path);
@@ -72,20 +81,20 @@ TEST(Safetensors, ReadsAHandBuiltFile) {
   EXPECT_EQ(w.shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(w.rows(), 2);
   EXPECT_EQ(w.cols(), 3);
-  EXPECT_EQ(reinterpret_cast<const float*>(w.data)[5], 1.5f);
+  EXPECT_EQ(at<float>(w.data, 5), 1.5f);
   const TensorInfo& h = s.require("h");
   EXPECT_EQ(h.dtype, DType::F16);
   EXPECT_EQ(h.nbytes, 8);
-  const uint16_t* hv = reinterpret_cast<const uint16_t*>(h.data);
-  EXPECT_EQ(fp16_to_fp32(hv[0]), 1.f);
-  EXPECT_EQ(fp16_to_fp32(hv[1]), -2.f);
-  EXPECT_EQ(fp16_to_fp32(hv[3]), 65504.f);
+  auto hv = [&](size_t i) { return at<uint16_t>(h.data, i); };
+  EXPECT_EQ(fp16_to_fp32(hv(0)), 1.f);
+  EXPECT_EQ(fp16_to_fp32(hv(1)), -2.f);
+  EXPECT_EQ(fp16_to_fp32(hv(3)), 65504.f);
   const TensorInfo& b = s.require("b");
   EXPECT_EQ(b.dtype, DType::BF16);
-  EXPECT_EQ(bf16_to_fp32(reinterpret_cast<const uint16_t*>(b.data)[1]), 3.f);
-  EXPECT_EQ(bf16_to_fp32(reinterpret_cast<const uint16_t*>(b.data)[2]), -0.5f);
+  EXPECT_EQ(bf16_to_fp32(at<uint16_t>(b.data, 1)), 3.f);
+  EXPECT_EQ(bf16_to_fp32(at<uint16_t>(b.data, 2)), -0.5f);
   EXPECT_TRUE(s.require("s").shape.empty());
-  EXPECT_EQ(*reinterpret_cast<const float*>(s.require("s").data), 42.f);
+  EXPECT_EQ(at<float>(s.require("s").data, 0), 42.f);
   EXPECT_EQ(s.find("nope"), nullptr);
   EXPECT_THROW(s.require("nope"), FormatError);
 
@@ -124,8 +133,8 @@ TEST(Safetensors, WriterProducesTheSpecLayoutAndRoundTrips) {
   EXPECT_EQ(s.metadata().at("format"), "pt");
   EXPECT_EQ(s.require("layer.a").shape, (std::vector<int64_t>{3, 2}));
   EXPECT_EQ(std::memcmp(s.require("layer.a").data, a.data(), 24), 0);
-  EXPECT_EQ(fp16_to_fp32(reinterpret_cast<const uint16_t*>(s.require("layer.h").data)[1]), -8.f);
-  EXPECT_EQ(bf16_to_fp32(*reinterpret_cast<const uint16_t*>(s.require("z.bf").data)), 3.f);
+  EXPECT_EQ(fp16_to_fp32(at<uint16_t>(s.require("layer.h").data, 1)), -8.f);
+  EXPECT_EQ(bf16_to_fp32(at<uint16_t>(s.require("z.bf").data, 0)), 3.f);
 
   // Writer errors: unsupported dtype, wrong byte count, duplicate names; no file left.
   TensorInfo q{"q", DType::Q8_0, {32}, reinterpret_cast<const uint8_t*>(a.data()), 34};
@@ -163,8 +172,8 @@ TEST(Safetensors, ShardedDirectoryWithIndex) {
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->n_files(), 2u);
   ASSERT_EQ(src->tensors().size(), 3u);
-  EXPECT_EQ(reinterpret_cast<const float*>(src->require("model.a").data)[3], 4.f);
-  EXPECT_EQ(reinterpret_cast<const float*>(src->require("lm_head.weight").data)[0], 5.f);
+  EXPECT_EQ(at<float>(src->require("model.a").data, 3), 4.f);
+  EXPECT_EQ(at<float>(src->require("lm_head.weight").data, 0), 5.f);
   EXPECT_EQ(src->require("lm_head.weight").shape, (std::vector<int64_t>{1, 4}));
 }
 
