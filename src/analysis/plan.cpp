@@ -26,7 +26,10 @@ DocumentPlan plan_document(int64_t doc, int64_t n_tokens, int n_layers, int n_he
   const int64_t decode = s.rows == RowKind::Prefill ? 0 : std::min(s.decode_tokens, n_tokens - 1);
   p.prefill_len = n_tokens - std::max<int64_t>(decode, 0);
   if (s.rows != RowKind::Decode)
-    for (int64_t t = s.min_query; t < p.prefill_len; t += s.stride) p.queries.push_back(int32_t(t));
+    // t advances by at most what is left, so a huge --stride cannot overflow t.
+    for (int64_t t = s.min_query; t < p.prefill_len;
+         t = p.prefill_len - t > s.stride ? t + s.stride : p.prefill_len)
+      p.queries.push_back(int32_t(t));
   if (s.rows != RowKind::Prefill)
     for (int64_t t = std::max(p.prefill_len, s.min_query); t < n_tokens; ++t)
       p.queries.push_back(int32_t(t));

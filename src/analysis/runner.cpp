@@ -9,6 +9,7 @@
 #include "analysis/plan.h"
 #include "analysis/row_dump.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "model/model_util.h"
 
 namespace attnsparse::analysis {
@@ -35,9 +36,8 @@ void write_checkpoint(const std::string& path, const std::string& fingerprint, i
 }
 
 Checkpoint read_checkpoint(const std::string& path, const std::string& fingerprint) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open the checkpoint");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string raw = read_input_file(path);  // a regular file of bounded size
+  const std::vector<uint8_t> bytes(raw.begin(), raw.end());
   Checkpoint c;
   try {
     const json j = json::from_cbor(bytes);
@@ -265,7 +265,7 @@ RunOutcome analyze_documents(RowSource& source, const std::vector<RunDocument>& 
     out.docs_resumed = first_doc;
   }
   std::unique_ptr<RowDumpFile> dump;
-  if (!control.dump_path.empty()) dump = std::make_unique<RowDumpFile>(control.dump_path, dump_bytes);
+  if (!control.dump_path.empty()) dump = std::make_unique<RowDumpFile>(control.dump_path, dump_bytes, !control.checkpoint_path.empty());
 
   const int64_t rows_total = std::min(sampler.target, sampler.total) - sampler.chosen;
   RunProgress progress;

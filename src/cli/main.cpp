@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cerrno>
 #include <cstdlib>
 #include <cstdio>
@@ -15,8 +16,10 @@
 #include <fmt/format.h>
 
 #include "cli/verb.h"
+#include "core/checked.h"
 #include "model/model.h"
 #include "core/error.h"
+#include "core/text.h"
 
 namespace attnsparse::cli {
 
@@ -36,14 +39,8 @@ namespace {
 CLI::Validator integer_at_least(long long lo, const char* what) {
   return CLI::Validator(
       [lo, what](std::string& s) -> std::string {
-        long long v = 0;
-        size_t used = 0;
-        try {
-          v = std::stoll(s, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != s.size() || v < lo) return fmt::format("must be {}, got '{}'", what, s);
+        const auto v = attnsparse::parse_int64(s);
+        if (!v || *v < lo) return fmt::format("must be {}, got '{}'", what, attnsparse::printable(s, 40));
         return {};
       },
       lo > 0 ? "POSITIVE" : "NONNEGATIVE");
@@ -70,12 +67,30 @@ double ProgressGate::seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
+int max_threads() {
+  // More OpenMP threads than this only cost memory (each has its own stack; 100,000 of them
+  // overflowed it) and time; 4x the hardware threads leaves room for oversubscription tests.
+  return std::min(4 * std::max(omp_get_num_procs(), 1), 1024);
+}
+
 void add_threads_option(CLI::App* sub, int* threads) {
-  sub->add_option("--threads,-t", *threads, "CPU threads (0 = all cores)")->check(non_negative_integer());
+  sub->add_option("--threads,-t", *threads,
+                  fmt::format("CPU threads (0 = all cores; at most {}, 4 x the hardware threads)", max_threads()))
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            const auto v = attnsparse::parse_int64(s);
+            if (!v || *v < 0 || *v > max_threads())
+              return fmt::format("must be an integer from 0 to {} (4 x the {} hardware threads), got '{}'",
+                                 max_threads(), omp_get_num_procs(), attnsparse::printable(s, 40));
+            return {};
+          },
+          "0.." + std::to_string(max_threads())));
 }
 
 void apply_threads(int threads) {
-  if (threads > 0) omp_set_num_threads(threads);
+  if (threads > 0) omp_set_num_threads(std::min(threads, max_threads()));
+  // OMP_NUM_THREADS from the environment gets the same bound.
+  else if (omp_get_max_threads() > max_threads()) omp_set_num_threads(max_threads());
 }
 
 void add_kv_type_option(CLI::App* sub) {
@@ -164,6 +179,18 @@ int main(int argc, char** argv) {
   auto& verbs = attnsparse::cli::registry();
   std::sort(verbs.begin(), verbs.end());
   for (auto& [name, registrar] : verbs) registrar(app);
+  // CLI11 clamps an integer beyond int64 to the largest value (--stride 9999999999999999999
+  // became 2^63 - 1): every integer option of every verb is parsed exactly first.
+  for (CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    for (CLI::Option* opt : sub->get_options())
+      if (opt->get_type_name() == "INT" || opt->get_type_name() == "UINT")
+        opt->check(CLI::Validator(
+            [](std::string& s) -> std::string {
+              if (attnsparse::parse_int64(s)) return {};
+              return fmt::format("'{}' is not an integer in [{}, {}]", attnsparse::printable(s, 40),
+                                 INT64_MIN, INT64_MAX);
+            },
+            ""));
 
   std::string verb = argc > 1 ? argv[1] : "";
   try {
@@ -174,21 +201,22 @@ int main(int argc, char** argv) {
     // Bad arguments: one line, like every other error, with a pointer to the help.
     if (!verb.empty() && verb[0] != '-' && is_verb(app, verb))
       std::fprintf(stderr, "attnsparse %s: error: %s (see 'attnsparse %s --help')\n",
-                   verb.c_str(), e.what(), verb.c_str());
+                   verb.c_str(), attnsparse::printable(e.what(), 2000).c_str(), verb.c_str());
     else if (!verb.empty() && verb[0] != '-')
       std::fprintf(stderr, "attnsparse: error: unknown verb '%s' (see 'attnsparse --help')\n",
-                   verb.c_str());
+                   attnsparse::printable(verb, 80).c_str());
     else
-      std::fprintf(stderr, "attnsparse: error: %s (see 'attnsparse --help')\n", e.what());
+      std::fprintf(stderr, "attnsparse: error: %s (see 'attnsparse --help')\n",
+                   attnsparse::printable(e.what(), 2000).c_str());
     return 2;
   } catch (const attnsparse::Error& e) {
-    std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), e.what());
+    std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), attnsparse::printable(e.what(), 2000).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "attnsparse %s: error: out of memory\n", verb.c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), e.what());
+    std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), attnsparse::printable(e.what(), 2000).c_str());
     return 1;
   }
   return 0;

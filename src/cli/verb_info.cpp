@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
+#include "core/text.h"
 #include "core/error.h"
 #include "io/tensor_source.h"
 #include "model/arch.h"
@@ -116,7 +117,7 @@ void register_info(CLI::App& app) {
       return;
     }
     fmt::print("{:<16} {}\n", "model", model_path);
-    fmt::print("{:<16} {} ({})\n", "format", c.source_format, c.name.empty() ? "unnamed" : c.name);
+    fmt::print("{:<16} {} ({})\n", "format", c.source_format, c.name.empty() ? "unnamed" : printable(c.name));
     fmt::print("{:<16} {}\n", "architecture", c.arch);
     const double disk = static_cast<double>(path_bytes(model_path));
     fmt::print("{:<16} {:.3f} M ({} on disk)\n", "parameters", params / 1e6,

@@ -17,10 +17,14 @@ void register_logits(CLI::App& app) {
       "Example: attnsparse logits model.gguf --tokens ids.txt --out logits.f32 --rows 0,16,31");
   static std::string model_path, tokens_path, out_path, rows_text;
   static int threads = 0;
+  static bool beyond_context = false;
   add_model_options(sub, model_path);
   sub->add_option("--tokens", tokens_path, "file of whitespace-separated token ids")->required();
   sub->add_option("--out", out_path, "output file (f32)")->required();
   sub->add_option("--rows", rows_text, "comma-separated token indices whose logits to write");
+  sub->add_flag("--beyond-context", beyond_context,
+                "evaluate more tokens than the model's context length (extrapolation; the cost "
+                "grows with the square of the token count)");
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
   add_kv_type_option(sub);
@@ -38,7 +42,16 @@ void register_logits(CLI::App& app) {
       if (tokens[i] >= c.n_vocab)
         fail_file(tokens_path, "token id {} at index {} is out of range (vocabulary size {})",
                   tokens[i], i, c.n_vocab);
-    KVCache cache = model->make_cache(static_cast<int64_t>(tokens.size()));
+    // Past the training context the logits are extrapolation and the run is quadratic in
+    // the token count: refused unless asked for, then warned about.
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n > c.n_ctx && !beyond_context)
+      fail_file(tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
+                "or pass --beyond-context to evaluate them anyway", n, c.n_ctx, c.n_ctx);
+    if (n > c.n_ctx)
+      fmt::print(stderr, "attnsparse logits: warning: {} tokens exceed the model's context length of {}\n", n,
+                 c.n_ctx);
+    KVCache cache = model->make_cache(n);
     std::vector<float> logits;
     model->forward(tokens, cache, opts, logits);
     write_file_atomic(out_path, logits.data(), logits.size() * sizeof(float));

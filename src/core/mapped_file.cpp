@@ -9,23 +9,14 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace attnsparse {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail_file(path, "cannot open: {}", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail_file(path, "cannot stat: {}", std::strerror(err));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail_file(path, "is a directory, expected a file");
-  }
-  size_ = static_cast<size_t>(st.st_size);
+  uint64_t size = 0;
+  const int fd = open_input_file(path, &size);  // regular files only: no FIFO or device
+  size_ = static_cast<size_t>(size);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {

@@ -6,13 +6,18 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <system_error>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/files.h"
+#include "core/text.h"
+#include "io/json_file.h"
 
 namespace attnsparse {
 
@@ -30,14 +35,7 @@ bool known_extension(const fs::path& p) {
 }
 
 std::string read_whole_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail_file(path, "is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail_file(path, "read error");
-  std::string text = std::move(ss).str();
+  std::string text = read_input_file(path);  // regular files only, bounded size
   if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // UTF-8 byte-order mark
   return text;
 }
@@ -162,6 +160,8 @@ void read_jsonl(const fs::path& file, std::vector<Document>& out) {
       j = json::parse(rec);
     } catch (const json::parse_error& e) {
       throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(), line, json_problem(e)));
+    } catch (const json::exception& e) {  // a number out of range ("1e999") and the like
+      throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(), line, json_error_text(e)));
     }
     out.push_back(jsonl_record(j, file, line));
     ++records;
@@ -204,6 +204,8 @@ void read_longbench_v2(const fs::path& file, std::vector<Document>& out) {
   } catch (const json::parse_error& e) {
     throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(),
                                   line_of_offset(text, e.byte > 0 ? e.byte - 1 : 0), json_problem(e)));
+  } catch (const json::exception& e) {  // a number out of range ("1e999") and the like
+    fail_file(file.string(), "invalid JSON ({})", json_error_text(e));
   }
   if (!j.is_array())
     fail_file(file.string(), "expected a JSON array of LongBench v2 records, found {}", j.type_name());
@@ -273,6 +275,8 @@ std::vector<Document> read_documents(const std::vector<std::string>& paths) {
   for (const std::string& path : paths) {
     std::error_code ec;
     const fs::file_status st = fs::status(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      fail_file(path, "cannot open: {}", ec.message());  // a symlink loop, no permission, ...
     if (ec || !fs::exists(st)) fail_file(path, "no such file or directory");
     if (!fs::is_directory(st)) {
       read_file(path, docs);
@@ -311,23 +315,21 @@ std::vector<int32_t> truncate_middle(const std::vector<int32_t>& tokens, int64_t
 }
 
 std::vector<int32_t> read_token_file(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail_file(path, "is a directory");
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
+  const std::string text = read_input_file(path);  // regular files only, bounded size
   std::vector<int32_t> ids;
-  std::string word;
-  while (in >> word) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != word.size() || v < 0 || v > INT32_MAX)
-      fail_file(path, "'{}' (token {}) is not a token id", word, ids.size());
-    ids.push_back(static_cast<int32_t>(v));
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    while (i < n && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    if (i == n) break;
+    size_t j = i;
+    while (j < n && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+    const std::string_view word(text.data() + i, j - i);
+    const auto v = parse_int64(word);
+    if (!v || *v < 0 || *v > INT32_MAX)
+      fail_file(path, "'{}' (token {}) is not a token id", printable(word, 40), ids.size());
+    ids.push_back(static_cast<int32_t>(*v));
+    i = j;
   }
   if (ids.empty()) fail_file(path, "no token ids");
   return ids;

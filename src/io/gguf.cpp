@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace attnsparse {
 
@@ -80,10 +81,8 @@ std::string GgufValue::to_display(size_t max_items) const {
   if (auto* d = std::get_if<double>(&value)) return fmt::format("{:g}", *d);
   if (auto* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
   if (auto* s = std::get_if<std::string>(&value)) {
-    std::string out = s->size() > 60 ? s->substr(0, 57) + "..." : *s;
-    for (char& c : out)
-      if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-    return "\"" + out + "\"";
+    // Control characters and escape sequences are shown escaped, never sent raw.
+    return "\"" + printable(*s, s->size() > 60 ? 57 : 60) + "\"";
   }
   const GgufArray& a = as_array();
   std::string out = fmt::format("[{} x {}]", a.values.size(), gguf_type_name(a.element_type));

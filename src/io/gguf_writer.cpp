@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "ops/matmul.h"
 #include "ops/quant/formats.h"
 
@@ -215,7 +216,9 @@ void GgufWriter::write(const std::string& path) const {
     alignment = static_cast<uint64_t>(al);
   }
 
-  const std::string tmp = path + ".tmp";
+  // Never replaces a device, FIFO or directory; a symlink is followed (core/files.h).
+  const std::string target = resolve_output_path(path);
+  const std::string tmp = target + ".tmp";
   try {
     Out o(tmp, path);
     o.pod<uint32_t>(kGgufMagic);
@@ -281,7 +284,7 @@ void GgufWriter::write(const std::string& path) const {
     std::remove(tmp.c_str());
     throw;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
     int err = errno;
     std::remove(tmp.c_str());
     fail_file(path, "cannot rename {} to it: {}", tmp, std::strerror(err));

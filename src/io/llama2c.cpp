@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -131,6 +132,9 @@ std::optional<Llama2cHeader> parse_llama2c_header(const uint8_t* data, uint64_t 
 
 bool is_llama2c_path(const std::string& path) {
   if (path.size() < 4 || path.compare(path.size() - 4, 4, ".bin") != 0) return false;
+  // Not a regular file (a FIFO would block the open): the GGUF reader names what it is.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   if (in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0) return false;

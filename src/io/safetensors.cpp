@@ -12,6 +12,8 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/files.h"
+#include "io/json_file.h"
 
 namespace attnsparse {
 
@@ -58,14 +60,7 @@ SafetensorsSource::SafetensorsSource(const std::string& path) : path_(path) {
     const std::string index = (fs::path(path) / "model.safetensors.index.json").string();
     const std::string single = (fs::path(path) / "model.safetensors").string();
     if (fs::exists(index, ec)) {
-      std::ifstream in(index);
-      if (!in) fail_file(index, "cannot open: {}", std::strerror(errno));
-      json j;
-      try {
-        j = json::parse(in);
-      } catch (const json::exception& e) {
-        fail_file(index, "bad JSON: {}", e.what());
-      }
+      const json j = read_json_file(index);  // regular file, bounded, no duplicate keys
       if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
         fail_file(index, "no \"weight_map\" object");
       // shard file -> names it should hold, shards in first-appearance order
@@ -108,12 +103,8 @@ void SafetensorsSource::load_file(const std::string& file,
   if (n > kMaxHeader) fail_file(file, "header length {} is larger than 100 MiB", n);
   if (n < 2) fail_file(file, "header length {} is too small for a JSON object", n);
   const char* hdr = reinterpret_cast<const char*>(m.data() + 8);
-  json j;
-  try {
-    j = json::parse(hdr, hdr + n);
-  } catch (const json::exception& e) {
-    fail_file(file, "bad JSON header: {}", e.what());
-  }
+  // Duplicate tensor names would silently keep one of the entries: refused.
+  const json j = parse_json_text(std::string_view(hdr, n), file);
   if (!j.is_object()) fail_file(file, "the JSON header is a {}, expected an object", json_kind(j));
   const uint8_t* data = m.data() + 8 + n;
   const uint64_t data_size = m.size() - 8 - n;
@@ -178,7 +169,19 @@ void SafetensorsSource::load_file(const std::string& file,
   }
   std::sort(spans.begin(), spans.end(),
             [](const Span& a, const Span& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  // As the format requires, the tensors tile the data exactly: a header length that is off
+  // (every tensor shifted) leaves a gap at the start or end and is refused.
+  if (!spans.empty() && spans.front().begin != 0)
+    fail_file(file, "the first tensor '{}' starts at data offset {}, not 0 (is the header length {} wrong?)",
+              tensors_[spans.front().index].name, spans.front().begin, n);
+  if (!spans.empty() && spans.back().end != data_size)
+    fail_file(file, "the tensors end at data offset {} but the file holds {} data bytes (is the header length {} wrong?)",
+              spans.back().end, data_size, n);
   for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i].begin > spans[i - 1].end)
+      fail_file(file, "gap between tensors '{}' and '{}' ([{}, {}] and [{}, {}])",
+                tensors_[spans[i - 1].index].name, tensors_[spans[i].index].name,
+                spans[i - 1].begin, spans[i - 1].end, spans[i].begin, spans[i].end);
     if (spans[i].begin < spans[i - 1].end)
       fail_file(file, "tensors '{}' and '{}' overlap ([{}, {}] and [{}, {}])",
                 tensors_[spans[i - 1].index].name, tensors_[spans[i].index].name,
@@ -242,7 +245,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorInfo>& t
   std::string header = h.dump();
   while (header.size() % 8) header.push_back(' ');
 
-  const std::string tmp = path + ".tmp";
+  // Never replaces a device, FIFO or directory; a symlink is followed (core/files.h).
+  const std::string target = resolve_output_path(path);
+  const std::string tmp = target + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) fail_file(path, "cannot write: {}", std::strerror(errno));
   bool ok = true;
@@ -260,7 +265,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorInfo>& t
     std::remove(tmp.c_str());
     fail_file(path, "write failed: {}", std::strerror(err));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
     const int e2 = errno;
     std::remove(tmp.c_str());
     fail_file(path, "cannot rename {} to it: {}", tmp, std::strerror(e2));

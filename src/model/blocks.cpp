@@ -7,6 +7,7 @@
 
 #include "model/arch.h"
 #include "core/error.h"
+#include "model/finite_check.h"
 #include "model/forward.h"
 #include "model/profile.h"
 #include "ops/activation.h"
@@ -119,6 +120,10 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   args.out = out;
   args.out_stride = c.n_head * c.head_dim;
   args.key_pos = fc.cache.positions[layer].data();
+  // Attention would hide a NaN (a NaN score never wins the max): refuse it here.
+  require_finite_rows(q, fc.n, c.n_head * c.head_dim, q_stride, layer, "queries", "attn_q");
+  require_finite_rows(args.k + fc.slot0 * kv_dim, fc.n, kv_dim, kv_dim, layer, "keys", "attn_k");
+  require_finite_rows(args.v + fc.slot0 * kv_dim, fc.n, kv_dim, kv_dim, layer, "values", "attn_v");
   const ops::KeySet* keys = fc.hooks ? fc.hooks->plan(layer, shape, args) : nullptr;
   ops::RowObserver* observer = fc.hooks ? fc.hooks->observer(layer) : nullptr;
   {

@@ -1,6 +1,7 @@
 // ModelConfig from GGUF metadata, with llama.cpp's key names.
 #include <fmt/format.h>
 
+#include <climits>
 #include <cmath>
 
 #include "core/error.h"
@@ -21,11 +22,18 @@ const char* rope_layout_name(RopeLayout layout) {
 
 namespace {
 
+// Every integer hyper-parameter is at most 2^31 - 1 when read, so products formed from
+// them (head_count x key_length, ...) cannot overflow; validate_config checks sane limits.
+int64_t bounded(const GgufFile& f, const std::string& key, int64_t v) {
+  if (v > INT32_MAX) fail_file(f.path(), "metadata key '{}' is {}, larger than {}", key, v, INT32_MAX);
+  return v;
+}
+
 int64_t require_int(const GgufFile& f, const std::string& key) {
   auto v = f.get_int(key);
   if (!v) fail_file(f.path(), "missing metadata key '{}'", key);
   if (*v <= 0) fail_file(f.path(), "metadata key '{}' must be positive, got {}", key, *v);
-  return *v;
+  return bounded(f, key, *v);
 }
 
 }  // namespace
@@ -44,11 +52,13 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.n_layer = require_int(f, a + "block_count");
   c.n_ff = require_int(f, a + "feed_forward_length");
   c.n_head = require_int(f, a + "attention.head_count");
-  c.n_kv_head = f.get_int(a + "attention.head_count_kv").value_or(c.n_head);
+  c.n_kv_head = bounded(f, a + "attention.head_count_kv", f.get_int(a + "attention.head_count_kv").value_or(c.n_head));
   if (c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0)
     fail_file(f.path(), "attention.head_count_kv {} does not divide head_count {}", c.n_kv_head,
               c.n_head);
-  c.head_dim = f.get_int(a + "attention.key_length").value_or(c.n_embd / c.n_head);
+  c.head_dim = bounded(f, a + "attention.key_length", f.get_int(a + "attention.key_length").value_or(c.n_embd / c.n_head));
+  if (c.n_head > c.n_embd && !f.get_int(a + "attention.key_length"))
+    fail_file(f.path(), "attention.head_count {} is larger than embedding_length {}", c.n_head, c.n_embd);
   if (c.head_dim <= 0 || (!f.get_int(a + "attention.key_length") && c.n_embd % c.n_head != 0))
     fail_file(f.path(), "embedding_length {} is not a multiple of head_count {}", c.n_embd,
               c.n_head);
@@ -69,7 +79,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   // the other families keep the Hugging Face half-split ("neox") layout.
   c.rope_layout = info->gguf_rope;
   if (c.rope_layout != RopeLayout::None) {
-    c.rope_dim = f.get_int(a + "rope.dimension_count").value_or(c.head_dim);
+    c.rope_dim = bounded(f, a + "rope.dimension_count", f.get_int(a + "rope.dimension_count").value_or(c.head_dim));
     if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0)
       fail_file(f.path(), "rope.dimension_count {} is invalid for head size {}", c.rope_dim,
                 c.head_dim);
@@ -100,7 +110,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
 
   // Experts.
   if (info->moe != MoeUse::None) {
-    c.n_expert = f.get_int(a + "expert_count").value_or(0);
+    c.n_expert = bounded(f, a + "expert_count", f.get_int(a + "expert_count").value_or(0));
     if (c.n_expert < 0) fail_file(f.path(), "metadata key '{}expert_count' must be >= 0", a);
     if (c.n_expert == 0 && info->moe == MoeUse::Always)
       fail_file(f.path(), "missing metadata key '{}'", a + "expert_count");
@@ -109,7 +119,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
       if (c.n_expert_used > c.n_expert)
         fail_file(f.path(), "expert_used_count {} exceeds expert_count {}", c.n_expert_used,
                   c.n_expert);
-      c.n_ff_expert = f.get_int(a + "expert_feed_forward_length").value_or(c.n_ff);
+      c.n_ff_expert = bounded(f, a + "expert_feed_forward_length", f.get_int(a + "expert_feed_forward_length").value_or(c.n_ff));
       if (c.n_ff_expert <= 0)
         fail_file(f.path(), "metadata key '{}' must be positive", a + "expert_feed_forward_length");
     }

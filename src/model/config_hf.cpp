@@ -3,7 +3,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <climits>
+
 #include "core/error.h"
+#include "core/text.h"
+#include "io/json_file.h"
 #include "model/arch.h"
 #include "model/config.h"
 
@@ -11,6 +15,10 @@ namespace attnsparse {
 namespace {
 
 using nlohmann::json;
+
+// Every integer hyper-parameter is at most 2^31 - 1 when read, so the products formed from
+// them below and in validate_config cannot overflow (the sane limits are checked there).
+constexpr int64_t kMaxConfigInt = INT32_MAX;
 
 struct Fields {
   const json& j;
@@ -32,9 +40,12 @@ struct Fields {
   }
   int64_t as_int(const char* key, const json& v) const {
     if (!v.is_number_integer())
-      fail_file(path, "field '{}' must be an integer, got {}", key, v.dump());
+      fail_file(path, "field '{}' must be an integer, got {}", key, printable(v.dump(), 60));
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(kMaxConfigInt))
+      fail_file(path, "field '{}' is {}, larger than {}", key, v.dump(), kMaxConfigInt);
     int64_t x = v.get<int64_t>();
     if (x <= 0) fail_file(path, "field '{}' must be positive, got {}", key, x);
+    if (x > kMaxConfigInt) fail_file(path, "field '{}' is {}, larger than {}", key, x, kMaxConfigInt);
     return x;
   }
   double get_float(const char* key) const {
@@ -47,13 +58,13 @@ struct Fields {
     return v ? as_float(key, *v) : dflt;
   }
   double as_float(const char* key, const json& v) const {
-    if (!v.is_number()) fail_file(path, "field '{}' must be a number, got {}", key, v.dump());
+    if (!v.is_number()) fail_file(path, "field '{}' must be a number, got {}", key, printable(v.dump(), 60));
     return v.get<double>();
   }
   bool get_bool_or(const char* key, bool dflt) const {
     const json* v = find(key);
     if (!v) return dflt;
-    if (!v->is_boolean()) fail_file(path, "field '{}' must be true or false, got {}", key, v->dump());
+    if (!v->is_boolean()) fail_file(path, "field '{}' must be true or false, got {}", key, printable(v->dump(), 60));
     return v->get<bool>();
   }
 };
@@ -113,14 +124,7 @@ void read_family_fields(const Fields& f, const ArchInfo& info, ModelConfig& c) {
 }  // namespace
 
 ModelConfig config_from_hf_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail_file(path, "invalid JSON: {}", e.what());
-  }
+  const json j = read_json_file(path);  // regular file, bounded, no duplicate keys
   if (!j.is_object()) fail_file(path, "expected a JSON object");
   Fields f{j, path};
 
@@ -138,7 +142,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
 
   ModelConfig c;
   c.source_format = "hf";
-  c.name = j.value("_name_or_path", std::string());
+  c.name = json_string_or(j, "_name_or_path", std::string(), path);
   const ArchInfo* info = find_hf_arch(hf_arch);
   if (info == nullptr)
     fail_file(path, "architecture '{}' is not supported ({})", hf_arch, supported_arch_list(true));
@@ -240,8 +244,7 @@ void hf_tie_from_storage(ModelConfig& c, const std::string& config_json_path,
                          const TensorSource& weights) {
   if (c.tied_output) return;
   // config_from_hf_json has read this file already; here only: is the flag there at all?
-  std::ifstream in(config_json_path);
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const json j = read_json_file(config_json_path);
   if (j.is_object() && j.contains("tie_word_embeddings") && !j["tie_word_embeddings"].is_null())
     return;  // said explicitly: untied
   // No tie_word_embeddings (LlamaConfig's default is untied) but only one of the two

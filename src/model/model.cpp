@@ -11,6 +11,8 @@
 #include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "model/arch.h"
+#include "model/config_validate.h"
+#include "model/finite_check.h"
 #include "model/forward.h"
 #include "model/profile.h"
 #include "ops/matmul.h"
@@ -87,6 +89,7 @@ class TransformerModel : public Model {
         gguf_(std::move(gguf)), options_(std::move(options)) {
     const TensorSource& src = gguf_ ? static_cast<const TensorSource&>(*gguf_) : *source_;
     w_ = bind_weights(cfg_, src, style);
+    check_small_weights_finite(cfg_, w_, path_);
     arch_ = &arch_info(cfg_.arch);
     ops::RopeParams rope;
     rope.head_dim = static_cast<int>(cfg_.head_dim);
@@ -128,6 +131,10 @@ class TransformerModel : public Model {
       } else {
         tokenizer_ = Tokenizer::from_hf_dir(path_);
       }
+      // Token ids past the embedding would be refused by every forward call.
+      if (tokenizer_ && tokenizer_->n_vocab() > cfg_.n_vocab)
+        fail_file(path_, "the tokenizer has {} tokens but the embedding only {} rows", tokenizer_->n_vocab(),
+                  cfg_.n_vocab);
     });
     if (!tokenizer_) fail("{}: the model has no tokenizer", path_);
     return *tokenizer_;
@@ -183,7 +190,17 @@ void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& 
   std::vector<float> x(n * c.n_embd);
   Scratch scratch;
   embed_tokens(fc, tokens.data(), x.data());
-  for (int l = 0; l < c.n_layer; ++l) arch_->layer(fc, l, x.data(), scratch);
+  require_finite_activations(x.data(), n * c.n_embd, path_,
+                             "the embedding of the input (token_embd.weight / position_embd.weight)");
+  try {
+    for (int l = 0; l < c.n_layer; ++l) {
+      arch_->layer(fc, l, x.data(), scratch);
+      require_finite_activations(x.data(), n * c.n_embd, path_,
+                                 fmt::format("the hidden state after layer {} (tensors blk.{}.*)", l, l));
+    }
+  } catch (const NonFiniteError& e) {
+    fail_file(path_, "{}", e.what());
+  }
   cache.n_used += n;
   cache.next_pos += n;
   const size_t h0 = hidden.size();
@@ -205,6 +222,7 @@ void TransformerModel::output_head(const float* hidden, int64_t m, float* logits
   }
   profile::Scope timer(profile::Logits);
   ops::matmul(w_.output.w, normed.data(), m, logits);
+  require_finite_activations(logits, m * c.n_vocab, path_, "the logits (output_norm.weight / output.weight)");
   if (c.final_softcap > 0.f) {
     // gemma2: logits -> c tanh(logits / c), scaled as llama.cpp does (x * (1/c), tanh, x c).
     const float inv = 1.0f / c.final_softcap;
@@ -221,20 +239,24 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
     const std::string cfg_path = (fs::path(path) / "config.json").string();
     if (!fs::exists(cfg_path, ec)) fail_file(path, "not a model directory (no config.json)");
     ModelConfig cfg = config_from_hf_json(cfg_path);
+    validate_config(cfg, cfg_path);
     auto source = open_safetensors_dir(path);
     hf_tie_from_storage(cfg, cfg_path, *source);
     return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(source), nullptr,
                                               NameStyle::HuggingFace, options);
   }
-  if (!fs::exists(path, ec)) fail_file(path, "no such file or directory");
+  if (!fs::exists(path, ec) && !ec) fail_file(path, "no such file or directory");
+  // A FIFO, device or symlink loop: GgufFile (MappedFile) names the reason.
   if (is_llama2c_path(path)) {  // no magic: a .bin whose header matches its size
     auto file = std::make_unique<Llama2cFile>(path);
     ModelConfig cfg = config_from_llama2c(*file);
+    validate_config(cfg, path);
     return std::make_unique<TransformerModel>(path, std::move(cfg), std::move(file), nullptr,
                                               NameStyle::Gguf, options);
   }
   auto gguf = std::make_unique<GgufFile>(path);
   ModelConfig cfg = config_from_gguf(*gguf);
+  validate_config(cfg, path);
   return std::make_unique<TransformerModel>(path, std::move(cfg), nullptr, std::move(gguf),
                                             NameStyle::Gguf, options);
 }

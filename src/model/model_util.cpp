@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace attnsparse {
 
@@ -30,37 +31,13 @@ std::vector<int64_t> parse_index_list(const std::string& text, const std::string
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out) fail_file(path, "cannot create");
-    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail_file(path, "write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail_file(path, "cannot rename: {}", ec.message());
-  }
+  write_output_file(path, data, bytes);
 }
 
 }  // namespace attnsparse
 
 namespace attnsparse {
 
-std::string read_text_file(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail_file(path, "is a directory, not a text file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail_file(path, "read failed");
-  return text;
-}
+std::string read_text_file(const std::string& path) { return read_input_file(path); }
 
 }  // namespace attnsparse

@@ -11,14 +11,16 @@ namespace attnsparse {
 // Comma-separated non-negative integers ("0,16,31"); throws UsageError.
 std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option);
 
-// Writes bytes to path + ".tmp" and renames, so a failure leaves no partial file.
+// Writes bytes to path + ".tmp" and renames, so a failure leaves no partial file; never
+// replaces a device, FIFO or directory (core/files.h write_output_file).
 void write_file_atomic(const std::string& path, const void* data, size_t bytes);
 
 }  // namespace attnsparse
 
 namespace attnsparse {
 
-// The whole file as bytes; throws FormatError naming the file when it cannot be read.
+// The whole file as bytes; throws FormatError naming the file when it cannot be read, is
+// not a regular file or is larger than 1 GiB (core/files.h read_input_file).
 std::string read_text_file(const std::string& path);
 
 }  // namespace attnsparse

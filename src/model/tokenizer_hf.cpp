@@ -16,6 +16,8 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/text.h"
+#include "io/json_file.h"
 #include "model/tokenizer_impl.h"
 
 namespace attnsparse {
@@ -28,13 +30,7 @@ namespace fs = std::filesystem;
 const char kSpaceEscape[] = "\xE2\x96\x81";  // "▁"
 
 json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail_file(path, "invalid JSON: {}", e.what());
-  }
+  return read_json_file(path);  // regular file, bounded, no duplicate keys, clear errors
 }
 
 // The pre-tokenizer regexes (as written in tokenizer.json files) we have scanners for.
@@ -92,8 +88,8 @@ void read_pre_tokenizer(const json& p, const std::string& path, PreTokenizer& ou
     for (const json& q : p["pretokenizers"]) read_pre_tokenizer(q, path, out);
   } else if (type == "ByteLevel") {
     out.byte_level = true;
-    out.byte_prefix_space = p.value("add_prefix_space", false);
-    if (p.value("use_regex", true)) out.split.push_back(SplitKind::Gpt2);
+    out.byte_prefix_space = json_bool_or(p, "add_prefix_space", false, path);
+    if (json_bool_or(p, "use_regex", true, path)) out.split.push_back(SplitKind::Gpt2);
   } else if (type == "Split") {
     std::string re;
     if (p.contains("pattern") && p["pattern"].is_object()) {
@@ -106,12 +102,12 @@ void read_pre_tokenizer(const json& p, const std::string& path, PreTokenizer& ou
       fail_file(path, "unsupported pre-tokenizer Split pattern '{}'", re);
     out.split.push_back(kind);
   } else if (type == "Digits") {
-    out.split.push_back(p.value("individual_digits", false) ? SplitKind::NumberOne
+    out.split.push_back(json_bool_or(p, "individual_digits", false, path) ? SplitKind::NumberOne
                                                              : SplitKind::NumberRun);
   } else if (type == "Metaspace") {
     out.metaspace = true;
-    const std::string scheme = p.value("prepend_scheme", std::string("always"));
-    out.metaspace_prefix = p.value("add_prefix_space", true) && scheme != "never";
+    const std::string scheme = json_string_or(p, "prepend_scheme", std::string("always"), path);
+    out.metaspace_prefix = json_bool_or(p, "add_prefix_space", true, path) && scheme != "never";
   } else if (type == "Punctuation") {
     out.split.push_back(SplitKind::PunctRun);
   } else {
@@ -120,14 +116,14 @@ void read_pre_tokenizer(const json& p, const std::string& path, PreTokenizer& ou
 }
 
 // Llama 2 style normalizer: Prepend("▁") and Replace(" ", "▁").
-void read_normalizer(const json& n, bool& prepend, bool& replace_space) {
+void read_normalizer(const json& n, const std::string& path, bool& prepend, bool& replace_space) {
   if (!n.is_object()) return;
-  const std::string type = n.value("type", std::string());
+  const std::string type = json_string_or(n, "type", std::string(), path);
   if (type == "Sequence" && n.contains("normalizers") && n["normalizers"].is_array()) {
-    for (const json& m : n["normalizers"]) read_normalizer(m, prepend, replace_space);
-  } else if (type == "Prepend" && n.value("prepend", std::string()) == kSpaceEscape) {
+    for (const json& m : n["normalizers"]) read_normalizer(m, path, prepend, replace_space);
+  } else if (type == "Prepend" && json_string_or(n, "prepend", std::string(), path) == kSpaceEscape) {
     prepend = true;
-  } else if (type == "Replace" && n.value("content", std::string()) == kSpaceEscape) {
+  } else if (type == "Replace" && json_string_or(n, "content", std::string(), path) == kSpaceEscape) {
     replace_space = true;
   }
 }
@@ -135,8 +131,9 @@ void read_normalizer(const json& n, bool& prepend, bool& replace_space) {
 }  // namespace
 }  // namespace tok
 
-std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
-  using namespace tok;
+namespace tok {
+namespace {
+std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
   const std::string path = (fs::path(dir) / "tokenizer.json").string();
   std::error_code ec;
   if (!fs::exists(path, ec)) fail_file(dir, "no tokenizer.json in the model directory");
@@ -144,7 +141,10 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     fail_file(path, "missing the 'model' object");
   const json& m = j["model"];
-  const std::string model_type = m.value("type", std::string("BPE"));
+  const json& type_field = m.contains("type") ? m["type"] : json();
+  if (!type_field.is_null() && !type_field.is_string())
+    fail_file(path, "field 'model.type' must be a string, got {}", printable(type_field.dump(), 60));
+  const std::string model_type = json_string_or(m, "type", std::string("BPE"), path);
   if (model_type != "BPE")
     fail_file(path, "tokenizer model type '{}' is not supported (BPE)", model_type);
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail_file(path, "model.vocab must be an object");
@@ -170,7 +170,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
           !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0)
         fail_file(path, "added_tokens entries need an integer id and a string content");
       added.push_back({a["id"].get<int64_t>(), a["content"].get<std::string>(),
-                       a.value("special", false), a.value("lstrip", false), a.value("rstrip", false)});
+                       json_bool_or(a, "special", false, path), json_bool_or(a, "lstrip", false, path), json_bool_or(a, "rstrip", false, path)});
       by_id[added.back().id] = added.back().content;
     }
   }
@@ -212,13 +212,13 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
       }
     }
   }
-  spec.ignore_merges = m.value("ignore_merges", false);
+  spec.ignore_merges = json_bool_or(m, "ignore_merges", false, path);
 
   PreTokenizer pre;
   if (j.contains("pre_tokenizer")) read_pre_tokenizer(j["pre_tokenizer"], path, pre);
   bool prepend = false, replace_space = false;
-  if (j.contains("normalizer")) read_normalizer(j["normalizer"], prepend, replace_space);
-  const bool byte_fallback = m.value("byte_fallback", false);
+  if (j.contains("normalizer")) read_normalizer(j["normalizer"], path, prepend, replace_space);
+  const bool byte_fallback = json_bool_or(m, "byte_fallback", false, path);
 
   if (pre.byte_level) {
     spec.algo = Algo::ByteBpe;
@@ -274,11 +274,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
   if (j.contains("post_processor") && j["post_processor"].is_object()) {
     const json& pp = j["post_processor"];
     const json* tmpl = nullptr;
-    if (pp.value("type", std::string()) == "TemplateProcessing") tmpl = &pp;
-    else if (pp.value("type", std::string()) == "Sequence" && pp.contains("processors") &&
+    if (json_string_or(pp, "type", std::string(), path) == "TemplateProcessing") tmpl = &pp;
+    else if (json_string_or(pp, "type", std::string(), path) == "Sequence" && pp.contains("processors") &&
              pp["processors"].is_array())
       for (const json& q : pp["processors"])
-        if (q.value("type", std::string()) == "TemplateProcessing") tmpl = &q;
+        if (json_string_or(q, "type", std::string(), path) == "TemplateProcessing") tmpl = &q;
     if (tmpl && tmpl->contains("single") && (*tmpl)["single"].is_array()) {
       bool seen_seq = false;
       for (const json& item : (*tmpl)["single"]) {
@@ -318,6 +318,18 @@ std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
   if (spec.add_bos && spec.bos < 0) fail_file(tc_path, "add_bos_token is set but no bos_token is defined");
   if (spec.add_eos && spec.eos < 0) fail_file(tc_path, "add_eos_token is set but no eos_token is defined");
   return std::make_unique<TokenizerImpl>(std::move(spec));
+}
+}  // namespace
+}  // namespace tok
+
+std::unique_ptr<Tokenizer> Tokenizer::from_hf_dir(const std::string& dir) {
+  try {
+    return tok::from_hf_dir_impl(dir);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of an unexpected JSON type that no check above names.
+    fail_file((std::filesystem::path(dir) / "tokenizer.json").string(), "unexpected JSON structure: {}",
+              json_error_text(e));
+  }
 }
 
 }  // namespace attnsparse

@@ -121,8 +121,12 @@ const CpuCaps& cpu_caps() {
     CpuCaps c;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
+#if defined(__clang__) && __clang_major__ < 15  // clang 14 (fuzz builds) lacks "f16c"; AVX2 CPUs have it
+    c.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
     c.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("f16c");
+#endif
     c.avx512 = c.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     c.vnni = c.avx512 && __builtin_cpu_supports("avx512vnni");

@@ -1,6 +1,7 @@
 // Corpus readers against hand-written files of every format, the LongBench sample in
 // ../shared/reference, and hostile files that must fail with "<file>:<line>: <problem>".
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -252,6 +253,23 @@ TEST_F(CorpusTest, LongBenchV2ErrorsNameTheRecordLine) {
       << error_of({r});
   const std::string s = write("v2d.json", "[\n{\"context\": \"c\",\n \"question\": \"q\",,}]");
   EXPECT_TRUE(error_of({s}).starts_with(s + ":3: invalid JSON")) << error_of({s});
+}
+
+// Found by fuzz_corpus: a number beyond double range threw nlohmann's out_of_range, which
+// only the catch-all in main reported (without the file). And special files are refused.
+TEST_F(CorpusTest, NumberOverflowAndSpecialFilesAreFormatErrors) {
+  const std::string p = write("big.jsonl", "{\"context\": \"c\"}\n888888888888e7777777777\n");
+  EXPECT_TRUE(error_of({p}).starts_with(p + ":2: invalid JSON (number overflow parsing")) << error_of({p});
+  const std::string q = write("big.json", "[{\"context\": \"c\", \"question\": 1e999}]");
+  EXPECT_TRUE(error_of({q}).starts_with(q + ": invalid JSON (number overflow parsing")) << error_of({q});
+  ASSERT_EQ(::mkfifo((dir_ / "pipe.jsonl").c_str(), 0600), 0);
+  EXPECT_NE(error_of({(dir_ / "pipe.jsonl").string()}).find("pipe.jsonl: is a FIFO (named pipe)"), std::string::npos);
+  fs::create_symlink("/dev/zero", dir_ / "zero.tok");
+  EXPECT_NE(error_of({(dir_ / "zero.tok").string()}).find("zero.tok: is a character device"), std::string::npos);
+  fs::create_symlink(dir_ / "b.txt", dir_ / "a.txt");
+  fs::create_symlink(dir_ / "a.txt", dir_ / "b.txt");
+  EXPECT_NE(error_of({(dir_ / "a.txt").string()}).find("a.txt: cannot open: Too many levels of symbolic links"),
+            std::string::npos) << error_of({(dir_ / "a.txt").string()});
 }
 
 TEST_F(CorpusTest, MissingPathsAndEmptyDirectories) {

@@ -2,6 +2,9 @@
 // attnsparse::FormatError naming the file, never a crash, hang or huge allocation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <sys/stat.h>
+
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -272,6 +275,64 @@ TEST(GgufHostile, CliPrintsOneErrorLine) {
   ASSERT_FALSE(text.empty());
   EXPECT_EQ(text.back(), '\n');
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+}
+
+
+// Keys and strings with newlines and terminal escape sequences: errors and gguf-dump show
+// them escaped, never raw (a raw ESC would drive the user's terminal).
+TEST(GgufHostile, ControlCharactersInKeysAreEscapedInErrorsAndDump) {
+  TempDir dir;
+  const std::string evil = "general.x\n\x1b]0;pwned\x07\x1b[2J";
+  Bytes dup;
+  dup.header(0, 2);
+  dup.kv_u32(evil, 1).kv_u32(evil, 2);
+  const std::string path = dir.file("evil.gguf");
+  testing::write_bytes(path, dup.b.data(), dup.b.size());
+  const std::string out = dir.file("out.txt");
+  int rc = std::system((std::string(ATTNSPARSE_BIN) + " gguf-dump '" + path + "' >'" + out + "' 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
+  std::vector<uint8_t> o = testing::read_bytes(out);
+  std::string text(o.begin(), o.end());
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_NE(text.find("duplicate metadata key 'general.x\\n\\x1b]0;pwned\\x07\\x1b[2J'"), std::string::npos) << text;
+
+  Bytes ok;
+  ok.header(0, 2);
+  ok.kv_u32(evil, 1);
+  ok.str("general.name").u32(8).str("a\x1b[31mred\nname");
+  testing::write_bytes(path, ok.b.data(), ok.b.size());
+  rc = std::system((std::string(ATTNSPARSE_BIN) + " gguf-dump '" + path + "' >'" + out + "' 2>&1").c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 0);
+  o = testing::read_bytes(out);
+  text.assign(o.begin(), o.end());
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_NE(text.find("general.x\\n\\x1b]0;pwned\\x07\\x1b[2J"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"a\\x1b[31mred\\nname\""), std::string::npos) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;  // header + 2 keys
+}
+
+// A FIFO or a device given as the model: refused at once instead of blocking in open() or
+// mapping an endless file.
+TEST(GgufHostile, FifoAndDeviceAreRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = dir.file("model.gguf");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  try {
+    GgufFile f(fifo);
+    FAIL();
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.gguf: is a FIFO (named pipe), expected a regular file"),
+              std::string::npos) << e.what();
+  }
+  try {
+    GgufFile f("/dev/zero");
+    FAIL();
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("/dev/zero: is a character device"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

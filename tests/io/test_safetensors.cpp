@@ -33,6 +33,15 @@ void append(std::vector<uint8_t>& b, T v) {
   b.insert(b.end(), tmp, tmp + sizeof(T));
 }
 
+// Element i of a tensor's data, read with memcpy: a hand-built header is not padded, so
+// the data may sit at any address (a float* load there is undefined behaviour).
+template <typename T>
+T at(const uint8_t* p, size_t i) {
+  T v;
+  std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+  return v;
+}
+
 std::string expect_format_error(const std::string& path) {
   try {
     SafetensorsSource s(path);
@@ -72,20 +81,20 @@ TEST(Safetensors, ReadsAHandBuiltFile) {
   EXPECT_EQ(w.shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(w.rows(), 2);
   EXPECT_EQ(w.cols(), 3);
-  EXPECT_EQ(reinterpret_cast<const float*>(w.data)[5], 1.5f);
+  EXPECT_EQ(at<float>(w.data, 5), 1.5f);
   const TensorInfo& h = s.require("h");
   EXPECT_EQ(h.dtype, DType::F16);
   EXPECT_EQ(h.nbytes, 8);
-  const uint16_t* hv = reinterpret_cast<const uint16_t*>(h.data);
-  EXPECT_EQ(fp16_to_fp32(hv[0]), 1.f);
-  EXPECT_EQ(fp16_to_fp32(hv[1]), -2.f);
-  EXPECT_EQ(fp16_to_fp32(hv[3]), 65504.f);
+  auto hv = [&](size_t i) { return at<uint16_t>(h.data, i); };
+  EXPECT_EQ(fp16_to_fp32(hv(0)), 1.f);
+  EXPECT_EQ(fp16_to_fp32(hv(1)), -2.f);
+  EXPECT_EQ(fp16_to_fp32(hv(3)), 65504.f);
   const TensorInfo& b = s.require("b");
   EXPECT_EQ(b.dtype, DType::BF16);
-  EXPECT_EQ(bf16_to_fp32(reinterpret_cast<const uint16_t*>(b.data)[1]), 3.f);
-  EXPECT_EQ(bf16_to_fp32(reinterpret_cast<const uint16_t*>(b.data)[2]), -0.5f);
+  EXPECT_EQ(bf16_to_fp32(at<uint16_t>(b.data, 1)), 3.f);
+  EXPECT_EQ(bf16_to_fp32(at<uint16_t>(b.data, 2)), -0.5f);
   EXPECT_TRUE(s.require("s").shape.empty());
-  EXPECT_EQ(*reinterpret_cast<const float*>(s.require("s").data), 42.f);
+  EXPECT_EQ(at<float>(s.require("s").data, 0), 42.f);
   EXPECT_EQ(s.find("nope"), nullptr);
   EXPECT_THROW(s.require("nope"), FormatError);
 
@@ -153,8 +162,8 @@ TEST(Safetensors, WriterProducesTheSpecLayoutAndRoundTrips) {
   EXPECT_EQ(s.metadata().at("format"), "pt");
   EXPECT_EQ(s.require("layer.a").shape, (std::vector<int64_t>{3, 2}));
   EXPECT_EQ(std::memcmp(s.require("layer.a").data, a.data(), 24), 0);
-  EXPECT_EQ(fp16_to_fp32(reinterpret_cast<const uint16_t*>(s.require("layer.h").data)[1]), -8.f);
-  EXPECT_EQ(bf16_to_fp32(*reinterpret_cast<const uint16_t*>(s.require("z.bf").data)), 3.f);
+  EXPECT_EQ(fp16_to_fp32(at<uint16_t>(s.require("layer.h").data, 1)), -8.f);
+  EXPECT_EQ(bf16_to_fp32(at<uint16_t>(s.require("z.bf").data, 0)), 3.f);
 
   // Writer errors: unsupported dtype, wrong byte count, duplicate names; no file left.
   TensorInfo q{"q", DType::Q8_0, {32}, reinterpret_cast<const uint8_t*>(a.data()), 34};
@@ -192,8 +201,8 @@ TEST(Safetensors, ShardedDirectoryWithIndex) {
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->n_files(), 2u);
   ASSERT_EQ(src->tensors().size(), 3u);
-  EXPECT_EQ(reinterpret_cast<const float*>(src->require("model.a").data)[3], 4.f);
-  EXPECT_EQ(reinterpret_cast<const float*>(src->require("lm_head.weight").data)[0], 5.f);
+  EXPECT_EQ(at<float>(src->require("model.a").data, 3), 4.f);
+  EXPECT_EQ(at<float>(src->require("lm_head.weight").data, 0), 5.f);
   EXPECT_EQ(src->require("lm_head.weight").shape, (std::vector<int64_t>{1, 4}));
 }
 
@@ -263,7 +272,7 @@ TEST(Safetensors, HostileSingleFiles) {
     std::vector<uint8_t> h(16, 0xFF);  // 2^64-1
     check("hdrhuge.st", h, "past the end");
   }
-  check("badjson.st", st_bytes(R"({"w":{"dtype":"F32",)", d16), "bad JSON");
+  check("badjson.st", st_bytes(R"({"w":{"dtype":"F32",)", d16), "invalid JSON");
   check("array.st", st_bytes(R"([1,2])", d16), "expected an object");
   check("i64.st", st_bytes(R"({"idx":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})", d16),
         "'idx': dtype I64");
@@ -300,6 +309,43 @@ TEST(Safetensors, HostileSingleFiles) {
       break;
     }
   }
+}
+
+
+// Duplicate names (nlohmann keeps one silently) and a header length that is off by one
+// (every tensor shifted by a byte) are refused.
+TEST(Safetensors, DuplicateKeysAndAWrongHeaderLength) {
+  TempDir dir;
+  std::vector<uint8_t> data;
+  for (int i = 0; i < 4; ++i) append<float>(data, float(i));
+  const std::string one = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
+  put(dir.file("ok.safetensors"), st_bytes(one, data));
+  EXPECT_NO_THROW(SafetensorsSource(dir.file("ok.safetensors")));
+  const std::string dup =
+      R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  put(dir.file("dup.safetensors"), st_bytes(dup, data));
+  std::string e = expect_format_error(dir.file("dup.safetensors"));
+  EXPECT_NE(e.find("dup.safetensors: duplicate key 'w' at the top level"), std::string::npos) << e;
+  const std::string dup_field = R"({"w":{"dtype":"F32","dtype":"F16","shape":[4],"data_offsets":[0,16]}})";
+  put(dir.file("dupf.safetensors"), st_bytes(dup_field, data));
+  e = expect_format_error(dir.file("dupf.safetensors"));
+  EXPECT_NE(e.find("duplicate key 'dtype' in 'w'"), std::string::npos) << e;
+
+  // The header padded with a space, as writers do; its length one byte short still parses
+  // as JSON, but then the data starts one byte early.
+  std::vector<uint8_t> b = st_bytes(one + " ", data);
+  b[0] -= 1;
+  put(dir.file("short.safetensors"), b);
+  e = expect_format_error(dir.file("short.safetensors"));
+  EXPECT_NE(e.find("the tensors end at data offset 16 but the file holds 17 data bytes"), std::string::npos) << e;
+  // Trailing bytes after the last tensor, and a gap before the first one.
+  std::vector<uint8_t> more = data;
+  more.push_back(0);
+  put(dir.file("tail.safetensors"), st_bytes(one, more));
+  EXPECT_NE(expect_format_error(dir.file("tail.safetensors")).find("holds 17 data bytes"), std::string::npos);
+  const std::string late = R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})";
+  put(dir.file("gap.safetensors"), st_bytes(late, data));
+  EXPECT_NE(expect_format_error(dir.file("gap.safetensors")).find("starts at data offset 4, not 0"), std::string::npos);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // Bad model files and inputs: each gives a FormatError / Error naming the file and the
 // problem, never a crash.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -12,6 +15,7 @@
 #include "model/model.h"
 #include "model/model_test_util.h"
 #include "model/synth.h"
+#include "ops/matmul.h"
 
 namespace attnsparse {
 namespace {
@@ -222,6 +226,267 @@ TEST(HostileInput, TokenIdsOutOfRangeAndOversizedBatches) {
   } catch (const Error& e) {
     EXPECT_HAS(std::string(e.what()), "learned positions");
   }
+}
+
+
+// ---------------------------------------------------------------- values that lie
+
+// A copy of the GGUF model with edited metadata and f32 tensor values.
+std::string edit_gguf(const std::string& src_path, const std::string& out,
+                      const std::function<void(GgufWriter&)>& edit_meta,
+                      const std::function<void(const std::string&, std::vector<float>&)>& edit_tensor = {},
+                      DType dtype = DType::F32) {
+  GgufFile src(src_path);
+  GgufWriter w;
+  for (const auto& [k, v] : src.metadata()) w.set(k, v);
+  edit_meta(w);
+  for (const TensorInfo& t : src.tensors()) {
+    std::vector<float> f(t.numel());
+    ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
+    if (edit_tensor) edit_tensor(t.name, f);
+    w.add_tensor(t.name, t.shape.size() == 1 ? DType::F32 : dtype, t.shape, f.data());
+  }
+  w.write(out);
+  return out;
+}
+
+std::string forward_error(const std::string& path, std::vector<int32_t> tokens, bool logits = true) {
+  auto m = Model::load(path);
+  KVCache c = m->make_cache(16);
+  ForwardOptions o;
+  o.no_logits = !logits;
+  std::vector<float> l;
+  try {
+    m->forward(tokens, c, o, l);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "forward ran; logit 0 = " << (l.empty() ? 0.f : l[0]);
+  return {};
+}
+
+const auto kNoMeta = [](GgufWriter&) {};
+
+TEST(HostileGguf, NonFiniteWeightsFailNamingTheTensorOrLayer) {
+  TempDir dir;
+  SynthOptions o;
+  o.preset = "tiny";
+  write_synthetic_model(o, dir.file("tiny.gguf"));
+  const std::string tiny = dir.file("tiny.gguf");
+  // The unedited copy runs (the checks do not fire on a sane model).
+  EXPECT_NO_THROW(Model::load(edit_gguf(tiny, dir.file("same.gguf"), kNoMeta)));
+  // Small tensors are scanned at load.
+  std::string p = edit_gguf(tiny, dir.file("norm.gguf"), kNoMeta, [](const std::string& n, std::vector<float>& f) {
+    if (n == "output_norm.weight") f[3] = NAN;
+  });
+  std::string e = load_error(p);
+  EXPECT_HAS(e, "norm.gguf: tensor 'output_norm.weight' holds NaN or Inf (element 3");
+  p = edit_gguf(tiny, dir.file("anorm.gguf"), kNoMeta, [](const std::string& n, std::vector<float>& f) {
+    if (n == "blk.1.attn_norm.weight") f[0] = -INFINITY;
+  });
+  EXPECT_HAS(load_error(p), "tensor 'blk.1.attn_norm.weight' holds NaN or Inf (element 0 is -inf)");
+  // Big matrices: caught where their values are first used. Row 5 of the embedding only.
+  p = edit_gguf(tiny, dir.file("embd.gguf"), kNoMeta, [](const std::string& n, std::vector<float>& f) {
+    if (n == "token_embd.weight") f[5 * 64 + 7] = NAN;
+  });
+  EXPECT_HAS(forward_error(p, {1, 5, 9}), "embd.gguf: the embedding of the input (token_embd.weight");
+  {
+    auto m = Model::load(p);  // other tokens are fine
+    KVCache c = m->make_cache(4);
+    std::vector<float> l;
+    EXPECT_NO_THROW(m->forward(std::vector<int32_t>{1, 9}, c, {}, l));
+  }
+  p = edit_gguf(tiny, dir.file("down.gguf"), kNoMeta, [](const std::string& n, std::vector<float>& f) {
+    if (n == "blk.1.ffn_down.weight") f[100] = INFINITY;
+  });
+  e = forward_error(p, {1, 5, 9}, /*logits=*/false);  // as analyze runs it: no logits
+  EXPECT_HAS(e, "down.gguf: the hidden state after layer 1 (tensors blk.1.*) holds NaN or Inf");
+  // A NaN query would be hidden inside attention (it never wins the max).
+  p = edit_gguf(tiny, dir.file("q.gguf"), kNoMeta, [](const std::string& n, std::vector<float>& f) {
+    if (n == "blk.0.attn_q.weight") f[10] = NAN;
+  });
+  EXPECT_HAS(forward_error(p, {1, 5, 9}), "q.gguf: layer 0: the attention queries of token 0 hold NaN or Inf");
+  p = edit_gguf(tiny, dir.file("out.gguf"), kNoMeta, [](const std::string& n, std::vector<float>& f) {
+    if (n == "output.weight") f[64 * 200] = NAN;
+  });
+  EXPECT_HAS(forward_error(p, {1, 5, 9}), "out.gguf: the logits (output_norm.weight / output.weight) holds NaN");
+}
+
+TEST(HostileGguf, OutOfRangeHyperParametersAreRefused) {
+  TempDir dir;
+  SynthOptions o;
+  o.preset = "tiny";
+  write_synthetic_model(o, dir.file("tiny.gguf"));
+  const std::string tiny = dir.file("tiny.gguf");
+  struct Case {
+    const char* name;
+    std::function<void(GgufWriter&)> edit;
+    const char* expect;
+  };
+  const std::vector<Case> cases = {
+      {"eps_neg", [](GgufWriter& w) { w.set_f32("llama.attention.layer_norm_rms_epsilon", -1.f); },
+       "the normalisation epsilon is -1; it must be a finite number in (0, 1]"},
+      {"eps_nan", [](GgufWriter& w) { w.set_f32("llama.attention.layer_norm_rms_epsilon", NAN); },
+       "the normalisation epsilon is nan"},
+      {"theta0", [](GgufWriter& w) { w.set_f32("llama.rope.freq_base", 0.f); }, "the RoPE base"},
+      {"theta_neg", [](GgufWriter& w) { w.set_f32("llama.rope.freq_base", -10000.f); }, "the RoPE base"},
+      {"theta_huge", [](GgufWriter& w) { w.set_f32("llama.rope.freq_base", 1e30f); }, "the RoPE base"},
+      {"ctx", [](GgufWriter& w) { w.set("llama.context_length", GgufValue::make_u64(uint64_t{1} << 62)); },
+       "metadata key 'llama.context_length' is 4611686018427387904, larger than 2147483647"},
+      {"ctx2", [](GgufWriter& w) { w.set_u32("llama.context_length", 1u << 30); },
+       "the context length is 1073741824, outside [1, 134217728]"},
+      {"layers", [](GgufWriter& w) { w.set("llama.block_count", GgufValue::make_u64(uint64_t{1} << 31)); },
+       "metadata key 'llama.block_count' is 2147483648, larger than 2147483647"},
+      {"heads", [](GgufWriter& w) { w.set("llama.attention.head_count", GgufValue::make_u64(4611686018427387904ULL)); },
+       "metadata key 'llama.attention.head_count' is 4611686018427387904, larger than"},
+      {"heads2", [](GgufWriter& w) { w.set_u32("llama.attention.head_count", 128); },
+       "attention.head_count 128 is larger than embedding_length 64"},
+      {"keylen", [](GgufWriter& w) { w.set("llama.attention.key_length", GgufValue::make_u64(uint64_t{1} << 40)); },
+       "metadata key 'llama.attention.key_length' is 1099511627776, larger than"},
+      {"keylen2", [](GgufWriter& w) {
+         w.set_u32("llama.attention.key_length", 1u << 30);
+         w.set_u32("llama.attention.value_length", 1u << 30);
+       }, "the head size is 1073741824, outside [1, 4096]"},
+  };
+  for (const Case& c : cases) {
+    const std::string p = edit_gguf(tiny, dir.file(std::string(c.name) + ".gguf"), c.edit);
+    const std::string e = load_error(p);
+    EXPECT_HAS(e, std::string(c.name) + ".gguf: ");
+    EXPECT_HAS(e, c.expect);
+  }
+  // Q8_0 weights with a NaN epsilon gave all-zero logits: refused at load as well.
+  const std::string q8 = edit_gguf(tiny, dir.file("q8.gguf"), [](GgufWriter& w) {
+    w.set_f32("llama.attention.layer_norm_rms_epsilon", NAN);
+  }, {}, DType::Q8_0);
+  EXPECT_HAS(load_error(q8), "q8.gguf: the normalisation epsilon is nan");
+}
+
+TEST(HostileHf, ConfigValuesThatOverflowOrLieAreRefused) {
+  HfDir h;
+  auto expect_error = [&](const json& edits, const std::string& want) {
+    json c = h.config;
+    c.merge_patch(edits);
+    h.set_config(c);
+    const std::string e = load_error(h.dir);
+    EXPECT_HAS(e, "config.json: ");
+    EXPECT_HAS(e, want);
+  };
+  expect_error({{"rope_theta", 0}}, "the RoPE base (rope_theta / rope.freq_base) is 0");
+  expect_error({{"rope_theta", -5.0}}, "the RoPE base");
+  expect_error({{"rope_theta", 1e30}}, "the RoPE base");
+  expect_error({{"rms_norm_eps", -1}}, "the normalisation epsilon is -1");
+  expect_error({{"max_position_embeddings", int64_t{1} << 62}},
+               "field 'max_position_embeddings' is 4611686018427387904, larger than 2147483647");
+  expect_error({{"max_position_embeddings", int64_t{1} << 30}}, "the context length is 1073741824");
+  expect_error({{"head_dim", int64_t{1} << 40}}, "field 'head_dim' is 1099511627776, larger than");
+  expect_error({{"head_dim", 1 << 20}}, "the head size is 1048576");
+  expect_error({{"num_hidden_layers", int64_t{1} << 31}}, "field 'num_hidden_layers' is 2147483648, larger than");
+  expect_error({{"num_hidden_layers", 100000}}, "the layer count is 100000, outside [1, 4096]");
+  expect_error({{"_name_or_path", 5}}, "field '_name_or_path' must be a string, got 5");
+  // GPT-2 without n_inner: 4 * n_embd must not overflow.
+  json g = {{"architectures", {"GPT2LMHeadModel"}}, {"n_embd", int64_t{1} << 62}, {"n_layer", 2}, {"n_head", 4},
+            {"n_positions", 64}, {"vocab_size", 512}};
+  h.set_config(g);
+  EXPECT_HAS(load_error(h.dir), "field 'n_embd' is 4611686018427387904, larger than 2147483647");
+  // A key given twice: nlohmann would keep one silently.
+  write_text(h.dir + "/config.json", h.config.dump().insert(1, "\"hidden_size\": 128, "));
+  EXPECT_HAS(load_error(h.dir), "config.json: duplicate key 'hidden_size' at the top level");
+}
+
+TEST(HostileHf, TokenizerJsonTypesAndVocabularySize) {
+  HfDir h;
+  auto tokenizer_error = [&](const json& tok) {
+    write_text(h.dir + "/tokenizer.json", tok.dump());
+    auto m = Model::load(h.dir);
+    try {
+      m->tokenizer();
+    } catch (const FormatError& e) {
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "tokenizer loaded";
+    return std::string();
+  };
+  json vocab = json::object();
+  for (int i = 0; i < 300; ++i) vocab["t" + std::to_string(i)] = i;
+  json tok = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}},
+              {"pre_tokenizer", {{"type", "ByteLevel"}}}};
+  {
+    write_text(h.dir + "/tokenizer.json", tok.dump());
+    auto m = Model::load(h.dir);
+    EXPECT_EQ(m->tokenizer().n_vocab(), 300);  // the sane file loads
+  }
+  json t = tok;
+  t["model"]["type"] = 7;
+  EXPECT_HAS(tokenizer_error(t), "tokenizer.json: field 'model.type' must be a string, got 7");
+  t = tok;
+  t["pre_tokenizer"]["add_prefix_space"] = "yes";
+  EXPECT_HAS(tokenizer_error(t), "tokenizer.json: field 'add_prefix_space' must be true or false");
+  t = tok;
+  t["added_tokens"] = {{{"id", 5000}, {"content", "<big>"}, {"special", true}}};
+  EXPECT_HAS(tokenizer_error(t), "the tokenizer has 5001 tokens but the embedding only 512 rows");
+  t = tok;
+  t["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", 3}}}}}}};
+  EXPECT_HAS(tokenizer_error(t), "tokenizer.json: unexpected JSON structure");
+}
+
+
+// ---------------------------------------------------------------- the command line
+
+void expect_error_line(const CliResult& r, const std::string& needle) {
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_HAS(r.err, needle);
+}
+
+// FIFOs and devices as inputs are refused at once (they blocked in open() or were read
+// forever); outputs never replace a device; runs beyond the context are refused.
+TEST(HostileCli, SpecialFilesContextAndOutputs) {
+  TempDir dir;
+  const std::string d = dir.path().string();
+  SynthOptions o;
+  o.preset = "tiny";
+  const std::string model = dir.file("tiny.gguf");
+  write_synthetic_model(o, model);
+  const auto q = [](const std::string& s) { return "'" + s + "'"; };
+  ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  std::filesystem::create_symlink("/dev/zero", dir.file("zero.txt"));
+  write_text(dir.file("ids.txt"), "1 5 9 13");
+  const std::string fifo = q(dir.file("fifo")), out = " --out " + q(dir.file("o.f32"));
+  expect_error_line(run_cli("info " + fifo, d), "fifo: is a FIFO (named pipe), expected a regular file");
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + fifo + out, d), "fifo: is a FIFO");
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("zero.txt")) + out, d),
+                    "zero.txt: is a character device");
+  expect_error_line(run_cli("perplexity " + q(model) + " --text-file " + fifo, d), "fifo: is a FIFO");
+  expect_error_line(run_cli("tokenize " + q(model) + " --text-file " + q(dir.file("zero.txt")), d),
+                    "is a character device");
+  expect_error_line(run_cli("eval-policy " + q(model) + " --data " + q(dir.file("zero.txt")) + " --out " + q(dir.file("r.json")), d),
+                    "is a character device");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("o.f32")));
+
+  // Outputs: a device is refused (it used to be replaced by a regular file via rename).
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out /dev/null", d),
+                    "/dev/null: is a character device; outputs are written only to regular files");
+  struct stat st {};
+  ASSERT_EQ(::stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out " + fifo, d),
+                    "is a FIFO");
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out " +
+                                q(dir.file("no/such/dir/o.f32")), d),
+                    "does not exist");
+
+  // 513 tokens on a 512-token model: refused unless --beyond-context, then warned about.
+  std::string many;
+  for (int i = 0; i < 513; ++i) many += "7 ";
+  write_text(dir.file("many.txt"), many);
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("many.txt")) + out, d),
+                    "513 tokens exceed the model's context length of 512");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("o.f32")));
+  const CliResult r = run_cli("logits " + q(model) + " --tokens " + q(dir.file("many.txt")) + " --rows 512" + out +
+                                  " --beyond-context", d);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_HAS(r.err, "warning: 513 tokens exceed the model's context length of 512");
+  EXPECT_EQ(std::filesystem::file_size(dir.file("o.f32")), 512u * 4u);
 }
 
 }  // namespace

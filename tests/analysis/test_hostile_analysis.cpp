@@ -1,0 +1,142 @@
+// Hostile options and outputs of the analysis: a huge --stride, --threads beyond any
+// machine, a row dump that cannot be written, a model whose weights are NaN.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+
+#include "analysis/plan.h"
+#include "analysis/row_dump.h"
+#include "cli_support.h"
+#include "core/error.h"
+
+namespace attnsparse::analysis {
+namespace {
+
+using namespace attnsparse::testing_support;
+namespace fs = std::filesystem;
+
+TEST(HostilePlan, HugeStrideNeitherOverflowsNorMakesBogusRows) {
+  AnalysisParams p;
+  p.sampling.stride = INT64_MAX;
+  for (int64_t min_query : {0, 1, 16}) {
+    p.sampling.min_query = min_query;
+    const DocumentPlan plan = plan_document(0, 100, 2, 3, p);
+    // t += stride overflowed to a negative position: 1 row (the first query) only.
+    ASSERT_EQ(plan.queries.size(), 1u) << min_query;
+    EXPECT_EQ(plan.queries[0], min_query);
+    EXPECT_EQ(plan.candidates(), 2 * 3);
+  }
+  p.sampling.min_query = 16;
+  p.sampling.stride = INT64_MAX - 10;
+  p.sampling.rows = RowKind::Both;
+  p.sampling.decode_tokens = 4;
+  const DocumentPlan plan = plan_document(0, 100, 2, 3, p);
+  ASSERT_EQ(plan.queries.size(), 1u + 4u);  // 16, then the decode rows 96..99
+  EXPECT_EQ(plan.queries[1], 96);
+  EXPECT_EQ(plan.queries.back(), 99);
+  // A stride just below the remaining length still steps normally.
+  p.sampling.rows = RowKind::Prefill;
+  p.sampling.stride = 83;
+  EXPECT_EQ(plan_document(0, 100, 2, 3, p).queries, (std::vector<int32_t>{16, 99}));
+}
+
+TEST(HostileCli, ThreadsAreBoundedInEveryVerb) {
+  const std::string dir = fresh_dir("threads");
+  for (const char* verb : {"analyze", "logits", "perplexity", "generate", "bench", "attention", "eval-policy"}) {
+    const CommandResult r = run_cli({verb, "none.gguf", "--threads", "100000"});
+    EXPECT_EQ(r.status, 2) << verb << ": " << r.output;
+    EXPECT_NE(r.output.find("--threads: must be an integer from 0 to"), std::string::npos) << verb << ": " << r.output;
+    const CommandResult neg = run_cli({verb, "none.gguf", "--threads", "9999999999999999999"});
+    EXPECT_EQ(neg.status, 2) << verb << ": " << neg.output;
+  }
+  fs::remove_all(dir);
+}
+
+// CLI11 clamped integers beyond int64 to 2^63 - 1 (a "valid" huge stride): refused.
+TEST(HostileCli, IntegerOptionsBeyondInt64AreRefused) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"analyze", "m.gguf", "--data", "d", "--out", "o", "--stride", "9999999999999999999"},
+        {"analyze", "m.gguf", "--data", "d", "--out", "o", "--min-query", "-9999999999999999999"},
+        {"perplexity", "m.gguf", "--text-file", "t", "--ctx", "18446744073709551616"}}) {
+    const CommandResult r = run_cli(args);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("is not an integer in [-9223372036854775808, 9223372036854775807]"), std::string::npos)
+        << r.output;
+  }
+}
+
+TEST(HostileRowDump, AFailedWriteRemovesThePartialFile) {
+  const std::string dir = fresh_dir("rowdump");
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  std::string error;
+  {
+    RowDumpFile dump(dir + "/rows.csv", 0);
+    struct rlimit small = saved;
+    small.rlim_cur = 4096;  // the disk is "full" after 4 KiB
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    try {
+      dump.write(std::string(100000, 'x'));
+      dump.end_document();
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+  }
+  ::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(error.find("rows.csv.partial: write failed"), std::string::npos) << error;
+  EXPECT_FALSE(fs::exists(dir + "/rows.csv.partial"));
+  EXPECT_FALSE(fs::exists(dir + "/rows.csv"));
+  // A dump abandoned without finish() (the run failed) leaves nothing either ...
+  { RowDumpFile dump(dir + "/b.csv", 0); dump.write("1,2\n"); dump.end_document(); }
+  EXPECT_FALSE(fs::exists(dir + "/b.csv.partial"));
+  // ... unless the run is checkpointed: then the partial is what --resume continues.
+  int64_t size = 0;
+  { RowDumpFile dump(dir + "/c.csv", 0, true); dump.write("1,2\n"); size = dump.end_document(); }
+  ASSERT_TRUE(fs::exists(dir + "/c.csv.partial"));
+  EXPECT_EQ(int64_t(fs::file_size(dir + "/c.csv.partial")), size);
+  // Never written over a device.
+  try {
+    RowDumpFile dump("/dev/null", 0);
+    ADD_FAILURE() << "accepted /dev/null";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a character device"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(HostileCli, AnalyzeOnANaNModelFailsInsteadOfReportingNaN) {
+  const std::string dir = fresh_dir("nan_model");
+  ASSERT_EQ(run_cli({"synth", "--preset", "tiny", "--out", dir + "/tiny.gguf"}).status, 0);
+  // NaN everywhere in blk.0.ffn_down.weight (f16 0x7e00), found by its offset in the file.
+  {
+    std::FILE* f = std::fopen((dir + "/tiny.gguf").c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 0, SEEK_END);
+    const long size = std::ftell(f);
+    // The tensor data is the last ~280 KB; overwrite a stretch in the middle of it with NaN.
+    std::fseek(f, size / 2, SEEK_SET);
+    const uint16_t nan16 = 0x7e00;
+    for (int i = 0; i < 20000; ++i) std::fwrite(&nan16, 2, 1, f);
+    std::fclose(f);
+  }
+  std::ofstream(dir + "/a.txt") << "the quick brown fox jumps over the lazy dog and runs far away into the woods "
+                                   "where nobody can find it again for a very long time indeed";
+  const CommandResult r = run_cli({"analyze", dir + "/tiny.gguf", "--data", dir + "/a.txt", "--out", dir + "/out",
+                                   "--min-query", "4", "--dump-rows", dir + "/out/rows.csv"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("NaN or Inf"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("= nan"), std::string::npos) << r.output;  // no "rho = nan" verdicts
+  EXPECT_FALSE(fs::exists(dir + "/out/report.json"));
+  EXPECT_FALSE(fs::exists(dir + "/out/rows.csv.partial"));  // failed in the first document
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace attnsparse::analysis
