@@ -141,7 +141,7 @@ RunOutcome analyze_sharded(RowSource& source, const std::vector<RunDocument>& do
         out.acc = std::move(c.acc);
         out.docs_resumed = first_doc;
       }
-      if (!control.dump_path.empty()) dump = std::make_unique<RowDumpFile>(control.dump_path, dump_bytes);
+      if (!control.dump_path.empty()) dump = std::make_unique<RowDumpFile>(control.dump_path, dump_bytes, !control.checkpoint_path.empty());
     }
   } catch (const std::exception& e) {
     failure = ShardComm::failure_of(e);

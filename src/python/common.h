@@ -50,5 +50,6 @@ py::str utf8_str(const std::string& bytes);
 void bind_model(py::module_& m);
 void bind_analysis(py::module_& m);
 void bind_misc(py::module_& m);
+void bind_policies(py::module_& m);
 
 }  // namespace attnsparse::python

@@ -95,4 +95,5 @@ PYBIND11_MODULE(_core, m) {
   bind_model(m);
   bind_analysis(m);
   bind_misc(m);
+  bind_policies(m);
 }

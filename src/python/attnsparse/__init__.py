@@ -29,7 +29,8 @@ from .model import Model  # noqa: E402,F401
 from ._core import ATTENTION_LIMIT_BYTES, POLICY_HELP  # noqa: E402,F401
 from .analysis import Report, analyze, RowStats  # noqa: E402,F401
 from . import theory  # noqa: E402,F401
+from .policies import EvalReport, eval_policy  # noqa: E402,F401
 
 __version__ = "0.1.0"
-__all__ = ["Model", "Policy", "PolicyMap", "Report", "RowStats", "analyze", "theory", "Error", "UsageError",
+__all__ = ["Model", "Policy", "PolicyMap", "Report", "RowStats", "analyze", "eval_policy", "EvalReport", "theory", "Error", "UsageError",
            "FormatError", "ATTENTION_LIMIT_BYTES"]

@@ -3,6 +3,7 @@ import json
 import os
 
 from . import _core
+from ._files import save_texts
 
 
 class Simulation:
@@ -26,15 +27,7 @@ class Simulation:
 
     def save(self, directory):
         """Writes DIRECTORY/theory.json and theory.html (fit: theory_fit.json / .html)."""
-        os.makedirs(directory, exist_ok=True)
-        paths = []
-        for name, text in ((self._stem + ".json", self._text), (self._stem + ".html", self._html)):
-            path = os.path.join(directory, name)
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
-            paths.append(path)
-        return tuple(paths)
+        return save_texts(directory, ((self._stem + ".json", self._text), (self._stem + ".html", self._html)))
 
     def __getitem__(self, key):
         return self._dict[key]
