@@ -87,6 +87,20 @@ inline SyntheticRun run_synthetic(RowSource& source, const std::vector<RunDocume
   return r;
 }
 
+// Three layers x four heads whose sink and recency bonuses grow with head and layer, with
+// persistent heavy hitters and key and row noise: every statistic has something to show.
+inline SyntheticRowSource mixed_source() {
+  return SyntheticRowSource(3, 4, [](int layer, int head) {
+    HeadPattern p;
+    p.sink = head;
+    p.recent = layer;
+    p.heavy = 2;
+    p.key_noise = 0.5;
+    p.row_noise = 0.8;
+    return p;
+  });
+}
+
 inline const nlohmann::json& conjecture(const nlohmann::json& report, int id) {
   for (const auto& c : report["conjectures"])
     if (c["id"] == id) return c;

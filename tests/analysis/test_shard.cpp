@@ -23,21 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::make_documents;
+using testing::mixed_source;
 using testing::temp_path;
 using testing::Hub;
 using testing::ThreadComm;
-
-SyntheticRowSource make_source() {
-  return SyntheticRowSource(3, 4, [](int layer, int head) {
-    HeadPattern p;
-    p.sink = head;
-    p.recent = layer;
-    p.heavy = 2;
-    p.key_noise = 0.5;
-    p.row_noise = 0.8;
-    return p;
-  });
-}
 
 // Fails (FormatError naming the document) on the documents whose first token is listed.
 class FailingSource : public RowSource {
@@ -74,7 +63,7 @@ std::vector<RankResult> run_ranks(int ranks, const std::vector<RunDocument>& doc
     threads.emplace_back([&, r] {
       omp_set_num_threads(1);
       ThreadComm comm(hub, r);
-      SyntheticRowSource synthetic = make_source();
+      SyntheticRowSource synthetic = mixed_source();
       FailingSource source(synthetic, bad_first_tokens);
       RunControl control = control_of(r);
       control.comm = &comm;
@@ -109,7 +98,7 @@ TEST(ShardedRun, EveryRankCountGivesTheOneProcessBytes) {
   for (const int64_t max_rows : {int64_t(0), int64_t(1500)}) {
     AnalysisParams params = small_params();
     params.sampling.max_rows = max_rows;
-    auto synthetic = make_source();
+    auto synthetic = mixed_source();
     RunControl one;
     one.dump_path = dir + "/one.csv";
     one.checkpoint_path = dir + "/one.cbor";
@@ -148,7 +137,7 @@ TEST(ShardedRun, EveryRankCountGivesTheOneProcessBytes) {
 TEST(ShardedRun, AFailingDocumentStopsEveryRankWithTheOneProcessError) {
   const auto docs = make_documents(7, 120);
   const AnalysisParams params = small_params();
-  auto synthetic = make_source();
+  auto synthetic = mixed_source();
   // Documents 4 and 5 fail; one process stops at document 4.
   const std::vector<int32_t> bad{4 * 7919, 5 * 7919};
   FailingSource failing(synthetic, bad);
@@ -192,7 +181,7 @@ TEST(ShardedRun, AJobKilledUnderThreeRanksResumesUnderTwoAndUnderOne) {
   params.sampling.max_rows = 2000;
   const std::string dir = temp_path("shard_resume");
   fs::create_directories(dir);
-  auto synthetic = make_source();
+  auto synthetic = mixed_source();
   RunControl plain;
   plain.dump_path = dir + "/plain.csv";
   const std::string want = analyze_documents(synthetic, docs, params, plain).acc.to_json().dump();

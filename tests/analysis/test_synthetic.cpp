@@ -20,6 +20,7 @@ namespace {
 
 using testing::conjecture;
 using testing::make_documents;
+using testing::mixed_source;
 using testing::run_synthetic;
 
 bool near_integer(double x) { return std::abs(x - std::round(x)) < 1e-3; }
@@ -234,18 +235,6 @@ TEST(SyntheticVerdicts, HeadsWithoutClusterStructureDoNotSupportC2) {
 }
 
 // ---- invariances ----
-
-SyntheticRowSource mixed_source() {
-  return SyntheticRowSource(3, 4, [](int layer, int head) {
-    HeadPattern p;
-    p.sink = head;
-    p.recent = layer;
-    p.heavy = 2;
-    p.key_noise = 0.5;
-    p.row_noise = 0.8;
-    return p;
-  });
-}
 
 TEST(SyntheticInvariance, ThreadCountDoesNotChangeTheResult) {
   auto source = mixed_source();

@@ -15,22 +15,20 @@ namespace attnsparse::analysis {
 namespace {
 
 using testing::make_documents;
+using testing::mixed_source;
 using testing::run_synthetic;
 
-SyntheticRowSource planted_source() {
-  return SyntheticRowSource(3, 4, [](int layer, int head) {
-    HeadPattern p;
-    p.sink = head;
-    p.recent = layer;
-    p.heavy = 2;
-    p.key_noise = 0.5;
-    p.row_noise = 0.8;
-    return p;
-  });
+// The dumped rows in file order: which row (doc, layer, head, query) and two of its metrics.
+std::string row_lines(const std::vector<testing::CsvRow>& rows) {
+  std::string s;
+  for (const auto& r : rows)
+    s += std::to_string(r.doc) + "," + std::to_string(r.layer) + "," + std::to_string(r.head) + "," +
+         std::to_string(r.query) + "," + std::to_string(r.width[1]) + "," + std::to_string(r.entropy) + "\n";
+  return s;
 }
 
 TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
-  auto source = planted_source();
+  auto source = mixed_source();
   const auto docs = make_documents(3, 300);
   AnalysisParams params;
   params.sampling.min_query = 4;
@@ -39,24 +37,14 @@ TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
   const auto whole = run_synthetic(source, docs, params, /*dump=*/true);
   ASSERT_GT(whole.rows.size(), 0u);
   ASSERT_GT(whole.report["persistence"].size(), 0u);
-  const std::string whole_rows = [&] {
-    std::string s;
-    for (const auto& r : whole.rows)
-      s += std::to_string(r.doc) + "," + std::to_string(r.layer) + "," + std::to_string(r.head) + "," +
-           std::to_string(r.query) + "," + std::to_string(r.width[1]) + "," + std::to_string(r.entropy) + "\n";
-    return s;
-  }();
+  const std::string whole_rows = row_lines(whole.rows);
   for (int64_t ub : {1, 7, 64, 100}) {
     source.ubatch = ub;
     const auto p = run_synthetic(source, docs, params, /*dump=*/true);
     EXPECT_EQ(p.acc.to_json().dump(), whole.acc.to_json().dump()) << "ubatch " << ub;
     EXPECT_EQ(p.report.dump(), whole.report.dump()) << "ubatch " << ub;
     ASSERT_EQ(p.rows.size(), whole.rows.size()) << "ubatch " << ub;
-    std::string rows;
-    for (const auto& r : p.rows)
-      rows += std::to_string(r.doc) + "," + std::to_string(r.layer) + "," + std::to_string(r.head) + "," +
-              std::to_string(r.query) + "," + std::to_string(r.width[1]) + "," + std::to_string(r.entropy) + "\n";
-    EXPECT_EQ(rows, whole_rows) << "ubatch " << ub;
+    EXPECT_EQ(row_lines(p.rows), whole_rows) << "ubatch " << ub;
   }
 }
 
