@@ -84,13 +84,11 @@ void register_eval_policy(CLI::App& app) {
     std::vector<Document> docs = read_documents(data_paths);
     if (max_docs > 0 && static_cast<int64_t>(docs.size()) > max_docs) docs.resize(max_docs);
     auto model = load_model(model_path);
-    const ModelConfig& c = model->config();
-    for (const auto& p : policies) p.map.validate(static_cast<int>(c.n_layer), static_cast<int>(c.n_head));
-    const int64_t limit = policies::document_token_limit(*model, max_tokens);
     std::vector<std::string> skipped;
-    const std::vector<policies::EvalDocument> documents = policies::prepare_documents(*model, docs, limit, &skipped);
+    const std::vector<policies::EvalDocument> documents =
+        policies::prepare_evaluation(*model, policies, docs, max_tokens, data_paths, &skipped);
     for (const auto& s : skipped) fmt::print(stderr, "eval-policy: skipping {}\n", s);
-    if (documents.empty()) fail_usage("no document with at least 2 tokens in {}", fmt::join(data_paths, ", "));
+    const int64_t limit = policies::document_token_limit(*model, max_tokens);
 
     policies::EvalOptions opts;
     opts.chunk = chunk;

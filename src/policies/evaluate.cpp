@@ -2,6 +2,7 @@
 #include "policies/evaluate.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -151,6 +152,18 @@ std::vector<EvalPolicy> default_eval_policies() {
 int64_t document_token_limit(const Model& model, int64_t max_tokens) {
   const ModelConfig& c = model.config();
   return arch_info(c.arch).learned_positions ? std::min(max_tokens, c.n_ctx) : max_tokens;
+}
+
+std::vector<EvalDocument> prepare_evaluation(const Model& model, const std::vector<EvalPolicy>& policies,
+                                             const std::vector<Document>& docs, int64_t max_tokens,
+                                             const std::vector<std::string>& data_paths,
+                                             std::vector<std::string>* skipped) {
+  const ModelConfig& c = model.config();
+  for (const auto& p : policies) p.map.validate(static_cast<int>(c.n_layer), static_cast<int>(c.n_head));
+  std::vector<EvalDocument> documents =
+      prepare_documents(model, docs, document_token_limit(model, max_tokens), skipped);
+  if (documents.empty()) fail_usage("no document with at least 2 tokens in {}", fmt::join(data_paths, ", "));
+  return documents;
 }
 
 std::vector<EvalDocument> prepare_documents(const Model& model, const std::vector<Document>& docs, int64_t limit,

@@ -111,6 +111,14 @@ int64_t document_token_limit(const Model& model, int64_t max_tokens);
 std::vector<EvalDocument> prepare_documents(const Model& model, const std::vector<Document>& docs, int64_t limit,
                                             std::vector<std::string>* skipped = nullptr);
 
+// The documents of an evaluation, checked as eval-policy checks them: every policy map
+// valid for the model, documents prepared at document_token_limit(model, max_tokens);
+// UsageError when none is left ("no document with at least 2 tokens in PATHS").
+std::vector<EvalDocument> prepare_evaluation(const Model& model, const std::vector<EvalPolicy>& policies,
+                                             const std::vector<Document>& docs, int64_t max_tokens,
+                                             const std::vector<std::string>& data_paths,
+                                             std::vector<std::string>* skipped = nullptr);
+
 // Runs the evaluation. Every map must be valid for the model (PolicyMap::validate).
 EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>& documents,
                              const std::vector<EvalPolicy>& policies, const EvalOptions& options,

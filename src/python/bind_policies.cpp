@@ -36,11 +36,8 @@ py::tuple eval_policy_json(PyModel& pm, const std::vector<std::string>& paths, c
     pm.apply_threads();
     std::vector<Document> docs = read_documents(paths);
     if (max_docs > 0 && static_cast<int64_t>(docs.size()) > max_docs) docs.resize(size_t(max_docs));
-    const ModelConfig& c = pm.model->config();
-    for (const auto& p : pols) p.map.validate(static_cast<int>(c.n_layer), static_cast<int>(c.n_head));
+    const auto documents = policies::prepare_evaluation(*pm.model, pols, docs, max_tokens, paths);
     const int64_t limit = policies::document_token_limit(*pm.model, max_tokens);
-    const auto documents = policies::prepare_documents(*pm.model, docs, limit);
-    if (documents.empty()) throw UsageError("eval_policy: no document with at least 2 tokens");
     policies::EvalOptions opts;
     opts.chunk = chunk;
     opts.decode_tokens = decode_tokens;
