@@ -165,7 +165,24 @@ ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source,
   const ArchInfo* info = find_arch(config.arch);
   if (info == nullptr) fail_file(source.path(), "architecture '{}' is not supported", config.arch);
   info->bind(config, binder, w);
+  pack_for_cpu(w);
   return w;
+}
+
+void pack_for_cpu(ModelWeights& w) {
+  std::vector<Linear*> all = {&w.output};
+  for (LayerWeights& l : w.layers) {
+    for (Linear* lin : {&l.q, &l.k, &l.v, &l.qkv, &l.o, &l.gate, &l.up, &l.down, &l.router}) all.push_back(lin);
+    for (auto* experts : {&l.gate_exps, &l.up_exps, &l.down_exps})
+      for (Linear& e : *experts) all.push_back(&e);
+  }
+  for (Linear* lin : all) {
+    if (lin->w.data == nullptr || lin->w.packed != nullptr) continue;
+    if (auto p = ops::pack_weights(lin->w)) {
+      lin->w.packed = p.get();
+      w.packed.push_back(std::move(p));
+    }
+  }
 }
 
 }  // namespace attnsparse

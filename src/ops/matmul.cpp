@@ -167,6 +167,9 @@ const kern::Kernels& active_kernels() {
 
 // BF16 weights on AVX512-BF16: activations to bf16, then vdpbf16ps GEMV or GEMM.
 void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, int64_t work);
+// Packed weights (ops/quant/packed.h) with AVX512-VNNI kernels.
+bool packed_kernels_active();
+void run_packed(const WeightView& w, kern::PackedFn fn, const uint8_t* a, int64_t m, float* y, int64_t work);
 
 void check_weight(const WeightView& w, int64_t m, const float* x, const float* y) {
   if (m < 0 || w.n_out < 0 || w.n_in < 0) fail("matmul: negative shape");
@@ -310,6 +313,12 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
       const auto quantize = af.quantize;
 #pragma omp parallel for schedule(static) if (m > 1 && work >= kMinParallelWork)
       for (int64_t t = 0; t < m; ++t) quantize(x + t * n, a + t * ab, n);
+      if (w.packed != nullptr && packed_kernels_active()) {
+        if (const kern::PackedFn pf = kern::avx512_vnni_packed_kernel(w.dtype)) {
+          run_packed(w, pf, a, m, y, work);
+          return;
+        }
+      }
       kern::QuantRowsFn fn = k.quant(w.dtype);
       if (fn == nullptr) fn = quant_rows_portable;
       parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
@@ -319,6 +328,56 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
 }
 
 namespace {
+
+bool packed_kernels_active() {
+#if defined(__x86_64__) || defined(__i386__)
+  return active_level() >= 2 && cpu_caps().vnni;
+#else
+  return false;
+#endif
+}
+
+// The per-block extras the packed kernels take with the quantised activations `a`.
+void run_packed(const WeightView& w, kern::PackedFn fn, const uint8_t* a, int64_t m, float* y, int64_t work) {
+  const PackedWeights& p = *w.packed;
+  thread_local std::vector<float> ad_buf;
+  thread_local std::vector<int32_t> aux_buf;
+  kern::PackedActs x;
+  x.a = a;
+  const int64_t nb = p.blocks;
+  if (w.dtype == DType::Q4_0) {
+    ad_buf.resize(m * nb);
+    aux_buf.resize(m * nb);
+    const auto* q = reinterpret_cast<const BlockQ8_0*>(a);
+    for (int64_t i = 0; i < m * nb; ++i) {
+      ad_buf[i] = fp16_to_fp32(q[i].d);
+      int32_t s = 0;
+      for (int j = 0; j < kQK8_0; ++j) s += q[i].qs[j];
+      aux_buf[i] = -8 * s;
+    }
+    x.ad = ad_buf.data();
+  } else {
+    const auto* q = reinterpret_cast<const BlockQ8_K*>(a);
+    const bool q6 = w.dtype == DType::Q6_K;
+    const int per = q6 ? 16 : 4;
+    aux_buf.resize(m * nb * per);
+    for (int64_t i = 0; i < m * nb; ++i) {
+      int32_t* o = aux_buf.data() + i * per;
+      if (q6) {
+        for (int j = 0; j < 16; ++j) o[j] = -32 * q[i].bsums[j];
+      } else {
+        for (int j = 0; j < 4; ++j) {
+          const int32_t lo = q[i].bsums[4 * j] + q[i].bsums[4 * j + 1];
+          const int32_t hi = q[i].bsums[4 * j + 2] + q[i].bsums[4 * j + 3];
+          o[j] = static_cast<int32_t>((static_cast<uint32_t>(hi) << 16) | (static_cast<uint32_t>(lo) & 0xFFFFu));
+        }
+      }
+    }
+  }
+  x.aux = aux_buf.data();
+  const int64_t r = quant::kPackRows;
+  parallel_rows(w.n_out, r, work, [&](int64_t o0, int64_t o1) { fn(p, x, m, y, o0 / r, (o1 + r - 1) / r); });
+}
 
 void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, int64_t work) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -355,6 +414,15 @@ void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, i
 }
 
 }  // namespace
+
+std::unique_ptr<PackedWeights> pack_weights(const WeightView& w) {
+  if (const char* env = std::getenv("ATTNSPARSE_PACKED"); env != nullptr && std::string_view(env) == "off")
+    return nullptr;
+  if (!quant::has_packed_layout(w.dtype) || !packed_kernels_active() ||
+      kern::avx512_vnni_packed_kernel(w.dtype) == nullptr)
+    return nullptr;
+  return quant::pack(w);
+}
 
 const char* simd_level_name() {
   if (active_level() == 3) return cpu_caps().vnni ? "avx512bf16-vnni" : "avx512bf16";
