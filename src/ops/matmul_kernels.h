@@ -86,6 +86,9 @@ using PackedFn = void (*)(const PackedWeights& p, const PackedActs& x, int64_t m
 // The AVX512-VNNI kernel for a packed type (matmul_packed_avx512.cpp); null for others.
 // Only call when the CPU has AVX512-VNNI.
 PackedFn avx512_vnni_packed_kernel(DType t);
+// Q8_0 rows on the stored layout, two rows per 512-bit vector with llama.cpp's 8-lane
+// sums (matmul_packed_avx512.cpp; AVX512-VNNI only).
+void avx512_vnni_q8_0_gemm(const WeightView& w, const uint8_t* a, int64_t m, float* y, int64_t o0, int64_t o1);
 
 // Shared scalar helper: packed-activation buffer size in floats for the GEMM.
 inline int64_t packed_x_floats(int64_t m, int64_t k, int64_t tokens, int64_t kc) {

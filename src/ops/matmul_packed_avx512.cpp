@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "ops/matmul_kernels.h"
 #include "ops/quant.h"
@@ -249,7 +250,108 @@ void run_packed(const PackedWeights& p, const PackedActs& x, int64_t m, float* y
   }
 }
 
+// ---- Q8_0 x Q8_0 on the stored layout (no packing): one zmm holds two rows' blocks,
+// lane j of each half the sum of elements 4j..4j+3, as llama.cpp's Q8_0 kernels keep
+// them: each lane is an f32 chain over the blocks, the 8 lanes of a row summed at the
+// end in the order of hsum256 (the same bits as the 256-bit row kernels). The signed
+// weights become unsigned by +128 (xor 0x80); the activation side subtracts 128 times
+// its 4-element sums, kept per (token, block) in `corr`.
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int P, int T>
+void q8_0_tile(const uint8_t* const* rows /* 2P rows */, int64_t nb, const BlockQ8_0* a, const float* ad,
+               const int32_t* corr, int64_t t0, float* y, int64_t ldy, int64_t o, int n_rows) {
+  __m512 acc[P][T];
+  for (int p = 0; p < P; ++p)
+    for (int t = 0; t < T; ++t) acc[p][t] = _mm512_setzero_ps();
+  const __m512i x80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i wu[P];
+    __m512 dw[P];
+    for (int p = 0; p < P; ++p) {
+      const auto* b0 = reinterpret_cast<const BlockQ8_0*>(rows[2 * p]) + b;
+      const auto* b1 = reinterpret_cast<const BlockQ8_0*>(rows[2 * p + 1]) + b;
+      const __m512i w = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0->qs))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1->qs)), 1);
+      wu[p] = _mm512_xor_si512(w, x80);
+      dw[p] = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(b0->d)), _mm256_set1_ps(_cvtsh_ss(b1->d)), 1);
+    }
+    for (int t = 0; t < T; ++t) {
+      const int64_t i = (t0 + t) * nb + b;
+      const __m512i x = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qs)));
+      const __m512i c = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 8 * i)));
+      const __m512 da = _mm512_set1_ps(ad[i]);
+      for (int p = 0; p < P; ++p)
+        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], da), _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, wu[p], x)),
+                                    acc[p][t]);
+    }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int t = 0; t < T; ++t) {
+      float* yt = y + (t0 + t) * ldy + o + 2 * p;
+      if (2 * p < n_rows) yt[0] = hsum8(_mm512_castps512_ps256(acc[p][t]));
+      if (2 * p + 1 < n_rows) yt[1] = hsum8(_mm512_extractf32x8_ps(acc[p][t], 1));
+    }
+}
+
+template <int P>
+void q8_0_rows_p(const uint8_t* const* rows, int64_t nb, const BlockQ8_0* a, const float* ad, const int32_t* corr,
+                 int64_t m, float* y, int64_t ldy, int64_t o, int n_rows) {
+  constexpr int T = 6;
+  int64_t t0 = 0;
+  for (; t0 + T <= m; t0 += T) q8_0_tile<P, T>(rows, nb, a, ad, corr, t0, y, ldy, o, n_rows);
+  switch (m - t0) {
+    case 1: q8_0_tile<P, 1>(rows, nb, a, ad, corr, t0, y, ldy, o, n_rows); break;
+    case 2: q8_0_tile<P, 2>(rows, nb, a, ad, corr, t0, y, ldy, o, n_rows); break;
+    case 3: q8_0_tile<P, 3>(rows, nb, a, ad, corr, t0, y, ldy, o, n_rows); break;
+    case 4: q8_0_tile<P, 4>(rows, nb, a, ad, corr, t0, y, ldy, o, n_rows); break;
+    case 5: q8_0_tile<P, 5>(rows, nb, a, ad, corr, t0, y, ldy, o, n_rows); break;
+    default: break;
+  }
+}
+
 }  // namespace
+
+void avx512_vnni_q8_0_gemm(const WeightView& w, const uint8_t* a_bytes, int64_t m, float* y, int64_t o0,
+                           int64_t o1) {
+  // One or two tokens (decode): the row kernel streams the weights with less overhead
+  // per block; its sums are the same bits.
+  if (m <= 2) {
+    avx512_vnni_q8_0_rows(w, a_bytes, m, y, o0, o1);
+    return;
+  }
+  const auto* a = reinterpret_cast<const BlockQ8_0*>(a_bytes);
+  const int64_t nb = w.n_in / kQK8_0;
+  thread_local std::vector<float> ad;
+  thread_local std::vector<int32_t> corr;
+  ad.resize(m * nb);
+  corr.resize(m * nb * 8);
+  const __m256i ones = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t i = 0; i < m * nb; ++i) {
+    ad[i] = _cvtsh_ss(a[i].d);
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qs));
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, x);  // 128 * 4-element sums
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(corr.data() + 8 * i), _mm256_sub_epi32(_mm256_setzero_si256(), s));
+  }
+  const int64_t rb = w.row_bytes();
+  constexpr int P = 2;  // row pairs per tile
+  // Row blocks of 64 rows: their weights stay in L2 while every token passes over them.
+  for (int64_t ob = o0; ob < o1; ob += 64) {
+    const int64_t ob1 = std::min(o1, ob + 64);
+    for (int64_t o = ob; o < ob1; o += 2 * P) {
+      const int n_rows = static_cast<int>(std::min<int64_t>(2 * P, ob1 - o));
+      const uint8_t* rows[2 * P];
+      for (int r = 0; r < 2 * P; ++r) rows[r] = w.data + std::min(o + r, o + n_rows - 1) * rb;
+      q8_0_rows_p<P>(rows, nb, a, ad.data(), corr.data(), m, y, w.n_out, o, n_rows);
+    }
+  }
+}
 
 PackedFn avx512_vnni_packed_kernel(DType t) {
   switch (t) {

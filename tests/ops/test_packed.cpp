@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "ops/matmul.h"
@@ -148,4 +149,46 @@ TEST(PackedWeights, ForcedLowerLevelsReadTheStoredRows) {
   matmul(w, x.data(), 3, y.data());
   unsetenv("ATTNSPARSE_SIMD");
   for (size_t i = 0; i < y.size(); ++i) EXPECT_TRUE(same_bits(y[i], ref[i])) << i;
+}
+
+// Q8_0 is not packed: its VNNI GEMM reads the stored rows and keeps llama.cpp's
+// arithmetic (8 lanes of 4-element integer sums per block, each lane an f32 FMA chain over
+// the blocks, lanes added as ((0+4)+(2+6))+((1+5)+(3+7))), written out here in scalar code.
+TEST(PackedWeights, Q8_0GemmKeepsTheEightLaneSums) {
+  if (std::string(simd_level_name()).find("vnni") == std::string::npos)
+    GTEST_SKIP() << "this CPU has no AVX512-VNNI";
+  for (int64_t n_out : {1, 3, 29, 64, 67}) {
+    for (int64_t n_in : {32, 96, 544}) {
+      const auto wf = randn(n_out * n_in, static_cast<uint32_t>(n_out + 17 * n_in), 0.1f);
+      const int64_t rb = dtype_row_bytes(DType::Q8_0, n_in);
+      std::vector<uint8_t> data(n_out * rb);
+      for (int64_t o = 0; o < n_out; ++o) quantize_row(DType::Q8_0, wf.data() + o * n_in, data.data() + o * rb, n_in);
+      const WeightView w{DType::Q8_0, data.data(), n_out, n_in};
+      for (int64_t m : {1, 2, 5, 6, 7, 13}) {
+        const auto x = randn(m * n_in, static_cast<uint32_t>(m + n_in));
+        std::vector<float> y(m * n_out, std::nanf(""));
+        matmul(w, x.data(), m, y.data());
+        std::vector<BlockQ8_0> a(n_in / 32);
+        for (int64_t t = 0; t < m; ++t) {
+          quantize_act_q8_0(x.data() + t * n_in, a.data(), n_in);
+          for (int64_t o = 0; o < n_out; ++o) {
+            const auto* wb = reinterpret_cast<const BlockQ8_0*>(data.data() + o * rb);
+            float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t b = 0; b < n_in / 32; ++b) {
+              const float d = fp16_to_fp32(wb[b].d) * fp16_to_fp32(a[b].d);
+              for (int j = 0; j < 8; ++j) {
+                int32_t s = 0;
+                for (int k = 0; k < 4; ++k) s += int32_t(wb[b].qs[4 * j + k]) * a[b].qs[4 * j + k];
+                lane[j] = std::fma(d, float(s), lane[j]);
+              }
+            }
+            const float want = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+            ASSERT_TRUE(same_bits(y[t * n_out + o], want))
+                << "n_out " << n_out << " n_in " << n_in << " m " << m << " token " << t << " row " << o << ": "
+                << y[t * n_out + o] << " vs " << want;
+          }
+        }
+      }
+    }
+  }
 }
