@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quant.h"
@@ -112,55 +113,13 @@ const Kernels& portable_kernels() {
 
 namespace {
 
-struct CpuCaps {
-  bool avx2 = false, avx512 = false, vnni = false, bf16 = false;
-};
-
-const CpuCaps& cpu_caps() {
-  static const CpuCaps caps = [] {
-    CpuCaps c;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-#if defined(__clang__) && __clang_major__ < 15  // clang 14 (fuzz builds) lacks "f16c"; AVX2 CPUs have it
-    c.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    c.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
-#endif
-    c.avx512 = c.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    c.vnni = c.avx512 && __builtin_cpu_supports("avx512vnni");
-    c.bf16 = c.avx512 && __builtin_cpu_supports("avx512bf16");
-#endif
-    return c;
-  }();
-  return caps;
-}
-
-// The best level the CPU supports (0 portable, 1 AVX2, 2 AVX-512, 3 AVX-512 with
-// AVX512-BF16 dot products for BF16 weights), lowered by ATTNSPARSE_SIMD (read on every
-// call so tests can switch levels).
-int active_level() {
-  const CpuCaps& caps = cpu_caps();
-  int level = caps.bf16 ? 3 : caps.avx512 ? 2 : caps.avx2 ? 1 : 0;
-  if (const char* env = std::getenv("ATTNSPARSE_SIMD"); env != nullptr && *env != '\0') {
-    const std::string_view v(env);
-    int want;
-    if (v == "portable") want = 0;
-    else if (v == "avx2") want = 1;
-    else if (v == "avx512") want = 2;
-    else if (v == "avx512bf16") want = 3;
-    else fail("ATTNSPARSE_SIMD={}: expected portable, avx2, avx512 or avx512bf16", v);
-    level = std::min(level, want);
-  }
-  return level;
-}
-
+// The matmul kernels of the active level (core/cpu.h): AVX-512 (with VNNI integer dots
+// from avx512vnni up; BF16 weights by vdpbf16ps at avx512bf16), AVX2, or portable.
 const kern::Kernels& active_kernels() {
-  const int level = active_level();
 #if defined(__x86_64__) || defined(__i386__)
-  if (level >= 2) return kern::avx512_kernels(cpu_caps().vnni);
-  if (level == 1) return kern::avx2_kernels();
+  const cpu::Level level = cpu::active();
+  if (level >= cpu::Level::Avx512) return kern::avx512_kernels(level >= cpu::Level::Avx512Vnni);
+  if (level == cpu::Level::Avx2) return kern::avx2_kernels();
 #endif
   return kern::portable_kernels();
 }
@@ -262,7 +221,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
   const kern::Kernels& k = active_kernels();
   const int64_t work = m * n * w.n_out;
 #if defined(__x86_64__) || defined(__i386__)
-  if (w.dtype == DType::BF16 && active_level() == 3) {
+  if (w.dtype == DType::BF16 && cpu::active_at_least(cpu::Level::Avx512Bf16)) {
     matmul_bf16_dot(w, x, m, y, work);
     return;
   }
@@ -331,7 +290,7 @@ namespace {
 
 bool packed_kernels_active() {
 #if defined(__x86_64__) || defined(__i386__)
-  return active_level() >= 2 && cpu_caps().vnni;
+  return cpu::active_at_least(cpu::Level::Avx512Vnni);
 #else
   return false;
 #endif
@@ -424,9 +383,6 @@ std::unique_ptr<PackedWeights> pack_weights(const WeightView& w) {
   return quant::pack(w);
 }
 
-const char* simd_level_name() {
-  if (active_level() == 3) return cpu_caps().vnni ? "avx512bf16-vnni" : "avx512bf16";
-  return active_kernels().name;
-}
+const char* simd_level_name() { return cpu::name(cpu::active()); }
 
 }  // namespace attnsparse::ops

@@ -25,7 +25,7 @@ struct WeightView {
 
 // The weights re-laid out for the integer GEMM kernels of this CPU (with AVX512-VNNI:
 // Q4_0, Q4_K, Q5_K and Q6_K), or nullptr when its kernels read the stored layout (other
-// types, other CPUs, ATTNSPARSE_SIMD below avx512). Set the result as the view's
+// types, other CPUs, levels below avx512vnni). Set the result as the view's
 // `packed`. It takes as much memory as the stored weights.
 std::unique_ptr<PackedWeights> pack_weights(const WeightView& w);
 
@@ -62,8 +62,8 @@ void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n);
 void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n);
 
-// Which SIMD path the kernels picked at run time ("avx512-vnni", "avx512", "avx2",
-// "portable"). ATTNSPARSE_SIMD=portable|avx2|avx512 in the environment forces a lower one.
+// The instruction-set level the kernels use (core/cpu.h: "portable", "avx2", "avx512",
+// "avx512vnni", "avx512bf16"); ATTNSPARSE_SIMD or cpu::set_override lower it.
 const char* simd_level_name();
 
 }  // namespace attnsparse::ops

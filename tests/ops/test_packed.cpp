@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu.h"
 #include "ops/matmul.h"
 #include "ops/quant.h"
 #include "ops/quant/packed.h"
@@ -145,9 +146,10 @@ TEST(PackedWeights, ForcedLowerLevelsReadTheStoredRows) {
   const auto x = randn(3 * 512, 5);
   std::vector<float> ref(3 * 29), y(3 * 29);
   matmul_reference(w, x.data(), 3, ref.data());
-  setenv("ATTNSPARSE_SIMD", "portable", 1);
-  matmul(w, x.data(), 3, y.data());
-  unsetenv("ATTNSPARSE_SIMD");
+  {
+    cpu::ScopedLevel portable(cpu::Level::Portable);
+    matmul(w, x.data(), 3, y.data());
+  }
   for (size_t i = 0; i < y.size(); ++i) EXPECT_TRUE(same_bits(y[i], ref[i])) << i;
 }
 
@@ -155,7 +157,7 @@ TEST(PackedWeights, ForcedLowerLevelsReadTheStoredRows) {
 // arithmetic (8 lanes of 4-element integer sums per block, each lane an f32 FMA chain over
 // the blocks, lanes added as ((0+4)+(2+6))+((1+5)+(3+7))), written out here in scalar code.
 TEST(PackedWeights, Q8_0GemmKeepsTheEightLaneSums) {
-  if (std::string(simd_level_name()).find("vnni") == std::string::npos)
+  if (!cpu::active_at_least(cpu::Level::Avx512Vnni))
     GTEST_SKIP() << "this CPU has no AVX512-VNNI";
   for (int64_t n_out : {1, 3, 29, 64, 67}) {
     for (int64_t n_in : {32, 96, 544}) {
