@@ -53,9 +53,10 @@ struct ModelWeights {
   std::vector<std::unique_ptr<ops::PackedWeights>> packed;
 };
 
-// Packs every matrix whose type this CPU's kernels read packed (see ops::pack_weights);
-// bind_weights calls it.
-void pack_for_cpu(ModelWeights& w);
+// Packs every matrix whose type this CPU's kernels read packed (see ops::pack_weights)
+// and releases the packed matrices' mapped bytes from `source` (may be null); bind_weights
+// calls it.
+void pack_for_cpu(ModelWeights& w, const TensorSource* source);
 
 // How logical tensor names (llama.cpp's: "blk.3.attn_q.weight") map to the file's names.
 enum class NameStyle { Gguf, HuggingFace };

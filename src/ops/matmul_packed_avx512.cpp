@@ -77,12 +77,17 @@ struct Q4_0Kernel {
       for (int t = 0; t < T; ++t) {
         const int64_t i = (t0 + t) * nb + b;
         const int8_t* qs = a[i].qs;
-        __m512i s = _mm512_set1_epi32(x.aux[i]);
+        // Few tokens: two independent integer chains (exact sums), not one of 8 steps.
+        constexpr int S = T <= 2 ? 2 : 1;
+        __m512i s[S];
+        s[0] = _mm512_set1_epi32(x.aux[i]);
+        if constexpr (S > 1) s[1] = _mm512_setzero_si512();
         for (int c = 0; c < 4; ++c) {
-          s = _mm512_dpbusd_epi32(s, q[2 * c], bcast32(qs + 4 * c));
-          s = _mm512_dpbusd_epi32(s, q[2 * c + 1], bcast32(qs + 16 + 4 * c));
+          s[c % S] = _mm512_dpbusd_epi32(s[c % S], q[2 * c], bcast32(qs + 4 * c));
+          s[c % S] = _mm512_dpbusd_epi32(s[c % S], q[2 * c + 1], bcast32(qs + 16 + 4 * c));
         }
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x.ad[i])), acc[t]);
+        if constexpr (S > 1) s[0] = _mm512_add_epi32(s[0], s[1]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0]), _mm512_mul_ps(dw, _mm512_set1_ps(x.ad[i])), acc[t]);
       }
     }
     store_tile<T>(out, acc, rows);
@@ -108,9 +113,12 @@ struct K4Kernel {
       for (int t = 0; t < T; ++t) at[t] = a + (t0 + t) * nb + b;
       __m512i isum[T];
       for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+      // Few tokens: S independent integer chains per sub-block (exact sums).
+      constexpr int S = T == 1 ? 4 : T == 2 ? 2 : 1;
       for (int i = 0; i < 4; ++i) {
-        __m512i alo[T], ahi[T];
-        for (int t = 0; t < T; ++t) alo[t] = ahi[t] = _mm512_setzero_si512();
+        __m512i alo[T][S], ahi[T][S];
+        for (int t = 0; t < T; ++t)
+          for (int u = 0; u < S; ++u) alo[t][u] = ahi[t][u] = _mm512_setzero_si512();
         for (int c = 0; c < 8; ++c) {
           const __m512i v = load512(blk + kV + 64 * (8 * i + c));
           __m512i lo = _mm512_and_si512(v, m4);
@@ -121,17 +129,22 @@ struct K4Kernel {
             hi = _mm512_mask_add_epi8(hi, load_mask(mk + 8), hi, c16);
           }
           for (int t = 0; t < T; ++t) {
-            alo[t] = _mm512_dpbusd_epi32(alo[t], lo, bcast32(at[t]->qs + 64 * i + 4 * c));
-            ahi[t] = _mm512_dpbusd_epi32(ahi[t], hi, bcast32(at[t]->qs + 64 * i + 32 + 4 * c));
+            alo[t][c % S] = _mm512_dpbusd_epi32(alo[t][c % S], lo, bcast32(at[t]->qs + 64 * i + 4 * c));
+            ahi[t][c % S] = _mm512_dpbusd_epi32(ahi[t][c % S], hi, bcast32(at[t]->qs + 64 * i + 32 + 4 * c));
           }
         }
+        for (int t = 0; t < T; ++t)
+          for (int u = 1; u < S; ++u) {
+            alo[t][0] = _mm512_add_epi32(alo[t][0], alo[t][u]);
+            ahi[t][0] = _mm512_add_epi32(ahi[t][0], ahi[t][u]);
+          }
         const __m512i sc_lo =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * (2 * i))));
         const __m512i sc_hi =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * (2 * i + 1))));
         for (int t = 0; t < T; ++t)
-          isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(alo[t], sc_lo),
-                                                               _mm512_mullo_epi32(ahi[t], sc_hi)));
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(alo[t][0], sc_lo),
+                                                               _mm512_mullo_epi32(ahi[t][0], sc_hi)));
       }
       const __m512 dw = load_f16x16(blk), dmw = load_f16x16(blk + 32);
       for (int t = 0; t < T; ++t) {
@@ -174,10 +187,12 @@ struct Q6Kernel {
         const int half = h / 2, s = h % 2;
         for (int cc = 0; cc < 2; ++cc) {
           const int sb_lo = 8 * half + 2 * s + cc, sb_hi = sb_lo + 4;
-          __m512i alo[T], ahi[T];
+          constexpr int S = T == 1 ? 2 : 1;  // independent integer chains for one token
+          __m512i alo[T][S], ahi[T][S];
           for (int t = 0; t < T; ++t) {
-            alo[t] = _mm512_set1_epi32(n32[t][sb_lo]);
-            ahi[t] = _mm512_set1_epi32(n32[t][sb_hi]);
+            alo[t][0] = _mm512_set1_epi32(n32[t][sb_lo]);
+            ahi[t][0] = _mm512_set1_epi32(n32[t][sb_hi]);
+            for (int u = 1; u < S; ++u) alo[t][u] = ahi[t][u] = _mm512_setzero_si512();
           }
           for (int c = 4 * cc; c < 4 * cc + 4; ++c) {
             const int v = 8 * h + c;
@@ -191,17 +206,22 @@ struct Q6Kernel {
             hi = _mm512_mask_add_epi8(hi, load_mask(mk + 24), hi, c32);
             const int e = 128 * half + 32 * s + 4 * c;
             for (int t = 0; t < T; ++t) {
-              alo[t] = _mm512_dpbusd_epi32(alo[t], lo, bcast32(at[t]->qs + e));
-              ahi[t] = _mm512_dpbusd_epi32(ahi[t], hi, bcast32(at[t]->qs + e + 64));
+              alo[t][c % S] = _mm512_dpbusd_epi32(alo[t][c % S], lo, bcast32(at[t]->qs + e));
+              ahi[t][c % S] = _mm512_dpbusd_epi32(ahi[t][c % S], hi, bcast32(at[t]->qs + e + 64));
             }
           }
+          for (int t = 0; t < T; ++t)
+            for (int u = 1; u < S; ++u) {
+              alo[t][0] = _mm512_add_epi32(alo[t][0], alo[t][u]);
+              ahi[t][0] = _mm512_add_epi32(ahi[t][0], ahi[t][u]);
+            }
           const __m512i sc_lo =
               _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb_lo)));
           const __m512i sc_hi =
               _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kSc + 16 * sb_hi)));
           for (int t = 0; t < T; ++t)
-            isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(alo[t], sc_lo),
-                                                                 _mm512_mullo_epi32(ahi[t], sc_hi)));
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(alo[t][0], sc_lo),
+                                                                 _mm512_mullo_epi32(ahi[t][0], sc_hi)));
         }
       }
       const __m512 dw = load_f16x16(blk + kD);
