@@ -90,9 +90,10 @@ class OracleHooks::RowTap : public ops::RowObserver {
     }
   }
   void finish() {
+    o_.call_.assign(o_.maps_.size(), OracleLayerStats{});
     for (int th = 0; th < threads_; ++th)
       for (size_t m = 0; m < o_.maps_.size(); ++m)
-        o_.stats_[m][layer_].merge(partial_[th * o_.maps_.size() + m]);
+        o_.call_[m].merge(partial_[th * o_.maps_.size() + m]);
   }
 
  private:
@@ -112,6 +113,7 @@ OracleHooks::OracleHooks(const ModelConfig& config, std::vector<PolicyMap> maps)
     per_map_.push_back(std::make_unique<PerMap>());
   }
   stats_.assign(maps_.size(), std::vector<OracleLayerStats>(n_layer));
+  call_.assign(maps_.size(), OracleLayerStats{});
   tap_ = std::make_unique<RowTap>(*this);
   reset();
 }
@@ -120,6 +122,7 @@ OracleHooks::~OracleHooks() = default;
 
 void OracleHooks::reset() {
   const int n_layer = static_cast<int>(config_.n_layer), n_head = static_cast<int>(config_.n_head);
+  calls_.assign(maps_.size(), std::vector<std::vector<OracleLayerStats>>(n_layer));
   for (size_t m = 0; m < maps_.size(); ++m) {
     PerMap& pm = *per_map_[m];
     pm.evicting = maps_[m].any_evicting(n_layer, n_head);
@@ -189,8 +192,12 @@ void OracleHooks::after_attention(int layer, const ops::AttentionShape& s, const
         ref2 += static_cast<double>(o[c]) * o[c];
       }
     }
-    stats_[m][layer].diff2 += diff2;
-    stats_[m][layer].ref2 += ref2;
+    // The call's sums first, then the running total (one merge per call: a total kept
+    // elsewhere replays calls_ with the same roundings).
+    call_[m].diff2 += diff2;
+    call_[m].ref2 += ref2;
+    stats_[m][layer].merge(call_[m]);
+    calls_[m][layer].push_back(call_[m]);
   }
 }
 
