@@ -181,6 +181,35 @@ TEST(EvaluateSharded, EveryRankCountGivesTheOneProcessReport) {
   }
 }
 
+TEST(EvaluateSharded, TheThreadCountDoesNotChangeTheReport) {
+  // The bundled model (4 layers) on documents long enough for the attention core to use
+  // several threads: the oracle's rows then arrive from several threads in a schedule that
+  // varies from run to run, and the tail masses need all 53 bits (unlike the tiny model's).
+  const auto model = Model::load(std::string(ATTNSPARSE_SOURCE_DIR) + "/models/kjv-llama.gguf");
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int32_t> tok(3, static_cast<int32_t>(model->config().n_vocab) - 1);
+  std::vector<EvalDocument> docs;
+  for (int n : {300, 280, 260}) {
+    EvalDocument d;
+    d.id = "long" + std::to_string(n);
+    for (int i = 0; i < n; ++i) d.tokens.push_back(tok(rng));
+    docs.push_back(std::move(d));
+  }
+  EvalOptions o = options();
+  o.chunk = 512;
+  o.decode_tokens = 0;
+  std::vector<EvalPolicy> pols;
+  for (const char* t : {"window=8", "topk=16"})
+    for (auto& p : parse_eval_policies(t)) pols.push_back(std::move(p));
+  std::vector<std::string> reports;
+  for (int threads : {1, 2, 3, 2}) {
+    omp_set_num_threads(threads);
+    reports.push_back(comparable(evaluate_policies(*model, docs, pols, o)));
+  }
+  omp_set_num_threads(1);
+  for (size_t k = 1; k < reports.size(); ++k) EXPECT_EQ(first_difference(reports[k], reports[0]), "") << k;
+}
+
 TEST(EvaluateSharded, AFailingDocumentStopsEveryRankWithTheOneProcessError) {
   // Documents 4 and 5 fail (ranks 1 and 2 of the second round under 3 ranks; rank 1 and 0
   // under 2 ranks): every rank stops with document 4's error, as one process does.
