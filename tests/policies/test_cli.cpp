@@ -197,6 +197,7 @@ TEST(PolicyCli, EvalPolicyCheckpointAndResume) {
   ASSERT_EQ(alone.status, 0) << alone.err;
   EXPECT_EQ(numbers(json_out), want);
   EXPECT_FALSE(fs::exists(dir / "alone.checkpoint.cbor"));
+  fs::remove_all(dir);
 }
 
 TEST(PolicyCli, BadInputIsOneLineAndNoReport) {

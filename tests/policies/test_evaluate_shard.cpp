@@ -40,6 +40,13 @@ const fs::path& work_dir() {
   return dir;
 }
 
+// Removes the folder when the test program ends.
+class RemoveWorkDir : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(work_dir()); }
+};
+const auto* const kRemoveWorkDir = ::testing::AddGlobalTestEnvironment(new RemoveWorkDir);
+
 // The model file: every rank loads its own copy, as separate processes do.
 const std::string& model_path() {
   static const std::string path = [] {
