@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "ops/matmul.h"
 #include "ops/quant/mix.h"
 
@@ -46,7 +47,7 @@ void quantize_file(const std::string& in_path, const std::string& out_path, cons
     }
     const TensorInfo* src = &t;
     const int64_t cols = t.cols();
-    w.add_tensor_generated(t.name, *type, t.shape, [src, cols](int64_t row0, int64_t nrows, float* dst) {
+    add_generated_tensor(w, t.name, *type, t.shape, [src, cols](int64_t row0, int64_t nrows, float* dst) {
       const int64_t rb = dtype_row_bytes(src->dtype, cols);
       for (int64_t r = 0; r < nrows; ++r) ops::dequantize_row(src->dtype, src->data + (row0 + r) * rb, dst + r * cols, cols);
     });

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "io/safetensors.h"
 #include "model/hf_convert.h"
 #include "model/hf_tokenizer_json.h"
@@ -139,7 +140,7 @@ TEST(HfModel, Qwen2Bf16MatchesTheSameWeightsAsGgufBf16) {
     for (const TensorInfo& t : src.tensors()) {
       std::vector<float> f(t.numel());
       ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
-      w.add_tensor(t.name, t.shape.size() == 2 ? DType::BF16 : DType::F32, t.shape, f.data());
+      add_f32_tensor(w, t.name, t.shape.size() == 2 ? DType::BF16 : DType::F32, t.shape, f.data());
     }
     w.write(dir.file("bf16.gguf"));
   }
@@ -197,7 +198,7 @@ TEST(HfModel, Llama3RopeScalingFromConfigEqualsGgufRopeFreqs) {
     for (const auto& [k, v] : src.metadata()) w.set(k, v);
     for (const TensorInfo& t : src.tensors())
       w.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
-    w.add_tensor("rope_freqs.weight", DType::F32, {8}, div.data());
+    add_f32_tensor(w, "rope_freqs.weight", DType::F32, {8}, div.data());
     w.write(dir.file("llama3.gguf"));
   }
   auto hf = Model::load(dir.file("hf"));

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "io/safetensors.h"
 #include "model/hf_convert.h"
 #include "model/model.h"
@@ -155,7 +156,7 @@ std::string rewrite_gguf(const std::string& src_path, const std::string& out,
     if (keep_tensor(t)) {
       std::vector<float> f(t.numel());
       ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
-      w.add_tensor(t.name, DType::F32, t.shape, f.data());
+      add_f32_tensor(w, t.name, DType::F32, t.shape, f.data());
     }
   w.write(out);
   return out;
@@ -244,7 +245,7 @@ std::string edit_gguf(const std::string& src_path, const std::string& out,
     std::vector<float> f(t.numel());
     ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
     if (edit_tensor) edit_tensor(t.name, f);
-    w.add_tensor(t.name, t.shape.size() == 1 ? DType::F32 : dtype, t.shape, f.data());
+    add_f32_tensor(w, t.name, t.shape.size() == 1 ? DType::F32 : dtype, t.shape, f.data());
   }
   w.write(out);
   return out;

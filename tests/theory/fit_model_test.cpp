@@ -16,6 +16,7 @@
 #include "analysis/shared_data.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "model/model.h"
 #include "theory/fit_model.h"
 
@@ -52,7 +53,7 @@ void write_scaled_q(const std::string& src, const fs::path& dst, float q_scale) 
       std::vector<float> w(t.numel());
       std::memcpy(w.data(), t.data, w.size() * sizeof(float));
       for (auto& x : w) x *= q_scale;
-      out.add_tensor(t.name, DType::F32, t.shape, w.data());
+      add_f32_tensor(out, t.name, DType::F32, t.shape, w.data());
     } else {
       out.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
     }
