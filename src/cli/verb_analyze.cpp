@@ -1,5 +1,5 @@
 // attnsparse analyze MODEL --data PATH... --out DIR: streamed attention statistics, the
-// five conjectures of methods.md §2 judged with statistics, report.json + report.html.
+// five conjectures of docs/methods.md §7 judged with statistics, report.json + report.html.
 #include <fmt/format.h>
 
 #include <chrono>

@@ -1,5 +1,5 @@
 // attnsparse theory simulate | fit: check "attention is naturally n^C-sparse"
-// (methods.md §3) in simulation and on a model's real attention rows.
+// (docs/methods.md §8) in simulation and on a model's real attention rows.
 #include <fmt/format.h>
 
 #include <chrono>

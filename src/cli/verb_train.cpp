@@ -17,7 +17,7 @@ void register_train(CLI::App& app) {
       "  attnsparse train --arch llama --preset small --data out/corpus/kjv.train.txt \\\n"
       "      --val out/corpus/kjv.val.txt --tokenizer spm:4000 --steps 2000 --batch 16 --ctx 256 \\\n"
       "      --lr 2e-3 --seed 1 --threads 2 --out model.gguf\n"
-      "With the condensation regulariser (methods.md section 4):\n"
+      "With the condensation regulariser (docs/methods.md §9):\n"
       "  attnsparse train ... --reg topk:k=8,lambda=0.1 --out sparse.gguf\n"
       "Regulariser specs: topk:k=8,lambda=0.1 (tail mass) | topk:k=8,lambda=0.1,hinge=0.05 |\n"
       "  dyn:alpha=1,C=0.5,lambda=0.1 (k_t = ceil(alpha*(t+1)^C)); add layers=0,1 / heads=2,3 to restrict.\n"

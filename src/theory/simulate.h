@@ -1,4 +1,4 @@
-// The n^C-sparsity simulator (methods.md §3, Deng/Song/Yang): random attention rows of
+// The n^C-sparsity simulator (docs/methods.md §8, Deng/Song/Yang): random attention rows of
 // growing length n, their k_eps(n), the fitted exponent C = d log k_eps / d log n with a
 // bootstrap interval, and the output error of budget rules k = const, ceil(ln n) and
 // ceil(alpha n^C) with Gaussian values.
