@@ -230,19 +230,18 @@ TEST(HfModel, DirectoryEndToEndThroughTheCli) {
   write_text(dir + "/tokenizer_config.json",
              nlohmann::json{{"add_bos_token", true}, {"bos_token", "<s>"}, {"eos_token", "</s>"}}.dump());
   const std::string text = expected_dir() + "/text_a.txt", ids = expected_dir() + "/llama-spm-f32.text.tokens.txt";
-  auto r = run_cli("tokenize '" + dir + "' --text-file '" + text + "'", tmp.path().string());
+  auto r = run_cli("tokenize '" + dir + "' --text-file '" + text + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   std::istringstream ss(r.out);
   std::vector<int32_t> got;
   for (long long v; ss >> v;) got.push_back(static_cast<int32_t>(v));
   EXPECT_EQ(got, read_ids(ids));
-  r = run_cli("logits '" + dir + "' --tokens '" + ids + "' --rows 141 --out '" + tmp.file("l.f32") + "'",
-              tmp.path().string());
+  r = run_cli("logits '" + dir + "' --tokens '" + ids + "' --rows 141 --out '" + tmp.file("l.f32") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto want = read_f32_file(expected_dir() + "/llama-spm-f32.text.logits.f32");
   EXPECT_LE(logit_error(read_f32_file(tmp.file("l.f32")),
                         std::vector<float>(want.end() - 32000, want.end()), 32000).max_rel, 1e-4);
-  r = run_cli("generate '" + dir + "' --prompt 'Hello world' -n 8 --temp 0", tmp.path().string());
+  r = run_cli("generate '" + dir + "' --prompt 'Hello world' -n 8 --temp 0");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("Hello world", 0), 0u);
 }

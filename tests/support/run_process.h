@@ -90,6 +90,14 @@ inline ProcessResult run_command(const std::string& line, Output output = Output
   return r;
 }
 
+// The shell command line that runs attnsparse with each element of `args` one argument
+// (for composing, e.g. behind mpirun).
+inline std::string cli_command_line(const std::vector<std::string>& args) {
+  std::string line = shell_quote(ATTNSPARSE_BIN);
+  for (const std::string& a : args) line += " " + shell_quote(a);
+  return line;
+}
+
 // attnsparse with `args`, a string in shell syntax ("info 'my model.gguf' --json").
 inline ProcessResult run_cli(const std::string& args, Output output = Output::separate) {
   return run_command(shell_quote(ATTNSPARSE_BIN) + " " + args, output);
@@ -97,9 +105,7 @@ inline ProcessResult run_cli(const std::string& args, Output output = Output::se
 
 // attnsparse with each element of `args` one argument.
 inline ProcessResult run_cli(const std::vector<std::string>& args, Output output = Output::separate) {
-  std::string line;
-  for (const std::string& a : args) line += " " + shell_quote(a);
-  return run_command(shell_quote(ATTNSPARSE_BIN) + line, output);
+  return run_command(cli_command_line(args), output);
 }
 
 }  // namespace attnsparse::testing
