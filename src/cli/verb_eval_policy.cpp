@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
@@ -20,6 +21,13 @@ namespace attnsparse::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+struct EvalPolicyOptions {
+  std::string model_path, out_path;
+  std::vector<std::string> data_paths, policy_texts;
+  int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
+  int threads = 0;
+};
 
 void register_eval_policy(CLI::App& app) {
   auto* sub = app.add_subcommand(
@@ -48,10 +56,9 @@ void register_eval_policy(CLI::App& app) {
               "\nExample: attnsparse eval-policy model.gguf --data longbench.jsonl --policy 'topk=16..256*2' "
               "--policy 'h2o=budget:{64,128,256},recent:16' --max-tokens 1024 --out out/policies\n"
               "(writes out/policies/report.json and report.html; --out FILE.json writes the JSON alone)");
-  static std::string model_path, out_path;
-  static std::vector<std::string> data_paths, policy_texts;
-  static int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
-  static int threads = 0;
+  auto options = std::make_shared<EvalPolicyOptions>();
+  auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads] =
+      *options;
   add_model_options(sub, model_path);
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
       ->required();
@@ -71,7 +78,9 @@ void register_eval_policy(CLI::App& app) {
       ->required();
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
-  sub->callback([] {
+  sub->callback([options] {
+    auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads] =
+        *options;
     apply_threads(threads);
     // --out FILE.json: the JSON report alone; --out DIR: DIR/report.json and report.html.
     const bool json_file = out_path.size() > 5 && out_path.compare(out_path.size() - 5, 5, ".json") == 0;

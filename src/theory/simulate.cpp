@@ -83,6 +83,39 @@ std::pair<int64_t, int64_t> parse_n_range(const std::string& text) {
   return {lo, hi};
 }
 
+std::vector<Setting> sweep_settings(const std::vector<int>& ds, const std::vector<double>& sigmas,
+                                    const std::vector<double>& norm_bounds,
+                                    const std::vector<double>& weight_frobenius,
+                                    const std::vector<double>& logit_cs) {
+  std::vector<Setting> settings;
+  for (int d : ds) {
+    for (double sigma : sigmas) {
+      Setting st;
+      st.regime = Regime::Gaussian;
+      st.d = d;
+      st.sigma = sigma;
+      settings.push_back(st);
+    }
+    for (double B : norm_bounds)
+      for (double F : weight_frobenius) {
+        Setting st;
+        st.regime = Regime::NormBound;
+        st.d = d;
+        st.B = B;
+        st.F = F;
+        settings.push_back(st);
+      }
+    for (double c : logit_cs) {
+      Setting st;
+      st.regime = Regime::LogitC;
+      st.d = d;
+      st.c = c;
+      settings.push_back(st);
+    }
+  }
+  return settings;
+}
+
 void validate(const SimOptions& o) {
   if (o.n_lo < 2) fail_usage("--n: the smallest length must be at least 2 (got {})", o.n_lo);
   if (o.n_lo > o.n_hi) fail_usage("--n: LO = {} is larger than HI = {}", o.n_lo, o.n_hi);
