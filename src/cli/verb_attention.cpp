@@ -22,10 +22,7 @@ void run_attention(const AttentionOptions& o) {
   const std::vector<int32_t> tokens = read_token_file(o.tokens_path);
   auto model = load_model(o.model_path);
   const auto& c = model->config();
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] >= c.n_vocab)
-      fail_file(o.tokens_path, "token id {} at index {} is out of range (vocabulary size {})", tokens[i], i,
-                c.n_vocab);
+  check_token_ids(tokens, c.n_vocab, o.tokens_path);
   const int64_t n = static_cast<int64_t>(tokens.size());
   const double bytes = dense_attention_bytes(c.n_layer, c.n_head, n);
   if (bytes > 8e9) fail_usage("{} tokens would need {:.1f} GB of attention output; use fewer tokens", n, bytes / 1e9);

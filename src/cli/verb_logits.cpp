@@ -28,10 +28,7 @@ void run_logits(const LogitsOptions& o) {
       fail_usage("--rows: row {} is out of range ({} tokens)", r, tokens.size());
   auto model = load_model(o.model_path);
   const auto& c = model->config();
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] >= c.n_vocab)
-      fail_file(o.tokens_path, "token id {} at index {} is out of range (vocabulary size {})", tokens[i], i,
-                c.n_vocab);
+  check_token_ids(tokens, c.n_vocab, o.tokens_path);
   // Past the training context the logits are extrapolation and the run is quadratic in
   // the token count: refused unless asked for, then warned about.
   const int64_t n = static_cast<int64_t>(tokens.size());

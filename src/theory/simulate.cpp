@@ -89,29 +89,17 @@ std::vector<Setting> sweep_settings(const std::vector<int>& ds, const std::vecto
                                     const std::vector<double>& logit_cs) {
   std::vector<Setting> settings;
   for (int d : ds) {
-    for (double sigma : sigmas) {
+    auto add = [&](Regime regime, auto&& set) {
       Setting st;
-      st.regime = Regime::Gaussian;
+      st.regime = regime;
       st.d = d;
-      st.sigma = sigma;
+      set(st);
       settings.push_back(st);
-    }
+    };
+    for (double sigma : sigmas) add(Regime::Gaussian, [&](Setting& st) { st.sigma = sigma; });
     for (double B : norm_bounds)
-      for (double F : weight_frobenius) {
-        Setting st;
-        st.regime = Regime::NormBound;
-        st.d = d;
-        st.B = B;
-        st.F = F;
-        settings.push_back(st);
-      }
-    for (double c : logit_cs) {
-      Setting st;
-      st.regime = Regime::LogitC;
-      st.d = d;
-      st.c = c;
-      settings.push_back(st);
-    }
+      for (double F : weight_frobenius) add(Regime::NormBound, [&](Setting& st) { st.B = B, st.F = F; });
+    for (double c : logit_cs) add(Regime::LogitC, [&](Setting& st) { st.c = c; });
   }
   return settings;
 }
