@@ -1,4 +1,5 @@
 #include "analysis/row_metrics.h"
+#include "core/cpu.h"
 
 #include <algorithm>
 #include <bit>
@@ -157,9 +158,7 @@ int64_t gather_bucket_avx512(const float* v, const uint16_t* ids, int64_t m, uin
 #pragma GCC diagnostic pop
 
 int64_t gather_bucket(const float* v, const uint16_t* ids, int64_t m, uint16_t b, float* out) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                             __builtin_cpu_supports("avx512vl");
-  if (avx512) return gather_bucket_avx512(v, ids, m, b, out);
+  if (cpu::active_at_least(cpu::Level::Avx512)) return gather_bucket_avx512(v, ids, m, b, out);
   int64_t k = 0;
   for (int64_t j = 0; j < m; ++j) {
     out[k] = v[j];

@@ -1,7 +1,8 @@
 // attnsparse eval-policy MODEL --data D [--policy P]... --out report.json: what each
 // sparse-attention policy costs against dense attention on the same documents. The
 // evaluation itself is policies/evaluate.h; this verb parses the options, prints
-// progress and writes the table and the report.
+// progress and writes the table and the report. Under mpirun / srun the documents are
+// shared by the ranks and rank 0 writes the report (docs/distributed.md).
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -11,6 +12,8 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "core/files.h"
+#include "dist/world.h"
 #include "io/corpus.h"
 #include "model/model.h"
 #include "model/model_util.h"
@@ -27,6 +30,7 @@ struct EvalPolicyOptions {
   std::vector<std::string> data_paths, policy_texts;
   int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
   int threads = 0;
+  bool resume = false;
 };
 
 void register_eval_policy(CLI::App& app) {
@@ -55,9 +59,14 @@ void register_eval_policy(CLI::App& app) {
               "  quest=page:16,pages:2..16+2       arithmetic: 2, 4, ..., 16\n"
               "\nExample: attnsparse eval-policy model.gguf --data longbench.jsonl --policy 'topk=16..256*2' "
               "--policy 'h2o=budget:{64,128,256},recent:16' --max-tokens 1024 --out out/policies\n"
-              "(writes out/policies/report.json and report.html; --out FILE.json writes the JSON alone)");
+              "(writes out/policies/report.json and report.html; --out FILE.json writes the JSON alone)\n"
+              "\nA checkpoint (DIR/checkpoint.cbor, or FILE.checkpoint.cbor next to FILE.json) is written after\n"
+              "every document and removed with the report; --resume continues a killed run from it, to the\n"
+              "same report. Under mpirun / srun the documents are shared by the ranks and rank 0 writes the\n"
+              "report, identical to one process's apart from wall times, \"ranks\" and \"bytes_merged\"\n"
+              "(docs/distributed.md).");
   auto options = std::make_shared<EvalPolicyOptions>();
-  auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads] =
+  auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads, resume] =
       *options;
   add_model_options(sub, model_path);
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
@@ -76,16 +85,22 @@ void register_eval_policy(CLI::App& app) {
                   "a directory: report.json and report.html (frontier charts, per-layer error, time, table) in it; "
                   "a file name ending in .json: the JSON report alone")
       ->required();
+  sub->add_flag("--resume", resume, "continue a killed run from its checkpoint (same arguments)");
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
-  sub->callback([options] {
-    auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads] =
-        *options;
+  // One process, or one rank of an MPI job (comm).
+  auto run = [options](ShardComm* comm) {
+    auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads,
+           resume] = *options;
     apply_threads(threads);
+    dist::default_threads(comm, threads);
+    const bool root = !comm || comm->rank() == 0;
     // --out FILE.json: the JSON report alone; --out DIR: DIR/report.json and report.html.
     const bool json_file = out_path.size() > 5 && out_path.compare(out_path.size() - 5, 5, ".json") == 0;
     if (!json_file && fs::exists(out_path) && !fs::is_directory(out_path))
       fail_file(out_path, "--out: not a directory (give a directory, or a file name ending in .json)");
+    const std::string checkpoint = json_file ? out_path.substr(0, out_path.size() - 5) + ".checkpoint.cbor"
+                                             : (fs::path(out_path) / "checkpoint.cbor").string();
     std::vector<policies::EvalPolicy> policies =
         policy_texts.empty() ? policies::default_eval_policies() : std::vector<policies::EvalPolicy>{};
     for (const auto& p : policy_texts)
@@ -96,8 +111,15 @@ void register_eval_policy(CLI::App& app) {
     std::vector<std::string> skipped;
     const std::vector<policies::EvalDocument> documents =
         policies::prepare_evaluation(*model, policies, docs, max_tokens, data_paths, &skipped);
-    for (const auto& s : skipped) fmt::print(stderr, "eval-policy: skipping {}\n", s);
+    if (root)
+      for (const auto& s : skipped) fmt::print(stderr, "eval-policy: skipping {}\n", s);
     const int64_t limit = policies::document_token_limit(*model, max_tokens);
+    if (root && json_file) resolve_output_path(out_path);  // its directory exists (the checkpoint goes there)
+    if (root && !json_file) {
+      std::error_code ec;
+      fs::create_directories(out_path, ec);
+      if (!fs::is_directory(out_path)) fail_file(out_path, "cannot create the output directory");
+    }
 
     policies::EvalOptions opts;
     opts.chunk = chunk;
@@ -132,24 +154,72 @@ void register_eval_policy(CLI::App& app) {
           break;
       }
     };
-    const policies::EvalResult result = policies::evaluate_policies(*model, documents, policies, opts, progress);
+    policies::EvalRun how;
+    how.comm = comm;
+    how.resume = resume;
+    if (root) {
+      how.checkpoint_path = checkpoint;
+      how.notice = [](const std::string& line) { fmt::print(stderr, "eval-policy: {}\n", line); };
+    }
+    // Sharded: rank 0 prints the whole job's progress after each round of documents.
+    ProgressGate job_gate(0, 10, true);
+    if (comm && root)
+      how.job_progress = [&job_gate](const policies::EvalJobProgress& p) {
+        const char* ranks = p.ranks == 1 ? "rank" : "ranks";
+        if (p.finished) {
+          fmt::print(stderr, "eval-policy: {} documents on {} {} in {:.0f} s\n", p.documents, p.ranks, ranks, p.seconds);
+          return;
+        }
+        // The last round is the finished line; ETA from the tokens done (a document's cost
+        // grows with its tokens).
+        if (p.documents_done == p.documents || !job_gate.due(false)) return;
+        const double left = p.tokens_done > 0 ? p.seconds * double(p.tokens - p.tokens_done) / double(p.tokens_done) : 0;
+        fmt::print(stderr, "eval-policy: {}/{} documents on {} {}, {:.0f} s, ETA {:.0f} s\n", p.documents_done,
+                   p.documents, p.ranks, ranks, p.seconds, left);
+      };
+    const policies::EvalResult result =
+        policies::evaluate_policies(*model, documents, policies, opts, comm ? policies::EvalProgressFn{} : progress, how);
+    if (!root) return;  // rank 0 writes the report
     fmt::print("{}", policies::eval_table(result));
     const nlohmann::json report = policies::to_json(result);
     const std::string text = report.dump(2) + "\n";
+    std::error_code ec;
     if (json_file) {
       write_file_atomic(out_path, text.data(), text.size());
+      fs::remove(checkpoint, ec);
       fmt::print("report -> {}\n", out_path);
       return;
     }
-    std::error_code ec;
-    fs::create_directories(out_path, ec);
-    if (!fs::is_directory(out_path)) fail_file(out_path, "cannot create the output directory");
     const std::string html = report::policy_html(report);
     const std::string json_path = (fs::path(out_path) / "report.json").string();
     const std::string html_path = (fs::path(out_path) / "report.html").string();
     write_file_atomic(json_path, text.data(), text.size());
     write_file_atomic(html_path, html.data(), html.size());
+    fs::remove(checkpoint, ec);
     fmt::print("report -> {} and {}\n", json_path, html_path);
+  };
+  sub->callback([run] {
+    // Under mpirun / srun: the documents are shared by the ranks (docs/distributed.md).
+    ShardComm* comm = dist::world();
+    if (!comm) return run(nullptr);
+    try {
+      run(comm);
+    } catch (const std::exception& e) {
+      // Every rank stops with the same error; rank 0 alone prints it.
+      std::exception_ptr error = std::current_exception();
+      if (!comm->settled && !comm->closed) {
+        try {
+          comm->agree(ShardComm::failure_of(e));
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      if (comm->rank() != 0) {
+        std::fflush(stdout);
+        std::exit(1);
+      }
+      std::rethrow_exception(error);
+    }
   });
 }
 ATTNSPARSE_VERB(register_eval_policy);

@@ -17,6 +17,10 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the resident pages wholly inside [p, p + n) (a part of this map that will not
+  // be read again, e.g. weights packed into another layout); they are read back from the
+  // file if touched later. No effect outside the map.
+  void release(const void* p, size_t n) const;
 
  private:
   std::string path_;

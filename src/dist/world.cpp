@@ -40,6 +40,12 @@ analysis::ShardComm* world() {
   const auto make = reinterpret_cast<Make>(dlsym(handle, "attnsparse_mpi_world"));
   if (!make) fail_file(plugin, "not an attnsparse MPI plug-in");
   w = make();
+  // srun without an MPI plug-in (--mpi=none), or a launcher this MPI library does not speak
+  // to: every task comes up as an MPI job of its own and would run the whole job.
+  if (l.size > 0 && w->size() != l.size)
+    fail_usage("started as one of {} processes ({} = {}) but MPI sees {}: the launcher and the MPI library did not "
+               "connect (with srun give --mpi=pmix, see `srun --mpi=list`; or run one process without the launcher)",
+               l.size, l.size_from, l.size, w->size());
   return w;
 }
 

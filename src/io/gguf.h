@@ -75,6 +75,7 @@ class GgufFile : public TensorSource {
   const TensorInfo* find(const std::string& name) const override;
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   const std::string& path() const override { return file_.path(); }
+  void release(const void* p, size_t n) const override { file_.release(p, n); }
 
  private:
   MappedFile file_;

@@ -39,6 +39,10 @@ class TensorSource {
   // Where the tensors come from (file or directory), for error messages.
   virtual const std::string& path() const = 0;
 
+  // The bytes [p, p + n) of a tensor will not be read again (packed copies replace
+  // them): a memory-mapped source drops their resident pages. Default: nothing.
+  virtual void release(const void* p, size_t n) const {}
+
   // Throws FormatError "<path>: missing tensor '<name>'".
   const TensorInfo& require(const std::string& name) const;
 };

@@ -18,11 +18,17 @@ enum class RopeLayout {
 };
 
 struct RopeScaling {
-  std::string type;  // "", "linear", "llama3"
+  std::string type;  // "", "linear", "llama3", "yarn"
   float factor = 1.f;
   float low_freq_factor = 1.f;
   float high_freq_factor = 4.f;
   int64_t original_context = 8192;
+  // YaRN: pairs rotating faster than beta_fast turns over original_context keep their
+  // angle, slower than beta_slow are interpolated by 1/factor, a linear ramp between;
+  // cos/sin are multiplied by attn_factor * (1 + 0.1 ln factor).
+  float beta_fast = 32.f;
+  float beta_slow = 1.f;
+  float attn_factor = 1.f;
 };
 
 // How one layer's attention sees its keys (per-layer patterns of gemma2/gemma3, Mistral).

@@ -86,8 +86,8 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     c.rope_base = static_cast<float>(f.get_float(a + "rope.freq_base").value_or(10000.0));
     if (auto type = f.get_string(a + "rope.scaling.type"); type && *type != "none") {
       c.rope_scaling.type = *type;
-      if (*type != "linear" && *type != "llama3")
-        fail_file(f.path(), "rope scaling type '{}' is not supported (linear, llama3)", *type);
+      if (*type != "linear" && *type != "llama3" && *type != "yarn")
+        fail_file(f.path(), "rope scaling type '{}' is not supported (linear, llama3, yarn)", *type);
     }
     if (auto factor = f.get_float(a + "rope.scaling.factor")) {
       c.rope_scaling.factor = static_cast<float>(*factor);
@@ -101,6 +101,17 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     }
     if (auto orig = f.get_int(a + "rope.scaling.original_context_length"))
       c.rope_scaling.original_context = *orig;
+    if (c.rope_scaling.type == "yarn") {
+      // llama.cpp's defaults where the converter wrote nothing (ext_factor is 1 for yarn).
+      c.rope_scaling.beta_fast =
+          static_cast<float>(f.get_float(a + "rope.scaling.yarn_beta_fast").value_or(32.0));
+      c.rope_scaling.beta_slow =
+          static_cast<float>(f.get_float(a + "rope.scaling.yarn_beta_slow").value_or(1.0));
+      c.rope_scaling.attn_factor =
+          static_cast<float>(f.get_float(a + "rope.scaling.yarn_attn_factor").value_or(1.0));
+      if (auto ext = f.get_float(a + "rope.scaling.yarn_ext_factor"); ext && *ext != 1.0)
+        fail_file(f.path(), "rope.scaling.yarn_ext_factor {} is not supported (1)", *ext);
+    }
     // As llama.cpp: a scaling factor in the file always scales positions linearly.
     if (c.rope_scaling.factor != 1.f) c.rope_freq_scale = 1.f / c.rope_scaling.factor;
     // Llama 3 scaling arrives as per-pair divisors in rope_freqs.weight.

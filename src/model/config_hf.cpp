@@ -215,8 +215,35 @@ ModelConfig config_from_hf_json(const std::string& path) {
       c.rope_scaling.factor = static_cast<float>(r.get_float("factor"));
       if (c.rope_scaling.factor <= 0) fail_file(path, "rope_scaling.factor must be positive");
       c.rope_freq_scale = 1.f / c.rope_scaling.factor;
+    } else if (type == "yarn") {
+      // As transformers' YaRN: factor, original_max_position_embeddings (else the model's
+      // max_position_embeddings), beta_fast 32, beta_slow 1; the cos/sin scale is
+      // attention_factor when given, else mscale(factor, mscale) / mscale(factor,
+      // mscale_all_dim) with mscale(s, m) = 0.1 m ln s + 1, which is 0.1 ln s + 1 by default.
+      c.rope_scaling.type = "yarn";
+      c.rope_scaling.factor = static_cast<float>(r.get_float("factor"));
+      if (!(c.rope_scaling.factor >= 1.f))
+        fail_file(path, "rope_scaling.factor must be >= 1 for yarn");
+      c.rope_freq_scale = 1.f / c.rope_scaling.factor;
+      c.rope_scaling.original_context =
+          r.find("original_max_position_embeddings")
+              ? r.get_int("original_max_position_embeddings")
+              : f.get_int_or("max_position_embeddings", c.rope_scaling.original_context);
+      c.rope_scaling.beta_fast = static_cast<float>(r.get_float_or("beta_fast", 32.0));
+      c.rope_scaling.beta_slow = static_cast<float>(r.get_float_or("beta_slow", 1.0));
+      if (const json* t = r.find("truncate"); t && !(t->is_boolean() && t->get<bool>()))
+        fail_file(path, "rope_scaling.truncate false is not supported");
+      const double s = c.rope_scaling.factor;
+      const auto mscale = [s](double m) { return s <= 1 ? 1.0 : 0.1 * m * std::log(s) + 1.0; };
+      double total = mscale(1.0);
+      if (r.find("attention_factor"))
+        total = r.get_float("attention_factor");
+      else if (r.find("mscale") || r.find("mscale_all_dim"))
+        total = mscale(r.get_float_or("mscale", 1.0)) / mscale(r.get_float_or("mscale_all_dim", 0.0));
+      // The rotation multiplies by attn_factor * (0.1 ln s + 1).
+      c.rope_scaling.attn_factor = static_cast<float>(total / mscale(1.0));
     } else if (type != "default" && !type.empty()) {
-      fail_file(path, "rope_scaling type '{}' is not supported (linear, llama3)", type);
+      fail_file(path, "rope_scaling type '{}' is not supported (linear, llama3, yarn)", type);
     }
     if (c.rope_scaling.type == "llama3" && c.rope_scaling.factor <= 0)
       fail_file(path, "rope_scaling.factor must be positive");

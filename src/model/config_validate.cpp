@@ -56,6 +56,15 @@ void validate_config(const ModelConfig& c, const std::string& path) {
       require_in_range(c.rope_scaling.original_context, 1, kMaxContext, path,
                        "the RoPE scaling original context length");
     }
+    if (c.rope_scaling.type == "yarn") {
+      require_in_range(c.rope_scaling.original_context, 1, kMaxContext, path,
+                       "the RoPE scaling original context length");
+      finite_positive(c.rope_scaling.beta_fast, 1e6, path, "the YaRN beta_fast");
+      finite_positive(c.rope_scaling.beta_slow, 1e6, path, "the YaRN beta_slow");
+      finite_positive(c.rope_scaling.attn_factor, 1e3, path, "the YaRN attention factor");
+      if (c.rope_freq_scale > 1.f)
+        fail_file(path, "the YaRN scaling factor {} must be >= 1", c.rope_scaling.factor);
+    }
   }
 }
 

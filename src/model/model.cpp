@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <tuple>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -104,11 +105,22 @@ class TransformerModel : public Model {
           rope.rope_dim, cfg_.rope_base, cfg_.rope_scaling.factor,
           cfg_.rope_scaling.low_freq_factor, cfg_.rope_scaling.high_freq_factor,
           cfg_.rope_scaling.original_context);
+    } else if (cfg_.rope_scaling.type == "yarn") {
+      rope.ext_factor = 1.f;
+      rope.attn_factor = cfg_.rope_scaling.attn_factor;
+      std::tie(rope.corr_low, rope.corr_high) = ops::yarn_corr_dims(
+          rope.rope_dim, cfg_.rope_scaling.original_context, cfg_.rope_base,
+          cfg_.rope_scaling.beta_fast, cfg_.rope_scaling.beta_slow);
     }
     // Per layer: windowed layers of some families rotate with their own base.
     rope_.assign(cfg_.n_layer, rope);
-    for (int64_t l = 0; l < cfg_.n_layer && l < static_cast<int64_t>(cfg_.layers.size()); ++l)
+    for (int64_t l = 0; l < cfg_.n_layer && l < static_cast<int64_t>(cfg_.layers.size()); ++l) {
       rope_[l].base = cfg_.layers[l].rope_base;
+      if (rope.ext_factor != 0.f)  // YaRN's correction range depends on the layer's base
+        std::tie(rope_[l].corr_low, rope_[l].corr_high) = ops::yarn_corr_dims(
+            rope.rope_dim, cfg_.rope_scaling.original_context, rope_[l].base,
+            cfg_.rope_scaling.beta_fast, cfg_.rope_scaling.beta_slow);
+    }
   }
 
   const ModelConfig& config() const override { return cfg_; }

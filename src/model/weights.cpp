@@ -165,7 +165,29 @@ ModelWeights bind_weights(const ModelConfig& config, const TensorSource& source,
   const ArchInfo* info = find_arch(config.arch);
   if (info == nullptr) fail_file(source.path(), "architecture '{}' is not supported", config.arch);
   info->bind(config, binder, w);
+  pack_for_cpu(w, &source);
   return w;
+}
+
+void pack_for_cpu(ModelWeights& w, const TensorSource* source) {
+  std::vector<Linear*> all = {&w.output};
+  for (LayerWeights& l : w.layers) {
+    for (Linear* lin : {&l.q, &l.k, &l.v, &l.qkv, &l.o, &l.gate, &l.up, &l.down, &l.router}) all.push_back(lin);
+    for (auto* experts : {&l.gate_exps, &l.up_exps, &l.down_exps})
+      for (Linear& e : *experts) all.push_back(&e);
+  }
+  for (Linear* lin : all) {
+    if (lin->w.data == nullptr || lin->w.packed != nullptr) continue;
+    if (auto p = ops::pack_weights(lin->w)) {
+      lin->w.packed = p.get();
+      w.packed.push_back(std::move(p));
+      // The kernels read the packed copy only; the mapped bytes need not stay resident
+      // (memory stays at one copy of the weights). The token embedding, read by row
+      // lookups, is not released when the output matrix is tied to it.
+      if (source != nullptr && !(w.token_embd != nullptr && lin->w.data == w.token_embd->data))
+        source->release(lin->w.data, static_cast<size_t>(lin->w.n_out * lin->w.row_bytes()));
+    }
+  }
 }
 
 }  // namespace attnsparse

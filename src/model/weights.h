@@ -3,12 +3,14 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "io/tensor_source.h"
 #include "model/config.h"
 #include "ops/matmul.h"
+#include "ops/quant/packed.h"
 
 namespace attnsparse {
 
@@ -46,7 +48,15 @@ struct ModelWeights {
   // Copies made where the file's layout or dtype needed a transform (HF Conv1D
   // transposes, non-f32 norm vectors). Everything else stays memory-mapped.
   std::vector<std::vector<uint8_t>> owned;
+  // Quantised matrices re-laid out for this CPU's integer GEMM (ops::pack_weights); the
+  // views' `packed` point here.
+  std::vector<std::unique_ptr<ops::PackedWeights>> packed;
 };
+
+// Packs every matrix whose type this CPU's kernels read packed (see ops::pack_weights)
+// and releases the packed matrices' mapped bytes from `source` (may be null); bind_weights
+// calls it.
+void pack_for_cpu(ModelWeights& w, const TensorSource* source);
 
 // How logical tensor names (llama.cpp's: "blk.3.attn_q.weight") map to the file's names.
 enum class NameStyle { Gguf, HuggingFace };

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "ops/attention_tiles.h"
 #include "ops/keyset.h"
@@ -58,27 +59,10 @@ using detail::Scratch;
 
 enum class Isa { Avx512 = 0, Avx2 = 1, Sse2 = 2 };
 
-bool cpu_has(Isa isa) {
-  __builtin_cpu_init();
-  switch (isa) {
-    case Isa::Avx512:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-             __builtin_cpu_supports("avx512dq");
-    case Isa::Avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Isa::Sse2: return true;
-  }
-  return false;
-}
-
-std::atomic<int> g_isa{-1};
-
+// The kernel variant of the active level (core/cpu.h).
 Isa current_isa() {
-  int v = g_isa.load(std::memory_order_relaxed);
-  if (v < 0) {
-    v = cpu_has(Isa::Avx512) ? 0 : cpu_has(Isa::Avx2) ? 1 : 2;
-    g_isa.store(v, std::memory_order_relaxed);
-  }
-  return static_cast<Isa>(v);
+  const cpu::Level l = cpu::active();
+  return l >= cpu::Level::Avx512 ? Isa::Avx512 : l == cpu::Level::Avx2 ? Isa::Avx2 : Isa::Sse2;
 }
 
 void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys) {
@@ -256,21 +240,6 @@ const char* attention_isa() {
     case Isa::Sse2: return "sse2";
   }
   return "?";
-}
-
-void force_attention_isa(const char* name) {
-  const std::string n = name ? name : "";
-  if (n.empty()) {
-    g_isa.store(-1);
-    return;
-  }
-  Isa isa;
-  if (n == "avx512") isa = Isa::Avx512;
-  else if (n == "avx2") isa = Isa::Avx2;
-  else if (n == "sse2") isa = Isa::Sse2;
-  else fail("attention: unknown instruction set '{}' (avx512, avx2, sse2)", n);
-  if (!cpu_has(isa)) fail("attention: this CPU cannot run {}", n);
-  g_isa.store(static_cast<int>(isa));
 }
 
 void attention_reference(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,

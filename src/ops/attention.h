@@ -76,10 +76,8 @@ void attention(const AttentionShape& shape, const AttentionArgs& args,
 void attention_reference(const AttentionShape& shape, const AttentionArgs& args,
                          const KeySet* keys = nullptr, RowObserver* observer = nullptr);
 
-// The SIMD variant attention() uses: "avx512", "avx2" or "sse2" (picked from the CPU at
-// first use). force_attention_isa selects one for tests and benchmarks ("" = automatic);
-// throws Error for an unknown name or one the CPU cannot run.
+// The SIMD variant attention() uses: "avx512", "avx2" or "sse2", from the active
+// instruction-set level (core/cpu.h; cpu::ScopedLevel selects one in tests).
 const char* attention_isa();
-void force_attention_isa(const char* isa);
 
 }  // namespace attnsparse::ops

@@ -1,6 +1,7 @@
 // The fp32 FMA peak: each thread runs 12 independent FMA chains (enough to cover the
 // FMA latency on two pipes) in registers, no memory traffic.
 #include "ops/attention_bench.h"
+#include "core/cpu.h"
 
 #include <omp.h>
 
@@ -38,9 +39,8 @@ ATTN_FMA_LOOP(fma_sse2, 4, )
 #undef ATTN_FMA_LOOP
 
 double run(int64_t iters, float* sink) {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return fma_avx512(iters, sink);
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return fma_avx2(iters, sink);
+  if (cpu::active_at_least(cpu::Level::Avx512)) return fma_avx512(iters, sink);
+  if (cpu::active_at_least(cpu::Level::Avx2)) return fma_avx2(iters, sink);
   return fma_sse2(iters, sink);
 }
 

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "ops/matmul_kernels.h"
 #include "ops/quant.h"
@@ -112,61 +113,22 @@ const Kernels& portable_kernels() {
 
 namespace {
 
-struct CpuCaps {
-  bool avx2 = false, avx512 = false, vnni = false, bf16 = false;
-};
-
-const CpuCaps& cpu_caps() {
-  static const CpuCaps caps = [] {
-    CpuCaps c;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-#if defined(__clang__) && __clang_major__ < 15  // clang 14 (fuzz builds) lacks "f16c"; AVX2 CPUs have it
-    c.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    c.avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
-#endif
-    c.avx512 = c.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-    c.vnni = c.avx512 && __builtin_cpu_supports("avx512vnni");
-    c.bf16 = c.avx512 && __builtin_cpu_supports("avx512bf16");
-#endif
-    return c;
-  }();
-  return caps;
-}
-
-// The best level the CPU supports (0 portable, 1 AVX2, 2 AVX-512, 3 AVX-512 with
-// AVX512-BF16 dot products for BF16 weights), lowered by ATTNSPARSE_SIMD (read on every
-// call so tests can switch levels).
-int active_level() {
-  const CpuCaps& caps = cpu_caps();
-  int level = caps.bf16 ? 3 : caps.avx512 ? 2 : caps.avx2 ? 1 : 0;
-  if (const char* env = std::getenv("ATTNSPARSE_SIMD"); env != nullptr && *env != '\0') {
-    const std::string_view v(env);
-    int want;
-    if (v == "portable") want = 0;
-    else if (v == "avx2") want = 1;
-    else if (v == "avx512") want = 2;
-    else if (v == "avx512bf16") want = 3;
-    else fail("ATTNSPARSE_SIMD={}: expected portable, avx2, avx512 or avx512bf16", v);
-    level = std::min(level, want);
-  }
-  return level;
-}
-
+// The matmul kernels of the active level (core/cpu.h): AVX-512 (with VNNI integer dots
+// from avx512vnni up; BF16 weights by vdpbf16ps at avx512bf16), AVX2, or portable.
 const kern::Kernels& active_kernels() {
-  const int level = active_level();
 #if defined(__x86_64__) || defined(__i386__)
-  if (level >= 2) return kern::avx512_kernels(cpu_caps().vnni);
-  if (level == 1) return kern::avx2_kernels();
+  const cpu::Level level = cpu::active();
+  if (level >= cpu::Level::Avx512) return kern::avx512_kernels(level >= cpu::Level::Avx512Vnni);
+  if (level == cpu::Level::Avx2) return kern::avx2_kernels();
 #endif
   return kern::portable_kernels();
 }
 
 // BF16 weights on AVX512-BF16: activations to bf16, then vdpbf16ps GEMV or GEMM.
 void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, int64_t work);
+// Packed weights (ops/quant/packed.h) with AVX512-VNNI kernels.
+bool packed_kernels_active();
+void run_packed(const WeightView& w, kern::PackedFn fn, const uint8_t* a, int64_t m, float* y, int64_t work);
 
 void check_weight(const WeightView& w, int64_t m, const float* x, const float* y) {
   if (m < 0 || w.n_out < 0 || w.n_in < 0) fail("matmul: negative shape");
@@ -259,7 +221,7 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
   const kern::Kernels& k = active_kernels();
   const int64_t work = m * n * w.n_out;
 #if defined(__x86_64__) || defined(__i386__)
-  if (w.dtype == DType::BF16 && active_level() == 3) {
+  if (w.dtype == DType::BF16 && cpu::active_at_least(cpu::Level::Avx512Bf16)) {
     matmul_bf16_dot(w, x, m, y, work);
     return;
   }
@@ -310,6 +272,12 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
       const auto quantize = af.quantize;
 #pragma omp parallel for schedule(static) if (m > 1 && work >= kMinParallelWork)
       for (int64_t t = 0; t < m; ++t) quantize(x + t * n, a + t * ab, n);
+      if (w.packed != nullptr && packed_kernels_active()) {
+        if (const kern::PackedFn pf = kern::avx512_vnni_packed_kernel(w.dtype)) {
+          run_packed(w, pf, a, m, y, work);
+          return;
+        }
+      }
       kern::QuantRowsFn fn = k.quant(w.dtype);
       if (fn == nullptr) fn = quant_rows_portable;
       parallel_rows(w.n_out, 16, work, [&](int64_t o0, int64_t o1) { fn(w, a, m, y, o0, o1); });
@@ -319,6 +287,56 @@ void matmul(const WeightView& w, const float* x, int64_t m, float* y) {
 }
 
 namespace {
+
+bool packed_kernels_active() {
+#if defined(__x86_64__) || defined(__i386__)
+  return cpu::active_at_least(cpu::Level::Avx512Vnni);
+#else
+  return false;
+#endif
+}
+
+// The per-block extras the packed kernels take with the quantised activations `a`.
+void run_packed(const WeightView& w, kern::PackedFn fn, const uint8_t* a, int64_t m, float* y, int64_t work) {
+  const PackedWeights& p = *w.packed;
+  thread_local std::vector<float> ad_buf;
+  thread_local std::vector<int32_t> aux_buf;
+  kern::PackedActs x;
+  x.a = a;
+  const int64_t nb = p.blocks;
+  if (w.dtype == DType::Q4_0) {
+    ad_buf.resize(m * nb);
+    aux_buf.resize(m * nb);
+    const auto* q = reinterpret_cast<const BlockQ8_0*>(a);
+    for (int64_t i = 0; i < m * nb; ++i) {
+      ad_buf[i] = fp16_to_fp32(q[i].d);
+      int32_t s = 0;
+      for (int j = 0; j < kQK8_0; ++j) s += q[i].qs[j];
+      aux_buf[i] = -8 * s;
+    }
+    x.ad = ad_buf.data();
+  } else {
+    const auto* q = reinterpret_cast<const BlockQ8_K*>(a);
+    const bool q6 = w.dtype == DType::Q6_K;
+    const int per = q6 ? 16 : 4;
+    aux_buf.resize(m * nb * per);
+    for (int64_t i = 0; i < m * nb; ++i) {
+      int32_t* o = aux_buf.data() + i * per;
+      if (q6) {
+        for (int j = 0; j < 16; ++j) o[j] = -32 * q[i].bsums[j];
+      } else {
+        for (int j = 0; j < 4; ++j) {
+          const int32_t lo = q[i].bsums[4 * j] + q[i].bsums[4 * j + 1];
+          const int32_t hi = q[i].bsums[4 * j + 2] + q[i].bsums[4 * j + 3];
+          o[j] = static_cast<int32_t>((static_cast<uint32_t>(hi) << 16) | (static_cast<uint32_t>(lo) & 0xFFFFu));
+        }
+      }
+    }
+  }
+  x.aux = aux_buf.data();
+  const int64_t r = quant::kPackRows;
+  parallel_rows(w.n_out, r, work, [&](int64_t o0, int64_t o1) { fn(p, x, m, y, o0 / r, (o1 + r - 1) / r); });
+}
 
 void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, int64_t work) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -356,9 +374,15 @@ void matmul_bf16_dot(const WeightView& w, const float* x, int64_t m, float* y, i
 
 }  // namespace
 
-const char* simd_level_name() {
-  if (active_level() == 3) return cpu_caps().vnni ? "avx512bf16-vnni" : "avx512bf16";
-  return active_kernels().name;
+std::unique_ptr<PackedWeights> pack_weights(const WeightView& w) {
+  if (const char* env = std::getenv("ATTNSPARSE_PACKED"); env != nullptr && std::string_view(env) == "off")
+    return nullptr;
+  if (!quant::has_packed_layout(w.dtype) || !packed_kernels_active() ||
+      kern::avx512_vnni_packed_kernel(w.dtype) == nullptr)
+    return nullptr;
+  return quant::pack(w);
 }
+
+const char* simd_level_name() { return cpu::name(cpu::active()); }
 
 }  // namespace attnsparse::ops

@@ -2,6 +2,7 @@
 // Kernels take raw pointers and shapes; they know nothing of models or files.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "core/dtype.h"
 
@@ -9,13 +10,24 @@ namespace attnsparse::ops {
 
 // A weight matrix as stored: n_out rows of n_in elements each (row-major, quantised
 // blocks along the row), i.e. PyTorch's nn.Linear weight layout.
+struct PackedWeights;  // ops/quant/packed.h
+
 struct WeightView {
   DType dtype = DType::F32;
   const uint8_t* data = nullptr;
   int64_t n_out = 0;
   int64_t n_in = 0;
+  // Optional: the same weights re-laid out for this CPU's integer GEMM (pack_weights);
+  // `data` stays the truth and is read whenever those kernels are not used.
+  const PackedWeights* packed = nullptr;
   int64_t row_bytes() const { return dtype_row_bytes(dtype, n_in); }
 };
+
+// The weights re-laid out for the integer GEMM kernels of this CPU (with AVX512-VNNI:
+// Q4_0, Q4_K, Q5_K and Q6_K), or nullptr when its kernels read the stored layout (other
+// types, other CPUs, levels below avx512vnni). Set the result as the view's
+// `packed`. It takes as much memory as the stored weights.
+std::unique_ptr<PackedWeights> pack_weights(const WeightView& w);
 
 // y[t, o] = sum_i x[t, i] * W[o, i] for t < m (x is [m, n_in], y is [m, n_out], both
 // row-major f32). Like llama.cpp, activations are first rounded to the weight's
@@ -50,8 +62,8 @@ void matmul_reference(const WeightView& w, const float* x, int64_t m, float* y);
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n);
 void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n);
 
-// Which SIMD path the kernels picked at run time ("avx512-vnni", "avx512", "avx2",
-// "portable"). ATTNSPARSE_SIMD=portable|avx2|avx512 in the environment forces a lower one.
+// The instruction-set level the kernels use (core/cpu.h: "portable", "avx2", "avx512",
+// "avx512vnni", "avx512bf16"); ATTNSPARSE_SIMD or cpu::set_override lower it.
 const char* simd_level_name();
 
 }  // namespace attnsparse::ops

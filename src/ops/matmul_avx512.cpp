@@ -50,7 +50,7 @@ const Kernels& avx512_kernels(bool vnni) {
   static const Kernels with_vnni = [] {
     Kernels k = plain;
     k.name = "avx512-vnni";
-    k.set(DType::Q8_0, avx512_vnni_q8_0_rows);
+    k.set(DType::Q8_0, avx512_vnni_q8_0_gemm);
     k.set(DType::Q4_0, avx512_vnni_q4_0_rows);
     return k;
   }();

@@ -5,6 +5,7 @@
 
 #include "ops/matmul.h"
 #include "ops/quant.h"
+#include "ops/quant/packed.h"
 
 namespace attnsparse::ops::kern {
 
@@ -68,6 +69,26 @@ const Kernels& avx512_kernels(bool vnni);
 // Q8_0 / Q4_0 rows with AVX512-VNNI dot products (matmul_avx512_vnni.cpp).
 extern const QuantRowsFn avx512_vnni_q8_0_rows;
 extern const QuantRowsFn avx512_vnni_q4_0_rows;
+
+// Activations for the packed-weight kernels (ops/quant/packed.h): m rows of the type's
+// act blocks (Q8_0 or Q8_K), plus per block: `ad` the f32 scale (Q8_0) and `aux` the
+// integer corrections: Q4_0 -8 sum(q) (1 per block); Q4_K / Q5_K the eight 32-element
+// sums as four int16 pairs (4 per super-block); Q6_K -32 times the sixteen 16-element
+// sums (16 per super-block).
+struct PackedActs {
+  const uint8_t* a = nullptr;
+  const float* ad = nullptr;
+  const int32_t* aux = nullptr;
+};
+// Rows of groups [g0, g1) (16 rows each) for m tokens into y[t * n_out + o].
+using PackedFn = void (*)(const PackedWeights& p, const PackedActs& x, int64_t m, float* y, int64_t g0,
+                          int64_t g1);
+// The AVX512-VNNI kernel for a packed type (matmul_packed_avx512.cpp); null for others.
+// Only call when the CPU has AVX512-VNNI.
+PackedFn avx512_vnni_packed_kernel(DType t);
+// Q8_0 rows on the stored layout, two rows per 512-bit vector with llama.cpp's 8-lane
+// sums (matmul_packed_avx512.cpp; AVX512-VNNI only).
+void avx512_vnni_q8_0_gemm(const WeightView& w, const uint8_t* a, int64_t m, float* y, int64_t o0, int64_t o1);
 
 // Shared scalar helper: packed-activation buffer size in floats for the GEMM.
 inline int64_t packed_x_floats(int64_t m, int64_t k, int64_t tokens, int64_t kc) {

@@ -1,5 +1,6 @@
 #include "ops/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -10,6 +11,10 @@ void rope_inplace(const RopeParams& p, float* x, int64_t n_tok, int64_t stride, 
   const int half = p.rope_dim / 2;
   const float theta_scale = std::pow(p.base, -2.0f / static_cast<float>(p.rope_dim));
   const float* ff = p.freq_factors.empty() ? nullptr : p.freq_factors.data();
+  const bool yarn = p.ext_factor != 0.f;
+  const float mscale =
+      yarn ? p.attn_factor * (1.0f + 0.1f * std::log(1.0f / p.freq_scale)) : p.attn_factor;
+  const float ramp_den = std::max(0.001f, p.corr_high - p.corr_low);
 #pragma omp parallel if (n_tok > 1)
   {
     std::vector<float> cos_t(half), sin_t(half);
@@ -17,9 +22,15 @@ void rope_inplace(const RopeParams& p, float* x, int64_t n_tok, int64_t stride, 
     for (int64_t t = 0; t < n_tok; ++t) {
       float theta = static_cast<float>(positions[t]);
       for (int i = 0; i < half; ++i) {
-        const float th = p.freq_scale * (ff ? theta / ff[i] : theta);
-        cos_t[i] = std::cos(th);
-        sin_t[i] = std::sin(th);
+        const float extrap = ff ? theta / ff[i] : theta;
+        float th = p.freq_scale * extrap;
+        if (yarn) {
+          const float y = (static_cast<float>(i) - p.corr_low) / ramp_den;
+          const float mix = (1.0f - std::min(1.0f, std::max(0.0f, y))) * p.ext_factor;
+          th = th * (1.0f - mix) + extrap * mix;
+        }
+        cos_t[i] = std::cos(th) * mscale;
+        sin_t[i] = std::sin(th) * mscale;
         theta *= theta_scale;
       }
       float* xt = x + t * stride;
@@ -59,6 +70,18 @@ std::vector<float> llama3_freq_factors(int rope_dim, float base, float factor,
     out[i] = static_cast<float>(f);
   }
   return out;
+}
+
+std::pair<float, float> yarn_corr_dims(int rope_dim, int64_t original_context, float base,
+                                       float beta_fast, float beta_slow) {
+  const auto corr_dim = [&](float beta) {
+    return static_cast<float>(rope_dim) *
+           std::log(static_cast<float>(original_context) / (beta * 2.0f * std::numbers::pi_v<float>)) /
+           (2.0f * std::log(base));
+  };
+  const float low = std::floor(corr_dim(beta_fast));
+  const float high = std::ceil(corr_dim(beta_slow));
+  return {std::max(0.0f, low), std::min(static_cast<float>(rope_dim - 1), high)};
 }
 
 }  // namespace attnsparse::ops

@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "io/corpus.h"
 #include "model/arch.h"
 #include "model/generate.h"
+#include "model/model_util.h"
 #include "policies/oracle.h"
 #include "policies/session.h"
 
@@ -186,9 +189,374 @@ std::vector<EvalDocument> prepare_documents(const Model& model, const std::vecto
   return out;
 }
 
+namespace {
+
+// One document's contribution to the run's totals: the values one process adds to them,
+// kept apart so that they can be added elsewhere (rank 0, a resumed run) in the same order
+// and with the same roundings.
+struct PolicyOutcome {
+  double wall = 0, nll = 0;
+  int64_t count = 0, agree = 0, slots = 0;
+  DecodeTotals decode;  // docs == 0: no real decoding
+};
+
+struct DocumentOutcome {
+  int64_t tokens = 0;
+  double dense_nll = 0, dense_wall = 0;
+  int64_t dense_count = 0;
+  std::vector<std::vector<std::vector<OracleLayerStats>>> oracle;  // [map][layer][call]
+  std::vector<PolicyOutcome> policies;
+  DecodeTotals dense_decode;
+};
+
+// The run so far: sums over the documents done, in document order.
+struct Totals {
+  int64_t tokens = 0;
+  double dense_nll = 0, dense_wall = 0;
+  int64_t dense_count = 0;
+  std::vector<PolicyTotals> policies;
+  DecodeTotals dense_decode;
+  std::vector<std::vector<OracleLayerStats>> oracle;  // [map][layer]
+};
+
+void add_decode(DecodeTotals& tot, const DecodeTotals& d) {
+  if (d.docs == 0) return;
+  tot.seconds += d.seconds;
+  tot.tokens += d.tokens;
+  tot.docs += d.docs;
+  tot.cache_bytes += d.cache_bytes;
+  tot.peak_cache_bytes = std::max(tot.peak_cache_bytes, d.peak_cache_bytes);
+}
+
+void add(Totals& t, const DocumentOutcome& o, int64_t slot_bytes) {
+  t.tokens += o.tokens;
+  t.dense_wall += o.dense_wall;
+  t.dense_nll += o.dense_nll;
+  t.dense_count += o.dense_count;
+  for (size_t m = 0; m < o.oracle.size(); ++m)
+    for (size_t l = 0; l < o.oracle[m].size(); ++l)
+      for (const OracleLayerStats& call : o.oracle[m][l]) t.oracle[m][l].merge(call);
+  for (size_t m = 0; m < o.policies.size(); ++m) {
+    const PolicyOutcome& p = o.policies[m];
+    PolicyTotals& tot = t.policies[m];
+    tot.wall += p.wall;
+    tot.nll += p.nll;
+    tot.count += p.count;
+    tot.agree += p.agree;
+    tot.kv_slots += static_cast<double>(p.slots);
+    tot.kv_slots_dense += static_cast<double>(o.tokens);
+    tot.kv_bytes_max = std::max(tot.kv_bytes_max, p.slots * slot_bytes);
+    add_decode(tot.decode, p.decode);
+  }
+  add_decode(t.dense_decode, o.dense_decode);
+}
+
+// The three passes over one document (evaluate.h). `oracle` is the run's hooks (reset here).
+DocumentOutcome evaluate_document(const Model& model, const EvalDocument& doc, const std::vector<PolicyMap>& maps,
+                                  OracleHooks& oracle, const EvalOptions& options,
+                                  const std::function<void(EvalProgress::Stage, size_t)>& report) {
+  const ModelConfig& c = model.config();
+  const int n_layer = static_cast<int>(c.n_layer), n_head = static_cast<int>(c.n_head);
+  const int64_t chunk = options.chunk, decode_tokens = options.decode_tokens;
+  const auto& toks = doc.tokens;
+  const int64_t n = static_cast<int64_t>(toks.size());
+  DocumentOutcome out;
+  out.tokens = n;
+  // Dense: plain forward (time, perplexity, reference predictions).
+  report(EvalProgress::Stage::Dense, 0);
+  KVCache cache = model.make_cache(n);
+  auto t0 = clock_type::now();
+  const Predictions dense = predict(toks, chunk, c.n_vocab, [&](std::span<const int32_t> part, std::vector<float>& logits) {
+    model.forward(part, cache, {}, logits);
+  });
+  out.dense_wall = seconds_since(t0);
+  out.dense_nll = dense.nll;
+  out.dense_count = dense.count;
+  // Oracle: dense again, every layer's inputs through every policy.
+  report(EvalProgress::Stage::Oracle, 0);
+  oracle.reset();
+  KVCache oracle_cache = model.make_cache(n);
+  ForwardOptions oracle_opts;
+  oracle_opts.hooks = &oracle;
+  oracle_opts.no_logits = true;
+  std::vector<float> none;
+  for (int64_t start = 0; start < n; start += chunk)
+    model.forward(std::span<const int32_t>(toks.data() + start, std::min(chunk, n - start)), oracle_cache,
+                  oracle_opts, none);
+  out.oracle = oracle.calls();
+  // Each policy through the whole model.
+  for (size_t m = 0; m < maps.size(); ++m) {
+    report(EvalProgress::Stage::Policy, m);
+    PolicySession session(model, maps[m], n, PolicySession::Eviction::Simulated);
+    t0 = clock_type::now();
+    const Predictions pol = predict(toks, chunk, c.n_vocab, [&](std::span<const int32_t> part, std::vector<float>& logits) {
+      session.forward(part, {}, logits);
+    });
+    PolicyOutcome p;
+    p.wall = seconds_since(t0);
+    p.nll = pol.nll;
+    p.count = pol.count;
+    for (size_t x = 0; x < pol.argmax.size(); ++x) p.agree += pol.argmax[x] == dense.argmax[x];
+    p.slots = kv_slots_needed(maps[m], n_layer, n_head, n);
+    real_decode(model, maps[m], toks, decode_tokens, p.decode);
+    out.policies.push_back(std::move(p));
+  }
+  if (decode_tokens > 0) {
+    report(EvalProgress::Stage::RealDecodeDense, 0);
+    real_decode(model, PolicyMap(), toks, decode_tokens, out.dense_decode);
+  }
+  report(EvalProgress::Stage::DocumentDone, 0);
+  return out;
+}
+
+// Serialised (CBOR through nlohmann::json: doubles are stored exactly).
+json stats_json(const OracleLayerStats& s) { return json::array({s.tau, s.diff2, s.ref2, s.rows, s.kept, s.visible}); }
+
+OracleLayerStats stats_of(const json& j) {
+  OracleLayerStats s;
+  s.tau = j.at(0).get<double>();
+  s.diff2 = j.at(1).get<double>();
+  s.ref2 = j.at(2).get<double>();
+  s.rows = j.at(3).get<int64_t>();
+  s.kept = j.at(4).get<int64_t>();
+  s.visible = j.at(5).get<int64_t>();
+  return s;
+}
+
+json decode_totals_json(const DecodeTotals& d) {
+  return json::array({d.seconds, d.tokens, d.docs, d.cache_bytes, d.peak_cache_bytes});
+}
+
+DecodeTotals decode_totals_of(const json& j) {
+  DecodeTotals d;
+  d.seconds = j.at(0).get<double>();
+  d.tokens = j.at(1).get<int64_t>();
+  d.docs = j.at(2).get<int64_t>();
+  d.cache_bytes = j.at(3).get<int64_t>();
+  d.peak_cache_bytes = j.at(4).get<int64_t>();
+  return d;
+}
+
+json outcome_json(const DocumentOutcome& o) {
+  json oracle = json::array();
+  for (const auto& per_layer : o.oracle) {
+    json layers = json::array();
+    for (const auto& calls : per_layer) {
+      json cs = json::array();
+      for (const auto& s : calls) cs.push_back(stats_json(s));
+      layers.push_back(std::move(cs));
+    }
+    oracle.push_back(std::move(layers));
+  }
+  json pols = json::array();
+  for (const PolicyOutcome& p : o.policies)
+    pols.push_back(json::array({p.wall, p.nll, p.count, p.agree, p.slots, decode_totals_json(p.decode)}));
+  return {{"tokens", o.tokens},
+          {"dense", json::array({o.dense_nll, o.dense_count, o.dense_wall})},
+          {"oracle", std::move(oracle)},
+          {"policies", std::move(pols)},
+          {"dense_decode", decode_totals_json(o.dense_decode)}};
+}
+
+// `maps` x `layers`: the shape every rank's outcome must have.
+DocumentOutcome outcome_of(const json& j, size_t maps, size_t layers) {
+  DocumentOutcome o;
+  o.tokens = j.at("tokens").get<int64_t>();
+  const json& d = j.at("dense");
+  o.dense_nll = d.at(0).get<double>();
+  o.dense_count = d.at(1).get<int64_t>();
+  o.dense_wall = d.at(2).get<double>();
+  const json& oracle = j.at("oracle");
+  const json& pols = j.at("policies");
+  if (oracle.size() != maps || pols.size() != maps) fail("a document's outcome has {} policies, expected {}", pols.size(), maps);
+  o.oracle.resize(maps);
+  for (size_t m = 0; m < maps; ++m) {
+    if (oracle[m].size() != layers) fail("a document's outcome has {} layers, expected {}", oracle[m].size(), layers);
+    o.oracle[m].resize(layers);
+    for (size_t l = 0; l < layers; ++l)
+      for (const json& s : oracle[m][l]) o.oracle[m][l].push_back(stats_of(s));
+    const json& p = pols[m];
+    PolicyOutcome po;
+    po.wall = p.at(0).get<double>();
+    po.nll = p.at(1).get<double>();
+    po.count = p.at(2).get<int64_t>();
+    po.agree = p.at(3).get<int64_t>();
+    po.slots = p.at(4).get<int64_t>();
+    po.decode = decode_totals_of(p.at(5));
+    o.policies.push_back(po);
+  }
+  o.dense_decode = decode_totals_of(j.at("dense_decode"));
+  return o;
+}
+
+json totals_json(const Totals& t) {
+  json oracle = json::array();
+  for (const auto& per_layer : t.oracle) {
+    json layers = json::array();
+    for (const auto& s : per_layer) layers.push_back(stats_json(s));
+    oracle.push_back(std::move(layers));
+  }
+  json pols = json::array();
+  for (const PolicyTotals& p : t.policies)
+    pols.push_back(json::array({p.wall, p.nll, p.count, p.agree, p.kv_slots, p.kv_slots_dense, p.kv_bytes_max,
+                                decode_totals_json(p.decode)}));
+  return {{"tokens", t.tokens},
+          {"dense", json::array({t.dense_nll, t.dense_count, t.dense_wall})},
+          {"oracle", std::move(oracle)},
+          {"policies", std::move(pols)},
+          {"dense_decode", decode_totals_json(t.dense_decode)}};
+}
+
+Totals totals_of(const json& j, size_t maps, size_t layers) {
+  Totals t;
+  t.tokens = j.at("tokens").get<int64_t>();
+  const json& d = j.at("dense");
+  t.dense_nll = d.at(0).get<double>();
+  t.dense_count = d.at(1).get<int64_t>();
+  t.dense_wall = d.at(2).get<double>();
+  const json& oracle = j.at("oracle");
+  const json& pols = j.at("policies");
+  if (oracle.size() != maps || pols.size() != maps) fail("{} policies, expected {}", pols.size(), maps);
+  t.oracle.resize(maps);
+  for (size_t m = 0; m < maps; ++m) {
+    if (oracle[m].size() != layers) fail("{} layers, expected {}", oracle[m].size(), layers);
+    for (const json& s : oracle[m]) t.oracle[m].push_back(stats_of(s));
+    const json& p = pols[m];
+    PolicyTotals pt;
+    pt.wall = p.at(0).get<double>();
+    pt.nll = p.at(1).get<double>();
+    pt.count = p.at(2).get<int64_t>();
+    pt.agree = p.at(3).get<int64_t>();
+    pt.kv_slots = p.at(4).get<double>();
+    pt.kv_slots_dense = p.at(5).get<double>();
+    pt.kv_bytes_max = p.at(6).get<int64_t>();
+    pt.decode = decode_totals_of(p.at(7));
+    t.policies.push_back(pt);
+  }
+  t.dense_decode = decode_totals_of(j.at("dense_decode"));
+  return t;
+}
+
+constexpr const char* kCheckpointFormat = "attnsparse.eval-checkpoint/1";
+
+// What the run is (model, documents, policies, options): a checkpoint must match it.
+std::string fingerprint_of(const std::vector<EvalDocument>& docs, const std::vector<EvalPolicy>& policies,
+                           const EvalOptions& o) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the documents' ids and tokens
+  auto mix = [&h](const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 0x100000001b3ull;
+  };
+  for (const EvalDocument& d : docs) {
+    mix(d.id.data(), d.id.size() + 1);
+    const uint64_t n = d.tokens.size();
+    mix(&n, sizeof n);
+    mix(d.tokens.data(), d.tokens.size() * sizeof(int32_t));
+  }
+  json pols = json::array();
+  for (const EvalPolicy& p : policies) pols.push_back(p.map.spec());
+  std::error_code ec;
+  const std::filesystem::path model = std::filesystem::absolute(o.model_path, ec);
+  const int64_t model_bytes = std::filesystem::is_regular_file(o.model_path, ec)
+                                  ? static_cast<int64_t>(std::filesystem::file_size(o.model_path, ec))
+                                  : 0;
+  return json{{"model", model.string()}, {"model_bytes", model_bytes}, {"documents", docs.size()},
+              {"tokens", fmt::format("{:016x}", h)}, {"policies", pols}, {"chunk", o.chunk},
+              {"decode_tokens", o.decode_tokens}, {"max_tokens", o.max_tokens}}
+      .dump();
+}
+
+void write_checkpoint(const std::string& path, const std::string& fingerprint, size_t next_doc, const Totals& t) {
+  const json j{{"format", kCheckpointFormat}, {"fingerprint", fingerprint}, {"next_doc", next_doc},
+               {"totals", totals_json(t)}};
+  const std::vector<uint8_t> bytes = json::to_cbor(j);
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+// The documents done and the totals after them.
+size_t read_checkpoint(const std::string& path, const std::string& fingerprint, size_t documents, size_t maps,
+                       size_t layers, Totals& t) {
+  const std::string raw = read_input_file(path);
+  size_t next = 0;
+  try {
+    const json j = json::from_cbor(std::vector<uint8_t>(raw.begin(), raw.end()));
+    if (j.at("format") != kCheckpointFormat) fail_file(path, "not an eval-policy checkpoint");
+    if (j.at("fingerprint") != fingerprint)
+      fail_file(path,
+                "the checkpoint belongs to a run with a different model, data, policies or options; rerun "
+                "with the same arguments, or without --resume to start over");
+    next = j.at("next_doc").get<size_t>();
+    if (next > documents) fail_file(path, "the checkpoint does not fit this run");
+    t = totals_of(j.at("totals"), maps, layers);
+  } catch (const json::exception& e) {
+    fail_file(path, "damaged checkpoint ({})", e.what());
+  } catch (const FormatError& e) {
+    if (std::string(e.what()).starts_with(path)) throw;
+    fail_file(path, "damaged checkpoint ({})", e.what());
+  } catch (const Error& e) {
+    fail_file(path, "damaged checkpoint ({})", e.what());
+  }
+  return next;
+}
+
+// The report's numbers from the totals over all documents.
+EvalResult result_of(const Totals& t, const std::vector<EvalDocument>& docs, const std::vector<PolicyMap>& maps,
+                     const std::vector<EvalPolicy>& policies, const EvalOptions& options, int n_layer,
+                     int64_t slot_bytes) {
+  EvalResult res;
+  res.options = options;
+  res.documents = docs.size();
+  res.tokens = t.tokens;
+  res.predicted_tokens = t.dense_count;
+  res.dense_ppl = std::exp(t.dense_nll / t.dense_count);
+  res.dense_nll_per_token = t.dense_nll / t.dense_count;
+  res.dense_wall_s = t.dense_wall;
+  int64_t longest = 0;
+  for (const auto& d : docs) longest = std::max<int64_t>(longest, static_cast<int64_t>(d.tokens.size()));
+  res.kv_bytes_longest_document = longest * slot_bytes;
+  res.dense_decode = t.dense_decode.result();
+  for (size_t m = 0; m < maps.size(); ++m) {
+    const PolicyTotals& tot = t.policies[m];
+    PolicyResult r;
+    r.policy = maps[m].spec();
+    r.sweep = policies[m].sweep;
+    OracleLayerStats all;
+    double rel_mean = 0;
+    for (int l = 0; l < n_layer; ++l) {
+      const auto& st = t.oracle[m][l];
+      all.merge(st);
+      rel_mean += st.relative_l2() / n_layer;
+      r.layers.push_back({l, st.relative_l2(), st.rows ? st.tau / st.rows : 0.0,
+                          st.visible ? double(st.kept) / st.visible : 1.0});
+    }
+    r.ppl = std::exp(tot.nll / tot.count);
+    r.kept_fraction = all.visible ? double(all.kept) / all.visible : 1.0;
+    r.tau_mean = all.rows ? all.tau / all.rows : 0.0;
+    r.kv_bytes_relative = tot.kv_slots / tot.kv_slots_dense;
+    r.kv_bytes_peak = tot.kv_bytes_max;
+    r.kv_bytes_dense_peak = longest * slot_bytes;
+    r.rel_l2_mean = rel_mean;
+    r.rel_l2_all_layers = all.relative_l2();
+    r.delta_ppl = r.ppl - res.dense_ppl;
+    r.top1_agreement = double(tot.agree) / tot.count;
+    r.wall_s = tot.wall;
+    r.wall_relative = t.dense_wall > 0 ? tot.wall / t.dense_wall : 0.0;
+    r.real_decode = tot.decode.result();
+    res.policies.push_back(std::move(r));
+  }
+  return res;
+}
+
+int64_t tokens_from(const std::vector<EvalDocument>& docs, size_t first) {
+  int64_t n = 0;
+  for (size_t d = first; d < docs.size(); ++d) n += static_cast<int64_t>(docs[d].tokens.size());
+  return n;
+}
+
+}  // namespace
+
 EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>& docs,
                              const std::vector<EvalPolicy>& policies, const EvalOptions& options,
-                             const EvalProgressFn& progress) {
+                             const EvalProgressFn& progress, const EvalRun& run) {
   const ModelConfig& c = model.config();
   const int n_layer = static_cast<int>(c.n_layer), n_head = static_cast<int>(c.n_head);
   if (docs.empty()) fail_usage("no document with at least 2 tokens to evaluate");
@@ -206,12 +574,69 @@ EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>
         fail_usage("document {}: token id {} at index {} is out of range (vocabulary size {})", d.id, d.tokens[i], i,
                    c.n_vocab);
   }
-  const int64_t chunk = options.chunk, decode_tokens = options.decode_tokens;
-  auto report = [&](EvalProgress::Stage stage, size_t di, size_t m = 0) {
-    if (progress) progress({stage, di, docs.size(), &docs[di], m});
+  ShardComm* comm = run.comm;
+  const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
+  const bool root = rank == 0;
+  const auto start = clock_type::now();
+  const int64_t slot_bytes = 2 * c.n_layer * c.n_kv_head * c.head_dim * static_cast<int64_t>(sizeof(float));
+  const std::string fingerprint = run.checkpoint_path.empty() && !comm ? "" : fingerprint_of(docs, policies, options);
+
+  Totals totals;
+  totals.policies.resize(maps.size());
+  totals.oracle.assign(maps.size(), std::vector<OracleLayerStats>(n_layer));
+  size_t first_doc = 0;
+  int64_t bytes_merged = 0;
+  // The checkpoint (rank 0 reads it); sharded: agreed by all, then where to start and what
+  // the run is go to every rank, which checks that it has the same run.
+  ShardComm::Failure failure;
+  try {
+    if (root && run.resume && !run.checkpoint_path.empty()) {
+      if (std::filesystem::exists(run.checkpoint_path)) {
+        first_doc = read_checkpoint(run.checkpoint_path, fingerprint, docs.size(), maps.size(), n_layer, totals);
+        if (run.notice) run.notice(fmt::format("resumed after {} documents from the checkpoint", first_doc));
+      } else if (run.notice) {
+        run.notice(fmt::format("--resume: no checkpoint {}; starting from the beginning", run.checkpoint_path));
+      }
+    }
+  } catch (const std::exception& e) {
+    if (!comm) throw;
+    failure = ShardComm::failure_of(e);
+  }
+  if (comm) {
+    comm->agree(failure);
+    const json plan = json::from_cbor(comm->broadcast(json::to_cbor(json{{"first_doc", first_doc}, {"run", fingerprint}})));
+    first_doc = plan.at("first_doc").get<size_t>();
+    failure = {};
+    if (plan.at("run").get<std::string>() != fingerprint)
+      failure = {true, 2,
+                 fmt::format("rank {} has a different run than rank 0 (model, documents, policies or options differ); "
+                             "give every rank the same files and arguments",
+                             rank)};
+    comm->agree(failure);
+  }
+
+  const int64_t tokens_total = tokens_from(docs, first_doc);
+  int64_t tokens_done = 0;
+  auto job_progress = [&](size_t done, bool finished) {
+    if (!root || !run.job_progress) return;
+    EvalJobProgress p;
+    p.documents_done = done;
+    p.documents = docs.size();
+    p.documents_resumed = first_doc;
+    p.tokens_done = tokens_done;
+    p.tokens = tokens_total;
+    p.seconds = seconds_since(start);
+    p.ranks = ranks;
+    p.finished = finished;
+    run.job_progress(p);
+  };
+  auto checkpoint = [&](size_t done) {
+    if (run.checkpoint_path.empty()) return;
+    write_checkpoint(run.checkpoint_path, fingerprint, done, totals);
+    if (run.after_checkpoint) run.after_checkpoint(done);
   };
 
-  {
+  if (first_doc < docs.size()) {
     // Warm-up (weights paged in, threads started) so the first timed pass is not penalised.
     KVCache warm = model.make_cache(8);
     std::vector<float> logits;
@@ -219,104 +644,68 @@ EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>
     model.forward(std::span<const int32_t>(docs[0].tokens.data(), len), warm, {}, logits);
   }
   OracleHooks oracle(c, maps);
-  Predictions dense_total;
-  double dense_wall = 0;
-  int64_t total_tokens = 0;
-  std::vector<PolicyTotals> totals(maps.size());
-  DecodeTotals dense_decode;
-  const int64_t slot_bytes = 2 * c.n_layer * c.n_kv_head * c.head_dim * static_cast<int64_t>(sizeof(float));
-  for (size_t di = 0; di < docs.size(); ++di) {
-    const auto& toks = docs[di].tokens;
-    const int64_t n = static_cast<int64_t>(toks.size());
-    total_tokens += n;
-    // Dense: plain forward (time, perplexity, reference predictions).
-    report(EvalProgress::Stage::Dense, di);
-    KVCache cache = model.make_cache(n);
-    auto t0 = clock_type::now();
-    const Predictions dense = predict(toks, chunk, c.n_vocab, [&](std::span<const int32_t> part, std::vector<float>& logits) {
-      model.forward(part, cache, {}, logits);
-    });
-    dense_wall += seconds_since(t0);
-    dense_total.nll += dense.nll;
-    dense_total.count += dense.count;
-    // Oracle: dense again, every layer's inputs through every policy.
-    report(EvalProgress::Stage::Oracle, di);
-    oracle.reset();
-    KVCache oracle_cache = model.make_cache(n);
-    ForwardOptions oracle_opts;
-    oracle_opts.hooks = &oracle;
-    oracle_opts.no_logits = true;
-    std::vector<float> none;
-    for (int64_t start = 0; start < n; start += chunk)
-      model.forward(std::span<const int32_t>(toks.data() + start, std::min(chunk, n - start)), oracle_cache,
-                    oracle_opts, none);
-    // Each policy through the whole model.
-    for (size_t m = 0; m < maps.size(); ++m) {
-      report(EvalProgress::Stage::Policy, di, m);
-      PolicySession session(model, maps[m], n, PolicySession::Eviction::Simulated);
-      t0 = clock_type::now();
-      const Predictions pol = predict(toks, chunk, c.n_vocab, [&](std::span<const int32_t> part, std::vector<float>& logits) {
-        session.forward(part, {}, logits);
-      });
-      PolicyTotals& tot = totals[m];
-      tot.wall += seconds_since(t0);
-      tot.nll += pol.nll;
-      tot.count += pol.count;
-      for (size_t x = 0; x < pol.argmax.size(); ++x) tot.agree += pol.argmax[x] == dense.argmax[x];
-      const int64_t slots = kv_slots_needed(maps[m], n_layer, n_head, n);
-      tot.kv_slots += static_cast<double>(slots);
-      tot.kv_slots_dense += static_cast<double>(n);
-      tot.kv_bytes_max = std::max(tot.kv_bytes_max, slots * slot_bytes);
-      real_decode(model, maps[m], toks, decode_tokens, tot.decode);
+  if (!comm) {
+    for (size_t di = first_doc; di < docs.size(); ++di) {
+      const auto report = [&](EvalProgress::Stage stage, size_t m) {
+        if (progress) progress({stage, di, docs.size(), &docs[di], m});
+      };
+      if (run.before_document) run.before_document(di);
+      add(totals, evaluate_document(model, docs[di], maps, oracle, options, report), slot_bytes);
+      tokens_done += static_cast<int64_t>(docs[di].tokens.size());
+      checkpoint(di + 1);
+      job_progress(di + 1, false);
     }
-    if (decode_tokens > 0) {
-      report(EvalProgress::Stage::RealDecodeDense, di);
-      real_decode(model, PolicyMap(), toks, decode_tokens, dense_decode);
+  } else {
+    // Rounds of `ranks` documents: document d on rank d % ranks; rank 0 adds the round's
+    // outcomes in document order. The first failing document (the one a single process
+    // would meet first), or a failure to add or checkpoint on rank 0, stops every rank.
+    const auto no_progress = [](EvalProgress::Stage, size_t) {};
+    for (size_t base = first_doc; base < docs.size(); base += size_t(ranks)) {
+      const size_t end = std::min(base + size_t(ranks), docs.size()), mine = base + size_t(rank);
+      json message = json::object();
+      if (mine < end) {
+        try {
+          if (run.before_document) run.before_document(mine);
+          message = outcome_json(evaluate_document(model, docs[mine], maps, oracle, options, no_progress));
+        } catch (const std::exception& e) {
+          const ShardComm::Failure f = ShardComm::failure_of(e);
+          message = {{"error", f.message}, {"kind", f.kind}};
+        }
+      }
+      const std::vector<std::vector<uint8_t>> parts = comm->gather(json::to_cbor(message));
+      failure = {};
+      if (root) {
+        try {
+          for (size_t d = base; d < end; ++d) {
+            const std::vector<uint8_t>& part = parts[d - base];
+            bytes_merged += static_cast<int64_t>(part.size());
+            const json m = json::from_cbor(part);
+            if (m.contains("error")) {
+              failure = {true, m.at("kind").get<int>(), m.at("error").get<std::string>()};
+              break;
+            }
+            add(totals, outcome_of(m, maps.size(), size_t(n_layer)), slot_bytes);
+            tokens_done += static_cast<int64_t>(docs[d].tokens.size());
+          }
+          if (!failure.failed) {
+            checkpoint(end);
+            job_progress(end, false);
+          }
+        } catch (const std::exception& e) {
+          failure = ShardComm::failure_of(e);
+        }
+      }
+      comm->agree(failure);
     }
-    report(EvalProgress::Stage::DocumentDone, di);
+    comm->closed = true;  // no collective follows: later errors are rank 0's own
+    if (!root) return EvalResult{};
   }
-
-  EvalResult res;
-  res.options = options;
-  res.documents = docs.size();
-  res.tokens = total_tokens;
-  res.predicted_tokens = dense_total.count;
-  res.dense_ppl = std::exp(dense_total.nll / dense_total.count);
-  res.dense_nll_per_token = dense_total.nll / dense_total.count;
-  res.dense_wall_s = dense_wall;
-  int64_t longest = 0;
-  for (const auto& d : docs) longest = std::max<int64_t>(longest, static_cast<int64_t>(d.tokens.size()));
-  res.kv_bytes_longest_document = longest * slot_bytes;
-  res.dense_decode = dense_decode.result();
-  const auto& stats = oracle.stats();
-  for (size_t m = 0; m < maps.size(); ++m) {
-    const PolicyTotals& tot = totals[m];
-    PolicyResult r;
-    r.policy = maps[m].spec();
-    r.sweep = policies[m].sweep;
-    OracleLayerStats all;
-    double rel_mean = 0;
-    for (int l = 0; l < n_layer; ++l) {
-      const auto& st = stats[m][l];
-      all.merge(st);
-      rel_mean += st.relative_l2() / n_layer;
-      r.layers.push_back({l, st.relative_l2(), st.rows ? st.tau / st.rows : 0.0,
-                          st.visible ? double(st.kept) / st.visible : 1.0});
-    }
-    r.ppl = std::exp(tot.nll / tot.count);
-    r.kept_fraction = all.visible ? double(all.kept) / all.visible : 1.0;
-    r.tau_mean = all.rows ? all.tau / all.rows : 0.0;
-    r.kv_bytes_relative = tot.kv_slots / tot.kv_slots_dense;
-    r.kv_bytes_peak = tot.kv_bytes_max;
-    r.kv_bytes_dense_peak = longest * slot_bytes;
-    r.rel_l2_mean = rel_mean;
-    r.rel_l2_all_layers = all.relative_l2();
-    r.delta_ppl = r.ppl - res.dense_ppl;
-    r.top1_agreement = double(tot.agree) / tot.count;
-    r.wall_s = tot.wall;
-    r.wall_relative = dense_wall > 0 ? tot.wall / dense_wall : 0.0;
-    r.real_decode = tot.decode.result();
-    res.policies.push_back(std::move(r));
+  job_progress(docs.size(), true);
+  EvalResult res = result_of(totals, docs, maps, policies, options, n_layer, slot_bytes);
+  res.documents_resumed = first_doc;
+  if (comm) {
+    res.ranks = ranks;
+    res.bytes_merged = bytes_merged;
   }
   return res;
 }
@@ -371,6 +760,13 @@ json to_json(const EvalResult& res) {
     rows.push_back(std::move(row));
   }
   report["policies"] = rows;
+  // How the run went, only when it was sharded or resumed (an ordinary run's report is
+  // unchanged).
+  if (res.ranks > 0) {
+    report["ranks"] = res.ranks;
+    report["bytes_merged"] = res.bytes_merged;
+  }
+  if (res.documents_resumed > 0) report["documents_resumed"] = res.documents_resumed;
   report["definitions"] = {
       {"kept_fraction", "sum |G_t| / sum (t+1) over layers, heads, query rows (dense hidden states)"},
       {"kv_bytes_relative", "peak KV slots needed decoding token by token with real eviction / dense (n), mean over documents"},

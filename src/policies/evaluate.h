@@ -7,6 +7,8 @@
 //      top-1 agreement with the dense arg-max, wall time; with decode_tokens > 0 also real
 //      decoding of the document's last tokens with real eviction (ms/token, cache bytes).
 // All policies share passes 1 and 2, so a sweep over a budget costs one dense pass.
+// The work unit is a document: its outcome is added to the run's totals in document
+// order, which checkpoints (resume) and sharding over MPI ranks (EvalRun) build on.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -16,6 +18,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/shard.h"
 #include "model/model.h"
 #include "policies/policy_map.h"
 #include "policies/sweep.h"
@@ -79,6 +82,11 @@ struct EvalResult {
   int64_t kv_bytes_longest_document = 0;
   std::optional<DecodeResult> dense_decode;
   std::vector<PolicyResult> policies;
+  // How it ran (in the report only when set): ranks > 0 under MPI, with the bytes of
+  // document outcomes rank 0 received; documents taken from a checkpoint.
+  int ranks = 0;
+  int64_t bytes_merged = 0;
+  size_t documents_resumed = 0;
 };
 
 // Where the evaluation is (for progress lines): a document starts (stage Dense), then
@@ -91,6 +99,39 @@ struct EvalProgress {
   size_t policy = 0;           // Stage::Policy: index into the policies
 };
 using EvalProgressFn = std::function<void(const EvalProgress&)>;
+
+// The whole job's progress: after each document (one process) or each round of documents
+// (sharded; rank 0 only), and once more with `finished` at the end.
+struct EvalJobProgress {
+  size_t documents_done = 0, documents = 0;  // including those resumed
+  size_t documents_resumed = 0;
+  int64_t tokens_done = 0, tokens = 0;       // of this invocation (resumed documents excluded)
+  double seconds = 0;                        // since this invocation started
+  int ranks = 1;
+  bool finished = false;
+};
+
+// How an evaluation runs (EvalOptions says what it measures).
+struct EvalRun {
+  // The totals so far, written after every document (every round when sharded) so a
+  // killed run can continue (resume) to exactly the uninterrupted result; "" = none.
+  std::string checkpoint_path;
+  bool resume = false;  // continue from checkpoint_path when it exists
+  // Several processes (core/shard.h, size() > 1 or 1): document d is evaluated by rank
+  // d % size() in rounds of size() documents; after each round the documents' outcomes are
+  // gathered to rank 0 and added to the totals in document order, the additions one process
+  // makes, so rank 0's result and checkpoint are one process's. Any rank's failure stops
+  // every rank with the error of the earliest failing document. Only rank 0 gets a result
+  // (the others an empty one), writes the checkpoint and reports progress (job_progress;
+  // the per-document EvalProgressFn is not called).
+  ShardComm* comm = nullptr;
+  std::function<void(const EvalJobProgress&)> job_progress;
+  // One-line notices (a resumed run, a missing checkpoint).
+  std::function<void(const std::string&)> notice;
+  // For tests: after each checkpoint, with the number of documents done; before each
+  // document's passes, with its index (an exception there is that document's failure).
+  std::function<void(size_t)> after_checkpoint, before_document;
+};
 
 // The policy text of one --policy: a spec, a per-layer map or a JSON map file, with at
 // most one sweep (policies/sweep.h), expanded into one EvalPolicy per value. Errors of
@@ -122,7 +163,7 @@ std::vector<EvalDocument> prepare_evaluation(const Model& model, const std::vect
 // Runs the evaluation. Every map must be valid for the model (PolicyMap::validate).
 EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>& documents,
                              const std::vector<EvalPolicy>& policies, const EvalOptions& options,
-                             const EvalProgressFn& progress = {});
+                             const EvalProgressFn& progress = {}, const EvalRun& run = {});
 
 // The report (docs/policies.md): run, dense, one object per policy, definitions.
 nlohmann::json to_json(const EvalResult& result);

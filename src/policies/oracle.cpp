@@ -36,7 +36,9 @@ struct OracleHooks::PerMap {
   std::vector<PlanCache> caches;                // per layer, for the current sequence
 };
 
-// Sees every dense row once and, for each map, measures the mass its key set keeps.
+// Sees every dense row once and, for each map, measures the mass its key set keeps. The
+// rows' tail masses are summed in (head, query) order after the call, not per thread as
+// the rows arrive, so tau is the same bits for any thread count and schedule.
 class OracleHooks::RowTap : public ops::RowObserver {
  public:
   explicit RowTap(OracleHooks& o) : o_(o) {}
@@ -45,7 +47,10 @@ class OracleHooks::RowTap : public ops::RowObserver {
     q_pos0_ = s.q_pos0;
     key_pos_ = a.key_pos;
     threads_ = omp_get_max_threads();
+    n_head_ = s.n_head;
+    n_q_ = s.n_q;
     partial_.assign(static_cast<size_t>(threads_) * o_.maps_.size(), OracleLayerStats{});
+    row_tau_.assign(o_.maps_.size() * static_cast<size_t>(n_head_) * static_cast<size_t>(n_q_), 0.0);
   }
   void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n) override {
     const int64_t i = query_pos - q_pos0_;
@@ -83,16 +88,24 @@ class OracleHooks::RowTap : public ops::RowObserver {
           }
         }
       }
-      st.tau += std::max(0.0, 1.0 - kept_mass);
+      row_tau_[(m * static_cast<size_t>(n_head_) + static_cast<size_t>(head)) * static_cast<size_t>(n_q_) +
+               static_cast<size_t>(i)] = std::max(0.0, 1.0 - kept_mass);
       st.kept += kept;
       st.visible += n;
       st.rows += 1;
     }
   }
   void finish() {
+    o_.call_.assign(o_.maps_.size(), OracleLayerStats{});
     for (int th = 0; th < threads_; ++th)
       for (size_t m = 0; m < o_.maps_.size(); ++m)
-        o_.stats_[m][layer_].merge(partial_[th * o_.maps_.size() + m]);
+        o_.call_[m].merge(partial_[th * o_.maps_.size() + m]);  // integer counts
+    const size_t per_map = static_cast<size_t>(n_head_) * static_cast<size_t>(n_q_);
+    for (size_t m = 0; m < o_.maps_.size(); ++m) {
+      double tau = 0;
+      for (size_t r = 0; r < per_map; ++r) tau += row_tau_[m * per_map + r];
+      o_.call_[m].tau = tau;
+    }
   }
 
  private:
@@ -100,8 +113,10 @@ class OracleHooks::RowTap : public ops::RowObserver {
   int layer_ = 0;
   int64_t q_pos0_ = 0;
   const int32_t* key_pos_ = nullptr;
-  int threads_ = 1;
-  std::vector<OracleLayerStats> partial_;  // [thread][map]
+  int threads_ = 1, n_head_ = 0;
+  int64_t n_q_ = 0;
+  std::vector<OracleLayerStats> partial_;  // [thread][map]: kept, visible, rows
+  std::vector<double> row_tau_;            // [map][head][query]
 };
 
 OracleHooks::OracleHooks(const ModelConfig& config, std::vector<PolicyMap> maps)
@@ -112,6 +127,7 @@ OracleHooks::OracleHooks(const ModelConfig& config, std::vector<PolicyMap> maps)
     per_map_.push_back(std::make_unique<PerMap>());
   }
   stats_.assign(maps_.size(), std::vector<OracleLayerStats>(n_layer));
+  call_.assign(maps_.size(), OracleLayerStats{});
   tap_ = std::make_unique<RowTap>(*this);
   reset();
 }
@@ -120,6 +136,7 @@ OracleHooks::~OracleHooks() = default;
 
 void OracleHooks::reset() {
   const int n_layer = static_cast<int>(config_.n_layer), n_head = static_cast<int>(config_.n_head);
+  calls_.assign(maps_.size(), std::vector<std::vector<OracleLayerStats>>(n_layer));
   for (size_t m = 0; m < maps_.size(); ++m) {
     PerMap& pm = *per_map_[m];
     pm.evicting = maps_[m].any_evicting(n_layer, n_head);
@@ -189,8 +206,12 @@ void OracleHooks::after_attention(int layer, const ops::AttentionShape& s, const
         ref2 += static_cast<double>(o[c]) * o[c];
       }
     }
-    stats_[m][layer].diff2 += diff2;
-    stats_[m][layer].ref2 += ref2;
+    // The call's sums first, then the running total (one merge per call: a total kept
+    // elsewhere replays calls_ with the same roundings).
+    call_[m].diff2 += diff2;
+    call_[m].ref2 += ref2;
+    stats_[m][layer].merge(call_[m]);
+    calls_[m][layer].push_back(call_[m]);
   }
 }
 

@@ -34,6 +34,10 @@ class OracleHooks : public AttentionHooks {
   void reset();  // a new sequence starts (eviction simulators restart)
   // [map][layer]
   const std::vector<std::vector<OracleLayerStats>>& stats() const { return stats_; }
+  // [map][layer][call]: what each layer call added to stats() since the last reset(), in
+  // order (stats() merges them one by one), so that a sequence's statistics measured in
+  // one process can be added to a total kept in another with the same roundings.
+  const std::vector<std::vector<std::vector<OracleLayerStats>>>& calls() const { return calls_; }
 
   const ops::KeySet* plan(int layer, const ops::AttentionShape& shape, const ops::AttentionArgs& args) override;
   ops::RowObserver* observer(int layer) override;
@@ -47,6 +51,8 @@ class OracleHooks : public AttentionHooks {
   std::vector<std::unique_ptr<PerMap>> per_map_;
   std::unique_ptr<RowTap> tap_;
   std::vector<std::vector<OracleLayerStats>> stats_;
+  std::vector<std::vector<std::vector<OracleLayerStats>>> calls_;
+  std::vector<OracleLayerStats> call_;  // [map] the current layer call's sums
 };
 
 }  // namespace attnsparse::policies

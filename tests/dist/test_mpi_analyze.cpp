@@ -12,51 +12,23 @@
 #include <vector>
 
 #include "analysis/cli_support.h"
+#include "dist/mpi_support.h"
 
 namespace attnsparse {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using testing::cli_command_line;
+using mpi_testing::kModel;
+using mpi_testing::mpirun;
+using testing::run_command;
+using mpi_testing::write_corpus;
 using testing_support::Output;
 using testing_support::ProcessResult;
-using testing::cli_command_line;
-using testing::run_command;
 using testing_support::fresh_dir;
 using testing_support::shell_quote;
 using testing_support::slurp;
-
-const std::string kModel = std::string(ATTNSPARSE_SOURCE_DIR) + "/models/kjv-llama.gguf";
-
-// mpirun as CI runs it (as root, more ranks than cores).
-std::string mpirun(int ranks) {
-  return shell_quote(ATTNSPARSE_MPIEXEC) + " --oversubscribe --allow-run-as-root --bind-to none -np " +
-         std::to_string(ranks) + " ";
-}
-
-// Seven short documents (the model is trained on the King James Bible).
-std::string write_corpus(const std::string& dir) {
-  const std::vector<std::string> texts = {
-      "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
-      "and darkness was upon the face of the deep.",
-      "And God said, Let there be light: and there was light. And God saw the light, that it was good: "
-      "and God divided the light from the darkness.",
-      "Blessed are the poor in spirit: for theirs is the kingdom of heaven. Blessed are they that mourn: "
-      "for they shall be comforted.",
-      "The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures: he leadeth "
-      "me beside the still waters.",
-      "Charity suffereth long, and is kind; charity envieth not; charity vaunteth not itself, is not "
-      "puffed up, doth not behave itself unseemly.",
-      "Now faith is the substance of things hoped for, the evidence of things not seen. For by it the "
-      "elders obtained a good report.",
-      "To every thing there is a season, and a time to every purpose under the heaven: a time to be "
-      "born, and a time to die.",
-  };
-  const std::string data = dir + "/data";
-  fs::create_directories(data);
-  for (size_t i = 0; i < texts.size(); ++i) std::ofstream(data + "/doc" + std::to_string(i) + ".txt") << texts[i];
-  return data;
-}
 
 std::vector<std::string> analyze_args(const std::string& data, const std::string& out) {
   return {"analyze", kModel, "--data", data, "--out", out, "--max-tokens", "48", "--min-query", "8",

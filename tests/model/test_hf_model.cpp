@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <numbers>
 
 #include "core/error.h"
@@ -214,6 +215,75 @@ TEST(HfModel, Llama3RopeScalingFromConfigEqualsGgufRopeFreqs) {
   std::printf("[ measured ] llama3 scaling HF vs GGUF rope_freqs %.3g; scaled vs unscaled %.3g\n", same, differs);
   EXPECT_LE(same, 1e-4);
   EXPECT_GE(differs, 1e-2);  // the scaling really changes the model
+}
+
+// The same weights through config.json's rope_scaling and through the GGUF keys llama.cpp's
+// converter writes (rope.scaling.type/factor/original_context_length, rope_freqs.weight
+// for Llama 3) give the same logits at position 100,000 (the cache starts there), for
+// linear, Llama 3 and YaRN scaling; and each scaling changes them.
+TEST(HfModel, RopeScalingAgreesBetweenHfAndGgufAtPosition100000) {
+  REQUIRE_SHARED(gguf, "models/llama-spm-f32.gguf");
+  TempDir dir;
+  const int original = 64;  // short, so that the rules touch this 16-dimension head
+  struct Rule {
+    std::string name;
+    nlohmann::json hf;
+    std::map<std::string, GgufValue> keys;
+    bool rope_freqs = false;
+  };
+  const std::vector<Rule> rules = {
+      {"linear", {{"type", "linear"}, {"factor", 4.0}},
+       {{"llama.rope.scaling.type", GgufValue::make_string("linear")},
+        {"llama.rope.scaling.factor", GgufValue::make_f32(4)}}},
+      {"llama3", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                  {"original_max_position_embeddings", original}},
+       {}, true},
+      {"yarn", {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", original}},
+       {{"llama.rope.scaling.type", GgufValue::make_string("yarn")},
+        {"llama.rope.scaling.factor", GgufValue::make_f32(4)},
+        {"llama.rope.scaling.original_context_length", GgufValue::make_u32(original)}}},
+  };
+  const auto toks = read_ids(expected_dir() + "/llama-spm-f32.random.tokens.txt");
+  const std::vector<int32_t> part(toks.begin(), toks.begin() + 48);
+  const std::vector<int64_t> rows = {0, 20, 47};
+  const auto at = [&](const Model& m) {
+    KVCache cache = m.make_cache(static_cast<int64_t>(part.size()));
+    cache.next_pos = 100000;
+    ForwardOptions opts;
+    opts.logit_rows = rows;
+    std::vector<float> logits;
+    m.forward(part, cache, opts, logits);
+    return logits;
+  };
+  auto plain = Model::load(gguf);
+  const auto p = at(*plain);
+  for (const Rule& r : rules) {
+    const std::string hf_dir = dir.file("hf-" + r.name), gg = dir.file(r.name + ".gguf");
+    HfConvertOptions o;
+    o.config_extra = {{"rope_scaling", r.hf}};
+    std::filesystem::create_directories(hf_dir);
+    write_hf_dir_from_gguf(gguf, hf_dir, o);
+    {
+      GgufFile src(gguf);
+      GgufWriter w;
+      for (const auto& [k, v] : src.metadata()) w.set(k, v);
+      for (const auto& [k, v] : r.keys) w.set(k, v);
+      for (const TensorInfo& t : src.tensors()) w.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
+      const auto div = llama3_divisors(16, 10000.0, 8, 1, 4, original);
+      if (r.rope_freqs) w.add_tensor("rope_freqs.weight", DType::F32, {8}, div.data());
+      w.write(gg);
+    }
+    auto h = Model::load(hf_dir);
+    auto g = Model::load(gg);
+    EXPECT_EQ(h->config().rope_scaling.type, r.name);
+    EXPECT_EQ(g->config().rope_scaling.type, r.name);
+    const auto a = at(*h), b = at(*g);
+    const double same = logit_error(a, b, 32000).max_rel, differs = logit_error(a, p, 32000).max_rel;
+    std::printf("[ measured ] %s at position 100000: HF vs GGUF %.3g; scaled vs unscaled %.3g\n", r.name.c_str(),
+                same, differs);
+    EXPECT_LE(same, 1e-4) << r.name;
+    EXPECT_GE(differs, 1e-2) << r.name;
+  }
 }
 
 // A whole HF directory through the command line: weights, tokenizer.json and

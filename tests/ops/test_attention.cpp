@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "ops/attention.h"
 #include "ops/keyset.h"
@@ -82,16 +83,11 @@ class CaptureObserver : public RowObserver {
   std::mutex mu_;
 };
 
-std::vector<const char*> isas() {
-  std::vector<const char*> out;
-  for (const char* n : {"avx512", "avx2", "sse2"}) {
-    try {
-      force_attention_isa(n);
-      out.push_back(n);
-    } catch (const Error&) {
-    }
-  }
-  force_attention_isa("");
+// The instruction-set levels whose attention kernels differ, as far as this CPU runs them.
+std::vector<cpu::Level> isas() {
+  std::vector<cpu::Level> out;
+  for (cpu::Level l : {cpu::Level::Avx512, cpu::Level::Avx2, cpu::Level::Portable})
+    if (static_cast<int>(l) <= static_cast<int>(cpu::supported())) out.push_back(l);
   return out;
 }
 
@@ -115,9 +111,9 @@ void check(const Problem& p, const KeySet* keys, const std::string& what) {
   CaptureObserver ref_obs;
   attention_reference(p.s, p.args(want), keys, &ref_obs);
   EXPECT_EQ(ref_obs.calls_, p.s.n_q * p.s.n_head);
-  for (const char* isa : isas()) {
-    force_attention_isa(isa);
-    const std::string tag = what + " [" + isa + "]";
+  for (cpu::Level isa : isas()) {
+    cpu::ScopedLevel level(isa);
+    const std::string tag = what + " [" + attention_isa() + "]";
     attention(p.s, p.args(got), keys, nullptr);
     expect_close(got, want, p, tag);
     CaptureObserver obs;
@@ -132,7 +128,6 @@ void check(const Problem& p, const KeySet* keys, const std::string& what) {
         ASSERT_NEAR(it->second.probs[x], row.probs[x], 2e-6 + 1e-5 * row.probs[x]) << tag;
     }
   }
-  force_attention_isa("");
 }
 
 // ---------------------------------------------------------------- reference sanity
@@ -509,7 +504,6 @@ TEST(Attention, BadShapesThrow) {
   EXPECT_THROW(attention(s, p.args(out)), Error);
   KeySet wrong = KeySet::per_head({KeySet::all(), KeySet::all()});
   EXPECT_THROW(attention(p.s, p.args(out), &wrong), Error);
-  EXPECT_THROW(force_attention_isa("avx9000"), Error);
   s = p.s;
   s.window = -1;
   EXPECT_THROW(attention(s, p.args(out)), Error);

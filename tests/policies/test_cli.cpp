@@ -133,6 +133,58 @@ TEST(PolicyCli, EvalPolicyHugeDilatedWindowAndASweep) {
   EXPECT_EQ(p[2]["sweep"]["value"], 8);
 }
 
+// The checkpoint eval-policy keeps in --out: removed with the report; --resume without one
+// starts over (and says so) to the same report; a damaged one is one error line naming it.
+TEST(PolicyCli, EvalPolicyCheckpointAndResume) {
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  REQUIRE_SHARED_FILE(model);
+  const fs::path dir = work_dir() / "resume";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path data = dir / "doc.tok";
+  fs::copy_file(reference_dir() + "/expected/llama-spm-f32.random.tokens.txt", data);
+  const std::string base = "eval-policy '" + model + "' --data '" + data.string() +
+                           "' --policy window=8 --policy 'h2o=budget:16,recent:4' --max-tokens 60 --chunk 25 --threads 1";
+  const fs::path out = dir / "out";
+  const ProcessResult first = run_cli(base + " --out '" + out.string() + "'");
+  ASSERT_EQ(first.status, 0) << first.err;
+  EXPECT_TRUE(fs::exists(out / "report.json"));
+  EXPECT_FALSE(fs::exists(out / "checkpoint.cbor"));
+  const auto numbers = [](const fs::path& p) {
+    std::ifstream in(p);
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["dense"].erase("wall_s");
+    for (auto& x : j["policies"]) {
+      x.erase("wall_s");
+      x.erase("wall_relative");
+    }
+    return j.dump();
+  };
+  const std::string want = numbers(out / "report.json");
+  const ProcessResult again = run_cli(base + " --resume --out '" + out.string() + "'");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.err.find("eval-policy: --resume: no checkpoint " + (out / "checkpoint.cbor").string() +
+                           "; starting from the beginning"),
+            std::string::npos)
+      << again.err;
+  EXPECT_EQ(numbers(out / "report.json"), want);
+  // --out FILE.json: the checkpoint is FILE.checkpoint.cbor beside it.
+  const fs::path json_out = dir / "alone.json";
+  std::ofstream(dir / "alone.checkpoint.cbor") << "not a checkpoint";
+  const ProcessResult damaged = run_cli(base + " --resume --out '" + json_out.string() + "'");
+  EXPECT_EQ(damaged.status, 1);
+  EXPECT_NE(damaged.err.find((dir / "alone.checkpoint.cbor").string() + ": damaged checkpoint"), std::string::npos)
+      << damaged.err;
+  EXPECT_EQ(std::count(damaged.err.begin(), damaged.err.end(), '\n'), 1) << damaged.err;
+  EXPECT_FALSE(fs::exists(json_out));
+  fs::remove(dir / "alone.checkpoint.cbor");
+  const ProcessResult alone = run_cli(base + " --out '" + json_out.string() + "'");
+  ASSERT_EQ(alone.status, 0) << alone.err;
+  EXPECT_EQ(numbers(json_out), want);
+  EXPECT_FALSE(fs::exists(dir / "alone.checkpoint.cbor"));
+  fs::remove_all(dir);
+}
+
 TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
   const fs::path dir = work_dir();
   fs::create_directories(dir);

@@ -25,16 +25,18 @@ void q4_K_block_ints(const BlockQ4_K& w, const BlockQ8_K& a, int32_t* sumi, int3
   *summ = sm;
 }
 
+// Two f32 chains over the super-blocks in order, one FMA each per super-block (scales
+// times the exact integer sums), subtracted at the end: llama.cpp's repacked x86 Q4_K
+// kernels, and our packed VNNI kernel, bit for bit.
 double dot_q4_K_q8_K(const BlockQ4_K* w, const BlockQ8_K* a, int64_t n) {
-  double sum = 0;
+  float acc = 0, accm = 0;
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     int32_t sumi, summ;
     q4_K_block_ints(w[b], a[b], &sumi, &summ);
-    const float d = load_f16(w[b].d) * a[b].d;
-    const float dmin = load_f16(w[b].dmin) * a[b].d;
-    sum += double(d * float(sumi)) - double(dmin * float(summ));
+    acc = std::fma(float(sumi), load_f16(w[b].d) * a[b].d, acc);
+    accm = std::fma(float(summ), load_f16(w[b].dmin) * a[b].d, accm);
   }
-  return sum;
+  return acc - accm;
 }
 
 namespace {

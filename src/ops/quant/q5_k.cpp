@@ -30,8 +30,9 @@ void dequantize(const uint8_t* src, float* dst, int64_t n) {
   }
 }
 
+// As Q4_K: two f32 chains, one FMA per super-block each (the packed VNNI kernel's order).
 double dot(const BlockQ5_K* w, const BlockQ8_K* a, int64_t n) {
-  double sum = 0;
+  float acc = 0, accm = 0;
   for (int64_t b = 0; b < n / kQK_K; ++b) {
     int32_t sumi = 0, summ = 0;
     for (int j = 0; j < 8; ++j) {
@@ -42,10 +43,10 @@ double dot(const BlockQ5_K* w, const BlockQ8_K* a, int64_t n) {
       sumi += int32_t(sc) * s;
       summ += int32_t(mn) * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
     }
-    const float d = load_f16(w[b].d) * a[b].d, dmin = load_f16(w[b].dmin) * a[b].d;
-    sum += double(d * float(sumi)) - double(dmin * float(summ));
+    acc = std::fma(float(sumi), load_f16(w[b].d) * a[b].d, acc);
+    accm = std::fma(float(summ), load_f16(w[b].dmin) * a[b].d, accm);
   }
-  return sum;
+  return acc - accm;
 }
 
 // llama.cpp's quantize_row_q5_K_ref: as Q4_K with 5-bit levels (15 steps from -0.5).

@@ -29,13 +29,13 @@ int32_t q6_K_block_int(const BlockQ6_K& w, const BlockQ8_K& a) {
   return total;
 }
 
+// One f32 chain over the super-blocks in order, one FMA per super-block (the packed VNNI
+// kernel's order).
 double dot_q6_K_q8_K(const BlockQ6_K* w, const BlockQ8_K* a, int64_t n) {
-  double sum = 0;
-  for (int64_t b = 0; b < n / kQK_K; ++b) {
-    const float d = load_f16(w[b].d) * a[b].d;
-    sum += double(d * float(q6_K_block_int(w[b], a[b])));
-  }
-  return sum;
+  float acc = 0;
+  for (int64_t b = 0; b < n / kQK_K; ++b)
+    acc = std::fma(float(q6_K_block_int(w[b], a[b])), load_f16(w[b].d) * a[b].d, acc);
+  return acc;
 }
 
 namespace {

@@ -1,10 +1,10 @@
-#include "analysis/shard.h"
+#include "core/shard.h"
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
-namespace attnsparse::analysis {
+namespace attnsparse {
 
 using json = nlohmann::json;
 
@@ -42,4 +42,4 @@ void ShardComm::agree(const Failure& mine) {
   }
 }
 
-}  // namespace attnsparse::analysis
+}  // namespace attnsparse
