@@ -1,6 +1,6 @@
 // From accumulated statistics to report.json (schema: docs/report-schema.md): per-layer
 // means with bootstrap intervals, per-head features and clusters, persistence, and the
-// verdicts of the five conjectures (methods.md §2).
+// verdicts of the five conjectures (docs/methods.md §7).
 #pragma once
 #include <nlohmann/json.hpp>
 

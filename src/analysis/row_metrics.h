@@ -1,4 +1,4 @@
-// Per-row attention metrics (docs methods.md §2): widths, entropy, sink, recency, top-k.
+// Per-row attention metrics (docs/methods.md §4): widths, entropy, sink, recency, top-k.
 // All functions take one probability row `probs[0..n)` over keys whose absolute positions
 // are `key_pos[0..n)` (increasing; nullptr = positions 0..n-1) for a query at position t.
 // Cost is O(n) per row: widths use histogram selection, top-k a bounded heap.

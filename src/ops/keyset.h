@@ -1,5 +1,5 @@
 // Key sets: which cache slots each query visits in sparse attention, without
-// materialising an n_q x n_kv mask (methods.md §1: the set G_t; attention renormalises
+// materialising an n_q x n_kv mask (docs/methods.md §2: the set G_t; attention renormalises
 // over it). The attention core skips tiles of keys outside the set and masks inside
 // partial tiles; attention_reference evaluates contains() key by key (the naive form).
 //

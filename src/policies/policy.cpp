@@ -256,7 +256,7 @@ int64_t Policy::keep_count(int64_t n) const {
 }
 
 const char* policy_help() {
-  return "Policies (methods.md §1; t = query position, p = key position):\n"
+  return "Policies (docs/methods.md §3; t = query position, p = key position):\n"
          "  dense                                   every causal key\n"
          "  window=W                                p > t-W\n"
          "  sink=G,window=W                         p < G or p > t-W (StreamingLLM)\n"

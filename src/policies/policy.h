@@ -1,4 +1,4 @@
-// Sparse-attention policies (methods.md §1): named, parameterised objects parsed from
+// Sparse-attention policies (docs/methods.md §3): named, parameterised objects parsed from
 // spec strings such as "sink=4,window=64" or "h2o=budget:256,recent:32".
 //
 // A policy is one of four families, which decides how it is executed:
@@ -71,8 +71,8 @@ const char* policy_help();
 
 // Selects the kept keys of one dense probability row (content policies).
 // probs[x] is the probability of key index[x] (x < n). Appends the chosen indices to
-// `out` in increasing order. Ties go to the lower index (methods.md: topk ties broken by
-// lower index). topp: the smallest top set whose mass reaches p.
+// `out` in increasing order. Ties go to the lower index (docs/methods.md §1).
+// topp: the smallest top set whose mass reaches p.
 void select_from_row(const Policy& policy, const float* probs, const int32_t* index, int64_t n,
                      std::vector<int32_t>& out);
 

@@ -63,7 +63,7 @@ std::string verdict_section(json& report) {
     classes.push_back({"", "l", v == "supported" ? "good" : v == "not_supported" ? "bad" : "", "l"});
   }
   return table({"#", "conjecture", "verdict", "evidence"}, rows, classes) +
-         note("Rules (methods.md §2, parameters below): C1 Spearman rho(layer, mean w_0.9) <= -0.5 with "
+         note("Rules (docs/methods.md §7, parameters below): C1 Spearman rho(layer, mean w_0.9) <= -0.5 with "
               "p < 0.01 supports, a widest layer in the middle third whose interval lies above the first "
               "and last layers' refutes; C2 silhouette and adjusted Rand index of k-means head clusters; "
               "C3/C4 per-layer median ratio to the uniform baseline >= 5 with Holm-adjusted one-sided "

@@ -1,5 +1,5 @@
 // `theory fit`: the n^C-sparsity measurements on a model's real attention rows
-// (methods.md §3, "the same measurements apply to real attention rows").
+// (docs/methods.md §8, "the same measurements apply to real attention rows").
 //
 // Each document (its first max_tokens tokens) runs through the model once as one causal
 // batch; the attention core's RowObserver sees every probability row (never an n x n
@@ -21,7 +21,7 @@
 // oracle top-k (the best k-set for this row) and a StreamingLLM window (min(4, k/2) sink
 // keys + the most recent rest). The error of a kept set G is computed from the row and
 // the head's value vectors of the same attention call: ||o - o_G|| with o_G the
-// renormalised output over G, which equals tau * ||mu_tail - mu_G|| (methods.md §1).
+// renormalised output over G, which equals tau * ||mu_tail - mu_G|| (docs/methods.md §2).
 #pragma once
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-// Each policy's planned key set against a brute-force reading of methods.md §1 on small
+// Each policy's planned key set against a brute-force reading of docs/methods.md §3 on small
 // shapes; the renormalisation over G; the exact error identity; oracle accounting.
 #include <gtest/gtest.h>
 
@@ -35,7 +35,7 @@ ops::KeySet plan_uniform(const Policy& pol, const Problem& p) {
   return ks ? *ks : ops::KeySet::all();
 }
 
-// methods.md §1, written out independently: is position pj in G_t?
+// docs/methods.md §3, written out independently: is position pj in G_t?
 bool positional_truth(const Policy& pol, int64_t t, int64_t pj) {
   if (pj > t) return false;
   switch (pol.kind) {
@@ -324,7 +324,7 @@ TEST(KeySets, SparseRowsAreDenseRowsRenormalisedOverG) {
 }
 
 TEST(KeySets, ErrorIsTailMassTimesDistanceOfMeans) {
-  // ||o - o_G|| = tau * ||mu_tail - mu_G|| (methods.md §1), o and o_G from the core.
+  // ||o - o_G|| = tau * ||mu_tail - mu_G|| (docs/methods.md §2), o and o_G from the core.
   Problem p = make_problem(20, 30, 50, 2, 1, 16, 8, 1.5f);
   for (const char* text : {"window=8", "sink=2,window=5", "topk=6", "dilated=5:3", "block=16"}) {
     const ops::KeySet ks = plan_uniform(Policy::parse(text), p);

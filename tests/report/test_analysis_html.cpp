@@ -3,7 +3,6 @@
 // SVG charts parsed and no script error occurred. Also: the page is self-contained and
 // starts with the verdict table; the screenshot is a real image.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -16,18 +15,16 @@
 #include "analysis/runner.h"
 #include "analysis/synthetic_source.h"
 #include "report/analysis_report.h"
+#include "report/chromium.h"
 
 namespace fs = std::filesystem;
 using namespace attnsparse;
 
 namespace {
 
-constexpr const char* kChromium = "/usr/bin/chromium";
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
+using attnsparse::testing::in_ci;
+using attnsparse::testing::kChromium;
+using attnsparse::testing::run_chromium;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -62,13 +59,6 @@ nlohmann::json synthetic_report() {
   return build_report(acc, params,
                       {{"model", {{"name", "synthetic <model>"}, {"n_kv_heads", 4}}},
                        {"run", {{"threads", 2}}}});
-}
-
-int run_chromium(const std::string& args, const fs::path& stdout_file) {
-  const std::string cmd = "timeout 120 " + std::string(kChromium) + " " + args + " > '" + stdout_file.string() +
-                          "' 2>/dev/null";
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 TEST(AnalysisHtml, SelfContainedAndVerdictsFirst) {
@@ -106,9 +96,7 @@ TEST(AnalysisHtml, RendersInHeadlessChromium) {
   ASSERT_GE(svgs, 10u);
   const fs::path page = dir / "report.html";
   std::ofstream(page) << html;
-  const std::string flags =
-      "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
-      "--disable-component-update --disable-sync --hide-scrollbars ";
+  const std::string flags = attnsparse::testing::kChromiumFlags;
   const std::string url = "file://" + page.string();
 
   // 1. The DOM after load: the page's own check ran and found every SVG.

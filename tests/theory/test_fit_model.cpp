@@ -16,13 +16,17 @@
 #include "analysis/shared_data.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "model/model.h"
+#include "support/run_process.h"
 #include "theory/fit_model.h"
 
 namespace attnsparse::theory {
 namespace {
 
 namespace fs = std::filesystem;
+using attnsparse::testing::ProcessResult;
+using attnsparse::testing::run_cli;
 using testing_support::read_f32;
 using testing_support::reference_dir;
 
@@ -52,7 +56,7 @@ void write_scaled_q(const std::string& src, const fs::path& dst, float q_scale) 
       std::vector<float> w(t.numel());
       std::memcpy(w.data(), t.data, w.size() * sizeof(float));
       for (auto& x : w) x *= q_scale;
-      out.add_tensor(t.name, DType::F32, t.shape, w.data());
+      add_f32_tensor(out, t.name, DType::F32, t.shape, w.data());
     } else {
       out.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
     }
@@ -255,31 +259,14 @@ TEST(FitModel, VerdictRules) {
   EXPECT_EQ(fit_verdict(f, 5, o), "too few lengths");
 }
 
-struct CliResult {
-  int rc;
-  std::string out, err;
-};
-CliResult run_cli(const std::string& args, const fs::path& dir) {
-  const std::string cmd = std::string(ATTNSPARSE_BIN) + " " + args + " >" + (dir / "o.txt").string() + " 2>" +
-                          (dir / "e.txt").string();
-  const int status = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WEXITSTATUS(status), slurp(dir / "o.txt"), slurp(dir / "e.txt")};
-}
-
 TEST(FitModel, CliWritesJsonAndHtmlAndFailsCleanly) {
   const std::string model = reference_dir() + "/models/qwen2-f16.gguf";
   REQUIRE_SHARED_FILE(model);
   const fs::path dir = temp_dir("cli");
   const std::string text = reference_dir() + "/expected/text_a.txt";
-  const CliResult ok = run_cli("theory fit " + model + " --data " + text + " --min-n 8 --rows-per-bin 8 --bootstrap 20 "
-                               "--threads 2 --out " + (dir / "out").string(), dir);
-  ASSERT_EQ(ok.rc, 0) << ok.err;
+  const ProcessResult ok = run_cli("theory fit " + model + " --data " + text + " --min-n 8 --rows-per-bin 8 --bootstrap 20 "
+                               "--threads 2 --out " + (dir / "out").string());
+  ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.err.find("pass 2/2"), std::string::npos);
   std::ifstream jin(dir / "out" / "theory_fit.json");
   const auto j = nlohmann::json::parse(jin);
@@ -292,15 +279,15 @@ TEST(FitModel, CliWritesJsonAndHtmlAndFailsCleanly) {
   EXPECT_EQ(j["heads"][0]["rules"].size(), size_t(kFitRules));
   EXPECT_TRUE(fs::exists(dir / "out" / "theory_fit.html"));
 
-  const CliResult bad = run_cli("theory fit " + model + " --data " + (dir / "missing.txt").string() + " --out " +
-                                    (dir / "bad").string(), dir);
-  EXPECT_NE(bad.rc, 0);
+  const ProcessResult bad = run_cli("theory fit " + model + " --data " + (dir / "missing.txt").string() + " --out " +
+                                    (dir / "bad").string());
+  EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("missing.txt"), std::string::npos) << bad.err;
   // One error line (progress notes may precede it).
   EXPECT_EQ(bad.err.find("error:"), bad.err.rfind("error:")) << bad.err;
   EXPECT_EQ(bad.err.find('\n', bad.err.find("error:")), bad.err.size() - 1) << bad.err;
   EXPECT_FALSE(fs::exists(dir / "bad" / "theory_fit.json"));
-  const CliResult help = run_cli("theory fit --help", dir);
+  const ProcessResult help = run_cli("theory fit --help");
   EXPECT_NE(help.out.find("Example"), std::string::npos);
   fs::remove_all(dir);
 }
