@@ -10,19 +10,25 @@ namespace attnsparse::analysis {
 
 namespace {
 constexpr const char* kMetricNames[kNumMetrics] = {
-    "width_norm_p50", "width_norm_p90", "width_norm_p95", "width_norm_p99",
-    "width_p50", "width_p90", "width_p95", "width_p99",
-    "entropy", "entropy_norm", "effective_support",
-    "sink_mass", "sink_argmax", "sink_top5", "sink_ratio",
-    "recent_1", "recent_8", "recent_32", "recent_64", "recent_128",
-    "recent_ratio_1", "recent_ratio_8", "recent_ratio_32", "recent_ratio_64", "recent_ratio_128",
+#define ATTNSPARSE_METRIC_NAME(id, name) name,
+    ATTNSPARSE_ROW_METRICS(ATTNSPARSE_METRIC_NAME)
+#undef ATTNSPARSE_METRIC_NAME
 };
-constexpr const char* kHistogramNames[kNumHistograms] = {
-    "width_norm_p90", "sink_mass", "entropy_norm", "recent_ratio", "sink_ratio"};
+struct HistogramShape {
+  const char* name;
+  double lo, hi;
+  int bins;
+  bool log10;
+};
+constexpr HistogramShape kHistograms[kNumHistograms] = {
+#define ATTNSPARSE_HISTOGRAM_SHAPE(id, name, lo, hi, bins, log10) {name, lo, hi, bins, log10},
+    ATTNSPARSE_HISTOGRAMS(ATTNSPARSE_HISTOGRAM_SHAPE)
+#undef ATTNSPARSE_HISTOGRAM_SHAPE
+};
 }  // namespace
 
 const char* metric_name(int metric) { return kMetricNames[metric]; }
-const char* histogram_name(int kind) { return kHistogramNames[kind]; }
+const char* histogram_name(int kind) { return kHistograms[kind].name; }
 
 std::array<double, kNumMetrics> metric_values(const RowMetrics& m) {
   std::array<double, kNumMetrics> v{};
@@ -126,14 +132,9 @@ double Histogram::quantile(double q) const {
 }
 
 Histogram make_histogram(int kind) {
-  switch (kind) {
-    case kHistWidth90: return Histogram(0, 1, 50, false);
-    case kHistSinkMass: return Histogram(0, 1, 50, false);
-    case kHistEntropyNorm: return Histogram(0, 1, 50, false);
-    case kHistRecentRatio: return Histogram(-3, 3, 300, true);  // 0.02 decades (4.7%) per bin
-    case kHistSinkRatio: return Histogram(-3, 5, 400, true);    // 0.02 decades per bin
-  }
-  fail("internal: unknown histogram kind {}", kind);
+  if (kind < 0 || kind >= kNumHistograms) fail("internal: unknown histogram kind {}", kind);
+  const HistogramShape& h = kHistograms[kind];
+  return Histogram(h.lo, h.hi, h.bins, h.log10);
 }
 
 // ---- Reservoir ----

@@ -17,16 +17,47 @@
 
 namespace attnsparse::analysis {
 
-// Per-row quantities summed per (document, layer) and per (group, layer, head).
+// The per-row quantities summed per (document, layer) and per (group, layer, head): one
+// line per metric, X(identifier, name in report.json). The enum Metric (kWidthNorm50, ...)
+// and metric_name() are generated from this one table; metric_values() computes them.
+// Metrics of one family (widths, recency) stay adjacent and in kWidthLevels /
+// kRecencyWindows order: the code indexes them as kWidthNorm50 + i.
+#define ATTNSPARSE_ROW_METRICS(X)                                                     \
+  X(WidthNorm50, "width_norm_p50")     /* w_p = W_p / (t+1) */                        \
+  X(WidthNorm90, "width_norm_p90")                                                    \
+  X(WidthNorm95, "width_norm_p95")                                                    \
+  X(WidthNorm99, "width_norm_p99")                                                    \
+  X(Width50, "width_p50")              /* W_p */                                      \
+  X(Width90, "width_p90")                                                             \
+  X(Width95, "width_p95")                                                             \
+  X(Width99, "width_p99")                                                             \
+  X(Entropy, "entropy")                /* H */                                        \
+  X(EntropyNorm, "entropy_norm")       /* H / ln(t+1) */                              \
+  X(EffectiveSupport, "effective_support") /* exp(H) */                               \
+  X(SinkMass, "sink_mass")             /* a_0 */                                      \
+  X(SinkArgmax, "sink_argmax")         /* [key 0 is the arg-max] */                   \
+  X(SinkTop5, "sink_top5")             /* [key 0 is in the top 5] */                  \
+  X(SinkRatio, "sink_ratio")           /* a_0 (t+1) */                                \
+  X(Recent1, "recent_1")               /* R_w */                                      \
+  X(Recent8, "recent_8")                                                              \
+  X(Recent32, "recent_32")                                                            \
+  X(Recent64, "recent_64")                                                            \
+  X(Recent128, "recent_128")                                                          \
+  X(RecentRatio1, "recent_ratio_1")    /* R_w / baseline */                           \
+  X(RecentRatio8, "recent_ratio_8")                                                   \
+  X(RecentRatio32, "recent_ratio_32")                                                 \
+  X(RecentRatio64, "recent_ratio_64")                                                 \
+  X(RecentRatio128, "recent_ratio_128")
+
 enum Metric : int {
-  kWidthNorm50, kWidthNorm90, kWidthNorm95, kWidthNorm99,  // w_p = W_p / (t+1)
-  kWidth50, kWidth90, kWidth95, kWidth99,                  // W_p
-  kEntropy, kEntropyNorm, kEffectiveSupport,               // H, H / ln(t+1), exp(H)
-  kSinkMass, kSinkArgmax, kSinkTop5, kSinkRatio,           // a_0, [argmax], [top 5], a_0 (t+1)
-  kRecent1, kRecent8, kRecent32, kRecent64, kRecent128,    // R_w
-  kRecentRatio1, kRecentRatio8, kRecentRatio32, kRecentRatio64, kRecentRatio128,  // R_w / baseline
+#define ATTNSPARSE_METRIC_ENUM(id, name) k##id,
+  ATTNSPARSE_ROW_METRICS(ATTNSPARSE_METRIC_ENUM)
+#undef ATTNSPARSE_METRIC_ENUM
   kNumMetrics
 };
+static_assert(kWidth50 - kWidthNorm50 == int(kWidthLevels.size()) && kEntropy - kWidth50 == int(kWidthLevels.size()));
+static_assert(kRecentRatio1 - kRecent1 == int(kRecencyWindows.size()) &&
+              kNumMetrics - kRecentRatio1 == int(kRecencyWindows.size()));
 const char* metric_name(int metric);
 // The value of each Metric for one row.
 std::array<double, kNumMetrics> metric_values(const RowMetrics& m);
@@ -65,9 +96,23 @@ struct Histogram {
   double bin_high(int i) const;
 };
 
-// Per-layer distributions. kHistRecentRatio is R_w / baseline for the C3 window
-// (VerdictParams::recency_window); kHistSinkRatio is a_0 (t+1).
-enum HistogramKind : int { kHistWidth90, kHistSinkMass, kHistEntropyNorm, kHistRecentRatio, kHistSinkRatio, kNumHistograms };
+// Per-layer distributions, one line per kind: X(identifier, name in report.json, lo, hi,
+// bins, log10 axis). kHistRecentRatio is R_w / baseline for the C3 window
+// (VerdictParams::recency_window); kHistSinkRatio is a_0 (t+1). Log axes are in log10
+// units, 0.02 decades (4.7%) per bin.
+#define ATTNSPARSE_HISTOGRAMS(X)                             \
+  X(Width90, "width_norm_p90", 0, 1, 50, false)              \
+  X(SinkMass, "sink_mass", 0, 1, 50, false)                  \
+  X(EntropyNorm, "entropy_norm", 0, 1, 50, false)            \
+  X(RecentRatio, "recent_ratio", -3, 3, 300, true)           \
+  X(SinkRatio, "sink_ratio", -3, 5, 400, true)
+
+enum HistogramKind : int {
+#define ATTNSPARSE_HISTOGRAM_ENUM(id, name, lo, hi, bins, log10) kHist##id,
+  ATTNSPARSE_HISTOGRAMS(ATTNSPARSE_HISTOGRAM_ENUM)
+#undef ATTNSPARSE_HISTOGRAM_ENUM
+  kNumHistograms
+};
 const char* histogram_name(int kind);
 Histogram make_histogram(int kind);
 
