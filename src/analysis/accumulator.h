@@ -18,39 +18,44 @@
 namespace attnsparse::analysis {
 
 // The per-row quantities summed per (document, layer) and per (group, layer, head): one
-// line per metric, X(identifier, name in report.json). The enum Metric (kWidthNorm50, ...)
-// and metric_name() are generated from this one table; metric_values() computes them.
+// line per metric, X(identifier, name in report.json, rows it is averaged over). The enum
+// Metric (kWidthNorm50, ...), metric_name() and metric_rows() are generated from this one
+// table; metric_values() computes them. "Visible" is the number of keys the layer lets the
+// query see (t+1, or min(t+1, W) in a layer with a native window W). Sink metrics are
+// averaged over the rows whose key 0 is visible (kSinkRows), the others over all rows.
 // Metrics of one family (widths, recency) stay adjacent and in kWidthLevels /
 // kRecencyWindows order: the code indexes them as kWidthNorm50 + i.
-#define ATTNSPARSE_ROW_METRICS(X)                                                     \
-  X(WidthNorm50, "width_norm_p50")     /* w_p = W_p / (t+1) */                        \
-  X(WidthNorm90, "width_norm_p90")                                                    \
-  X(WidthNorm95, "width_norm_p95")                                                    \
-  X(WidthNorm99, "width_norm_p99")                                                    \
-  X(Width50, "width_p50")              /* W_p */                                      \
-  X(Width90, "width_p90")                                                             \
-  X(Width95, "width_p95")                                                             \
-  X(Width99, "width_p99")                                                             \
-  X(Entropy, "entropy")                /* H */                                        \
-  X(EntropyNorm, "entropy_norm")       /* H / ln(t+1) */                              \
-  X(EffectiveSupport, "effective_support") /* exp(H) */                               \
-  X(SinkMass, "sink_mass")             /* a_0 */                                      \
-  X(SinkArgmax, "sink_argmax")         /* [key 0 is the arg-max] */                   \
-  X(SinkTop5, "sink_top5")             /* [key 0 is in the top 5] */                  \
-  X(SinkRatio, "sink_ratio")           /* a_0 (t+1) */                                \
-  X(Recent1, "recent_1")               /* R_w */                                      \
-  X(Recent8, "recent_8")                                                              \
-  X(Recent32, "recent_32")                                                            \
-  X(Recent64, "recent_64")                                                            \
-  X(Recent128, "recent_128")                                                          \
-  X(RecentRatio1, "recent_ratio_1")    /* R_w / baseline */                           \
-  X(RecentRatio8, "recent_ratio_8")                                                   \
-  X(RecentRatio32, "recent_ratio_32")                                                 \
-  X(RecentRatio64, "recent_ratio_64")                                                 \
-  X(RecentRatio128, "recent_ratio_128")
+#define ATTNSPARSE_ROW_METRICS(X)                                                         \
+  X(WidthNorm50, "width_norm_p50", kAllRows)      /* w_p = W_p / visible */               \
+  X(WidthNorm90, "width_norm_p90", kAllRows)                                              \
+  X(WidthNorm95, "width_norm_p95", kAllRows)                                              \
+  X(WidthNorm99, "width_norm_p99", kAllRows)                                              \
+  X(Width50, "width_p50", kAllRows)               /* W_p */                               \
+  X(Width90, "width_p90", kAllRows)                                                       \
+  X(Width95, "width_p95", kAllRows)                                                       \
+  X(Width99, "width_p99", kAllRows)                                                       \
+  X(Entropy, "entropy", kAllRows)                 /* H */                                 \
+  X(EntropyNorm, "entropy_norm", kAllRows)        /* H / ln(visible) */                   \
+  X(EffectiveSupport, "effective_support", kAllRows) /* exp(H) */                         \
+  X(SinkMass, "sink_mass", kSinkRows)             /* a_0 */                               \
+  X(SinkArgmax, "sink_argmax", kSinkRows)         /* [key 0 is the arg-max] */            \
+  X(SinkTop5, "sink_top5", kSinkRows)             /* [key 0 is in the top 5] */           \
+  X(SinkRatio, "sink_ratio", kSinkRows)           /* a_0 * visible */                     \
+  X(Recent1, "recent_1", kAllRows)                /* R_w */                               \
+  X(Recent8, "recent_8", kAllRows)                                                        \
+  X(Recent32, "recent_32", kAllRows)                                                      \
+  X(Recent64, "recent_64", kAllRows)                                                      \
+  X(Recent128, "recent_128", kAllRows)                                                    \
+  X(RecentRatio1, "recent_ratio_1", kAllRows)     /* R_w / (min(w, visible) / visible) */ \
+  X(RecentRatio8, "recent_ratio_8", kAllRows)                                             \
+  X(RecentRatio32, "recent_ratio_32", kAllRows)                                           \
+  X(RecentRatio64, "recent_ratio_64", kAllRows)                                           \
+  X(RecentRatio128, "recent_ratio_128", kAllRows)
+
+enum MetricRows : int { kAllRows, kSinkRows };
 
 enum Metric : int {
-#define ATTNSPARSE_METRIC_ENUM(id, name) k##id,
+#define ATTNSPARSE_METRIC_ENUM(id, name, rows) k##id,
   ATTNSPARSE_ROW_METRICS(ATTNSPARSE_METRIC_ENUM)
 #undef ATTNSPARSE_METRIC_ENUM
   kNumMetrics
@@ -59,14 +64,18 @@ static_assert(kWidth50 - kWidthNorm50 == int(kWidthLevels.size()) && kEntropy - 
 static_assert(kRecentRatio1 - kRecent1 == int(kRecencyWindows.size()) &&
               kNumMetrics - kRecentRatio1 == int(kRecencyWindows.size()));
 const char* metric_name(int metric);
-// The value of each Metric for one row.
+MetricRows metric_rows(int metric);  // the rows a metric is averaged over
+// The value of each Metric for one row (sink metrics 0 when key 0 is not visible).
 std::array<double, kNumMetrics> metric_values(const RowMetrics& m);
 
 struct MetricSums {
   std::array<double, kNumMetrics> sum{};
   int64_t rows = 0;
-  void add(const std::array<double, kNumMetrics>& v);
+  int64_t sink_rows = 0;  // rows whose key 0 is visible (= rows in global layers)
+  void add(const std::array<double, kNumMetrics>& v, bool sink_visible = true);
   void merge(const MetricSums& o);
+  // The rows metric m is averaged over.
+  int64_t rows_of(int m) const { return metric_rows(m) == kSinkRows ? sink_rows : rows; }
 };
 
 // Persistence per gap (kPersistenceGaps) and k (kTopK): the top-k overlap and the H2O
@@ -120,9 +129,10 @@ Histogram make_histogram(int kind);
 // independent of the order rows arrive in. Used for the rank tests per layer.
 struct SampledRow {
   uint64_t key = 0;
-  float recent_diff = 0;  // R_w - min(w, t+1)/(t+1) for the C3 window
-  float sink_diff = 0;    // a_0 - 1/(t+1)
+  float recent_diff = 0;  // R_w - min(w, visible)/visible for the C3 window
+  float sink_diff = 0;    // a_0 - 1/visible (when key 0 is visible)
   float width90 = 0;      // w_0.9
+  bool sink_visible = true;
 };
 struct Reservoir {
   int capacity = 0;

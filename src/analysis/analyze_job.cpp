@@ -187,7 +187,7 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
     meta["run"]["ranks"] = job.comm->size();
     meta["run"]["bytes_merged"] = outcome.bytes_merged;
   }
-  return build_report(outcome.acc, params, meta);
+  return build_report(outcome.acc, params, meta, source.layer_kinds());
 }
 
 }  // namespace attnsparse::analysis

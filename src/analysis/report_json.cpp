@@ -7,6 +7,7 @@
 #include <map>
 
 #include "analysis/verdicts.h"
+#include "core/error.h"
 
 namespace attnsparse::analysis {
 
@@ -52,12 +53,17 @@ json counts_json(const Accumulator& acc, int n_kv) {
           {"layers", acc.n_layers}, {"heads", acc.n_heads}, {"kv_heads", n_kv}};
 }
 
-json per_layer_json(const LayerEstimates& layers) {
+json attention_json(const LayerKind& k) {
+  return {{"kind", k.windowed() ? "windowed" : "global"}, {"window", k.window}, {"rope_base", num(k.rope_base)}};
+}
+
+json per_layer_json(const LayerEstimates& layers, const std::vector<LayerKind>& kinds) {
   json per_layer = json::array();
   for (size_t l = 0; l < layers.metrics.size(); ++l) {
     json metrics;
     for (int m = 0; m < kNumMetrics; ++m) metrics[metric_name(m)] = estimate_json(layers.metrics[l][m]);
-    per_layer.push_back({{"layer", l}, {"rows", layers.rows[l]}, {"metrics", metrics}});
+    per_layer.push_back({{"layer", l}, {"attention", attention_json(l < kinds.size() ? kinds[l] : LayerKind{})},
+                         {"rows", layers.rows[l]}, {"sink_rows", layers.sink_rows[l]}, {"metrics", metrics}});
   }
   return per_layer;
 }
@@ -107,7 +113,8 @@ json per_head_json(const Accumulator& acc, const HeadClusters& cl, int group_siz
       const PersistenceSums& p = acc.group_head_persistence[0][i];
       json f, m, pers;
       for (int c = 0; c < kNumFeatures; ++c) f[kFeatureNames[c]] = num(cl.features[i][c]);
-      for (int k = 0; k < kNumMetrics; ++k) m[metric_name(k)] = num(s.rows ? s.sum[k] / double(s.rows) : kNoValue);
+      for (int k = 0; k < kNumMetrics; ++k)
+        m[metric_name(k)] = num(s.rows_of(k) ? s.sum[k] / double(s.rows_of(k)) : kNoValue);
       for (size_t g = 0; g < kPersistenceGaps.size(); ++g) {
         const double n = double(p.pairs[g]);
         pers[std::to_string(kPersistenceGaps[g])] = {{"pairs", p.pairs[g]},
@@ -139,11 +146,18 @@ json distributions_json(const Accumulator& acc) {
 }
 
 json c1_json(const C1Verdict& c) {
-  json series = json::array();
-  for (const LayerPoint& p : c.per_layer)
-    series.push_back({{"layer", p.layer}, {"mean", num(p.estimate.mean)}, {"low", num(p.estimate.low)},
-                      {"high", num(p.estimate.high)}});
-  json stats{{"metric", "width_norm_p90"}, {"per_layer", series},
+  auto series_of = [](const std::vector<LayerPoint>& points, bool with_window) {
+    json series = json::array();
+    for (const LayerPoint& p : points) {
+      series.push_back({{"layer", p.layer}, {"mean", num(p.estimate.mean)}, {"low", num(p.estimate.low)},
+                        {"high", num(p.estimate.high)}});
+      if (with_window) series.back()["window"] = p.window;
+    }
+    return series;
+  };
+  json stats{{"metric", "width_norm_p90"}, {"per_layer", series_of(c.per_layer, false)},
+             {"layers", c.all_windowed ? "all (every layer windowed)" : "global"},
+             {"windowed_layers", series_of(c.windowed_layers, true)},
              {"spearman", test_json(c.spearman, "rho")}, {"kruskal_wallis", test_json(c.kruskal_wallis, "h")},
              {"peak_layer", c.peak_layer >= 0 ? json(c.peak_layer) : json(nullptr)},
              {"peak_in_middle_third", c.peak_in_middle_third}, {"peak_above_first", c.peak_above_first},
@@ -197,7 +211,10 @@ json c5_json(const C5Verdict& c) {
 
 }  // namespace
 
-json build_report(const Accumulator& acc, const AnalysisParams& params, const json& meta) {
+json build_report(const Accumulator& acc, const AnalysisParams& params, const json& meta,
+                  const std::vector<LayerKind>& kinds) {
+  if (!kinds.empty() && int(kinds.size()) != acc.n_layers)
+    fail("internal: build_report got {} layer kinds for {} layers", kinds.size(), acc.n_layers);
   const int H = acc.n_heads;
   const int n_kv = meta.contains("model") && meta["model"].contains("n_kv_heads")
                        ? meta["model"]["n_kv_heads"].get<int>()
@@ -214,12 +231,12 @@ json build_report(const Accumulator& acc, const AnalysisParams& params, const js
   report["documents"] = documents_json(acc);
   report["counts"] = counts_json(acc, n_kv);
   report["parameters"] = to_json(params);
-  report["per_layer"] = per_layer_json(layers);
+  report["per_layer"] = per_layer_json(layers, kinds);
   report["persistence"] = persistence_json(persistence_estimates(acc, boot));
   report["clusters"] = clusters_json(clusters);
   report["per_head"] = per_head_json(acc, clusters, group_size);
   report["distributions"] = distributions_json(acc);
-  report["conjectures"] = json::array({c1_json(judge_c1(acc, layers, params.verdict)),
+  report["conjectures"] = json::array({c1_json(judge_c1(acc, layers, params.verdict, kinds)),
                                        c2_json(judge_c2(clusters, params.verdict)),
                                        c3_json(judge_c3(acc, layers, params.verdict)),
                                        c4_json(judge_c4(acc, layers, params.verdict)),

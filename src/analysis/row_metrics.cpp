@@ -9,7 +9,8 @@
 namespace attnsparse::analysis {
 
 double RowMetrics::norm_entropy() const {
-  return query > 0 ? entropy / std::log(double(query + 1)) : 0.0;
+  const int64_t v = visible_keys();
+  return v > 1 ? entropy / std::log(double(v)) : 0.0;
 }
 
 void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
@@ -382,14 +383,17 @@ int64_t count_greater(const float* v, int64_t n, float x) {
 }  // namespace
 
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
-                               int64_t query_pos, std::vector<float>& scratch, const double* known_entropy) {
+                               int64_t query_pos, std::vector<float>& scratch, const double* known_entropy,
+                               int64_t window) {
   RowMetrics m;
   m.query = static_cast<int32_t>(query_pos);
   m.n_keys = static_cast<int32_t>(n);
+  m.visible = static_cast<int32_t>(visible_keys(query_pos, window));
+  m.sink_visible = query_pos < m.visible;  // key 0 lies inside the window
   widths(probs, n, kWidthLevels.data(), int(kWidthLevels.size()), m.width.data(), scratch);
   m.entropy = known_entropy ? *known_entropy : entropy(probs, n);
   auto pos = [&](int64_t j) -> int64_t { return key_pos ? key_pos[j] : j; };
-  if (n > 0 && pos(0) == 0) {
+  if (m.sink_visible && n > 0 && pos(0) == 0) {
     const float a0 = probs[0];
     m.sink_mass = a0;
     const int64_t larger = count_greater(probs + 1, n - 1, a0);

@@ -47,11 +47,15 @@ LayerEstimates per_layer_estimates(const Accumulator& acc, const DocumentBootstr
   t.metrics.resize(acc.n_layers);
   t.rows.resize(acc.n_layers);
   std::vector<double> numer(D), denom(D);
+  t.sink_rows.resize(acc.n_layers);
   for (int l = 0; l < acc.n_layers; ++l) {
     for (size_t d = 0; d < D; ++d) t.rows[l] += acc.doc_layer[d][l].rows;
-    for (size_t d = 0; d < D; ++d) denom[d] = double(acc.doc_layer[d][l].rows);
+    for (size_t d = 0; d < D; ++d) t.sink_rows[l] += acc.doc_layer[d][l].sink_rows;
     for (int m = 0; m < kNumMetrics; ++m) {
-      for (size_t d = 0; d < D; ++d) numer[d] = acc.doc_layer[d][l].sum[m];
+      for (size_t d = 0; d < D; ++d) {
+        numer[d] = acc.doc_layer[d][l].sum[m];
+        denom[d] = double(acc.doc_layer[d][l].rows_of(m));
+      }
       t.metrics[l][m] = boot.estimate(numer, denom);
     }
   }
@@ -149,7 +153,7 @@ Matrix head_features(const Accumulator& acc, int group, const AnalysisParams& pa
     if (s.rows > 0) {
       const double n = double(s.rows);
       f[i][0] = s.sum[kWidthNorm90] / n;
-      f[i][1] = s.sum[kSinkMass] / n;
+      f[i][1] = s.sink_rows > 0 ? s.sum[kSinkMass] / double(s.sink_rows) : kNoValue;
       f[i][2] = s.sum[kRecent32] / n;
       f[i][3] = s.sum[kEntropyNorm] / n;
     }
@@ -227,34 +231,51 @@ HeadClusters cluster_heads(const Accumulator& acc, const AnalysisParams& params)
 
 // ---- C1 ----
 
-C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const VerdictParams& v) {
+C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const VerdictParams& v,
+                   const std::vector<LayerKind>& kinds) {
   const int L = acc.n_layers;
+  auto window_of = [&](int l) { return size_t(l) < kinds.size() ? kinds[size_t(l)].window : int64_t(0); };
   C1Verdict c;
+  // The layers judged: the global ones (all of them when every layer is windowed).
+  std::vector<int> judged;
+  for (int l = 0; l < L; ++l)
+    if (window_of(l) == 0) judged.push_back(l);
+  c.all_windowed = judged.empty() && L > 0;
+  if (c.all_windowed)
+    for (int l = 0; l < L; ++l) judged.push_back(l);
+  const bool mixed = int(judged.size()) < L;
+  const int n_judged = int(judged.size());
+  for (int l = 0; l < L; ++l)
+    if (mixed && window_of(l) > 0) c.windowed_layers.push_back({l, layers.metrics[l][kWidthNorm90], window_of(l)});
   std::vector<double> xs, ys;
-  int peak = -1;
-  for (int l = 0; l < L; ++l) {
+  int peak = -1, peak_at = -1;  // the widest judged layer and its place among them
+  for (int i = 0; i < n_judged; ++i) {
+    const int l = judged[size_t(i)];
     const Estimate& e = layers.metrics[l][kWidthNorm90];
-    c.per_layer.push_back({l, e});
+    c.per_layer.push_back({l, e, window_of(l)});
     if (!std::isfinite(e.mean)) continue;
     xs.push_back(l);
     ys.push_back(e.mean);
-    if (peak < 0 || e.mean > layers.metrics[peak][kWidthNorm90].mean) peak = l;
+    if (peak < 0 || e.mean > layers.metrics[peak][kWidthNorm90].mean) peak = l, peak_at = i;
   }
   const TestResult rho = spearman(xs, ys);
-  std::vector<std::vector<double>> groups(L);
-  for (int l = 0; l < L; ++l)
-    for (const SampledRow& r : acc.reservoirs[l].rows) groups[l].push_back(r.width90);
+  std::vector<std::vector<double>> groups;
+  for (int l : judged) {
+    groups.emplace_back();
+    for (const SampledRow& r : acc.reservoirs[l].rows) groups.back().push_back(r.width90);
+  }
   std::erase_if(groups, [](const auto& g) { return g.empty(); });
   c.spearman = rho;
   c.kruskal_wallis = groups.size() >= 2 ? kruskal_wallis(groups) : TestResult{};
   if (peak >= 0) {
-    c.peak_in_middle_third = double(L) / 3 <= peak + 0.5 && peak + 0.5 < 2.0 * L / 3;
+    c.peak_in_middle_third = double(n_judged) / 3 <= peak_at + 0.5 && peak_at + 0.5 < 2.0 * n_judged / 3;
     const Estimate& pk = layers.metrics[peak][kWidthNorm90];
-    c.peak_above_first = pk.low > layers.metrics[0][kWidthNorm90].high;
-    c.peak_above_last = pk.low > layers.metrics[L - 1][kWidthNorm90].high;
+    c.peak_above_first = pk.low > layers.metrics[judged.front()][kWidthNorm90].high;
+    c.peak_above_last = pk.low > layers.metrics[judged.back()][kWidthNorm90].high;
   }
   c.peak_layer = peak;
   c.verdict = Verdict::Partial;
+  const std::string of_layers = mixed ? fmt::format("{} global layers", n_judged) : fmt::format("{}", n_judged);
   const bool significant = rho.p_value < v.c1_p;
   if (rho.statistic <= v.c1_rho && significant) {
     c.verdict = Verdict::Supported;
@@ -262,7 +283,7 @@ C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const V
   } else if (c.peak_in_middle_third && c.peak_above_first && c.peak_above_last) {
     c.verdict = Verdict::NotSupported;
     c.detail = fmt::format("mid-layer peak: layer {} of {} is widest, its interval above the first and last layers'",
-                           peak, L);
+                           peak, of_layers);
   } else if (rho.statistic >= -v.c1_rho && significant) {
     c.verdict = Verdict::NotSupported;
     c.detail = fmt::format("width rises with depth (Spearman rho = {:.2f}, p = {:.2g})", rho.statistic, rho.p_value);
@@ -270,7 +291,19 @@ C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const V
     const bool strong = std::fabs(rho.statistic) >= -v.c1_rho;
     c.detail = fmt::format("{} (Spearman rho = {:.2f}, p = {:.2g}{})",
                            strong ? "trend not significant" : "no clear trend", rho.statistic, rho.p_value,
-                           strong && rho.exact ? fmt::format("; {} layers are too few", L) : "");
+                           strong && rho.exact ? fmt::format("; {} layers are too few", of_layers) : "");
+  }
+  if (mixed) {
+    double lo = kNoValue, hi = kNoValue;
+    for (const LayerPoint& p : c.windowed_layers)
+      if (std::isfinite(p.estimate.mean)) {
+        lo = std::isfinite(lo) ? std::min(lo, p.estimate.mean) : p.estimate.mean;
+        hi = std::isfinite(hi) ? std::max(hi, p.estimate.mean) : p.estimate.mean;
+      }
+    c.detail += fmt::format("; over the global layers, {} windowed layers apart (w_0.9 {:.2f}..{:.2f} of their window)",
+                            c.windowed_layers.size(), lo, hi);
+  } else if (c.all_windowed) {
+    c.detail += "; every layer is windowed: widths are shares of the visible keys";
   }
   c.few_documents = acc.documents.size() < 2;
   c.insufficient_data = xs.size() < 3;
@@ -320,9 +353,11 @@ void judge_ratio(const Accumulator& acc, const LayerEstimates& layers, const Ver
   std::vector<double> valid_p;
   std::vector<int> valid_layers;
   for (int l = 0; l < L; ++l) {
-    if (layers.rows[l] == 0) continue;
+    if ((sink ? layers.sink_rows[l] : layers.rows[l]) == 0) continue;
     std::vector<double> d;
-    for (const SampledRow& r : acc.reservoirs[l].rows) d.push_back(sink ? r.sink_diff : r.recent_diff);
+    for (const SampledRow& r : acc.reservoirs[l].rows)
+      if (!sink) d.push_back(r.recent_diff);
+      else if (r.sink_visible) d.push_back(r.sink_diff);
     tests[l] = wilcoxon_signed_rank_greater(d);
     median[l] = acc.histograms[l][hist].quantile(0.5);
     valid_p.push_back(tests[l].p_value);
@@ -373,7 +408,7 @@ C4Verdict judge_c4(const Accumulator& acc, const LayerEstimates& layers, const V
     for (size_t d = 0; d < D; ++d) {
       a += acc.doc_layer[d][l].sum[kSinkArgmax];
       s += acc.doc_layer[d][l].sum[kSinkMass];
-      r += double(acc.doc_layer[d][l].rows);
+      r += double(acc.doc_layer[d][l].sink_rows);
     }
     argmax += a;
     rows += r;
@@ -384,9 +419,9 @@ C4Verdict judge_c4(const Accumulator& acc, const LayerEstimates& layers, const V
   for (int l = 0; l < L; ++l)
     for (int h = 0; h < H; ++h) {
       const MetricSums& s = acc.group_head[0][size_t(l) * H + h];
-      if (s.rows > 0) {
-        head_sink.push_back(s.sum[kSinkMass] / double(s.rows));
-        head_argmax.push_back(s.sum[kSinkArgmax] / double(s.rows));
+      if (s.sink_rows > 0) {
+        head_sink.push_back(s.sum[kSinkMass] / double(s.sink_rows));
+        head_argmax.push_back(s.sum[kSinkArgmax] / double(s.sink_rows));
       }
     }
   c.argmax_share = rows > 0 ? argmax / rows : kNoValue;

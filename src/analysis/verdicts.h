@@ -13,6 +13,7 @@
 
 #include "analysis/accumulator.h"
 #include "analysis/clustering.h"
+#include "analysis/layer_kind.h"
 #include "analysis/params.h"
 #include "analysis/stats.h"
 
@@ -48,6 +49,7 @@ DocumentBootstrap report_bootstrap(const Accumulator& acc, const AnalysisParams&
 struct LayerEstimates {
   std::vector<std::array<Estimate, kNumMetrics>> metrics;  // [layer][metric]
   std::vector<int64_t> rows;                               // [layer]
+  std::vector<int64_t> sink_rows;                          // [layer]: rows whose key 0 is visible
 };
 LayerEstimates per_layer_estimates(const Accumulator& acc, const DocumentBootstrap& boot);
 
@@ -100,20 +102,28 @@ struct VerdictBase {
   bool insufficient_data = false;
 };
 
-// C1: attention width (mean w_0.9) decreases with depth.
+// C1: attention width (mean w_0.9) decreases with depth, over the global layers: a
+// windowed layer's w_0.9 is a share of at most W keys, not of the whole prefix, so its
+// layers are shown apart (windowed_layers) and left out of the trend and the tests. A
+// model whose every layer is windowed is judged over all its layers.
 struct LayerPoint {
   int layer = 0;
   Estimate estimate;
+  int64_t window = 0;
 };
 struct C1Verdict : VerdictBase {
-  std::vector<LayerPoint> per_layer;
+  std::vector<LayerPoint> per_layer;        // the layers judged
+  std::vector<LayerPoint> windowed_layers;  // windowed layers left out (empty when none)
+  bool all_windowed = false;                // every layer windowed: judged over all of them
   TestResult spearman;           // layer vs per-layer mean
   TestResult kruskal_wallis;     // sampled rows grouped by layer
   int peak_layer = -1;
   bool peak_in_middle_third = false, peak_above_first = false, peak_above_last = false;
   bool few_documents = false;    // < 2 documents: degenerate intervals
 };
-C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const VerdictParams& v);
+// `kinds`: each layer's window (empty = every layer global).
+C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const VerdictParams& v,
+                   const std::vector<LayerKind>& kinds = {});
 
 // C2: heads form behavioural clusters.
 struct C2Verdict : VerdictBase {
