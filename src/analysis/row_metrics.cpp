@@ -13,13 +13,11 @@ double RowMetrics::norm_entropy() const {
   return v > 1 ? entropy / std::log(double(v)) : 0.0;
 }
 
-void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
-                        int32_t* out, std::vector<float>& scratch) {
-  // Weighted quickselect. Invariant: scratch[0, lo) holds the lo largest entries (in some
-  // order) with total mass `taken`; everything in [lo, n) is <= all of them. Each level
-  // extends the prefix, so four levels cost about as much as one selection (O(n) expected).
-  scratch.assign(probs, probs + n);
-  float* a = scratch.data();
+template <typename T>
+void mass_widths_inplace(T* a, int64_t n, const double* levels, int n_levels, int64_t* out) {
+  // Weighted quickselect. Invariant: a[0, lo) holds the lo largest entries (in some order)
+  // with total mass `taken`; everything in [lo, n) is <= all of them. Each level extends
+  // the prefix, so four levels cost about as much as one selection (O(n) expected).
   int64_t lo = 0;
   double taken = 0;
   for (int li = 0; li < n_levels; ++li) {
@@ -29,7 +27,7 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
     while (!done && lo < n) {
       if (lo == hi) hi = n;  // the narrowed block ran out (rounding): widen to the rest
       if (hi - lo <= 24) {
-        std::sort(a + lo, a + hi, [](float x, float y) { return x > y; });
+        std::sort(a + lo, a + hi, [](T x, T y) { return x > y; });
         while (lo < hi) {
           taken += a[lo++];
           if (taken >= p) { done = true; break; }
@@ -37,11 +35,11 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
         continue;
       }
       // Median-of-three pivot, three-way partition: [lo, gt) > pivot, [gt, eq) == pivot.
-      const float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
-      const float pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
+      const T x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+      const T pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
       int64_t gt = lo, i = lo, lt = hi;
       while (i < lt) {
-        const float v = a[i];
+        const T v = a[i];
         if (v > pivot) { std::swap(a[gt++], a[i++]); }
         else if (v < pivot) { std::swap(a[i], a[--lt]); }
         else { ++i; }
@@ -59,8 +57,20 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
         if (taken >= p) { done = true; break; }
       }
     }
-    out[li] = static_cast<int32_t>(lo);
-    if (!done) out[li] = static_cast<int32_t>(n);
+    out[li] = done ? lo : n;
+  }
+}
+template void mass_widths_inplace<float>(float*, int64_t, const double*, int, int64_t*);
+template void mass_widths_inplace<double>(double*, int64_t, const double*, int, int64_t*);
+
+void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
+                        int32_t* out, std::vector<float>& scratch) {
+  scratch.assign(probs, probs + n);
+  int64_t w[8];
+  for (int start = 0; start < n_levels; start += 8) {
+    const int nl = std::min(8, n_levels - start);
+    mass_widths_inplace(scratch.data(), n, levels + start, nl, w);
+    for (int i = 0; i < nl; ++i) out[start + i] = static_cast<int32_t>(w[i]);
   }
 }
 

@@ -53,6 +53,12 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
 // The same by weighted quickselect alone (the reference for tests and short rows).
 void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
                         int32_t* out, std::vector<float>& scratch);
+// The weighted quickselect itself, on a[0..n) (reordered), float or double entries: for
+// each target mass in `levels` (ascending; any scale, e.g. (1 - eps) times the row's sum)
+// the fewest largest entries whose sum reaches it, summed in double; n when none does.
+// theory's k_eps is this with the target (1 - eps) sum(a).
+template <typename T>
+void mass_widths_inplace(T* a, int64_t n, const double* levels, int n_levels, int64_t* out);
 
 // Indices (into probs) of the k largest entries ordered by (value desc, index asc);
 // ties are broken by the lower index. Returns min(k, n) indices.

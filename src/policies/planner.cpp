@@ -147,6 +147,14 @@ ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& 
     if (p.kind == Kind::Dilated) {
       // Only the m with t - r*m >= 0 (the window may be far longer than the context).
       for (int64_t m = std::min(p.window - 1, t / p.rate); m >= 0; --m) add(t - p.rate * m);
+    } else if (p.kind == Kind::DynWindow) {
+      // k(n) of the n keys the query may see: sinks from position 0 (those still inside a
+      // native window), then the most recent.
+      const int64_t first = s.window > 0 ? std::max<int64_t>(0, t - s.window + 1) : 0;
+      const int64_t n = t + 1 - first, k = p.keep_count(n), sinks = p.dynwindow_sinks(n);
+      const int64_t recent_from = t + 1 - (k - sinks);
+      for (int64_t pos = first; pos < std::min(sinks, recent_from); ++pos) add(pos);
+      for (int64_t pos = std::max(recent_from, first); pos <= t; ++pos) add(pos);
     } else {  // strided: the multiples of l before the local window, then the window
       const int64_t local = std::max<int64_t>(0, t - p.rate + 1);
       for (int64_t pos = t % p.rate; pos < local; pos += p.rate) add(pos);
@@ -349,7 +357,7 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
     const Policy& p = *heads[0];
     if (better_as_lists(p)) return sparse_positional_lists(p, s, a);
     if (p.has_simple_key_set()) return p.positional_keys();
-    if (p.kind == Kind::BigBird) return shared_set(p);
+    if (p.kind == Kind::BigBird || p.kind == Kind::DynWindow) return shared_set(p);
     if (p.content()) return dense_rows->all_heads();
     if (p.paged()) return quest_rows(p).all_heads();
   }
@@ -359,7 +367,7 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
     const Policy& p = *heads[h];
     if (better_as_lists(p)) per_head.push_back(shared_set(p));
     else if (p.has_simple_key_set()) per_head.push_back(p.positional_keys());
-    else if (p.kind == Kind::BigBird) per_head.push_back(shared_set(p));
+    else if (p.kind == Kind::BigBird || p.kind == Kind::DynWindow) per_head.push_back(shared_set(p));
     else if (p.content()) per_head.push_back(dense_rows->head(h));
     else per_head.push_back(quest_rows(p).head(h));
   }

@@ -64,7 +64,7 @@ class ContentSelector : public ops::RowObserver {
 ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
 
 // Strided / dilated sets as index lists shared by all heads (used for steps >= 4, where
-// tiles would be mostly masked).
+// tiles would be mostly masked), and dynwindow's sets (their size changes with t).
 ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
 
 // Quest's per-page key bounds kept between the calls of one sequence: pages whose slots

@@ -7,10 +7,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <mutex>
+#include <tuple>
 #include <set>
 
 #include "analysis/shared_data.h"
+#include "core/error.h"
 #include "model/model.h"
 #include "model/model_util.h"
 #include "ops/attention.h"
@@ -168,6 +172,38 @@ TEST(NativeWindow, BigBirdWithTheGlobalKeysInsideTheWindow) {
   }
 }
 
+TEST(DynWindow, SinksAndTheMostRecentKeysOfABudgetGrowingWithN) {
+  const Policy pol = Policy::parse("dynwindow=alpha:1.5,C:0.5");
+  EXPECT_EQ(pol.kind, Kind::DynWindow);
+  EXPECT_EQ(pol.spec(), "dynwindow=alpha:1.5,C:0.5,sink:4");
+  EXPECT_EQ(Policy::parse(pol.spec()), pol);
+  EXPECT_EQ(Policy::parse("dynwindow=alpha:2,C:0.25,sink:0").sink, 0);
+  for (const char* bad : {"dynwindow", "dynwindow=alpha:1", "dynwindow=alpha:0,C:0.5", "dynwindow=alpha:1,C:1.5",
+                          "dynwindow=alpha:1,C:0.5,sink:-1", "dynwindow=alpha:1,C:0.5,page:2"})
+    EXPECT_THROW(Policy::parse(bad), UsageError) << bad;
+  for (int64_t W : {int64_t(0), int64_t(20)}) {
+    Problem p = make_problem(50, 10, 60, 2, 1, 16, 4);
+    p.s.window = W;
+    std::vector<float> out;
+    const ops::AttentionArgs a = p.args(out);
+    std::vector<const Policy*> heads(2, &pol);
+    const auto ks = plan_call(heads, p.s, a);
+    ASSERT_TRUE(ks);
+    Recorder rec(p.s);
+    ops::attention(p.s, a, &*ks, &rec);
+    for (int64_t i = 0; i < p.s.n_q; ++i) {
+      const int64_t t = p.s.q_pos0 + i, first = W > 0 ? std::max<int64_t>(0, t - W + 1) : 0, n = t + 1 - first;
+      const int64_t k = std::min<int64_t>(n, int64_t(std::ceil(1.5 * std::sqrt(double(n))))),
+                    sinks = std::min<int64_t>(4, k / 2);
+      std::set<int64_t> want;
+      for (int64_t q = first; q <= t; ++q)
+        if (q < sinks || q > t - (k - sinks)) want.insert(q);
+      EXPECT_EQ(rec.row(0, i), want) << "W " << W << " t " << t;
+      EXPECT_EQ(rec.row(1, i), want) << "W " << W << " t " << t;
+    }
+  }
+}
+
 TEST(NativeWindow, SessionCountsKeptAndVisibleKeysInsideTheWindow) {
   ops::AttentionShape s{10, 40, 50, 4, 2, 16, 0.25f};
   s.window = 8;
@@ -253,6 +289,50 @@ TEST(NativeWindow, OracleOnAWindowedModelNeverWidensTheWindow) {
   // H2O keeps 16 cached keys (+ the query's own); the window hides the older ones.
   EXPECT_LE(st[6][0].kept, sum_min(17, W));
   EXPECT_EQ(st[6][1].kept, sum_min(17, 0));
+}
+
+TEST(Oracle, PerRowResultsAddUpToTheLayerTotalsAndDoNotDependOnTheOtherRows) {
+  REQUIRE_GEMMA();
+  const Gemma& g = gemma();
+  std::vector<PolicyMap> maps = {PolicyMap::parse("topk=6"), PolicyMap::parse("sink=2,window=10"),
+                                 PolicyMap::parse("dynwindow=alpha:1,C:0.6")};
+  auto run = [&](bool only_chosen, auto chosen, std::map<std::tuple<size_t, int, int, int64_t>, OracleRow>& rows) {
+    OracleHooks oracle(g.model->config(), maps);
+    oracle.report_rows(chosen, [&](const OracleRow& r) { rows[{r.map, r.layer, r.head, r.query}] = r; }, only_chosen);
+    KVCache cache = g.model->make_cache(int64_t(g.tokens.size()));
+    ForwardOptions o;
+    o.hooks = &oracle;
+    o.no_logits = true;
+    std::vector<float> logits;
+    g.model->forward(g.tokens, cache, o, logits);
+    return oracle.stats();
+  };
+  std::map<std::tuple<size_t, int, int, int64_t>, OracleRow> all, some;
+  const auto st = run(false, [](int64_t) { return true; }, all);
+  ASSERT_EQ(all.size(), maps.size() * 2 * 4 * g.tokens.size());
+  for (size_t m = 0; m < maps.size(); ++m)
+    for (int l = 0; l < 2; ++l) {
+      double diff2 = 0, ref2 = 0, tau = 0;
+      int64_t kept = 0, visible = 0;
+      for (const auto& [key, r] : all)
+        if (std::get<0>(key) == m && std::get<1>(key) == l)
+          diff2 += r.diff2, ref2 += r.ref2, tau += r.tau, kept += r.kept, visible += r.visible;
+      EXPECT_NEAR(diff2, st[m][l].diff2, 1e-9 * st[m][l].ref2) << m << " " << l;
+      EXPECT_NEAR(ref2, st[m][l].ref2, 1e-9 * st[m][l].ref2) << m << " " << l;
+      EXPECT_NEAR(tau, st[m][l].tau, 1e-9 * double(st[m][l].rows)) << m << " " << l;
+      EXPECT_EQ(kept, st[m][l].kept) << m << " " << l;
+      EXPECT_EQ(visible, st[m][l].visible) << m << " " << l;
+    }
+  // Only every 7th row measured: the same numbers for those rows, nothing else.
+  run(true, [](int64_t q) { return q % 7 == 3; }, some);
+  ASSERT_EQ(some.size(), maps.size() * 2 * 4 * ((g.tokens.size() + 3) / 7));
+  for (const auto& [key, r] : some) {
+    const OracleRow& ref = all.at(key);
+    EXPECT_EQ(r.diff2, ref.diff2);
+    EXPECT_EQ(r.ref2, ref.ref2);
+    EXPECT_EQ(r.tau, ref.tau);
+    EXPECT_EQ(r.kept, ref.kept);
+  }
 }
 
 TEST(NativeWindow, SessionWithAWiderWindowPolicyIsTheNativeWindow) {
