@@ -270,7 +270,7 @@ TEST(HfModel, RopeScalingAgreesBetweenHfAndGgufAtPosition100000) {
       for (const auto& [k, v] : r.keys) w.set(k, v);
       for (const TensorInfo& t : src.tensors()) w.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
       const auto div = llama3_divisors(16, 10000.0, 8, 1, 4, original);
-      if (r.rope_freqs) w.add_tensor("rope_freqs.weight", DType::F32, {8}, div.data());
+      if (r.rope_freqs) add_f32_tensor(w, "rope_freqs.weight", DType::F32, {8}, div.data());
       w.write(gg);
     }
     auto h = Model::load(hf_dir);
