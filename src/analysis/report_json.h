@@ -4,7 +4,10 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <vector>
+
 #include "analysis/accumulator.h"
+#include "analysis/layer_kind.h"
 #include "analysis/params.h"
 
 namespace attnsparse::analysis {
@@ -12,9 +15,10 @@ namespace attnsparse::analysis {
 inline constexpr const char* kReportSchema = "attnsparse.analysis/1";
 
 // `meta` supplies "model" (with "n_kv_heads" for the KV group of each head), "data" and
-// "run" objects, copied into the report as they are. Deterministic: the same accumulator
-// and parameters give the same report.
+// "run" objects, copied into the report as they are. `kinds`: each layer's window and
+// RoPE base (empty = every layer global, no RoPE). Deterministic: the same accumulator,
+// parameters and layers give the same report.
 nlohmann::json build_report(const Accumulator& acc, const AnalysisParams& params,
-                            const nlohmann::json& meta);
+                            const nlohmann::json& meta, const std::vector<LayerKind>& kinds = {});
 
 }  // namespace attnsparse::analysis

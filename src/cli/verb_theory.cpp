@@ -236,11 +236,13 @@ void register_fit(CLI::App* theory) {
   sub->footer(
       "For each document the model runs once over its first n_max tokens; every attention row is seen\n"
       "through the attention core's observer (never an n x n matrix). A row of query position t has\n"
-      "n = t+1 keys; rows are grouped by n into bins around powers of two (n in [m, 2m) -> bin m), and\n"
-      "k_eps per bin is fitted against n per layer and head. The dynamic window k = ceil(alpha n^C)\n"
-      "(alpha, C from the head's own fit at the smallest eps) is compared with the oracle top-k of the\n"
-      "same mean cost and with a recency window of that cost: error ||o - o_G|| = tau ||mu_tail - mu_G||\n"
-      "from the head's values. Writes OUT/theory_fit.json and OUT/theory_fit.html; a table on stdout.\n"
+      "n = t+1 keys (min(t+1, W) in a layer with a native sliding window W); rows are grouped by n\n"
+      "into bins around powers of two (n in [m, 2m) -> bin m), and k_eps per bin is fitted against n\n"
+      "per layer and head. The dynamic budget k = ceil(alpha n^C) (alpha, C from the head's own fit at\n"
+      "the smallest eps) is compared with the oracle top-k of the same mean cost and with a recency\n"
+      "window of that cost, run as the policies dyntopk / topk / dynwindow / sink+window by\n"
+      "eval-policy's oracle: error ||o - o_G|| = tau ||mu_tail - mu_G||. Writes OUT/theory_fit.json\n"
+      "and OUT/theory_fit.html; a table on stdout.\n"
       "Under mpirun / srun the documents are shared by the ranks (same result; docs/distributed.md).\n"
       "Example:\n"
       "  attnsparse theory fit model.gguf --data docs/ --max-tokens 2048 --docs 4 --out fit");
@@ -249,7 +251,7 @@ void register_fit(CLI::App* theory) {
   add_model_options(sub, o->model_path);
   sub->add_option("--data", o->data, "documents: .txt, .tok, LongBench/RULER .jsonl/.json files or directories")
       ->required();
-  sub->add_option("--max-tokens", opt.max_tokens, "tokens per document (longer ones are cut in the middle)")
+  sub->add_option("--max-tokens", opt.max_tokens, "tokens per document (longer ones keep their first N tokens)")
       ->capture_default_str();
   sub->add_option("--min-n", opt.min_n, "smallest prefix length binned")->capture_default_str();
   sub->add_option("--docs", opt.max_docs, "use at most this many documents (0 = all)")->capture_default_str();

@@ -8,7 +8,8 @@ namespace attnsparse::theory {
 
 // k_eps(a) = the smallest k whose top-k mass >= (1 - eps) * sum(a) (= W_{1-eps}(a) of
 // docs/methods.md §4). `w` holds non-negative weights (need not sum to 1) and is reordered.
-// Expected O(n): quickselect on mass (nth_element halves), no full sort.
+// Computed by analysis' width selection (analysis::mass_widths_inplace, the weighted
+// quickselect behind W_p): expected O(n), no full sort.
 int64_t k_eps_inplace(std::span<double> w, double eps);
 int64_t k_eps(std::span<const double> w, double eps);  // copies
 // The same by a full descending sort and a prefix scan: O(n log n), the baseline the

@@ -31,7 +31,8 @@ std::string slurp(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// A realistic report: two datasets, clusters, persistence, all charts populated.
+// A realistic report: two datasets, clusters, persistence, all charts populated; layers
+// 1 and 4 have a native sliding window of 64 keys (marked in the tables and charts).
 nlohmann::json synthetic_report() {
   using namespace analysis;
   SyntheticRowSource source(6, 8, [](int layer, int head) {
@@ -43,6 +44,7 @@ nlohmann::json synthetic_report() {
     p.key_noise = 0.5;
     return p;
   });
+  source.windows = {0, 64, 0, 0, 64, 0};
   std::vector<RunDocument> docs;
   for (int d = 0; d < 4; ++d) {
     RunDocument doc;
@@ -58,7 +60,8 @@ nlohmann::json synthetic_report() {
   const Accumulator acc = analyze_documents(source, docs, params, RunControl{}).acc;
   return build_report(acc, params,
                       {{"model", {{"name", "synthetic <model>"}, {"n_kv_heads", 4}}},
-                       {"run", {{"threads", 2}}}});
+                       {"run", {{"threads", 2}}}},
+                      source.layer_kinds());
 }
 
 TEST(AnalysisHtml, SelfContainedAndVerdictsFirst) {
@@ -80,6 +83,33 @@ TEST(AnalysisHtml, SelfContainedAndVerdictsFirst) {
   EXPECT_EQ(html.find("doc <0>"), std::string::npos);
   EXPECT_NE(html.find("doc &lt;0&gt; &amp; &quot;quoted&quot;"), std::string::npos);
   EXPECT_EQ(html.find("synthetic <model>"), std::string::npos);
+}
+
+TEST(AnalysisHtml, WindowedLayersAreMarkedInTablesAndCharts) {
+  const nlohmann::json report = synthetic_report();
+  const std::string html = report::analysis_html(report);
+  // The per-layer table's attention column.
+  EXPECT_NE(html.find("<th>attention</th>"), std::string::npos);
+  size_t windowed_cells = 0, global_cells = 0;
+  for (size_t p = html.find("<td>window 64</td>"); p != std::string::npos; p = html.find("<td>window 64</td>", p + 1))
+    ++windowed_cells;
+  for (size_t p = html.find("<td>global</td>"); p != std::string::npos; p = html.find("<td>global</td>", p + 1))
+    ++global_cells;
+  EXPECT_EQ(windowed_cells, 2u);
+  EXPECT_EQ(global_cells, 4u);
+  // Rings around the windowed layers' points, with a legend entry, and the notes.
+  EXPECT_NE(html.find(">windowed layer<"), std::string::npos);
+  EXPECT_NE(html.find("r=\"6\" fill=\"none\""), std::string::npos);
+  EXPECT_NE(html.find("C1 is judged over its global layers"), std::string::npos);
+  EXPECT_NE(html.find("1 (w 64)"), std::string::npos);  // heatmap row label
+  // Without windows: no rings, no notes, every layer global.
+  nlohmann::json global = report;
+  for (auto& l : global["per_layer"]) l["attention"] = {{"kind", "global"}, {"window", 0}, {"rope_base", nullptr}};
+  const std::string plain = report::analysis_html(global);
+  EXPECT_EQ(plain.find(">windowed layer<"), std::string::npos);
+  EXPECT_EQ(plain.find("C1 is judged over its global layers"), std::string::npos);
+  EXPECT_EQ(plain.find("r=\"6\" fill=\"none\""), std::string::npos);
+  EXPECT_EQ(plain.find("<td>window 64</td>"), std::string::npos);
 }
 
 TEST(AnalysisHtml, RendersInHeadlessChromium) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
@@ -239,6 +240,64 @@ TEST(FitModel, PlantedPeakedAttentionCollapses) {
     }
     // With one key carrying the mass, the oracle top-k keeps it: tiny error.
     EXPECT_LT(h.rel_all[kTopkDynamic], 1e-2);
+  }
+  fs::remove_all(dir);
+}
+
+// gemma2 reference (window 32 on layer 0, layer 1 global): a windowed layer's rows hold
+// min(t+1, 32) keys, are binned by that length, and their k_eps equal a brute force over
+// llama.cpp's attention rows (exactly 0 outside the window).
+TEST(FitModel, WindowedLayerRowsAreMeasuredOverTheVisibleKeys) {
+  const std::string arch = reference_dir() + "/arch";
+  const std::string model = arch + "/models/gemma2-f16.gguf";
+  const std::string attn_path = arch + "/expected/gemma2-f16.text.attn.f32";
+  REQUIRE_SHARED_FILE(model);
+  REQUIRE_SHARED_FILE(attn_path);
+  const fs::path dir = temp_dir("window");
+  const fs::path data = dir / "text.tok";
+  fs::copy_file(arch + "/expected/gemma2-f16.text.tokens.txt", data, fs::copy_options::overwrite_existing);
+  const FitResult res = fit_model(every_row(model, data));
+  const int H = 4, T = 142, W = 32;
+  const std::vector<float> attn = read_f32(attn_path);
+  ASSERT_EQ(attn.size(), size_t(2) * H * T * T);
+  const std::vector<double> eps = {0.01, 0.05};
+  for (const auto& h : res.heads) {
+    const int64_t window = h.layer == 0 ? W : 0;
+    EXPECT_EQ(h.window, window);
+    // Rows t = 15..141 by their length v = min(t+1, 32) (layer 0) or t+1 (layer 1).
+    std::map<int64_t, std::vector<int64_t>> bins;  // bin lower edge -> positions
+    for (int64_t t = 15; t < T; ++t) {
+      const int64_t v = window > 0 ? std::min<int64_t>(t + 1, W) : t + 1;
+      int64_t lo = 16;
+      while (2 * lo <= v) lo *= 2;
+      bins[lo].push_back(t);
+    }
+    std::vector<int64_t> edges;
+    for (const auto& [lo, _] : bins) edges.push_back(lo);
+    ASSERT_EQ(h.bin_lo, edges) << "L" << h.layer << "H" << h.head;
+    size_t b = 0;
+    for (const auto& [lo, positions] : bins) {
+      double sn = 0;
+      std::vector<double> sk(eps.size(), 0.0);
+      for (int64_t t : positions) {
+        const int64_t v = window > 0 ? std::min<int64_t>(t + 1, W) : t + 1;
+        const float* row = attn.data() + ((size_t(h.layer) * H + h.head) * T + t) * T;
+        for (int64_t j = 0; j < t + 1 - v; ++j) ASSERT_EQ(row[j], 0.f);
+        sn += double(v);
+        for (size_t e = 0; e < eps.size(); ++e)
+          sk[e] += double(brute_k_eps(std::vector<double>(row + (t + 1 - v), row + t + 1), eps[e]));
+      }
+      const double c = double(positions.size());
+      EXPECT_NEAR(h.bin_n[b], sn / c, 1e-9) << "L" << h.layer << " bin " << lo;
+      for (size_t e = 0; e < eps.size(); ++e)
+        EXPECT_NEAR(h.bin_k[e][b], sk[e] / c, 0.02 + 0.002 * sk[e] / c) << "L" << h.layer << "H" << h.head << " bin " << lo;
+      ++b;
+    }
+    // The windowed layer's longest bin holds every row from t = 31 on, at n = 32.
+    if (window > 0) {
+      EXPECT_EQ(h.bin_lo.back(), 32);
+      EXPECT_EQ(h.bin_rows.back(), T - 31);
+    }
   }
   fs::remove_all(dir);
 }
