@@ -173,6 +173,11 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
                    {"arch", cfg.arch}, {"n_layer", cfg.n_layer}, {"n_head", cfg.n_head},
                    {"n_kv_heads", cfg.n_kv_head}, {"head_dim", cfg.head_dim}, {"n_ctx", cfg.n_ctx},
                    {"n_vocab", cfg.n_vocab}, {"format", cfg.source_format}};
+  json layers = json::array();  // as `attnsparse info --json`, with the window applied
+  for (const LayerKind& k : source.layer_kinds())
+    layers.push_back({{"kind", k.windowed() ? "windowed" : "global"}, {"window", k.window},
+                      {"rope_base", std::isfinite(k.rope_base) ? json(k.rope_base) : json(nullptr)}});
+  meta["model"]["layers"] = layers;
   meta["data"] = {{"paths", job.data}, {"documents_read", raw.size()}, {"documents_truncated", truncated},
                   {"documents_skipped", skipped}, {"max_tokens", window}};
   meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()}, {"ubatch", default_ubatch()}, {"kv_type", dtype_name(default_kv_type())},

@@ -209,12 +209,31 @@ json c5_json(const C5Verdict& c) {
                      {"h2o_mass", estimate_json(c.h2o_mass)}});
 }
 
+
+// The layers' kinds as meta.model.layers gives them ([{kind, window, rope_base}], as
+// `attnsparse info --json` writes them); empty when it does not (or not for every layer).
+std::vector<LayerKind> kinds_from_meta(const json& meta, int n_layers) {
+  std::vector<LayerKind> kinds;
+  if (!meta.is_object() || !meta.contains("model") || !meta["model"].is_object() || !meta["model"].contains("layers"))
+    return kinds;
+  const json& layers = meta["model"]["layers"];
+  if (!layers.is_array() || int(layers.size()) != n_layers) return kinds;
+  for (const json& l : layers) {
+    LayerKind k;
+    if (l.is_object() && l.contains("window") && l["window"].is_number_integer()) k.window = l["window"].get<int64_t>();
+    if (l.is_object() && l.contains("rope_base") && l["rope_base"].is_number()) k.rope_base = l["rope_base"].get<double>();
+    kinds.push_back(k);
+  }
+  return kinds;
+}
+
 }  // namespace
 
 json build_report(const Accumulator& acc, const AnalysisParams& params, const json& meta,
-                  const std::vector<LayerKind>& kinds) {
-  if (!kinds.empty() && int(kinds.size()) != acc.n_layers)
-    fail("internal: build_report got {} layer kinds for {} layers", kinds.size(), acc.n_layers);
+                  const std::vector<LayerKind>& given) {
+  if (!given.empty() && int(given.size()) != acc.n_layers)
+    fail("internal: build_report got {} layer kinds for {} layers", given.size(), acc.n_layers);
+  const std::vector<LayerKind> kinds = given.empty() ? kinds_from_meta(meta, acc.n_layers) : given;
   const int H = acc.n_heads;
   const int n_kv = meta.contains("model") && meta["model"].contains("n_kv_heads")
                        ? meta["model"]["n_kv_heads"].get<int>()

@@ -16,8 +16,10 @@ inline constexpr const char* kReportSchema = "attnsparse.analysis/1";
 
 // `meta` supplies "model" (with "n_kv_heads" for the KV group of each head), "data" and
 // "run" objects, copied into the report as they are. `kinds`: each layer's window and
-// RoPE base (empty = every layer global, no RoPE). Deterministic: the same accumulator,
-// parameters and layers give the same report.
+// RoPE base; when empty, meta's model.layers ([{kind, window, rope_base}] per layer, as
+// analyze and `attnsparse info --json` write it) if it has one entry per layer, else every
+// layer global without RoPE. Deterministic: the same accumulator, parameters and layers
+// give the same report.
 nlohmann::json build_report(const Accumulator& acc, const AnalysisParams& params,
                             const nlohmann::json& meta, const std::vector<LayerKind>& kinds = {});
 

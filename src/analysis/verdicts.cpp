@@ -300,8 +300,10 @@ C1Verdict judge_c1(const Accumulator& acc, const LayerEstimates& layers, const V
         lo = std::isfinite(lo) ? std::min(lo, p.estimate.mean) : p.estimate.mean;
         hi = std::isfinite(hi) ? std::max(hi, p.estimate.mean) : p.estimate.mean;
       }
-    c.detail += fmt::format("; over the global layers, {} windowed layers apart (w_0.9 {:.2f}..{:.2f} of their window)",
-                            c.windowed_layers.size(), lo, hi);
+    const size_t nw = c.windowed_layers.size();
+    c.detail += nw == 1 ? fmt::format("; over the global layers, 1 windowed layer apart (w_0.9 {:.2f} of its window)", lo)
+                        : fmt::format("; over the global layers, {} windowed layers apart (w_0.9 {:.2f}..{:.2f} of their "
+                                      "window)", nw, lo, hi);
   } else if (c.all_windowed) {
     c.detail += "; every layer is windowed: widths are shares of the visible keys";
   }

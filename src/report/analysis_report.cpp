@@ -90,8 +90,7 @@ void ring_windowed(json& report, std::vector<Series>& series, ChartSpec& spec) {
     }
     series.push_back(ring);
   }
-  spec.note += std::string(spec.note.empty() ? "" : " ") +
-               "Rings: layers with a native sliding window, measured over the keys they let a query see.";
+  spec.note += std::string(spec.note.empty() ? "" : " ") + "Rings: sliding-window layers.";
 }
 
 std::string verdict_section(json& report) {
@@ -170,7 +169,7 @@ std::string sink_recency_charts(json& report) {
   std::vector<Series> ss = {layer_series(report, "sink_argmax", "key 0 is arg-max"),
                             layer_series(report, "sink_top5", "key 0 in top 5")};
   if (any_windowed(report)) {
-    mass.note += " In windowed layers a_0 is averaged over the rows whose window still holds key 0.";
+    mass.note = "a_0: first token; R_w: last w keys. Bands: 95% bootstrap intervals.";
     share.title = "First token as arg-max / in the top 5 (rows that see it)";
   }
   ring_windowed(report, ms, mass);

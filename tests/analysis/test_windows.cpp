@@ -17,6 +17,7 @@
 
 #include "analysis/accumulator.h"
 #include "analysis/row_metrics.h"
+#include "io/corpus.h"
 #include "cli_support.h"
 #include "shared_data.h"
 #include "synthetic_support.h"
@@ -251,14 +252,6 @@ TEST(WindowedVerdicts, C4CountsOnlyRowsThatSeeTheFirstToken) {
 
 // ---- a real model with a window (gemma2 reference: window 32 on layer 0) ----
 
-std::vector<int32_t> read_ids(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<int32_t> ids;
-  int64_t v;
-  while (in >> v) ids.push_back(int32_t(v));
-  return ids;
-}
-
 TEST(WindowedModel, Gemma2RowsAreMeasuredOverTheVisibleKeys) {
   using namespace attnsparse::testing_support;
   const std::string arch = reference_dir() + "/arch";
@@ -268,7 +261,7 @@ TEST(WindowedModel, Gemma2RowsAreMeasuredOverTheVisibleKeys) {
   const std::string tok = dir + "/text.tok";
   {
     std::ofstream out(tok);
-    for (int32_t id : read_ids(arch + "/expected/gemma2-f16.text.tokens.txt")) out << id << ' ';
+    for (int32_t id : read_token_file(arch + "/expected/gemma2-f16.text.tokens.txt")) out << id << ' ';
   }
   const auto r = run_cli({"analyze", model, "--data", tok, "--out", dir + "/out", "--min-query", "0",
                           "--dump-rows", dir + "/rows.csv", "--threads", "2"},

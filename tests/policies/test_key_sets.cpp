@@ -1,4 +1,4 @@
-// Each policy's planned key set against a brute-force reading of docs/methods.md §3 on small
+// Each policy's planned key set against a brute-force reading of methods.md §1 on small
 // shapes; the renormalisation over G; the exact error identity; oracle accounting.
 #include <gtest/gtest.h>
 
@@ -18,6 +18,7 @@ namespace attnsparse::policies {
 namespace {
 
 using testing::make_problem;
+using testing::positional_truth;
 using testing::Problem;
 
 // The set of slots query i of head h visits under `ks` (the key set's own membership).
@@ -33,24 +34,6 @@ ops::KeySet plan_uniform(const Policy& pol, const Problem& p) {
   std::vector<float> out;
   auto ks = plan_call(heads, p.s, p.args(out));
   return ks ? *ks : ops::KeySet::all();
-}
-
-// docs/methods.md §3, written out independently: is position pj in G_t?
-bool positional_truth(const Policy& pol, int64_t t, int64_t pj) {
-  if (pj > t) return false;
-  switch (pol.kind) {
-    case Kind::Dense: return true;
-    case Kind::Window: return pj >= std::max<int64_t>(0, t - pol.window + 1);
-    case Kind::SinkWindow: return pj < pol.sink || pj >= std::max<int64_t>(0, t - pol.window + 1);
-    case Kind::Dilated: {
-      for (int64_t m = 0; m < pol.window; ++m)
-        if (t - pol.rate * m == pj) return true;
-      return false;
-    }
-    case Kind::Strided: return t - pj < pol.rate || (t - pj) % pol.rate == 0;
-    case Kind::Block: return pj / pol.rate == t / pol.rate;
-    default: return false;
-  }
 }
 
 TEST(KeySets, PositionalPoliciesMatchTheirDefinitions) {
@@ -324,7 +307,7 @@ TEST(KeySets, SparseRowsAreDenseRowsRenormalisedOverG) {
 }
 
 TEST(KeySets, ErrorIsTailMassTimesDistanceOfMeans) {
-  // ||o - o_G|| = tau * ||mu_tail - mu_G|| (docs/methods.md §2), o and o_G from the core.
+  // ||o - o_G|| = tau * ||mu_tail - mu_G|| (methods.md §1), o and o_G from the core.
   Problem p = make_problem(20, 30, 50, 2, 1, 16, 8, 1.5f);
   for (const char* text : {"window=8", "sink=2,window=5", "topk=6", "dilated=5:3", "block=16"}) {
     const ops::KeySet ks = plan_uniform(Policy::parse(text), p);

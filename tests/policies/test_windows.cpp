@@ -30,6 +30,7 @@ namespace attnsparse::policies {
 namespace {
 
 using testing::make_problem;
+using testing::positional_truth;
 using testing::Problem;
 using testing_support::reference_dir;
 
@@ -50,24 +51,6 @@ class Recorder : public ops::RowObserver {
   std::mutex mu_;
   std::vector<std::set<int64_t>> rows_;
 };
-
-// The truth of docs/methods.md §3 for positional policies (as in test_key_sets.cpp).
-bool positional_truth(const Policy& pol, int64_t t, int64_t pj) {
-  if (pj > t) return false;
-  switch (pol.kind) {
-    case Kind::Dense: return true;
-    case Kind::Window: return pj >= std::max<int64_t>(0, t - pol.window + 1);
-    case Kind::SinkWindow: return pj < pol.sink || pj >= std::max<int64_t>(0, t - pol.window + 1);
-    case Kind::Dilated: {
-      for (int64_t m = 0; m < pol.window; ++m)
-        if (t - pol.rate * m == pj) return true;
-      return false;
-    }
-    case Kind::Strided: return t - pj < pol.rate || (t - pj) % pol.rate == 0;
-    case Kind::Block: return pj / pol.rate == t / pol.rate;
-    default: return false;
-  }
-}
 
 // The k best visible keys by float64 score (ties to the lower slot).
 std::set<int64_t> top_visible(const Problem& p, int h, int64_t i, int64_t k, int64_t W) {
