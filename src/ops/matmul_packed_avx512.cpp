@@ -137,7 +137,8 @@ struct K4Kernel {
         __m512i alo[T][S], ahi[T][S];
         for (int t = 0; t < T; ++t)
           for (int u = 0; u < S; ++u) alo[t][u] = ahi[t][u] = _mm512_setzero_si512();
-        for (int c = 0; c < 8; ++c) {
+        #pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {  // unrolled: c % S must name a register, not a stack slot
           const __m512i v = load512(blk + kV + 64 * (8 * i + c));
           __m512i lo = _mm512_and_si512(v, m4);
           __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
@@ -212,7 +213,9 @@ struct Q6Kernel {
             ahi[t][0] = _mm512_set1_epi32(n32[t][sb_hi]);
             for (int u = 1; u < S; ++u) alo[t][u] = ahi[t][u] = _mm512_setzero_si512();
           }
-          for (int c = 4 * cc; c < 4 * cc + 4; ++c) {
+          #pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {  // unrolled: j % S must name a register, not a stack slot
+            const int c = 4 * cc + j;
             const int v = 8 * h + c;
             const __m512i q = load512(blk + kV + 64 * v);
             const uint8_t* mk = blk + kMask + 32 * v;
@@ -224,8 +227,8 @@ struct Q6Kernel {
             hi = _mm512_mask_add_epi8(hi, load_mask(mk + 24), hi, c32);
             const int e = 128 * half + 32 * s + 4 * c;
             for (int t = 0; t < T; ++t) {
-              alo[t][c % S] = _mm512_dpbusd_epi32(alo[t][c % S], lo, bcast32(at[t]->qs + e));
-              ahi[t][c % S] = _mm512_dpbusd_epi32(ahi[t][c % S], hi, bcast32(at[t]->qs + e + 64));
+              alo[t][j % S] = _mm512_dpbusd_epi32(alo[t][j % S], lo, bcast32(at[t]->qs + e));
+              ahi[t][j % S] = _mm512_dpbusd_epi32(ahi[t][j % S], hi, bcast32(at[t]->qs + e + 64));
             }
           }
           for (int t = 0; t < T; ++t)
