@@ -137,7 +137,9 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
     args.v = fc.cache.v[layer].data();
     new_k = args.k + fc.slot0 * kv_dim;
     new_v = args.v + fc.slot0 * kv_dim;
-  } else if (fc.hooks && fc.hooks->reads_kv()) {
+  } else if ((fc.hooks && fc.hooks->reads_kv()) || c.head_dim % dtype_traits(fc.cache.type).block_size != 0) {
+    // (A head that does not start on a block of the type, e.g. q8_0 with head_dim 16,
+    // cannot be decoded on its own: the whole rows are decoded into the view.)
     typed_kv_view(fc, layer);
     args.k = fc.cache.view_k.data();
     args.v = fc.cache.view_v.data();
