@@ -19,6 +19,7 @@ class CollectorHooks : public AttentionHooks {
   void after_attention(int layer, const ops::AttentionShape&, const ops::AttentionArgs&) override {
     c_.end_layer(layer);
   }
+  bool reads_kv() const override { return false; }  // rows only: a typed cache is decoded by tiles
 
  private:
   DocumentCollector& c_;

@@ -302,6 +302,210 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
   }
 }
 
+
+// ---- Level 0 in three passes over the row, no per-entry bucket ids stored ----
+// 1. the maximum (vectorised); 2. the mass histogram, the bucket id computed on the fly,
+// spread over kCopies interleaved copies (entry j adds to copy j mod kCopies: neighbours
+// that share a bucket, as in flat rows, do not wait for each other's add) and, for the
+// entries of the catch-all last bucket (peaked rows: most keys), over 16 rotating cells
+// per copy; only the buckets the row can reach are cleared; 3. one vectorised pass that,
+// for every boundary bucket at once, gathers its entries and counts the entries above it.
+
+constexpr int kCopies = 4;
+constexpr int kTailCells = 16;
+
+// The row's largest and smallest bit patterns (entries >= 0: integer order = float order).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void minmax_bits(const float* v, int64_t m, uint32_t* lo, uint32_t* hi) {
+  uint32_t mx = 0, mn = 0xffffffffu;
+  for (int64_t j = 0; j < m; ++j) {
+    const uint32_t b = float_bits(v[j]);
+    mx = b > mx ? b : mx;
+    mn = b < mn ? b : mn;
+  }
+  *lo = mn;
+  *hi = mx;
+}
+
+inline uint32_t level0_id(float x, uint32_t top, int shift, uint32_t last) {
+  const uint32_t d = top - (float_bits(x) >> shift);
+  return d < last ? d : last;
+}
+
+// Entries of bucket b[s] (s < ns) to out[s] (each with 16 floats of slack), their number
+// to size[s], and the number of entries in buckets of larger values to above[s].
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+void gather_level0_avx512(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, const uint32_t* b, int ns,
+                          float* const* out, int64_t* size, int64_t* above) {
+  int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
+  const __m512i vtop = _mm512_set1_epi32(int(top));
+  const __m512i vlast = _mm512_set1_epi32(int(last));
+  __m512i want[4];
+  for (int s = 0; s < ns; ++s) want[s] = _mm512_set1_epi32(int(b[s]));
+  int64_t j = 0;
+  for (; j + 16 <= m; j += 16) {
+    const __m512 x = _mm512_loadu_ps(v + j);
+    const __m512i d = _mm512_sub_epi32(vtop, _mm512_srli_epi32(_mm512_castps_si512(x), unsigned(shift)));
+    const __m512i id = _mm512_min_epu32(d, vlast);
+    for (int s = 0; s < ns; ++s) {
+      const __mmask16 hit = _mm512_cmpeq_epi32_mask(id, want[s]);
+      up[s] += __builtin_popcount(_mm512_cmplt_epu32_mask(id, want[s]));
+      if (!hit) continue;
+      _mm512_storeu_ps(out[s] + k[s], _mm512_maskz_compress_ps(hit, x));
+      k[s] += __builtin_popcount(hit);
+    }
+  }
+  for (; j < m; ++j) {
+    const uint32_t id = level0_id(v[j], top, shift, last);
+    for (int s = 0; s < ns; ++s) {
+      up[s] += id < b[s];
+      if (id == b[s]) out[s][k[s]++] = v[j];
+    }
+  }
+  for (int s = 0; s < ns; ++s) size[s] = k[s], above[s] = up[s];
+}
+#pragma GCC diagnostic pop
+
+void gather_level0(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, const uint32_t* b, int ns,
+                   float* const* out, int64_t* size, int64_t* above) {
+  if (cpu::active_at_least(cpu::Level::Avx512)) return gather_level0_avx512(v, m, top, shift, last, b, ns, out, size, above);
+  int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
+  for (int64_t j = 0; j < m; ++j) {
+    const uint32_t id = level0_id(v[j], top, shift, last);
+    for (int s = 0; s < ns; ++s) {
+      up[s] += id < b[s];
+      out[s][k[s]] = v[j];
+      k[s] += id == b[s];
+    }
+  }
+  for (int s = 0; s < ns; ++s) size[s] = k[s], above[s] = up[s];
+}
+
+// select_counts at level 0 (same contract), for rows longer than kSmall.
+void select_top(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int shift, SelectScratch& sc) {
+  const uint32_t bins = 1u << (27 - shift), last = bins - 1;
+  uint32_t lo_bits, hi_bits;
+  minmax_bits(v, m, &lo_bits, &hi_bits);
+  const uint32_t top = hi_bits >> shift;
+  // Buckets 0..reach hold entries (reach < last: the catch-all bucket stays empty).
+  const uint32_t reach = std::min(last, top - std::min(top, lo_bits >> shift));
+  const int64_t stride = int64_t(bins) + kTailCells;  // per copy: bins, then the tail cells
+  sc.mass.resize(size_t(kCopies * stride));
+  double* mass = sc.mass.data();
+  for (int c = 0; c < kCopies; ++c) {
+    std::fill_n(mass + c * stride, reach + 1, 0.0);
+    std::fill_n(mass + c * stride + bins, kTailCells, 0.0);
+  }
+  {
+    // Catch-all entries go to the tail cells, rotating, so that a row of mostly tiny
+    // values does not chain every add on one cell.
+    int64_t j = 0;
+    for (; j + kCopies <= m; j += kCopies) {
+      const int64_t rot = bins + ((j / kCopies) & (kTailCells - 1));
+      for (int c = 0; c < kCopies; ++c) {
+        const uint32_t d = top - (float_bits(v[j + c]) >> shift);
+        mass[c * stride + (d < last ? int64_t(d) : rot)] += v[j + c];
+      }
+    }
+    for (; j < m; ++j) {
+      const uint32_t d = top - (float_bits(v[j]) >> shift);
+      mass[d < last ? int64_t(d) : int64_t(bins)] += v[j];
+    }
+  }
+  auto bucket_mass = [&](uint32_t b) {
+    double s = 0;
+    if (b < last) {
+      for (int c = 0; c < kCopies; ++c) s += mass[c * stride + b];
+    } else {
+      for (int c = 0; c < kCopies; ++c)
+        for (int t = 0; t < kTailCells; ++t) s += mass[c * stride + bins + t];
+    }
+    return s;
+  };
+  // Boundary bucket of each target, and the mass strictly above it.
+  int bucket[4];
+  double above_mass[4];
+  {
+    double cum = 0;
+    int i = 0;
+    // Blocks of 8 buckets that cannot hold the next crossing are skipped with one chained
+    // add; the margin keeps the skip safe against the few ulps by which the block's
+    // pairwise sum and a sequential one can differ.
+    constexpr uint32_t kBlock = 8;
+    uint32_t b = 0;
+    while (b <= reach && i < nt) {
+      if (b + kBlock <= reach) {
+        double blk = 0;
+        for (int c = 0; c < kCopies; ++c) {
+          const double* p = mass + c * stride + b;
+          blk += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+        }
+        if (cum + blk < targets[i] * (1 - 1e-12)) {
+          cum += blk;
+          b += kBlock;
+          continue;
+        }
+      }
+      const double bm = bucket_mass(b);
+      while (i < nt && bm > 0 && cum + bm >= targets[i]) {
+        bucket[i] = int(b);
+        above_mass[i] = cum;
+        ++i;
+      }
+      cum += bm;
+      ++b;
+    }
+    if (i < nt && reach < last) {  // the catch-all bucket (tail cells) may still cross
+      const double bm = bucket_mass(last);
+      while (i < nt && bm > 0 && cum + bm >= targets[i]) {
+        bucket[i] = int(last);
+        above_mass[i] = cum;
+        ++i;
+      }
+    }
+    for (; i < nt; ++i) {
+      bucket[i] = -1;  // not reached
+      out[i] = m + 1;
+    }
+  }
+  int n_slots = 0, slot_of_target[4];
+  uint32_t slot_bucket[4];
+  for (int i = 0; i < nt; ++i) {
+    if (bucket[i] < 0) continue;
+    int s = 0;
+    while (s < n_slots && slot_bucket[s] != uint32_t(bucket[i])) ++s;
+    if (s == n_slots) slot_bucket[n_slots++] = uint32_t(bucket[i]);
+    slot_of_target[i] = s;
+  }
+  if (n_slots == 0) return;
+  // Gather every boundary bucket in one pass (room for all of the row in each: a bucket
+  // can hold every entry).
+  int64_t slot_size[4], slot_above[4];
+  std::vector<float>& gathered = sc.gathered[0];
+  gathered.resize(size_t(n_slots) * size_t(m + 16));
+  float* dst[4];
+  for (int s = 0; s < n_slots; ++s) dst[s] = gathered.data() + size_t(s) * size_t(m + 16);
+  gather_level0(v, m, top, shift, last, slot_bucket, n_slots, dst, slot_size, slot_above);
+  for (int s = 0; s < n_slots; ++s) {
+    double sub_targets[4];
+    int which[4], k = 0;
+    for (int i = 0; i < nt; ++i)
+      if (bucket[i] >= 0 && slot_of_target[i] == s) {
+        which[k] = i;
+        sub_targets[k++] = targets[i] - above_mass[i];
+      }
+    int64_t sub_out[4];
+    // The catch-all bucket is not ordered by the next bits: exact select (level 2).
+    select_counts(dst[s], slot_size[s], sub_targets, k, sub_out, slot_bucket[s] == last ? 2 : 1, shift - 8, sc);
+    for (int x = 0; x < k; ++x) {
+      const int i = which[x];
+      out[i] = sub_out[x] <= slot_size[s] ? slot_above[s] + sub_out[x] : -1;  // -1: rounding, redo
+    }
+  }
+}
+
 }  // namespace
 
 void widths(const float* probs, int64_t n, const double* levels, int n_levels, int32_t* out,
@@ -315,7 +519,7 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
   for (int start = 0; start < n_levels; start += 4) {
     const int nt = std::min(4, n_levels - start);
     // Finer level-0 buckets pay for clearing their histogram only on longer rows.
-    select_counts(probs, n, levels + start, nt, counts, 0, n >= 1024 ? 17 : 19, sc);
+    select_top(probs, n, levels + start, nt, counts, n >= 1024 ? 17 : 19, sc);
     bool redo = false;
     for (int i = 0; i < nt; ++i) {
       redo |= counts[i] < 0;

@@ -88,6 +88,28 @@ static void typed_kv_view(const ForwardContext& fc, int layer) {
   }
 }
 
+// A typed cache read by attention directly: the new tokens' staged f32 rows are stored in
+// the cache's type, and decoded back into view_k / view_v (n rows) for the finite check.
+static void typed_kv_store(const ForwardContext& fc, int layer) {
+  KVCache& c = fc.cache;
+  const DType t = c.type;
+  const int64_t d = c.kv_dim, rb = dtype_row_bytes(t, d), n = fc.n, slot0 = fc.slot0;
+  if (static_cast<int64_t>(c.stage_k.size()) < n * d || static_cast<int64_t>(c.stage_v.size()) < n * d)
+    fail("internal: the layer did not stage its K/V rows");
+  uint8_t* kq = c.kq[layer].data();
+  uint8_t* vq = c.vq[layer].data();
+  c.view_k.resize(n * d);
+  c.view_v.resize(n * d);
+#pragma omp parallel for schedule(static) if (n * d > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t j = slot0 + i;
+    ops::quantize_row(t, c.stage_k.data() + i * d, kq + j * rb, d);
+    ops::quantize_row(t, c.stage_v.data() + i * d, vq + j * rb, d);
+    ops::dequantize_row(t, kq + j * rb, c.view_k.data() + i * d, d);
+    ops::dequantize_row(t, vq + j * rb, c.view_v.data() + i * d, d);
+  }
+}
+
 void attention_block(const ForwardContext& fc, int layer, const float* q, int64_t q_stride,
                      float* out) {
   const ModelConfig& c = fc.cfg;
@@ -107,13 +129,33 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   ops::AttentionArgs args;
   args.q = q;
   args.q_stride = q_stride;
+  ops::TypedKV typed;
+  const float* new_k = nullptr;  // the new tokens' K/V rows as attention will read them
+  const float* new_v = nullptr;
   if (fc.cache.type == DType::F32) {
     args.k = fc.cache.k[layer].data();
     args.v = fc.cache.v[layer].data();
-  } else {
+    new_k = args.k + fc.slot0 * kv_dim;
+    new_v = args.v + fc.slot0 * kv_dim;
+  } else if ((fc.hooks && fc.hooks->reads_kv()) || c.head_dim % dtype_traits(fc.cache.type).block_size != 0) {
+    // (A head that does not start on a block of the type, e.g. q8_0 with head_dim 16,
+    // cannot be decoded on its own: the whole rows are decoded into the view.)
     typed_kv_view(fc, layer);
     args.k = fc.cache.view_k.data();
     args.v = fc.cache.view_v.data();
+    new_k = args.k + fc.slot0 * kv_dim;
+    new_v = args.v + fc.slot0 * kv_dim;
+  } else {
+    typed_kv_store(fc, layer);
+    typed.type = fc.cache.type;
+    typed.k = fc.cache.kq[layer].data();
+    typed.v = fc.cache.vq[layer].data();
+    typed.row_bytes = dtype_row_bytes(typed.type, kv_dim);
+    typed.head_bytes = dtype_row_bytes(typed.type, c.head_dim);
+    typed.decode = ops::dequantize_row;
+    args.typed = &typed;
+    new_k = fc.cache.view_k.data();
+    new_v = fc.cache.view_v.data();
   }
   args.k_stride = kv_dim;
   args.v_stride = kv_dim;
@@ -122,8 +164,8 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   args.key_pos = fc.cache.positions[layer].data();
   // Attention would hide a NaN (a NaN score never wins the max): refuse it here.
   require_finite_rows(q, fc.n, c.n_head * c.head_dim, q_stride, layer, "queries", "attn_q");
-  require_finite_rows(args.k + fc.slot0 * kv_dim, fc.n, kv_dim, kv_dim, layer, "keys", "attn_k");
-  require_finite_rows(args.v + fc.slot0 * kv_dim, fc.n, kv_dim, kv_dim, layer, "values", "attn_v");
+  require_finite_rows(new_k, fc.n, kv_dim, kv_dim, layer, "keys", "attn_k");
+  require_finite_rows(new_v, fc.n, kv_dim, kv_dim, layer, "values", "attn_v");
   const ops::KeySet* keys = fc.hooks ? fc.hooks->plan(layer, shape, args) : nullptr;
   ops::RowObserver* observer = fc.hooks ? fc.hooks->observer(layer) : nullptr;
   {

@@ -38,6 +38,10 @@ class AttentionHooks {
   // result the model continues with). May run more attention calls on the same inputs.
   virtual void after_attention(int layer, const ops::AttentionShape& shape,
                                const ops::AttentionArgs& args) {}
+  // Whether plan / after_attention read the f32 K/V rows (args.k / args.v). A typed cache
+  // then decodes the layer's slots into an f32 view for them (O(n) scratch); hooks that
+  // only observe rows return false, and attention decodes the tiles it packs instead.
+  virtual bool reads_kv() const { return true; }
 };
 
 // KV cache: per layer, f32 K and V of [capacity, n_kv_head, head_dim] plus the absolute
@@ -46,9 +50,11 @@ class AttentionHooks {
 // The storage type (`type`, --kv-type) is F32 (the default, exact) or F16 / BF16 / Q8_0
 // (rows of kv_dim elements in that type, half or ~0.27 of the memory). A typed cache keeps
 // K and V only in `kq` / `vq`: each layer writes the new tokens' f32 K/V into a staging
-// buffer (new_k / new_v), attention_block stores them in the type and hands the attention
-// core an f32 view of the layer's slots decoded from the stored rows — so attention sees
-// exactly what is stored, and the decoded view exists for one layer at a time.
+// buffer (new_k / new_v), attention_block stores them in the type and the attention core
+// decodes the stored rows tile by tile as it packs them (ops::TypedKV) — so attention sees
+// exactly what is stored, without an f32 copy of the layer. Hooks that read K/V
+// (AttentionHooks::reads_kv) get an f32 view of the layer's slots decoded from the stored
+// rows instead (view_k / view_v, one layer at a time).
 struct KVCache {
   int64_t capacity = 0;
   int64_t n_used = 0;       // slots filled
@@ -59,7 +65,8 @@ struct KVCache {
   std::vector<std::vector<uint8_t>> kq, vq;      // other types: [layer][slot * row_bytes]
   std::vector<std::vector<int32_t>> positions;   // [layer][slot]
   std::vector<float> stage_k, stage_v;           // typed: the new tokens' rows (f32)
-  std::vector<float> view_k, view_v;             // typed: one layer's slots decoded (f32)
+  std::vector<float> view_k, view_v;             // typed: the layer's slots decoded for hooks that read
+                                                 // K/V, else the new rows only (finite check)
   int64_t bytes() const;    // bytes of K and V actually held (n_used slots)
   // Where a layer writes the f32 K (V) rows of the n tokens starting at slot0.
   float* new_k(int layer, int64_t slot0, int64_t n);

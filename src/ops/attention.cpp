@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "ops/attention_tiles.h"
 #include "ops/keyset.h"
+#include "ops/matmul.h"
 
 // ---- The kernel, three times. ----
 // GCC 12 warns about _mm512_undefined_ps() inside its own shuffle intrinsics.
@@ -72,7 +73,9 @@ void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* key
   if (s.head_dim < 1 || s.head_dim > 256) fail("attention: head_dim {} outside 1..256", s.head_dim);
   if (s.q_pos0 < 0) fail("attention: negative query position {}", s.q_pos0);
   if (s.n_q > 0 && (a.q == nullptr || a.out == nullptr)) fail("attention: null q or out");
-  if (s.n_kv > 0 && (a.k == nullptr || a.v == nullptr)) fail("attention: null k or v");
+  if (s.n_kv > 0 && (a.k == nullptr || a.v == nullptr) &&
+      (a.typed == nullptr || a.typed->k == nullptr || a.typed->v == nullptr || a.typed->decode == nullptr))
+    fail("attention: null k or v");
   if (!std::isfinite(s.scale)) fail("attention: scale is not finite");
   if (!(s.softcap >= 0.f) || !std::isfinite(s.softcap))
     fail("attention: softcap must be a finite number >= 0, got {}", s.softcap);
@@ -140,40 +143,63 @@ void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* ke
   const int group = s.n_head / s.n_kv_head;
   const int64_t nt = std::max<int64_t>(1, kTargetRows / group);
   const int64_t nblocks = (s.n_q + nt - 1) / nt;
-  const int64_t items = nblocks * s.n_kv_head;
   const int64_t rows = group * nt;
   const int64_t dp = (s.head_dim + 15) / 16 * 16;
   const Isa isa = current_isa();
-  // Prefill: several query blocks read every K/V tile, so pack them once for all.
+  // Prefill: several query blocks read every K/V tile, so the tiles are packed once for
+  // all of them, one KV head at a time (the packed copy is 1/n_kv_head of the layer's K/V,
+  // not all of it). A typed cache is always read through packed tiles (decoded there);
+  // a decode step of one query packs every head at once (one job per head).
   const int64_t n_tiles = (s.n_kv + detail::kTileKeys - 1) / detail::kTileKeys;
+  const bool pack = (nblocks > 1 || a.typed) && n_tiles > 0;
+  const int heads_per_pack = pack && nblocks > 1 ? 1 : s.n_kv_head;
+  const int w = isa == Isa::Avx512 ? isa_avx512::simd_width() : isa == Isa::Avx2 ? isa_avx2::simd_width() : isa_sse2::simd_width();
+  const int64_t dpw = (s.head_dim + w - 1) / w * w;
+  // V is packed when its rows are not SIMD-aligned in place or not f32.
+  const bool pack_v = pack;
+  const int64_t k_tile = int64_t(s.head_dim) * detail::kTileKeys, v_tile = detail::kTileKeys * dpw;
   std::vector<float> k_packed, v_packed;
-  if (nblocks > 1 && n_tiles > 0) {
-    const int w = isa == Isa::Avx512 ? isa_avx512::simd_width() : isa == Isa::Avx2 ? isa_avx2::simd_width() : isa_sse2::simd_width();
-    const int64_t dpw = (s.head_dim + w - 1) / w * w;
-    k_packed.resize(static_cast<size_t>(s.n_kv_head) * n_tiles * s.head_dim * detail::kTileKeys);
-    v_packed.resize(static_cast<size_t>(s.n_kv_head) * n_tiles * detail::kTileKeys * dpw);
-    float* vp = v_packed.data();
-    switch (isa) {
-      case Isa::Avx512: isa_avx512::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
-      case Isa::Avx2: isa_avx2::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
-      case Isa::Sse2: isa_sse2::pack_kv(s, a, n_tiles, k_packed.data(), vp); break;
-    }
+  if (pack) {
+    k_packed.resize(static_cast<size_t>(heads_per_pack) * n_tiles * k_tile);
+    if (pack_v) v_packed.resize(static_cast<size_t>(heads_per_pack) * n_tiles * v_tile);
   }
-#pragma omp parallel if (items > 1 && worth_threads(static_cast<double>(s.n_q) * s.n_head * s.n_kv * s.head_dim))
+  const int64_t items = nblocks * heads_per_pack;
+#pragma omp parallel if ((items > 1 || pack) && worth_threads(static_cast<double>(s.n_q) * s.n_head * s.n_kv * s.head_dim))
   {
     Scratch& sc = thread_scratch(rows, dp, s.n_kv, observer != nullptr);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
-      // Latest query blocks (the most keys) first.
-      const int64_t b = nblocks - 1 - item / s.n_kv_head;
-      Job job{&s, &a, keys, observer, static_cast<int>(item % s.n_kv_head), b * nt,
-              std::min(s.n_q, (b + 1) * nt)};
-      if (!k_packed.empty()) {
-        job.k_packed = k_packed.data();
-        job.v_packed = v_packed.empty() ? nullptr : v_packed.data();
-        job.n_tiles = n_tiles;
+    static thread_local std::vector<float> decoded;  // a typed tile's K and V rows
+    if (a.typed) grow(decoded, 2 * k_tile);
+    for (int g0 = 0; g0 < s.n_kv_head; g0 += heads_per_pack) {
+      if (pack) {
+#pragma omp for schedule(static)
+        for (int64_t x = 0; x < heads_per_pack * n_tiles; ++x) {
+          const int g = g0 + static_cast<int>(x / n_tiles);
+          const int64_t tile = x % n_tiles;
+          float* kp = k_packed.data() + x * k_tile;
+          float* vp = pack_v ? v_packed.data() + x * v_tile : nullptr;
+          switch (isa) {
+            case Isa::Avx512: isa_avx512::pack_kv_tile(s, a, g, tile, kp, vp, decoded.data()); break;
+            case Isa::Avx2: isa_avx2::pack_kv_tile(s, a, g, tile, kp, vp, decoded.data()); break;
+            case Isa::Sse2: isa_sse2::pack_kv_tile(s, a, g, tile, kp, vp, decoded.data()); break;
+          }
+        }
       }
-      run_job(isa, job, sc);
+      // (The barrier ending the loop above: every tile is packed before a job reads it; the
+      // one ending the loop below: no job still reads them when the next head's replace them.)
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t item = 0; item < items; ++item) {
+        // Latest query blocks (the most keys) first.
+        const int64_t b = nblocks - 1 - item / heads_per_pack;
+        Job job{&s, &a, keys, observer, g0 + static_cast<int>(item % heads_per_pack), b * nt,
+                std::min(s.n_q, (b + 1) * nt)};
+        if (pack) {
+          job.k_packed = k_packed.data();
+          job.v_packed = pack_v ? v_packed.data() : nullptr;
+          job.n_tiles = n_tiles;
+          job.packed_kvh0 = g0;
+        }
+        run_job(isa, job, sc);
+      }
     }
   }
 }
@@ -245,6 +271,7 @@ const char* attention_isa() {
 void attention_reference(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
                          RowObserver* observer) {
   validate(s, a, keys);
+  if (s.n_kv > 0 && (a.k == nullptr || a.v == nullptr)) fail("internal: attention_reference needs f32 K/V rows");
   const int group = s.n_head / s.n_kv_head;
 #pragma omp parallel
   {
@@ -301,6 +328,7 @@ void attention(const AttentionShape& s, const AttentionArgs& args, const KeySet*
     if (identity) a.key_pos = nullptr;
   }
   if (keys && keys->kind() == KeySet::Kind::IndexList) {
+    if (a.k == nullptr || a.v == nullptr) fail("internal: attention on index lists needs f32 K/V rows");
     if (keys->heads() == 1) run_shared_lists(s, a, *keys, observer);
     else run_gather(s, a, *keys, observer);
     return;

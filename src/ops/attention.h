@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace attnsparse::ops {
 
 struct AttentionShape {
@@ -32,6 +34,21 @@ struct AttentionShape {
   int64_t window = 0;
 };
 
+// K and V kept in a storage type other than f32 (a typed KV cache: f16, bf16, q8_0).
+// Slot j's row of n_kv_head x head_dim values starts at k + j * row_bytes (v likewise);
+// KV head g's values start head_bytes * g into it. decode(type, src, dst, n) turns n
+// values into f32 (ops::dequantize_row). The dense prefill and decode paths decode the
+// tiles they pack, so no f32 copy of the cache exists; key sets of index lists need f32
+// rows (AttentionArgs::k / v).
+struct TypedKV {
+  DType type = DType::F32;
+  const uint8_t* k = nullptr;
+  const uint8_t* v = nullptr;
+  int64_t row_bytes = 0;
+  int64_t head_bytes = 0;
+  void (*decode)(DType type, const uint8_t* src, float* dst, int64_t n) = nullptr;
+};
+
 struct AttentionArgs {
   const float* q = nullptr;
   int64_t q_stride = 0;
@@ -44,6 +61,8 @@ struct AttentionArgs {
   // Absolute position of each cache slot (size n_kv); nullptr means slot j = position j.
   // Eviction policies keep a subset of positions in the cache.
   const int32_t* key_pos = nullptr;
+  // When set, K and V are read from here and k / v may be null (see TypedKV).
+  const TypedKV* typed = nullptr;
 };
 
 // Sees each finished row of post-softmax probabilities over the keys the query visited.

@@ -239,25 +239,35 @@ static inline void pack_v_tile(const float* v, int64_t v_stride, int nk, int D, 
   }
 }
 
-// Packs every K and V tile of the call once, so the query blocks of a prefill share them
-// (and V rows become contiguous: cache rows with a power-of-two stride would map onto a
-// few L1 sets and evict each other):
-// k_packed [kv_head][tile][head_dim][kTileKeys], v_packed [kv_head][tile][kTileKeys][dp].
-void pack_kv(const AttentionShape& s, const AttentionArgs& a, int64_t n_tiles, float* k_packed, float* v_packed) {
+// Packs one K and V tile of KV head g (keys tile * kTileKeys ...), so the query blocks of
+// a prefill share it (and V rows become contiguous: cache rows with a power-of-two stride
+// would map onto a few L1 sets and evict each other): kp [head_dim][kTileKeys], vp
+// [kTileKeys][dp] (vp may be null when V is read in place). A typed cache (a.typed) is
+// decoded here, tile by tile, into `tmp` (2 x kTileKeys x head_dim floats).
+void pack_kv_tile(const AttentionShape& s, const AttentionArgs& a, int g, int64_t tile, float* kp, float* vp,
+                  float* tmp) {
   const int D = s.head_dim;
   const int64_t dp = (D + W - 1) / W * W;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int g = 0; g < s.n_kv_head; ++g)
-    for (int64_t tile = 0; tile < n_tiles; ++tile) {
-      const int64_t j0 = tile * kTileKeys;
-      const int nk = static_cast<int>(std::min<int64_t>(kTileKeys, s.n_kv - j0));
-      const int64_t index = static_cast<int64_t>(g) * n_tiles + tile;
-      transpose_k_tile(a.k + j0 * a.k_stride + static_cast<int64_t>(g) * D, a.k_stride, nk, D,
-                       k_packed + index * D * kTileKeys);
-      if (v_packed)
-        pack_v_tile(a.v + j0 * a.v_stride + static_cast<int64_t>(g) * D, a.v_stride, nk, D, dp,
-                    v_packed + index * kTileKeys * dp);
+  const int64_t j0 = tile * kTileKeys;
+  const int nk = static_cast<int>(std::min<int64_t>(kTileKeys, s.n_kv - j0));
+  const float* k = a.k ? a.k + j0 * a.k_stride + static_cast<int64_t>(g) * D : nullptr;
+  const float* v = a.v ? a.v + j0 * a.v_stride + static_cast<int64_t>(g) * D : nullptr;
+  int64_t k_stride = a.k_stride, v_stride = a.v_stride;
+  if (a.typed) {
+    const TypedKV& t = *a.typed;
+    float* kd = tmp;
+    float* vd = tmp + kTileKeys * D;
+    for (int jj = 0; jj < nk; ++jj) {
+      const int64_t off = (j0 + jj) * t.row_bytes + static_cast<int64_t>(g) * t.head_bytes;
+      t.decode(t.type, t.k + off, kd + jj * D, D);
+      if (vp) t.decode(t.type, t.v + off, vd + jj * D, D);
     }
+    k = kd;
+    v = vd;
+    k_stride = v_stride = D;
+  }
+  transpose_k_tile(k, k_stride, nk, D, kp);
+  if (vp) pack_v_tile(v, v_stride, nk, D, dp, vp);
 }
 
 int simd_width() { return W; }
@@ -295,8 +305,9 @@ static void run_job(const Job& job, Scratch& sc) {
   }
   const int64_t t_lo = s.q_pos0 + job.i0, t_hi = s.q_pos0 + job.i1 - 1;
   const bool pack_v = (D % W) != 0;
-  const float* kbase = a.k + static_cast<int64_t>(job.kvh) * D;
-  const float* vbase = a.v + static_cast<int64_t>(job.kvh) * D;
+  // (A typed cache has no f32 rows: its jobs always read packed tiles.)
+  const float* kbase = a.k ? a.k + static_cast<int64_t>(job.kvh) * D : nullptr;
+  const float* vbase = a.v ? a.v + static_cast<int64_t>(job.kvh) * D : nullptr;
 
   // Slots [gap_lo, gap_hi) no row of the job visits (positional sets, slot = position):
   // whole tiles inside are skipped without asking every row.
@@ -311,7 +322,7 @@ static void run_job(const Job& job, Scratch& sc) {
     const int64_t j1 = std::min<int64_t>(n_cols, j0 + kTileKeys);
     const int nk = static_cast<int>(j1 - j0);
     const float* kt_tile = sc.kt;
-    const float* vt = vbase + j0 * a.v_stride;
+    const float* vt = vbase ? vbase + j0 * a.v_stride : nullptr;
     int64_t vt_stride = a.v_stride;
     if (listed) {
       // Every row visits every listed key (the list holds only visible slots).
@@ -343,7 +354,7 @@ static void run_job(const Job& job, Scratch& sc) {
 
       // K tile transposed (zero columns past the end), V tile packed if needed: taken
       // from the call's packed copy when there is one (prefill), else made here (decode).
-      const int64_t tile_index = static_cast<int64_t>(job.kvh) * job.n_tiles + j0 / kTileKeys;
+      const int64_t tile_index = static_cast<int64_t>(job.kvh - job.packed_kvh0) * job.n_tiles + j0 / kTileKeys;
       if (job.k_packed) {
         kt_tile = job.k_packed + tile_index * D * kTileKeys;
       } else {

@@ -195,10 +195,12 @@ struct Job {
   RowObserver* observer;
   int kvh;
   int64_t i0, i1;
-  // Tiles packed once per call (nullptr: each job packs its own).
+  // Tiles packed once for all query blocks (nullptr: each job packs its own), for the KV
+  // heads packed_kvh0, packed_kvh0 + 1, ...: [head - packed_kvh0][tile].
   const float* k_packed = nullptr;
   const float* v_packed = nullptr;
   int64_t n_tiles = 0;
+  int packed_kvh0 = 0;
   // Index lists shared by the heads (one query per job): the visible listed slots, in
   // increasing order; tiles are chunks of this list.
   const int32_t* list = nullptr;

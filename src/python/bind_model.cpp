@@ -34,6 +34,7 @@ class InterruptHooks : public AttentionHooks {
  public:
   explicit InterruptHooks(const Checkpoint& cp) : cp_(cp) {}
   void after_attention(int, const ops::AttentionShape&, const ops::AttentionArgs&) override { cp_.check(); }
+  bool reads_kv() const override { return false; }
 
  private:
   const Checkpoint& cp_;
