@@ -448,6 +448,24 @@ TEST(HostileHf, TokenizerJsonTypesAndVocabularySize) {
   t = tok;
   t["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", 3}}}}}}};
   EXPECT_HAS(tokenizer_error(t), "tokenizer.json: unexpected JSON structure");
+  // Strings from the file reach the library's messages escaped (the Python module raises
+  // them as they are); they were quoted raw.
+  t = tok;
+  t["model"]["type"] = "W\x1b[2J\u009b";
+  std::string e = tokenizer_error(t);
+  EXPECT_HAS(e, "tokenizer model type 'W\\x1b[2J\\xc2\\x9b' is not supported");
+  t = tok;
+  t["pre_tokenizer"]["type"] = "\n\x1b]0;x\x07";
+  EXPECT_HAS(tokenizer_error(t), "unsupported pre-tokenizer type '\\n\\x1b]0;x\\x07'");
+  t = tok;
+  t["model"]["merges"] = {"t1\x1bt2"};
+  EXPECT_HAS(tokenizer_error(t), "malformed merge 't1\\x1bt2' (no space)");
+  json c = h.config;
+  c["architectures"] = {"Evil\x1b[31mForCausalLM"};
+  h.set_config(c);
+  e = load_error(h.dir);
+  EXPECT_HAS(e, "architecture 'Evil\\x1b[31mForCausalLM' is not supported");
+  EXPECT_EQ(e.find('\x1b'), std::string::npos) << e;
 }
 
 
