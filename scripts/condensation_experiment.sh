@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The attention-condensation experiment (methods.md §4; source: "Attention Condensation via
+# The attention-condensation experiment (docs/methods.md §9; source: "Attention Condensation via
 # Sparsity Induced Regularized Training", GPT-2): the same GPT-2-style model trained on the
 # same data, seed and steps without the regulariser (λ = 0) and with the tail-mass
 # regulariser at k = 8, λ ∈ {0.01, 0.1, 1}, and with the dynamic k = ceil((t+1)^0.5), λ = 0.1.

@@ -10,23 +10,35 @@ namespace attnsparse::analysis {
 
 namespace {
 constexpr const char* kMetricNames[kNumMetrics] = {
-    "width_norm_p50", "width_norm_p90", "width_norm_p95", "width_norm_p99",
-    "width_p50", "width_p90", "width_p95", "width_p99",
-    "entropy", "entropy_norm", "effective_support",
-    "sink_mass", "sink_argmax", "sink_top5", "sink_ratio",
-    "recent_1", "recent_8", "recent_32", "recent_64", "recent_128",
-    "recent_ratio_1", "recent_ratio_8", "recent_ratio_32", "recent_ratio_64", "recent_ratio_128",
+#define ATTNSPARSE_METRIC_NAME(id, name, rows) name,
+    ATTNSPARSE_ROW_METRICS(ATTNSPARSE_METRIC_NAME)
+#undef ATTNSPARSE_METRIC_NAME
 };
-constexpr const char* kHistogramNames[kNumHistograms] = {
-    "width_norm_p90", "sink_mass", "entropy_norm", "recent_ratio", "sink_ratio"};
+constexpr MetricRows kMetricRows[kNumMetrics] = {
+#define ATTNSPARSE_METRIC_ROWS(id, name, rows) rows,
+    ATTNSPARSE_ROW_METRICS(ATTNSPARSE_METRIC_ROWS)
+#undef ATTNSPARSE_METRIC_ROWS
+};
+struct HistogramShape {
+  const char* name;
+  double lo, hi;
+  int bins;
+  bool log10;
+};
+constexpr HistogramShape kHistograms[kNumHistograms] = {
+#define ATTNSPARSE_HISTOGRAM_SHAPE(id, name, lo, hi, bins, log10) {name, lo, hi, bins, log10},
+    ATTNSPARSE_HISTOGRAMS(ATTNSPARSE_HISTOGRAM_SHAPE)
+#undef ATTNSPARSE_HISTOGRAM_SHAPE
+};
 }  // namespace
 
 const char* metric_name(int metric) { return kMetricNames[metric]; }
-const char* histogram_name(int kind) { return kHistogramNames[kind]; }
+MetricRows metric_rows(int metric) { return kMetricRows[metric]; }
+const char* histogram_name(int kind) { return kHistograms[kind].name; }
 
 std::array<double, kNumMetrics> metric_values(const RowMetrics& m) {
   std::array<double, kNumMetrics> v{};
-  const double t1 = double(m.query) + 1;
+  const double visible = double(m.visible_keys());
   for (int i = 0; i < 4; ++i) {
     v[kWidthNorm50 + i] = m.norm_width(i);
     v[kWidth50 + i] = m.width[i];
@@ -34,25 +46,29 @@ std::array<double, kNumMetrics> metric_values(const RowMetrics& m) {
   v[kEntropy] = m.entropy;
   v[kEntropyNorm] = m.norm_entropy();
   v[kEffectiveSupport] = std::exp(m.entropy);
-  v[kSinkMass] = m.sink_mass;
-  v[kSinkArgmax] = m.sink_argmax ? 1 : 0;
-  v[kSinkTop5] = m.sink_top5 ? 1 : 0;
-  v[kSinkRatio] = m.sink_mass * t1;
+  if (m.sink_visible) {
+    v[kSinkMass] = m.sink_mass;
+    v[kSinkArgmax] = m.sink_argmax ? 1 : 0;
+    v[kSinkTop5] = m.sink_top5 ? 1 : 0;
+    v[kSinkRatio] = m.sink_mass * visible;
+  }
   for (size_t i = 0; i < kRecencyWindows.size(); ++i) {
     v[kRecent1 + i] = m.recency[i];
-    v[kRecentRatio1 + i] = m.recency[i] / RowMetrics::recency_baseline(kRecencyWindows[i], m.query);
+    v[kRecentRatio1 + i] = m.recency[i] / m.recency_baseline_of(int(i));
   }
   return v;
 }
 
-void MetricSums::add(const std::array<double, kNumMetrics>& v) {
+void MetricSums::add(const std::array<double, kNumMetrics>& v, bool sink_visible) {
   for (int i = 0; i < kNumMetrics; ++i) sum[i] += v[i];
   ++rows;
+  sink_rows += sink_visible;
 }
 
 void MetricSums::merge(const MetricSums& o) {
   for (int i = 0; i < kNumMetrics; ++i) sum[i] += o.sum[i];
   rows += o.rows;
+  sink_rows += o.sink_rows;
 }
 
 void PersistenceSums::merge(const PersistenceSums& o) {
@@ -126,14 +142,9 @@ double Histogram::quantile(double q) const {
 }
 
 Histogram make_histogram(int kind) {
-  switch (kind) {
-    case kHistWidth90: return Histogram(0, 1, 50, false);
-    case kHistSinkMass: return Histogram(0, 1, 50, false);
-    case kHistEntropyNorm: return Histogram(0, 1, 50, false);
-    case kHistRecentRatio: return Histogram(-3, 3, 300, true);  // 0.02 decades (4.7%) per bin
-    case kHistSinkRatio: return Histogram(-3, 5, 400, true);    // 0.02 decades per bin
-  }
-  fail("internal: unknown histogram kind {}", kind);
+  if (kind < 0 || kind >= kNumHistograms) fail("internal: unknown histogram kind {}", kind);
+  const HistogramShape& h = kHistograms[kind];
+  return Histogram(h.lo, h.hi, h.bins, h.log10);
 }
 
 // ---- Reservoir ----
@@ -230,11 +241,19 @@ int64_t Accumulator::total_rows() const {
 namespace {
 using json = nlohmann::json;
 
-json sums_json(const MetricSums& m) { return json{{"sum", m.sum}, {"rows", m.rows}}; }
+// sink_rows only where it differs from rows (windowed layers): the state of an all-global
+// run is written as before.
+json sums_json(const MetricSums& m) {
+  json j{{"sum", m.sum}, {"rows", m.rows}};
+  if (m.sink_rows != m.rows) j["sink_rows"] = m.sink_rows;
+  return j;
+}
 MetricSums sums_from(const json& j) {
   MetricSums m;
   m.sum = j.at("sum").get<std::array<double, kNumMetrics>>();
   m.rows = j.at("rows").get<int64_t>();
+  m.sink_rows = j.contains("sink_rows") ? j.at("sink_rows").get<int64_t>() : m.rows;
+  if (m.sink_rows < 0 || m.sink_rows > m.rows) throw FormatError("inconsistent accumulator state (sink rows)");
   return m;
 }
 json pers_json(const PersistenceSums& p) {
@@ -279,8 +298,10 @@ json Accumulator::to_json() const {
     Reservoir sorted = r;
     sorted.finish();
     json rows = json::array();
-    for (const SampledRow& s : sorted.rows)
+    for (const SampledRow& s : sorted.rows) {
       rows.push_back(json::array({s.key, s.recent_diff, s.sink_diff, s.width90}));
+      if (!s.sink_visible) rows.back().push_back(false);
+    }
     return json{{"capacity", r.capacity}, {"rows", rows}};
   });
   return j;
@@ -335,7 +356,7 @@ Accumulator Accumulator::from_json(const json& j) {
     res.capacity = r.at("capacity").get<int>();
     for (const json& s : r.at("rows"))
       res.rows.push_back({s.at(0).get<uint64_t>(), s.at(1).get<float>(), s.at(2).get<float>(),
-                          s.at(3).get<float>()});
+                          s.at(3).get<float>(), s.size() > 4 ? s.at(4).get<bool>() : true});
     std::make_heap(res.rows.begin(), res.rows.end(), key_less);
     a.reservoirs.push_back(std::move(res));
   }

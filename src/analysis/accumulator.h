@@ -17,25 +17,65 @@
 
 namespace attnsparse::analysis {
 
-// Per-row quantities summed per (document, layer) and per (group, layer, head).
+// The per-row quantities summed per (document, layer) and per (group, layer, head): one
+// line per metric, X(identifier, name in report.json, rows it is averaged over). The enum
+// Metric (kWidthNorm50, ...), metric_name() and metric_rows() are generated from this one
+// table; metric_values() computes them. "Visible" is the number of keys the layer lets the
+// query see (t+1, or min(t+1, W) in a layer with a native window W). Sink metrics are
+// averaged over the rows whose key 0 is visible (kSinkRows), the others over all rows.
+// Metrics of one family (widths, recency) stay adjacent and in kWidthLevels /
+// kRecencyWindows order: the code indexes them as kWidthNorm50 + i.
+#define ATTNSPARSE_ROW_METRICS(X)                                                         \
+  X(WidthNorm50, "width_norm_p50", kAllRows)      /* w_p = W_p / visible */               \
+  X(WidthNorm90, "width_norm_p90", kAllRows)                                              \
+  X(WidthNorm95, "width_norm_p95", kAllRows)                                              \
+  X(WidthNorm99, "width_norm_p99", kAllRows)                                              \
+  X(Width50, "width_p50", kAllRows)               /* W_p */                               \
+  X(Width90, "width_p90", kAllRows)                                                       \
+  X(Width95, "width_p95", kAllRows)                                                       \
+  X(Width99, "width_p99", kAllRows)                                                       \
+  X(Entropy, "entropy", kAllRows)                 /* H */                                 \
+  X(EntropyNorm, "entropy_norm", kAllRows)        /* H / ln(visible) */                   \
+  X(EffectiveSupport, "effective_support", kAllRows) /* exp(H) */                         \
+  X(SinkMass, "sink_mass", kSinkRows)             /* a_0 */                               \
+  X(SinkArgmax, "sink_argmax", kSinkRows)         /* [key 0 is the arg-max] */            \
+  X(SinkTop5, "sink_top5", kSinkRows)             /* [key 0 is in the top 5] */           \
+  X(SinkRatio, "sink_ratio", kSinkRows)           /* a_0 * visible */                     \
+  X(Recent1, "recent_1", kAllRows)                /* R_w */                               \
+  X(Recent8, "recent_8", kAllRows)                                                        \
+  X(Recent32, "recent_32", kAllRows)                                                      \
+  X(Recent64, "recent_64", kAllRows)                                                      \
+  X(Recent128, "recent_128", kAllRows)                                                    \
+  X(RecentRatio1, "recent_ratio_1", kAllRows)     /* R_w / (min(w, visible) / visible) */ \
+  X(RecentRatio8, "recent_ratio_8", kAllRows)                                             \
+  X(RecentRatio32, "recent_ratio_32", kAllRows)                                           \
+  X(RecentRatio64, "recent_ratio_64", kAllRows)                                           \
+  X(RecentRatio128, "recent_ratio_128", kAllRows)
+
+enum MetricRows : int { kAllRows, kSinkRows };
+
 enum Metric : int {
-  kWidthNorm50, kWidthNorm90, kWidthNorm95, kWidthNorm99,  // w_p = W_p / (t+1)
-  kWidth50, kWidth90, kWidth95, kWidth99,                  // W_p
-  kEntropy, kEntropyNorm, kEffectiveSupport,               // H, H / ln(t+1), exp(H)
-  kSinkMass, kSinkArgmax, kSinkTop5, kSinkRatio,           // a_0, [argmax], [top 5], a_0 (t+1)
-  kRecent1, kRecent8, kRecent32, kRecent64, kRecent128,    // R_w
-  kRecentRatio1, kRecentRatio8, kRecentRatio32, kRecentRatio64, kRecentRatio128,  // R_w / baseline
+#define ATTNSPARSE_METRIC_ENUM(id, name, rows) k##id,
+  ATTNSPARSE_ROW_METRICS(ATTNSPARSE_METRIC_ENUM)
+#undef ATTNSPARSE_METRIC_ENUM
   kNumMetrics
 };
+static_assert(kWidth50 - kWidthNorm50 == int(kWidthLevels.size()) && kEntropy - kWidth50 == int(kWidthLevels.size()));
+static_assert(kRecentRatio1 - kRecent1 == int(kRecencyWindows.size()) &&
+              kNumMetrics - kRecentRatio1 == int(kRecencyWindows.size()));
 const char* metric_name(int metric);
-// The value of each Metric for one row.
+MetricRows metric_rows(int metric);  // the rows a metric is averaged over
+// The value of each Metric for one row (sink metrics 0 when key 0 is not visible).
 std::array<double, kNumMetrics> metric_values(const RowMetrics& m);
 
 struct MetricSums {
   std::array<double, kNumMetrics> sum{};
   int64_t rows = 0;
-  void add(const std::array<double, kNumMetrics>& v);
+  int64_t sink_rows = 0;  // rows whose key 0 is visible (= rows in global layers)
+  void add(const std::array<double, kNumMetrics>& v, bool sink_visible = true);
   void merge(const MetricSums& o);
+  // The rows metric m is averaged over.
+  int64_t rows_of(int m) const { return metric_rows(m) == kSinkRows ? sink_rows : rows; }
 };
 
 // Persistence per gap (kPersistenceGaps) and k (kTopK): the top-k overlap and the H2O
@@ -65,9 +105,23 @@ struct Histogram {
   double bin_high(int i) const;
 };
 
-// Per-layer distributions. kHistRecentRatio is R_w / baseline for the C3 window
-// (VerdictParams::recency_window); kHistSinkRatio is a_0 (t+1).
-enum HistogramKind : int { kHistWidth90, kHistSinkMass, kHistEntropyNorm, kHistRecentRatio, kHistSinkRatio, kNumHistograms };
+// Per-layer distributions, one line per kind: X(identifier, name in report.json, lo, hi,
+// bins, log10 axis). kHistRecentRatio is R_w / baseline for the C3 window
+// (VerdictParams::recency_window); kHistSinkRatio is a_0 (t+1). Log axes are in log10
+// units, 0.02 decades (4.7%) per bin.
+#define ATTNSPARSE_HISTOGRAMS(X)                             \
+  X(Width90, "width_norm_p90", 0, 1, 50, false)              \
+  X(SinkMass, "sink_mass", 0, 1, 50, false)                  \
+  X(EntropyNorm, "entropy_norm", 0, 1, 50, false)            \
+  X(RecentRatio, "recent_ratio", -3, 3, 300, true)           \
+  X(SinkRatio, "sink_ratio", -3, 5, 400, true)
+
+enum HistogramKind : int {
+#define ATTNSPARSE_HISTOGRAM_ENUM(id, name, lo, hi, bins, log10) kHist##id,
+  ATTNSPARSE_HISTOGRAMS(ATTNSPARSE_HISTOGRAM_ENUM)
+#undef ATTNSPARSE_HISTOGRAM_ENUM
+  kNumHistograms
+};
 const char* histogram_name(int kind);
 Histogram make_histogram(int kind);
 
@@ -75,9 +129,10 @@ Histogram make_histogram(int kind);
 // independent of the order rows arrive in. Used for the rank tests per layer.
 struct SampledRow {
   uint64_t key = 0;
-  float recent_diff = 0;  // R_w - min(w, t+1)/(t+1) for the C3 window
-  float sink_diff = 0;    // a_0 - 1/(t+1)
+  float recent_diff = 0;  // R_w - min(w, visible)/visible for the C3 window
+  float sink_diff = 0;    // a_0 - 1/visible (when key 0 is visible)
   float width90 = 0;      // w_0.9
+  bool sink_visible = true;
 };
 struct Reservoir {
   int capacity = 0;

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "io/corpus.h"
 #include "model/arch.h"
+#include "model/documents.h"
 #include "model/model.h"
 #include "ops/attention.h"
 
@@ -116,19 +117,14 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
   int64_t truncated = 0;
   const int64_t needed = s.rows == RowKind::Prefill ? s.min_query + 1 : 2;
   for (const Document& d : raw) {
-    std::vector<int32_t> tokens = d.tokens ? *d.tokens : model.tokenizer().encode(d.text, true);
-    for (size_t i = 0; i < tokens.size(); ++i)
-      if (tokens[i] < 0 || tokens[i] >= cfg.n_vocab)
-        fail_file(d.source, "token id {} at index {} is out of range (vocabulary size {})", tokens[i], i, cfg.n_vocab);
+    PreparedDocument pd = prepare_document(model, d, window);
+    std::vector<int32_t>& tokens = pd.tokens;
     RunDocument rd;
     rd.info.id = d.id;
     rd.info.source = d.source;
     rd.info.dataset = d.dataset;
-    rd.info.original_tokens = int64_t(tokens.size());
-    if (int64_t(tokens.size()) > window) {
-      tokens = truncate_middle(tokens, window);
-      ++truncated;
-    }
+    rd.info.original_tokens = pd.original_tokens;
+    truncated += pd.truncated;
     if (int64_t(tokens.size()) < needed) {
       skipped.push_back({{"id", d.id}, {"tokens", tokens.size()}, {"reason", fmt::format("fewer than {} tokens", needed)}});
       continue;
@@ -177,6 +173,11 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
                    {"arch", cfg.arch}, {"n_layer", cfg.n_layer}, {"n_head", cfg.n_head},
                    {"n_kv_heads", cfg.n_kv_head}, {"head_dim", cfg.head_dim}, {"n_ctx", cfg.n_ctx},
                    {"n_vocab", cfg.n_vocab}, {"format", cfg.source_format}};
+  json layers = json::array();  // as `attnsparse info --json`, with the window applied
+  for (const LayerKind& k : source.layer_kinds())
+    layers.push_back({{"kind", k.windowed() ? "windowed" : "global"}, {"window", k.window},
+                      {"rope_base", std::isfinite(k.rope_base) ? json(k.rope_base) : json(nullptr)}});
+  meta["model"]["layers"] = layers;
   meta["data"] = {{"paths", job.data}, {"documents_read", raw.size()}, {"documents_truncated", truncated},
                   {"documents_skipped", skipped}, {"max_tokens", window}};
   meta["run"] = {{"threads", omp_get_max_threads()}, {"attention_isa", ops::attention_isa()}, {"ubatch", default_ubatch()}, {"kv_type", dtype_name(default_kv_type())},
@@ -187,7 +188,7 @@ json run_analysis(const Model& model, AnalysisParams params, const AnalyzeJob& j
     meta["run"]["ranks"] = job.comm->size();
     meta["run"]["bytes_merged"] = outcome.bytes_merged;
   }
-  return build_report(outcome.acc, params, meta);
+  return build_report(outcome.acc, params, meta, source.layer_kinds());
 }
 
 }  // namespace attnsparse::analysis

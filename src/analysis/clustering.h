@@ -1,4 +1,4 @@
-// Head clustering (methods.md §2): standardised features, k-means with k-means++ seeding
+// Head clustering (docs/methods.md §6): standardised features, k-means with k-means++ seeding
 // and a fixed seed, silhouette, and the adjusted Rand index between two assignments.
 #pragma once
 #include <cstdint>

@@ -62,12 +62,16 @@ std::vector<int32_t> top_indices(const T* v, int64_t n, int k) {
 }  // namespace
 
 DocumentCollector::DocumentCollector(const DocumentPlan& plan, const AnalysisParams& params,
-                                     Accumulator& acc, int64_t doc_slot, RowDumpSink dump)
+                                     Accumulator& acc, int64_t doc_slot, RowDumpSink dump,
+                                     const std::vector<LayerKind>& layers)
     : plan_(plan), params_(params), acc_(acc), doc_slot_(doc_slot), dump_(std::move(dump)),
-      n_heads_(plan.n_heads), observer_(std::make_unique<LayerObserver>(this)) {
+      n_heads_(plan.n_heads), windows_(size_t(plan.n_layers), 0), observer_(std::make_unique<LayerObserver>(this)) {
   if (acc.n_layers != plan.n_layers || acc.n_heads != plan.n_heads)
     fail("internal: accumulator shape {}x{} does not match the plan's {}x{}", acc.n_layers,
          acc.n_heads, plan.n_layers, plan.n_heads);
+  if (!layers.empty() && int64_t(layers.size()) != plan.n_layers)
+    fail("internal: {} layer kinds for {} layers", layers.size(), plan.n_layers);
+  for (size_t l = 0; l < layers.size(); ++l) windows_[l] = layers[l].window;
   groups_ = acc_.groups_of(acc_.documents.at(doc_slot));
   candidate_of_.assign(plan.n_tokens, -1);
   for (size_t c = 0; c < plan.queries.size(); ++c) candidate_of_[plan.queries[c]] = int32_t(c);
@@ -141,7 +145,7 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
   if (c >= 0 && plan_.selected(layer, head, c)) {
     thread_local std::vector<float> scratch;
     Slot& s = slots_[size_t(head) * n_q_ + i];
-    s.m = compute_row_metrics(probs, keys, n, query, scratch, entropy);
+    s.m = compute_row_metrics(probs, keys, n, query, scratch, entropy, windows_[layer]);
     s.filled = true;
   }
   if (!persistence_call_) return;
@@ -166,9 +170,12 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
     for (int32_t& j : top) j = static_cast<int32_t>(position(j));
     hp.anchor_top[a] = std::move(top);
   }
+  const int64_t window = windows_[layer];
   for (size_t g = 0; g < kPersistenceGaps.size(); ++g) {
     const int64_t t = query - kPersistenceGaps[g];
     if (t < 0) break;
+    // A windowed layer's row t + gap sees no key <= t once gap >= window: no pair.
+    if (window > 0 && kPersistenceGaps[g] >= window) break;
     const int32_t a = anchor_of_[t];
     if (a < 0) continue;
     PairData& pd = hp.pairs[a][g];
@@ -252,25 +259,28 @@ void DocumentCollector::reduce_rows(int layer) {
         fail("layer {} head {} query {}: the attention row is not finite (the model produced NaN or inf)",
              layer, h, t);
       const auto v = metric_values(m);
-      doc_sums.add(v);
-      for (int g : groups_) acc_.group_head[g][size_t(layer) * n_heads_ + h].add(v);
+      doc_sums.add(v, m.sink_visible);
+      for (int g : groups_) acc_.group_head[g][size_t(layer) * n_heads_ + h].add(v, m.sink_visible);
       hists[kHistWidth90].add(v[kWidthNorm90]);
-      hists[kHistSinkMass].add(v[kSinkMass]);
+      if (m.sink_visible) hists[kHistSinkMass].add(v[kSinkMass]);
       hists[kHistEntropyNorm].add(v[kEntropyNorm]);
       hists[kHistRecentRatio].add(v[kRecentRatio1 + wi]);
-      hists[kHistSinkRatio].add(v[kSinkRatio]);
+      if (m.sink_visible) hists[kHistSinkRatio].add(v[kSinkRatio]);
       SampledRow r;
       r.key = hash_combine(hash_combine(hash_combine(hash_combine(params_.sampling.seed ^ 0x5a17, plan_.doc), layer), h), t);
-      r.recent_diff = float(m.recency[wi] - RowMetrics::recency_baseline(kRecencyWindows[wi], t));
-      r.sink_diff = float(m.sink_mass - 1.0 / double(t + 1));
+      r.recent_diff = float(m.recency[wi] - m.recency_baseline_of(wi));
+      r.sink_visible = m.sink_visible;
+      r.sink_diff = m.sink_visible ? float(m.sink_mass - 1.0 / double(m.visible_keys())) : 0.f;
       r.width90 = float(v[kWidthNorm90]);
       reservoir.add(r);
       (t < plan_.prefill_len ? info.prefill_rows : info.decode_rows) += 1;
       ++rows_done_;
       if (dump_) {
         std::string& lines = dump_lines_[i][layer];
-        fmt::format_to(std::back_inserter(lines), "{},{},{},{},{},{},{},{},{},{:.8g},{:.8g}", plan_.doc, layer, h,
-                       t, m.n_keys, m.width[0], m.width[1], m.width[2], m.width[3], m.entropy, m.sink_mass);
+        fmt::format_to(std::back_inserter(lines), "{},{},{},{},{},{},{},{},{},{:.8g},", plan_.doc, layer, h, t,
+                       m.n_keys, m.width[0], m.width[1], m.width[2], m.width[3], m.entropy);
+        // An empty sink_mass field: key 0 is outside the layer's window.
+        if (m.sink_visible) fmt::format_to(std::back_inserter(lines), "{:.8g}", m.sink_mass);
         for (double rw : m.recency) fmt::format_to(std::back_inserter(lines), ",{:.8g}", rw);
         lines += '\n';
       }

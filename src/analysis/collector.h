@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "analysis/accumulator.h"
+#include "analysis/layer_kind.h"
 #include "analysis/plan.h"
 #include "ops/attention.h"
 
@@ -37,8 +38,10 @@ class DocumentCollector {
  public:
   // `acc` must have been prepared with acc.begin_document(info) for plan.doc's info; the
   // collector adds to acc's entry `doc_slot` (the index begin_document returned).
+  // `layers`: each layer's native window (analysis/layer_kind.h); empty = every layer
+  // global. Rows of a windowed layer are measured over the keys it lets the query see.
   DocumentCollector(const DocumentPlan& plan, const AnalysisParams& params, Accumulator& acc,
-                    int64_t doc_slot, RowDumpSink dump = nullptr);
+                    int64_t doc_slot, RowDumpSink dump = nullptr, const std::vector<LayerKind>& layers = {});
   ~DocumentCollector();
 
   void begin_call(int64_t q_pos0, int64_t n_q);
@@ -69,6 +72,7 @@ class DocumentCollector {
   RowDumpSink dump_;
   std::array<int, 3> groups_;
   int n_heads_;
+  std::vector<int64_t> windows_;        // [layer]: native window, 0 = global
 
   int64_t call0_ = 0, call_n_ = 0;      // the forward call
   int64_t q_pos0_ = 0, n_q_ = 0;        // its current micro-batch

@@ -28,6 +28,16 @@ class CollectorHooks : public AttentionHooks {
 int ModelRowSource::n_layers() const { return static_cast<int>(model_.config().n_layer); }
 int ModelRowSource::n_heads() const { return static_cast<int>(model_.config().n_head); }
 int ModelRowSource::n_kv_heads() const { return static_cast<int>(model_.config().n_kv_head); }
+std::vector<LayerKind> ModelRowSource::layer_kinds() const { return analysis::layer_kinds(model_.config()); }
+
+std::vector<LayerKind> layer_kinds(const ModelConfig& c) {
+  std::vector<LayerKind> kinds(size_t(c.n_layer));
+  for (size_t l = 0; l < kinds.size() && l < c.layers.size(); ++l) {
+    kinds[l].window = c.layers[l].window;
+    if (c.rope_layout != RopeLayout::None) kinds[l].rope_base = c.layers[l].rope_base;
+  }
+  return kinds;
+}
 
 void ModelRowSource::run_document(std::span<const int32_t> tokens, int64_t prefill_len,
                                   DocumentCollector& collector) {

@@ -1,4 +1,5 @@
-// Every parameter of an analysis run (methods.md §2 defaults), printed into the report.
+// Every parameter of an analysis run (defaults: docs/methods.md §4-§7, §10), printed
+// into the report.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -25,14 +26,14 @@ struct SamplingParams {
   uint64_t seed = 1;
 };
 
-// Persistence (methods.md §2): anchors t per document (evenly spaced), pairs (t, t + gap).
+// Persistence (docs/methods.md §5): anchors t per document (evenly spaced), pairs (t, t + gap).
 struct PersistenceParams {
   int anchors = 16;            // anchor query positions per document and head
   int64_t min_anchor = 64;     // t >= this, so that top-32 sets are not the whole row
   int feature_gap = 16;        // the per-head feature uses the top-32 overlap at this gap
 };
 
-// Statistics and the verdict rules (methods.md §2, "all configurable").
+// Statistics and the verdict rules (docs/methods.md §7).
 struct VerdictParams {
   int bootstrap_resamples = 1000;
   double alpha = 0.05;             // 95% intervals
@@ -46,7 +47,8 @@ struct VerdictParams {
   double c2_silhouette_partial = 0.25;
   // C3 / C4: a layer passes if its median ratio >= ratio and its Holm-adjusted one-sided
   // Wilcoxon p < p; supported if >= supported_share of the layers pass, partial if
-  // >= partial_share (our addition: methods.md gives only the "supported" rule).
+  // >= partial_share (our addition: the study gives only the "supported" rule;
+  // docs/methods.md §7).
   double c34_ratio = 5.0, c34_p = 0.01;
   double c34_supported_share = 0.9, c34_partial_share = 0.5;
   int recency_window = 32;         // R_32

@@ -10,16 +10,15 @@
 namespace attnsparse::analysis {
 
 double RowMetrics::norm_entropy() const {
-  return query > 0 ? entropy / std::log(double(query + 1)) : 0.0;
+  const int64_t v = visible_keys();
+  return v > 1 ? entropy / std::log(double(v)) : 0.0;
 }
 
-void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
-                        int32_t* out, std::vector<float>& scratch) {
-  // Weighted quickselect. Invariant: scratch[0, lo) holds the lo largest entries (in some
-  // order) with total mass `taken`; everything in [lo, n) is <= all of them. Each level
-  // extends the prefix, so four levels cost about as much as one selection (O(n) expected).
-  scratch.assign(probs, probs + n);
-  float* a = scratch.data();
+template <typename T>
+void mass_widths_inplace(T* a, int64_t n, const double* levels, int n_levels, int64_t* out) {
+  // Weighted quickselect. Invariant: a[0, lo) holds the lo largest entries (in some order)
+  // with total mass `taken`; everything in [lo, n) is <= all of them. Each level extends
+  // the prefix, so four levels cost about as much as one selection (O(n) expected).
   int64_t lo = 0;
   double taken = 0;
   for (int li = 0; li < n_levels; ++li) {
@@ -29,7 +28,7 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
     while (!done && lo < n) {
       if (lo == hi) hi = n;  // the narrowed block ran out (rounding): widen to the rest
       if (hi - lo <= 24) {
-        std::sort(a + lo, a + hi, [](float x, float y) { return x > y; });
+        std::sort(a + lo, a + hi, [](T x, T y) { return x > y; });
         while (lo < hi) {
           taken += a[lo++];
           if (taken >= p) { done = true; break; }
@@ -37,11 +36,11 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
         continue;
       }
       // Median-of-three pivot, three-way partition: [lo, gt) > pivot, [gt, eq) == pivot.
-      const float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
-      const float pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
+      const T x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+      const T pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
       int64_t gt = lo, i = lo, lt = hi;
       while (i < lt) {
-        const float v = a[i];
+        const T v = a[i];
         if (v > pivot) { std::swap(a[gt++], a[i++]); }
         else if (v < pivot) { std::swap(a[i], a[--lt]); }
         else { ++i; }
@@ -59,8 +58,20 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
         if (taken >= p) { done = true; break; }
       }
     }
-    out[li] = static_cast<int32_t>(lo);
-    if (!done) out[li] = static_cast<int32_t>(n);
+    out[li] = done ? lo : n;
+  }
+}
+template void mass_widths_inplace<float>(float*, int64_t, const double*, int, int64_t*);
+template void mass_widths_inplace<double>(double*, int64_t, const double*, int, int64_t*);
+
+void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
+                        int32_t* out, std::vector<float>& scratch) {
+  scratch.assign(probs, probs + n);
+  int64_t w[8];
+  for (int start = 0; start < n_levels; start += 8) {
+    const int nl = std::min(8, n_levels - start);
+    mass_widths_inplace(scratch.data(), n, levels + start, nl, w);
+    for (int i = 0; i < nl; ++i) out[start + i] = static_cast<int32_t>(w[i]);
   }
 }
 
@@ -381,14 +392,17 @@ int64_t count_greater(const float* v, int64_t n, float x) {
 }  // namespace
 
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
-                               int64_t query_pos, std::vector<float>& scratch, const double* known_entropy) {
+                               int64_t query_pos, std::vector<float>& scratch, const double* known_entropy,
+                               int64_t window) {
   RowMetrics m;
   m.query = static_cast<int32_t>(query_pos);
   m.n_keys = static_cast<int32_t>(n);
+  m.visible = static_cast<int32_t>(visible_keys(query_pos, window));
+  m.sink_visible = query_pos < m.visible;  // key 0 lies inside the window
   widths(probs, n, kWidthLevels.data(), int(kWidthLevels.size()), m.width.data(), scratch);
   m.entropy = known_entropy ? *known_entropy : entropy(probs, n);
   auto pos = [&](int64_t j) -> int64_t { return key_pos ? key_pos[j] : j; };
-  if (n > 0 && pos(0) == 0) {
+  if (m.sink_visible && n > 0 && pos(0) == 0) {
     const float a0 = probs[0];
     m.sink_mass = a0;
     const int64_t larger = count_greater(probs + 1, n - 1, a0);

@@ -1,11 +1,14 @@
-// Per-row attention metrics (docs methods.md §2): widths, entropy, sink, recency, top-k.
+// Per-row attention metrics (docs/methods.md §4): widths, entropy, sink, recency, top-k.
 // All functions take one probability row `probs[0..n)` over keys whose absolute positions
 // are `key_pos[0..n)` (increasing; nullptr = positions 0..n-1) for a query at position t.
 // Cost is O(n) per row: widths use histogram selection, top-k a bounded heap.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
+
+#include "analysis/layer_kind.h"
 
 namespace attnsparse::analysis {
 
@@ -15,18 +18,31 @@ inline constexpr std::array<int, 5> kRecencyWindows = {1, 8, 32, 64, 128};
 struct RowMetrics {
   int32_t query = 0;                 // t
   int32_t n_keys = 0;
+  // Keys the layer lets the query see: t+1, or min(t+1, W) with a native window W
+  // (0 = not set: t+1).
+  int32_t visible = 0;
   std::array<int32_t, 4> width{};    // W_p for kWidthLevels
   double entropy = 0;                // nats
-  double sink_mass = 0;              // a_0 (mass on the key at position 0)
+  bool sink_visible = true;          // key 0 is among the visible keys (always, in a global layer)
+  double sink_mass = 0;              // a_0 (mass on the key at position 0; 0 when not visible)
   bool sink_argmax = false;          // key 0 is the arg-max (ties: lower index wins)
   bool sink_top5 = false;            // key 0 is in the top 5
   std::array<double, 5> recency{};   // R_w for kRecencyWindows
 
-  double norm_width(int i) const { return double(width[i]) / double(query + 1); }
-  // H / ln(t+1); 0 for t = 0.
+  int64_t visible_keys() const { return visible > 0 ? visible : int64_t(query) + 1; }
+  // W_p / visible.
+  double norm_width(int i) const { return double(width[i]) / double(visible_keys()); }
+  // H / ln(visible); 0 when one key is visible.
   double norm_entropy() const;
-  static double recency_baseline(int w, int64_t t) {
-    return double(std::min<int64_t>(w, t + 1)) / double(t + 1);
+  // The uniform row's R_w over the visible keys: min(w, visible) / visible.
+  double recency_baseline_of(int i) const {
+    const int64_t v = visible_keys();
+    return double(std::min<int64_t>(kRecencyWindows[i], v)) / double(v);
+  }
+  // min(w, v) / v with v the keys visible from query t in a layer with this window (0 = global).
+  static double recency_baseline(int w, int64_t t, int64_t window = 0) {
+    const int64_t v = analysis::visible_keys(t, window);
+    return double(std::min<int64_t>(w, v)) / double(v);
   }
 };
 
@@ -37,6 +53,12 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
 // The same by weighted quickselect alone (the reference for tests and short rows).
 void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
                         int32_t* out, std::vector<float>& scratch);
+// The weighted quickselect itself, on a[0..n) (reordered), float or double entries: for
+// each target mass in `levels` (ascending; any scale, e.g. (1 - eps) times the row's sum)
+// the fewest largest entries whose sum reaches it, summed in double; n when none does.
+// theory's k_eps is this with the target (1 - eps) sum(a).
+template <typename T>
+void mass_widths_inplace(T* a, int64_t n, const double* levels, int n_levels, int64_t* out);
 
 // Indices (into probs) of the k largest entries ordered by (value desc, index asc);
 // ties are broken by the lower index. Returns min(k, n) indices.
@@ -46,9 +68,11 @@ std::vector<int32_t> topk_indices(const float* probs, int64_t n, int k);
 double entropy(const float* probs, int64_t n);
 
 // known_entropy: the row's entropy when the caller already has it (the attention kernel
-// computes it from the scores), else nullptr and it is computed from probs.
+// computes it from the scores), else nullptr and it is computed from probs. window: the
+// layer's native sliding window (0 = global), which sets `visible` and `sink_visible`;
+// the row itself holds the visible keys (the attention core gives nothing else).
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
                                int64_t query_pos, std::vector<float>& scratch,
-                               const double* known_entropy = nullptr);
+                               const double* known_entropy = nullptr, int64_t window = 0);
 
 }  // namespace attnsparse::analysis

@@ -70,7 +70,7 @@ Accumulator analyze_one(RowSource& source, const RunDocument& doc, const Documen
   info.half = int(plan.doc % 2);
   info.prefill_rows = info.decode_rows = 0;
   const int64_t slot = doc_acc.begin_document(info);
-  DocumentCollector collector(plan, params, doc_acc, slot, sink);
+  DocumentCollector collector(plan, params, doc_acc, slot, sink, source.layer_kinds());
   collector.on_progress = on_progress;
   if (plan.selected_rows > 0 || !plan.anchors.empty())
     source.run_document(doc.tokens, plan.prefill_len, collector);

@@ -1,4 +1,4 @@
-// Statistical tests used by the conjecture verdicts (methods.md §2). Double precision,
+// Statistical tests used by the conjecture verdicts (docs/methods.md §7). Double precision,
 // no external dependencies; each function is tested against textbook values.
 #pragma once
 #include <cstdint>

@@ -28,14 +28,26 @@ uint64_t SyntheticRowSource::document_seed(std::span<const int32_t> tokens) cons
   return h;
 }
 
+std::vector<LayerKind> SyntheticRowSource::layer_kinds() const {
+  std::vector<LayerKind> kinds(static_cast<size_t>(n_layers_));
+  for (size_t l = 0; l < kinds.size() && l < windows.size(); ++l) kinds[l].window = windows[l];
+  return kinds;
+}
+
+int64_t SyntheticRowSource::first_key(int layer, int64_t t) const {
+  const int64_t w = size_t(layer) < windows.size() ? windows[size_t(layer)] : 0;
+  return w > 0 ? std::max<int64_t>(0, t - w + 1) : 0;
+}
+
 void SyntheticRowSource::row(uint64_t doc_seed, int layer, int head, int64_t t,
                              std::vector<double>& probs) const {
   const HeadPattern p = pattern_(layer, head);
   const uint64_t head_seed = hash_combine(hash_combine(doc_seed, uint64_t(layer)), uint64_t(head));
   const uint64_t row_seed = hash_combine(head_seed, uint64_t(t) | (uint64_t(1) << 40));
-  probs.resize(t + 1);
+  const int64_t first = first_key(layer, t);
+  probs.resize(t + 1 - first);
   double mx = -1e300;
-  for (int64_t j = 0; j <= t; ++j) {
+  for (int64_t j = first; j <= t; ++j) {
     double s = 0;
     if (j == 0) s += p.sink;
     if (j == t - 1) s += p.previous;
@@ -44,7 +56,7 @@ void SyntheticRowSource::row(uint64_t doc_seed, int layer, int head, int64_t t,
       s += p.heavy;
     if (p.key_noise != 0) s += p.key_noise * gaussian(hash_combine(head_seed, uint64_t(j)));
     if (p.row_noise != 0) s += p.row_noise * gaussian(hash_combine(row_seed, uint64_t(j)));
-    probs[j] = s;
+    probs[j - first] = s;
     mx = std::max(mx, s);
   }
   double total = 0;
@@ -68,6 +80,7 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
         {
           std::vector<double> p;
           std::vector<float> pf;
+          std::vector<int32_t> keys;
 #pragma omp for schedule(dynamic, 4)
           for (int64_t r = 0; r < cn * n_heads_; ++r) {
             // Latest queries first, as the attention core does.
@@ -75,7 +88,11 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
             const int64_t t = c0 + cn - 1 - r / n_heads_;
             row(doc_seed, l, head, t, p);
             pf.assign(p.begin(), p.end());
-            obs->on_row(head, t, pf.data(), nullptr, t + 1);
+            // Slots are positions (no eviction); a windowed row lists its visible slots.
+            const int64_t first = first_key(l, t);
+            keys.resize(p.size());
+            for (size_t i = 0; i < keys.size(); ++i) keys[i] = int32_t(first + int64_t(i));
+            obs->on_row(head, t, pf.data(), first > 0 ? keys.data() : nullptr, int64_t(p.size()));
           }
         }
         collector.end_layer(l);

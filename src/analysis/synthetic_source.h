@@ -1,7 +1,8 @@
 // Synthetic attention rows with planted structure, for truth tests of the whole analysis
 // path (collector, accumulators, persistence, clustering, verdicts) without a model.
 //
-// Row t of head (layer, h) is softmax(s) over keys 0..t with logits
+// Row t of head (layer, h) is softmax(s) over the keys the layer lets the query see —
+// 0..t, or t-W+1..t in a layer with a native window W (`windows`) — with logits
 //   s_j = sink [j = 0] + previous [j = t-1] + recent [t - j < recent_window]
 //       + heavy [j is a heavy hitter] + key_noise z_j + row_noise z_tj
 // where z_j ~ N(0,1) is fixed per (document, layer, head, key) — a persistent preference —
@@ -12,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "analysis/row_source.h"
 
@@ -36,17 +38,22 @@ class SyntheticRowSource : public RowSource {
   int n_layers() const override { return n_layers_; }
   int n_heads() const override { return n_heads_; }
   int n_kv_heads() const override { return n_heads_; }
+  std::vector<LayerKind> layer_kinds() const override;
   void run_document(std::span<const int32_t> tokens, int64_t prefill_len,
                     DocumentCollector& collector) override;
 
   // The probabilities of one row (exposed so tests can derive expectations independently
-  // of the collector). doc_seed identifies the document (see document_seed).
+  // of the collector): probs[i] is the key at position first_key(layer, t) + i, up to t.
+  // doc_seed identifies the document (see document_seed).
   void row(uint64_t doc_seed, int layer, int head, int64_t t, std::vector<double>& probs) const;
+  int64_t first_key(int layer, int64_t t) const;
   uint64_t document_seed(std::span<const int32_t> tokens) const;
 
   // Deliver the prefill call in micro-batches of this many queries (0: one batch), in
   // the order the model's micro-batched forward pass uses (micro-batch, then layer).
   int64_t ubatch = 0;
+  // Native sliding window per layer (0 = global); empty: every layer global.
+  std::vector<int64_t> windows;
 
  private:
   int n_layers_, n_heads_;

@@ -1,10 +1,11 @@
 // attnsparse analyze MODEL --data PATH... --out DIR: streamed attention statistics, the
-// five conjectures of methods.md §2 judged with statistics, report.json + report.html.
+// five conjectures of docs/methods.md §7 judged with statistics, report.json + report.html.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "analysis/analyze_job.h"
@@ -131,7 +132,8 @@ void register_analyze(CLI::App& app) {
       "report, identical to one process's (docs/distributed.md).\n"
       "Example: attnsparse analyze model.gguf --data longbench/ --out out/ --max-tokens 4096 \\\n"
       "           --stride 4 --max-rows 4000000 --dump-rows out/rows.csv.gz");
-  static Options o;
+  auto options = std::make_shared<Options>();
+  Options& o = *options;
   add_model_options(sub, o.model_path);
   sub->add_option("--data", o.data, "data files or directories")->required()->expected(1, -1);
   sub->add_option("--out", o.out_dir, "output directory")->required();
@@ -149,7 +151,8 @@ void register_analyze(CLI::App& app) {
   add_threads_option(sub, &o.threads);
   add_ubatch_option(sub);
   add_kv_type_option(sub);
-  sub->callback([] {
+  sub->callback([options] {
+    const Options& o = *options;
     // Under mpirun / srun: the documents are shared by the ranks (docs/distributed.md).
     ShardComm* comm = dist::world();
     if (!comm) return run(o, nullptr);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
@@ -37,6 +38,13 @@ struct Timing {
   }
 };
 
+struct BenchAttentionOptions {
+  policies::BenchShape shape;
+  std::string policy_text = "dense", out_path;
+  int threads = 0, repeat = 3;
+  bool json_stdout = false, fma_peak = false;
+};
+
 void register_bench_attention(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "bench-attention", "Time dense vs sparse attention (one call, random inputs) on the same kernel");
@@ -51,10 +59,8 @@ void register_bench_attention(CLI::App& app) {
               policies::policy_help() +
               "\nExample: attnsparse bench-attention --n 16384 --head-dim 64 --heads 32 --kv-heads 4 "
               "--policy sink=64,window=960 --threads 2");
-  static policies::BenchShape shape;
-  static std::string policy_text = "dense", out_path;
-  static int threads = 0, repeat = 3;
-  static bool json_stdout = false, fma_peak = false;
+  auto options = std::make_shared<BenchAttentionOptions>();
+  auto& [shape, policy_text, out_path, threads, repeat, json_stdout, fma_peak] = *options;
   sub->add_option("--n", shape.n, "context length (keys)")->required()->check(positive_integer());
   sub->add_option("--head-dim", shape.head_dim, "head dimension (1..256)")->required()->check(CLI::Range(1, 256));
   sub->add_option("--heads", shape.heads, "query heads")->required()->check(positive_integer());
@@ -67,7 +73,8 @@ void register_bench_attention(CLI::App& app) {
   sub->add_flag("--json", json_stdout, "print the JSON result instead of the table");
   sub->add_option("--out", out_path, "also write the JSON result to this file");
   add_threads_option(sub, &threads);
-  sub->callback([] {
+  sub->callback([options] {
+    auto& [shape, policy_text, out_path, threads, repeat, json_stdout, fma_peak] = *options;
     apply_threads(threads);
     if (shape.heads % shape.kv_heads != 0)
       fail_usage("--heads {} is not a multiple of --kv-heads {}", shape.heads, shape.kv_heads);

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
@@ -23,6 +24,14 @@ namespace attnsparse::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+struct EvalPolicyOptions {
+  std::string model_path, out_path;
+  std::vector<std::string> data_paths, policy_texts;
+  int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
+  int threads = 0;
+  bool resume = false;
+};
 
 void register_eval_policy(CLI::App& app) {
   auto* sub = app.add_subcommand(
@@ -56,11 +65,9 @@ void register_eval_policy(CLI::App& app) {
               "same report. Under mpirun / srun the documents are shared by the ranks and rank 0 writes the\n"
               "report, identical to one process's apart from wall times, \"ranks\" and \"bytes_merged\"\n"
               "(docs/distributed.md).");
-  static std::string model_path, out_path;
-  static std::vector<std::string> data_paths, policy_texts;
-  static int64_t max_tokens = 1024, max_docs = 0, chunk = 512, decode_tokens = 0;
-  static int threads = 0;
-  static bool resume = false;
+  auto options = std::make_shared<EvalPolicyOptions>();
+  auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads, resume] =
+      *options;
   add_model_options(sub, model_path);
   sub->add_option("--data", data_paths, ".txt, .tok, LongBench .jsonl/.json or RULER files, or directories")
       ->required();
@@ -82,7 +89,9 @@ void register_eval_policy(CLI::App& app) {
   add_threads_option(sub, &threads);
   add_ubatch_option(sub);
   // One process, or one rank of an MPI job (comm).
-  static auto run = [](ShardComm* comm) {
+  auto run = [options](ShardComm* comm) {
+    auto& [model_path, out_path, data_paths, policy_texts, max_tokens, max_docs, chunk, decode_tokens, threads,
+           resume] = *options;
     apply_threads(threads);
     dist::default_threads(comm, threads);
     const bool root = !comm || comm->rank() == 0;
@@ -189,7 +198,7 @@ void register_eval_policy(CLI::App& app) {
     fs::remove(checkpoint, ec);
     fmt::print("report -> {} and {}\n", json_path, html_path);
   };
-  sub->callback([] {
+  sub->callback([run] {
     // Under mpirun / srun: the documents are shared by the ranks (docs/distributed.md).
     ShardComm* comm = dist::world();
     if (!comm) return run(nullptr);

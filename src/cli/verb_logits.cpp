@@ -1,13 +1,48 @@
 // attnsparse logits MODEL --tokens F --out O [--rows 0,16,31]: raw logits of one causal batch.
 #include <fmt/format.h>
 
+#include <memory>
+
 #include "cli/verb.h"
 #include "core/error.h"
+#include "model/generate.h"
 #include "model/model.h"
 #include "model/model_util.h"
 
 namespace attnsparse::cli {
 namespace {
+
+struct LogitsOptions {
+  std::string model_path, tokens_path, out_path, rows_text;
+  int threads = 0;
+  bool beyond_context = false;
+};
+
+void run_logits(const LogitsOptions& o) {
+  apply_threads(o.threads);
+  const std::vector<int32_t> tokens = read_token_file(o.tokens_path);
+  std::vector<int64_t> rows;
+  if (!o.rows_text.empty()) rows = parse_index_list(o.rows_text, "--rows");
+  for (int64_t r : rows)
+    if (r >= static_cast<int64_t>(tokens.size()))
+      fail_usage("--rows: row {} is out of range ({} tokens)", r, tokens.size());
+  auto model = load_model(o.model_path);
+  const auto& c = model->config();
+  check_token_ids(tokens, c.n_vocab, o.tokens_path);
+  // Past the training context the logits are extrapolation and the run is quadratic in
+  // the token count: refused unless asked for, then warned about.
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n > c.n_ctx && !o.beyond_context)
+    fail_file(o.tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
+              "or pass --beyond-context to evaluate them anyway", n, c.n_ctx, c.n_ctx);
+  if (n > c.n_ctx)
+    fmt::print(stderr, "attnsparse logits: warning: {} tokens exceed the model's context length of {}\n", n,
+               c.n_ctx);
+  const std::vector<float> logits = causal_logits(*model, tokens, rows);
+  write_file_atomic(o.out_path, logits.data(), logits.size() * sizeof(float));
+  const int64_t n_rows = static_cast<int64_t>(logits.size()) / c.n_vocab;
+  fmt::print("{} tokens, {} rows x {} logits -> {}\n", tokens.size(), n_rows, c.n_vocab, o.out_path);
+}
 
 void register_logits(CLI::App& app) {
   auto* sub = app.add_subcommand(
@@ -15,49 +50,18 @@ void register_logits(CLI::App& app) {
   sub->footer(
       "Writes little-endian f32, row-major [rows x n_vocab] (all rows when --rows is absent).\n"
       "Example: attnsparse logits model.gguf --tokens ids.txt --out logits.f32 --rows 0,16,31");
-  static std::string model_path, tokens_path, out_path, rows_text;
-  static int threads = 0;
-  static bool beyond_context = false;
-  add_model_options(sub, model_path);
-  sub->add_option("--tokens", tokens_path, "file of whitespace-separated token ids")->required();
-  sub->add_option("--out", out_path, "output file (f32)")->required();
-  sub->add_option("--rows", rows_text, "comma-separated token indices whose logits to write");
-  sub->add_flag("--beyond-context", beyond_context,
+  auto o = std::make_shared<LogitsOptions>();
+  add_model_options(sub, o->model_path);
+  sub->add_option("--tokens", o->tokens_path, "file of whitespace-separated token ids")->required();
+  sub->add_option("--out", o->out_path, "output file (f32)")->required();
+  sub->add_option("--rows", o->rows_text, "comma-separated token indices whose logits to write");
+  sub->add_flag("--beyond-context", o->beyond_context,
                 "evaluate more tokens than the model's context length (extrapolation; the cost "
                 "grows with the square of the token count)");
-  add_threads_option(sub, &threads);
+  add_threads_option(sub, &o->threads);
   add_ubatch_option(sub);
   add_kv_type_option(sub);
-  sub->callback([] {
-    apply_threads(threads);
-    const std::vector<int32_t> tokens = read_token_file(tokens_path);
-    ForwardOptions opts;
-    if (!rows_text.empty()) opts.logit_rows = parse_index_list(rows_text, "--rows");
-    for (int64_t r : opts.logit_rows)
-      if (r >= static_cast<int64_t>(tokens.size()))
-        fail_usage("--rows: row {} is out of range ({} tokens)", r, tokens.size());
-    auto model = load_model(model_path);
-    const auto& c = model->config();
-    for (size_t i = 0; i < tokens.size(); ++i)
-      if (tokens[i] >= c.n_vocab)
-        fail_file(tokens_path, "token id {} at index {} is out of range (vocabulary size {})",
-                  tokens[i], i, c.n_vocab);
-    // Past the training context the logits are extrapolation and the run is quadratic in
-    // the token count: refused unless asked for, then warned about.
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    if (n > c.n_ctx && !beyond_context)
-      fail_file(tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
-                "or pass --beyond-context to evaluate them anyway", n, c.n_ctx, c.n_ctx);
-    if (n > c.n_ctx)
-      fmt::print(stderr, "attnsparse logits: warning: {} tokens exceed the model's context length of {}\n", n,
-                 c.n_ctx);
-    KVCache cache = model->make_cache(n);
-    std::vector<float> logits;
-    model->forward(tokens, cache, opts, logits);
-    write_file_atomic(out_path, logits.data(), logits.size() * sizeof(float));
-    const int64_t rows = static_cast<int64_t>(logits.size()) / c.n_vocab;
-    fmt::print("{} tokens, {} rows x {} logits -> {}\n", tokens.size(), rows, c.n_vocab, out_path);
-  });
+  sub->callback([o] { run_logits(*o); });
 }
 ATTNSPARSE_VERB(register_logits);
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
@@ -41,6 +42,42 @@ const Kind* detect(const json& j) {
   return nullptr;
 }
 
+struct ReportOptions {
+  std::string in_path, out_path;
+};
+
+void run_report(const ReportOptions& o) {
+  std::ifstream in(o.in_path, std::ios::binary);
+  if (!in) fail_file(o.in_path, "cannot open");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    fail_file(o.in_path, "not valid JSON: {}", e.what());
+  }
+  const Kind* kind = detect(j);
+  if (!kind)
+    fail_file(o.in_path,
+              "not a result file of attnsparse (expected analyze's or eval-policy's report.json, theory simulate's "
+              "or fit's JSON, or the condensation experiment's results.json)");
+  std::string html;
+  try {
+    html = kind->html(j);
+  } catch (const json::exception& e) {
+    fail_file(o.in_path, "malformed {}: {}", kind->name, e.what());
+  } catch (const Error& e) {
+    fail_file(o.in_path, "malformed {}: {}", kind->name, e.what());
+  }
+  std::string out = o.out_path;
+  if (out.empty()) {
+    out = o.in_path;
+    if (out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0) out.resize(out.size() - 5);
+    out += ".html";
+  }
+  write_file_atomic(out, html.data(), html.size());
+  fmt::print("{} -> {}\n", kind->name, out);
+}
+
 void register_report(CLI::App& app) {
   auto* sub = app.add_subcommand("report", "Draw the HTML page of a result file (analyze, eval-policy, theory, condensation)");
   sub->footer(
@@ -49,40 +86,10 @@ void register_report(CLI::App& app) {
       "scripts/condensation_experiment.sh's results.json. The page is self-contained (inline SVG,\n"
       "no network) and is written next to the input (FILE.html) unless -o is given.\n"
       "Example: attnsparse report out/policies/report.json -o frontier.html");
-  static std::string in_path, out_path;
-  sub->add_option("FILE", in_path, "result file (.json)")->required();
-  sub->add_option("-o,--out", out_path, "HTML file to write (default: FILE with .html instead of .json)");
-  sub->callback([] {
-    std::ifstream in(in_path, std::ios::binary);
-    if (!in) fail_file(in_path, "cannot open");
-    json j;
-    try {
-      j = json::parse(in);
-    } catch (const json::exception& e) {
-      fail_file(in_path, "not valid JSON: {}", e.what());
-    }
-    const Kind* kind = detect(j);
-    if (!kind)
-      fail_file(in_path,
-                "not a result file of attnsparse (expected analyze's or eval-policy's report.json, theory simulate's "
-                "or fit's JSON, or the condensation experiment's results.json)");
-    std::string html;
-    try {
-      html = kind->html(j);
-    } catch (const json::exception& e) {
-      fail_file(in_path, "malformed {}: {}", kind->name, e.what());
-    } catch (const Error& e) {
-      fail_file(in_path, "malformed {}: {}", kind->name, e.what());
-    }
-    std::string out = out_path;
-    if (out.empty()) {
-      out = in_path;
-      if (out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0) out.resize(out.size() - 5);
-      out += ".html";
-    }
-    write_file_atomic(out, html.data(), html.size());
-    fmt::print("{} -> {}\n", kind->name, out);
-  });
+  auto o = std::make_shared<ReportOptions>();
+  sub->add_option("FILE", o->in_path, "result file (.json)")->required();
+  sub->add_option("-o,--out", o->out_path, "HTML file to write (default: FILE with .html instead of .json)");
+  sub->callback([o] { run_report(*o); });
 }
 ATTNSPARSE_VERB(register_report);
 

@@ -1,5 +1,5 @@
 // attnsparse theory simulate | fit: check "attention is naturally n^C-sparse"
-// (methods.md §3) in simulation and on a model's real attention rows.
+// (docs/methods.md §8) in simulation and on a model's real attention rows.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <sstream>
 
 #include "cli/verb.h"
@@ -108,6 +109,52 @@ void run_to_dir(const std::string& out_dir, const std::string& stem,
 }
 
 
+struct SimulateCliOptions {
+  std::string n_text = "1024:131072", d_text = "128", sigma_text, B_text, F_text, c_text, eps_text = "0.01,0.05",
+              out_dir, center = "mean", keys = "direct", select = "quickselect";
+  theory::SimOptions opt;
+  int threads = 0;
+  bool no_errors = false;
+};
+
+void run_simulate(SimulateCliOptions& o) {
+  apply_threads(o.threads);
+  theory::SimOptions& opt = o.opt;
+  const auto [lo, hi] = theory::parse_n_range(o.n_text);
+  opt.n_lo = lo;
+  opt.n_hi = hi;
+  opt.eps = parse_doubles(o.eps_text, "--eps");
+  opt.center = o.center == "median" ? theory::Center::Median : theory::Center::Mean;
+  opt.keys = o.keys == "reduced" ? theory::KeyMethod::Reduced : theory::KeyMethod::Direct;
+  opt.select = o.select == "sort" ? theory::SelectMethod::FullSort : theory::SelectMethod::Quickselect;
+  opt.errors = !o.no_errors;
+  const std::vector<int> ds = parse_ints(o.d_text, "--d");
+  if (o.B_text.empty() != o.F_text.empty())
+    fail_usage("--norm-bound and --weight-frobenius go together (got only {})",
+               o.B_text.empty() ? "--weight-frobenius" : "--norm-bound");
+  auto list = [](const std::string& text, const char* option) {
+    return text.empty() ? std::vector<double>{} : parse_doubles(text, option);
+  };
+  const std::vector<double> sigmas = list(o.sigma_text, "--sigma"), Bs = list(o.B_text, "--norm-bound"),
+                            Fs = list(o.F_text, "--weight-frobenius"), cs = list(o.c_text, "--logit-c");
+  opt.settings = theory::sweep_settings(ds, sigmas, Bs, Fs, cs);
+  theory::validate(opt);
+  // Under mpirun / srun the trials are shared by the ranks; rank 0 writes the output
+  // (identical to one process's apart from "seconds"; docs/distributed.md).
+  opt.comm = dist::world();
+  dist::default_threads(opt.comm, o.threads);
+  if (opt.comm && opt.comm->rank() != 0) {
+    theory::simulate(opt);
+    return;
+  }
+  run_to_dir(o.out_dir, "theory", [&opt](std::function<void(const std::string&)> progress) {
+    opt.progress = std::move(progress);
+    const auto results = theory::simulate(opt);
+    return RunOutput{theory::simulation_json(opt, results), theory::simulation_html(opt, results),
+                     theory::simulation_table(opt, results)};
+  });
+}
+
 void register_simulate(CLI::App* theory) {
   auto* sub = theory->add_subcommand(
       "simulate", "Simulate random attention rows and fit k_eps ~ n^C (Gaussian, norm-bounded, i.i.d.-logit regimes)");
@@ -126,18 +173,15 @@ void register_simulate(CLI::App* theory) {
       "  attnsparse theory simulate --n 1024:131072 --d 128 --logit-c 0.25,0.5,0.75 --out sim\n"
       "  attnsparse theory simulate --n 2^10:2^16 --d 64,128 --sigma 1,1.5 --eps 0.01,0.05 --trials 32 --out sim\n"
       "  attnsparse theory simulate --d 64 --norm-bound 2 --weight-frobenius 2,8,32,128 --out collapse");
-  static std::string n_text = "1024:131072", d_text = "128", sigma_text, B_text, F_text, c_text,
-                     eps_text = "0.01,0.05", out_dir, center = "mean", keys = "direct", select = "quickselect";
-  static theory::SimOptions opt;
-  static int threads = 0;
-  static bool no_errors = false;
-  sub->add_option("--n", n_text, "lengths LO:HI (powers of two in between; 2^a allowed)")->capture_default_str();
-  sub->add_option("--d", d_text, "head dimensions, comma-separated")->capture_default_str();
-  sub->add_option("--sigma", sigma_text, "Gaussian q/k regime: standard deviations");
-  sub->add_option("--norm-bound", B_text, "norm-bounded regime: row norms B");
-  sub->add_option("--weight-frobenius", F_text, "norm-bounded regime: Frobenius norms F of W");
-  sub->add_option("--logit-c", c_text, "i.i.d.-logit regime: c in sigma_n^2 = 2c ln n");
-  sub->add_option("--eps", eps_text, "mass levels eps, comma-separated")->capture_default_str();
+  auto o = std::make_shared<SimulateCliOptions>();
+  theory::SimOptions& opt = o->opt;
+  sub->add_option("--n", o->n_text, "lengths LO:HI (powers of two in between; 2^a allowed)")->capture_default_str();
+  sub->add_option("--d", o->d_text, "head dimensions, comma-separated")->capture_default_str();
+  sub->add_option("--sigma", o->sigma_text, "Gaussian q/k regime: standard deviations");
+  sub->add_option("--norm-bound", o->B_text, "norm-bounded regime: row norms B");
+  sub->add_option("--weight-frobenius", o->F_text, "norm-bounded regime: Frobenius norms F of W");
+  sub->add_option("--logit-c", o->c_text, "i.i.d.-logit regime: c in sigma_n^2 = 2c ln n");
+  sub->add_option("--eps", o->eps_text, "mass levels eps, comma-separated")->capture_default_str();
   sub->add_option("--trials", opt.trials, "independent rows per setting")->capture_default_str();
   sub->add_option("--seed", opt.seed, "random seed")->capture_default_str();
   sub->add_option("--k-const", opt.k_const, "the fixed budget rule k = K")->capture_default_str();
@@ -145,73 +189,44 @@ void register_simulate(CLI::App* theory) {
   sub->add_option("--exponent", opt.exponent, "dynamic rule: C (default: the fitted C of the smallest eps)");
   sub->add_option("--bootstrap", opt.bootstrap, "bootstrap resamples for the interval of C")->capture_default_str();
   sub->add_option("--level", opt.level, "confidence level of the interval")->capture_default_str();
-  sub->add_option("--center", center, "curve fitted per n: mean or median of k_eps over trials")
+  sub->add_option("--center", o->center, "curve fitted per n: mean or median of k_eps over trials")
       ->check(CLI::IsMember({"mean", "median"}))->capture_default_str();
-  sub->add_option("--keys", keys, "direct (draw key and value vectors) or reduced (exact conditional law, faster)")
+  sub->add_option("--keys", o->keys, "direct (draw key and value vectors) or reduced (exact conditional law, faster)")
       ->check(CLI::IsMember({"direct", "reduced"}))->capture_default_str();
-  sub->add_option("--select", select, "top-k selection: quickselect, or sort (slow baseline for benchmarks)")
+  sub->add_option("--select", o->select, "top-k selection: quickselect, or sort (slow baseline for benchmarks)")
       ->check(CLI::IsMember({"quickselect", "sort"}))->capture_default_str();
-  sub->add_flag("--no-errors", no_errors, "skip the output-error pass (k_eps and fits only)");
-  sub->add_option("--out", out_dir, "output directory (theory.json, theory.html)")->required();
-  add_threads_option(sub, &threads);
-  sub->callback([] {
-    apply_threads(threads);
-    const auto [lo, hi] = theory::parse_n_range(n_text);
-    opt.n_lo = lo;
-    opt.n_hi = hi;
-    opt.eps = parse_doubles(eps_text, "--eps");
-    opt.center = center == "median" ? theory::Center::Median : theory::Center::Mean;
-    opt.keys = keys == "reduced" ? theory::KeyMethod::Reduced : theory::KeyMethod::Direct;
-    opt.select = select == "sort" ? theory::SelectMethod::FullSort : theory::SelectMethod::Quickselect;
-    opt.errors = !no_errors;
-    opt.settings.clear();
-    const std::vector<int> ds = parse_ints(d_text, "--d");
-    if (B_text.empty() != F_text.empty())
-      fail_usage("--norm-bound and --weight-frobenius go together (got only {})",
-                 B_text.empty() ? "--weight-frobenius" : "--norm-bound");
-    for (int d : ds) {
-      if (!sigma_text.empty())
-        for (double s : parse_doubles(sigma_text, "--sigma")) {
-          theory::Setting st;
-          st.regime = theory::Regime::Gaussian;
-          st.d = d;
-          st.sigma = s;
-          opt.settings.push_back(st);
-        }
-      if (!B_text.empty())
-        for (double B : parse_doubles(B_text, "--norm-bound"))
-          for (double F : parse_doubles(F_text, "--weight-frobenius")) {
-            theory::Setting st;
-            st.regime = theory::Regime::NormBound;
-            st.d = d;
-            st.B = B;
-            st.F = F;
-            opt.settings.push_back(st);
-          }
-      if (!c_text.empty())
-        for (double c : parse_doubles(c_text, "--logit-c")) {
-          theory::Setting st;
-          st.regime = theory::Regime::LogitC;
-          st.d = d;
-          st.c = c;
-          opt.settings.push_back(st);
-        }
-    }
-    theory::validate(opt);
-    // Under mpirun / srun the trials are shared by the ranks; rank 0 writes the output
-    // (identical to one process's apart from "seconds"; docs/distributed.md).
-    opt.comm = dist::world();
-    dist::default_threads(opt.comm, threads);
-    if (opt.comm && opt.comm->rank() != 0) {
-      theory::simulate(opt);
-      return;
-    }
-    run_to_dir(out_dir, "theory", [](std::function<void(const std::string&)> progress) {
-      opt.progress = std::move(progress);
-      const auto results = theory::simulate(opt);
-      return RunOutput{theory::simulation_json(opt, results), theory::simulation_html(opt, results),
-                       theory::simulation_table(opt, results)};
-    });
+  sub->add_flag("--no-errors", o->no_errors, "skip the output-error pass (k_eps and fits only)");
+  sub->add_option("--out", o->out_dir, "output directory (theory.json, theory.html)")->required();
+  add_threads_option(sub, &o->threads);
+  sub->callback([o] { run_simulate(*o); });
+}
+
+struct FitCliOptions {
+  theory::FitOptions opt;
+  std::string model_path, eps_text = "0.01,0.05", out_dir;
+  std::vector<std::string> data;
+  int threads = 0;
+};
+
+void run_fit(FitCliOptions& o) {
+  apply_threads(o.threads);
+  theory::FitOptions& opt = o.opt;
+  opt.eps = parse_doubles(o.eps_text, "--eps");
+  opt.model_path = o.model_path;
+  opt.model_options = model_load_options();
+  opt.data = o.data;
+  theory::validate(opt);
+  // Under mpirun / srun the documents are shared by the ranks; rank 0 writes the output.
+  opt.comm = dist::world();
+  dist::default_threads(opt.comm, o.threads);
+  if (opt.comm && opt.comm->rank() != 0) {
+    theory::fit_model(opt);
+    return;
+  }
+  run_to_dir(o.out_dir, "theory_fit", [&opt](std::function<void(const std::string&)> progress) {
+    opt.progress = std::move(progress);
+    const theory::FitResult res = theory::fit_model(opt);
+    return RunOutput{theory::fit_json(opt, res), theory::fit_html(opt, res), theory::fit_table(opt, res)};
   });
 }
 
@@ -221,55 +236,36 @@ void register_fit(CLI::App* theory) {
   sub->footer(
       "For each document the model runs once over its first n_max tokens; every attention row is seen\n"
       "through the attention core's observer (never an n x n matrix). A row of query position t has\n"
-      "n = t+1 keys; rows are grouped by n into bins around powers of two (n in [m, 2m) -> bin m), and\n"
-      "k_eps per bin is fitted against n per layer and head. The dynamic window k = ceil(alpha n^C)\n"
-      "(alpha, C from the head's own fit at the smallest eps) is compared with the oracle top-k of the\n"
-      "same mean cost and with a recency window of that cost: error ||o - o_G|| = tau ||mu_tail - mu_G||\n"
-      "from the head's values. Writes OUT/theory_fit.json and OUT/theory_fit.html; a table on stdout.\n"
+      "n = t+1 keys (min(t+1, W) in a layer with a native sliding window W); rows are grouped by n\n"
+      "into bins around powers of two (n in [m, 2m) -> bin m), and k_eps per bin is fitted against n\n"
+      "per layer and head. The dynamic budget k = ceil(alpha n^C) (alpha, C from the head's own fit at\n"
+      "the smallest eps) is compared with the oracle top-k of the same mean cost and with a recency\n"
+      "window of that cost, run as the policies dyntopk / topk / dynwindow / sink+window by\n"
+      "eval-policy's oracle: error ||o - o_G|| = tau ||mu_tail - mu_G||. Writes OUT/theory_fit.json\n"
+      "and OUT/theory_fit.html; a table on stdout.\n"
       "Under mpirun / srun the documents are shared by the ranks (same result; docs/distributed.md).\n"
       "Example:\n"
       "  attnsparse theory fit model.gguf --data docs/ --max-tokens 2048 --docs 4 --out fit");
-  static theory::FitOptions opt;
-  static std::string model_path, eps_text = "0.01,0.05", out_dir;
-  static std::vector<std::string> data;
-  static int threads = 0;
-  add_model_options(sub, model_path);
-  sub->add_option("--data", data, "documents: .txt, .tok, LongBench/RULER .jsonl/.json files or directories")
+  auto o = std::make_shared<FitCliOptions>();
+  theory::FitOptions& opt = o->opt;
+  add_model_options(sub, o->model_path);
+  sub->add_option("--data", o->data, "documents: .txt, .tok, LongBench/RULER .jsonl/.json files or directories")
       ->required();
-  sub->add_option("--max-tokens", opt.max_tokens, "tokens per document (longer ones are cut in the middle)")
+  sub->add_option("--max-tokens", opt.max_tokens, "tokens per document (longer ones keep their first N tokens)")
       ->capture_default_str();
   sub->add_option("--min-n", opt.min_n, "smallest prefix length binned")->capture_default_str();
   sub->add_option("--docs", opt.max_docs, "use at most this many documents (0 = all)")->capture_default_str();
-  sub->add_option("--eps", eps_text, "mass levels eps, comma-separated")->capture_default_str();
+  sub->add_option("--eps", o->eps_text, "mass levels eps, comma-separated")->capture_default_str();
   sub->add_option("--rows-per-bin", opt.rows_per_bin, "query rows sampled per length bin, layer and head")
       ->capture_default_str();
   sub->add_option("--bootstrap", opt.bootstrap, "bootstrap resamples (documents) for the interval of C")
       ->capture_default_str();
   sub->add_option("--seed", opt.seed, "random seed (row sampling, bootstrap)")->capture_default_str();
-  sub->add_option("--out", out_dir, "output directory (theory_fit.json, theory_fit.html)")->required();
-  add_threads_option(sub, &threads);
+  sub->add_option("--out", o->out_dir, "output directory (theory_fit.json, theory_fit.html)")->required();
+  add_threads_option(sub, &o->threads);
   add_ubatch_option(sub);
   add_kv_type_option(sub);
-  sub->callback([] {
-    apply_threads(threads);
-    opt.eps = parse_doubles(eps_text, "--eps");
-    opt.model_path = model_path;
-    opt.model_options = model_load_options();
-    opt.data = data;
-    theory::validate(opt);
-    // Under mpirun / srun the documents are shared by the ranks; rank 0 writes the output.
-    opt.comm = dist::world();
-    dist::default_threads(opt.comm, threads);
-    if (opt.comm && opt.comm->rank() != 0) {
-      theory::fit_model(opt);
-      return;
-    }
-    run_to_dir(out_dir, "theory_fit", [](std::function<void(const std::string&)> progress) {
-      opt.progress = std::move(progress);
-      const theory::FitResult res = theory::fit_model(opt);
-      return RunOutput{theory::fit_json(opt, res), theory::fit_html(opt, res), theory::fit_table(opt, res)};
-    });
-  });
+  sub->callback([o] { run_fit(*o); });
 }
 
 void register_theory(CLI::App& app) {

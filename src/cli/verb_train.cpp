@@ -2,12 +2,30 @@
 // attention-condensation regulariser) and export it as GGUF.
 #include <fmt/format.h>
 
+#include <memory>
+
 #include "cli/verb.h"
 #include "core/error.h"
 #include "train/trainer.h"
 
 namespace attnsparse::cli {
 namespace {
+
+struct TrainCliOptions {
+  train::TrainOptions train;
+  int threads = 0;
+};
+
+void run_train(TrainCliOptions& o) {
+#ifdef ATTNSPARSE_HAVE_TORCH
+  apply_threads(o.threads);
+  o.train.threads = o.threads;
+  train::run_training(o.train);
+#else
+  (void)o;
+  fail("this build has no trainer (attnsparse-train is built only when libtorch is found): install libtorch-dev (scripts/setup.sh does) and rebuild");
+#endif
+}
 
 void register_train(CLI::App& app) {
   auto* sub = app.add_subcommand("train", "Train a small llama/gpt2 model (libtorch), optionally with the condensation regulariser, and export GGUF");
@@ -17,7 +35,7 @@ void register_train(CLI::App& app) {
       "  attnsparse train --arch llama --preset small --data out/corpus/kjv.train.txt \\\n"
       "      --val out/corpus/kjv.val.txt --tokenizer spm:4000 --steps 2000 --batch 16 --ctx 256 \\\n"
       "      --lr 2e-3 --seed 1 --threads 2 --out model.gguf\n"
-      "With the condensation regulariser (methods.md section 4):\n"
+      "With the condensation regulariser (docs/methods.md §9):\n"
       "  attnsparse train ... --reg topk:k=8,lambda=0.1 --out sparse.gguf\n"
       "Regulariser specs: topk:k=8,lambda=0.1 (tail mass) | topk:k=8,lambda=0.1,hinge=0.05 |\n"
       "  dyn:alpha=1,C=0.5,lambda=0.1 (k_t = ceil(alpha*(t+1)^C)); add layers=0,1 / heads=2,3 to restrict.\n"
@@ -25,8 +43,8 @@ void register_train(CLI::App& app) {
       "  spm:FILE.model | gguf:FILE (the vocabulary of an existing model).\n"
       "Writes OUT (GGUF), OUT.ckpt (checkpoint for --resume), OUT.csv (loss per step), OUT.svg (plot);\n"
       "progress goes to stderr, the summary table to stdout, --json FILE for programs.");
-  static train::TrainOptions o;
-  static int threads = 0;
+  auto opts = std::make_shared<TrainCliOptions>();
+  train::TrainOptions& o = opts->train;
   sub->add_option("--arch", o.arch, "llama or gpt2")->capture_default_str();
   sub->add_option("--preset", o.preset, "tiny | mini | small | base: 0.1M, 0.8M, 3.2M, 10.6M parameters besides the 2 x vocab x n_embd embeddings (llama)")->capture_default_str();
   sub->add_option("--data", o.data, "training text file(s)")->required()->expected(1, -1);
@@ -59,16 +77,8 @@ void register_train(CLI::App& app) {
   sub->add_option("--metric-k", o.metric_k, "k of the reported sparsity metrics")->capture_default_str();
   sub->add_option("--metric-eps", o.metric_eps, "eps of the (eps,k)-sparse share")->capture_default_str();
   sub->add_flag("--quiet,-q", o.quiet, "no progress output");
-  add_threads_option(sub, &threads);
-  sub->callback([] {
-#ifdef ATTNSPARSE_HAVE_TORCH
-    apply_threads(threads);
-    o.threads = threads;
-    train::run_training(o);
-#else
-    fail("this build has no trainer (attnsparse-train is built only when libtorch is found): install libtorch-dev (scripts/setup.sh does) and rebuild");
-#endif
-  });
+  add_threads_option(sub, &opts->threads);
+  sub->callback([opts] { run_train(*opts); });
 }
 ATTNSPARSE_VERB(register_train);
 

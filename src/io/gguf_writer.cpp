@@ -1,9 +1,8 @@
 // GGUF v3 writer: metadata of every type (incl. nested arrays, each value written with
-// its stored type), tensors F32/F16/BF16/Q8_0, written to path.tmp and renamed.
+// its stored type), tensors as encoded bytes of any type, written to path.tmp and renamed.
 #include "io/gguf_writer.h"
 
 #include <fmt/format.h>
-#include <omp.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -14,8 +13,6 @@
 
 #include "core/error.h"
 #include "core/files.h"
-#include "ops/matmul.h"
-#include "ops/quant/formats.h"
 
 namespace attnsparse {
 
@@ -26,25 +23,14 @@ constexpr uint32_t kGgufVersion = 3;
 
 uint32_t ggml_id(DType t) { return static_cast<uint32_t>(t); }
 
-// Every type with a quantiser in the format table (ops/quant/formats.h).
-bool writable_type(DType t) { return ops::quant::format(t).quantize != nullptr; }
-
-void check_shape(const std::string& name, DType type, const std::vector<int64_t>& shape) {
-  if (name.empty()) fail("GGUF writer: empty tensor name");
-  if (shape.empty() || shape.size() > 4)
-    fail("GGUF writer: tensor '{}' has {} dimensions (1 to 4 supported)", name, shape.size());
-  for (int64_t d : shape)
-    if (d <= 0) fail("GGUF writer: tensor '{}' has a dimension of size {}", name, d);
-  const auto& tr = dtype_traits(type);
-  if (shape.back() % tr.block_size != 0)
-    fail("GGUF writer: tensor '{}': row length {} is not a multiple of the {} block size {}", name,
-         shape.back(), tr.name, tr.block_size);
-}
-
 int64_t numel_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
+}
+
+int64_t tensor_bytes(DType type, const std::vector<int64_t>& shape) {
+  return dtype_row_bytes(type, shape.back()) * (numel_of(shape) / shape.back());
 }
 
 // Buffered little-endian output into a FILE*; errors become FormatError naming the path.
@@ -159,46 +145,45 @@ void GgufWriter::copy_metadata_prefix(const GgufFile& source, const std::string&
     if (k.compare(0, prefix.size(), prefix) == 0) set(k, v);
 }
 
-void GgufWriter::add_tensor(const std::string& name, DType type, std::vector<int64_t> shape,
-                            const float* data) {
-  if (!writable_type(type))
-    fail("GGUF writer: tensor '{}': cannot encode {}", name, dtype_name(type));
-  check_shape(name, type, shape);
-  const int64_t cols = shape.back();
-  const int64_t rows = numel_of(shape) / cols;
-  const int64_t row_bytes = dtype_row_bytes(type, cols);
-  PendingTensor t{name, type, std::move(shape), {}, {}};
-  t.bytes.resize(static_cast<size_t>(rows * row_bytes));
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r)
-    ops::quantize_row(type, data + r * cols, t.bytes.data() + r * row_bytes, cols);
-  for (const auto& p : tensors_)
-    if (p.name == name) fail("GGUF writer: duplicate tensor '{}'", name);
-  tensors_.push_back(std::move(t));
+void GgufWriter::check_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape) {
+  if (name.empty()) fail("GGUF writer: empty tensor name");
+  if (shape.empty() || shape.size() > 4)
+    fail("GGUF writer: tensor '{}' has {} dimensions (1 to 4 supported)", name, shape.size());
+  for (int64_t d : shape)
+    if (d <= 0) fail("GGUF writer: tensor '{}' has a dimension of size {}", name, d);
+  const auto& tr = dtype_traits(type);
+  if (shape.back() % tr.block_size != 0)
+    fail("GGUF writer: tensor '{}': row length {} is not a multiple of the {} block size {}", name,
+         shape.back(), tr.name, tr.block_size);
 }
 
 void GgufWriter::add_tensor_raw(const std::string& name, DType type, std::vector<int64_t> shape,
                                 const uint8_t* bytes, int64_t nbytes) {
-  check_shape(name, type, shape);
-  const int64_t expect = dtype_row_bytes(type, shape.back()) * (numel_of(shape) / shape.back());
-  if (nbytes != expect)
+  check_tensor(name, type, shape);
+  if (nbytes != tensor_bytes(type, shape))
     fail("GGUF writer: tensor '{}': {} bytes given, {} {} needs {}", name, nbytes,
-         dtype_name(type), numel_of(shape), expect);
-  for (const auto& p : tensors_)
-    if (p.name == name) fail("GGUF writer: duplicate tensor '{}'", name);
-  PendingTensor t{name, type, std::move(shape), std::vector<uint8_t>(bytes, bytes + nbytes), {}};
-  tensors_.push_back(std::move(t));
+         dtype_name(type), numel_of(shape), tensor_bytes(type, shape));
+  add_tensor_bytes(name, type, std::move(shape), std::vector<uint8_t>(bytes, bytes + nbytes));
 }
 
-void GgufWriter::add_tensor_generated(const std::string& name, DType type,
-                                      std::vector<int64_t> shape, RowGenerator gen) {
-  if (!writable_type(type))
-    fail("GGUF writer: tensor '{}': cannot encode {}", name, dtype_name(type));
-  check_shape(name, type, shape);
-  if (!gen) fail("GGUF writer: tensor '{}': empty generator", name);
+void GgufWriter::add_tensor_bytes(const std::string& name, DType type, std::vector<int64_t> shape,
+                                  std::vector<uint8_t> bytes) {
+  check_tensor(name, type, shape);
+  if (static_cast<int64_t>(bytes.size()) != tensor_bytes(type, shape))
+    fail("GGUF writer: tensor '{}': {} bytes given, {} {} needs {}", name, bytes.size(),
+         dtype_name(type), numel_of(shape), tensor_bytes(type, shape));
   for (const auto& p : tensors_)
     if (p.name == name) fail("GGUF writer: duplicate tensor '{}'", name);
-  tensors_.push_back(PendingTensor{name, type, std::move(shape), {}, std::move(gen)});
+  tensors_.push_back(PendingTensor{name, type, std::move(shape), std::move(bytes), {}});
+}
+
+void GgufWriter::add_tensor_streamed(const std::string& name, DType type,
+                                     std::vector<int64_t> shape, RowBytes fill) {
+  check_tensor(name, type, shape);
+  if (!fill) fail("GGUF writer: tensor '{}': empty generator", name);
+  for (const auto& p : tensors_)
+    if (p.name == name) fail("GGUF writer: duplicate tensor '{}'", name);
+  tensors_.push_back(PendingTensor{name, type, std::move(shape), {}, std::move(fill)});
 }
 
 void GgufWriter::write(const std::string& path) const {
@@ -237,14 +222,13 @@ void GgufWriter::write(const std::string& path) const {
       for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) o.pod<uint64_t>(*it);
       o.pod<uint32_t>(ggml_id(t.type));
       o.pod<uint64_t>(offset);
-      const uint64_t nbytes = dtype_row_bytes(t.type, t.shape.back()) * (numel_of(t.shape) / t.shape.back());
+      const uint64_t nbytes = static_cast<uint64_t>(tensor_bytes(t.type, t.shape));
       offset += (nbytes + alignment - 1) / alignment * alignment;
     }
     o.pad_to(alignment);
 
-    // Generated tensors are double-buffered: block k+1 is generated and encoded while
-    // a background task writes block k, so the CPU work overlaps the disk writes.
-    std::vector<float> fbuf;
+    // Streamed tensors are double-buffered: block k+1 is produced (generated, encoded)
+    // while a background task writes block k, so the CPU work overlaps the disk writes.
     std::vector<uint8_t> qbuf[2];
     int cur = 0;
     std::future<void> pending;
@@ -252,7 +236,7 @@ void GgufWriter::write(const std::string& path) const {
       if (pending.valid()) pending.get();  // rethrows a write error
     };
     for (const auto& t : tensors_) {
-      if (!t.gen) {
+      if (!t.fill) {
         wait_pending();
         o.bytes(t.bytes.data(), t.bytes.size());
       } else {
@@ -265,12 +249,8 @@ void GgufWriter::write(const std::string& path) const {
           const int64_t nr = std::min(block_rows, rows - r0);
           std::vector<uint8_t>& q = qbuf[cur];
           cur ^= 1;
-          fbuf.resize(static_cast<size_t>(nr * cols));
           q.resize(static_cast<size_t>(nr * row_bytes));
-          t.gen(r0, nr, fbuf.data());
-#pragma omp parallel for schedule(static) if (nr * cols > (1 << 16))
-          for (int64_t r = 0; r < nr; ++r)
-            ops::quantize_row(t.type, fbuf.data() + r * cols, q.data() + r * row_bytes, cols);
+          t.fill(r0, nr, q.data());
           wait_pending();
           pending = std::async(std::launch::async, [&o, &q] { o.bytes(q.data(), q.size()); });
         }

@@ -23,21 +23,26 @@ class GgufWriter {
   // Copies every tokenizer.* key of `source` (e.g. synth --vocab-from).
   void copy_metadata_prefix(const GgufFile& source, const std::string& prefix);
 
-  // shape is outermost first (as TensorInfo); `data` holds numel f32 values that are
-  // converted to `type` (any type ops::quantize_row can write).
-  void add_tensor(const std::string& name, DType type, std::vector<int64_t> shape,
-                  const float* data);
-  // Already-encoded bytes of `type` (copied).
+  // Tensors are encoded bytes of `type` (this writer knows the container, not how to
+  // encode values: model/gguf_encode.h turns f32 values into any weight type and calls
+  // these). shape is outermost first (as TensorInfo); the bytes are dtype_row_bytes(type,
+  // shape.back()) per row. add_tensor_raw copies them, add_tensor_bytes takes them.
   void add_tensor_raw(const std::string& name, DType type, std::vector<int64_t> shape,
                       const uint8_t* bytes, int64_t nbytes);
+  void add_tensor_bytes(const std::string& name, DType type, std::vector<int64_t> shape,
+                        std::vector<uint8_t> bytes);
 
-  // Streaming: the tensor's f32 values are produced at write time, a block of rows at a
-  // time (rows = numel / innermost dim, each of `cols` values), converted to `type` and
-  // written, so peak memory stays far below the file size (synthetic models).
-  // gen(row0, nrows, dst) fills dst[0 .. nrows*cols); calls come in row order.
-  using RowGenerator = std::function<void(int64_t row0, int64_t nrows, float* dst)>;
-  void add_tensor_generated(const std::string& name, DType type, std::vector<int64_t> shape,
-                            RowGenerator gen);
+  // Streaming: the tensor's bytes are produced at write time, a block of rows at a time
+  // (rows = numel / innermost dim), so peak memory stays far below the file size
+  // (synthetic models, quantize). fill(row0, nrows, dst) writes nrows encoded rows to dst;
+  // calls come in row order, and the writer writes one block while the next is filled.
+  using RowBytes = std::function<void(int64_t row0, int64_t nrows, uint8_t* dst)>;
+  void add_tensor_streamed(const std::string& name, DType type, std::vector<int64_t> shape,
+                           RowBytes fill);
+
+  // The checks every add_tensor_* makes: a name, 1 to 4 positive dimensions, rows whole
+  // blocks of `type`. Throws Error naming the tensor.
+  static void check_tensor(const std::string& name, DType type, const std::vector<int64_t>& shape);
 
   size_t n_tensors() const { return tensors_.size(); }
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
@@ -51,7 +56,7 @@ class GgufWriter {
     DType type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
-    RowGenerator gen;  // set for add_tensor_generated (then bytes is empty)
+    RowBytes fill;  // set for add_tensor_streamed (then bytes is empty)
   };
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<PendingTensor> tensors_;

@@ -139,3 +139,77 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
 }
 
 }  // namespace attnsparse
+
+namespace attnsparse {
+
+int64_t generation_budget(const ModelConfig& config, int64_t prompt_tokens, int64_t n_new) {
+  if (n_new < 0) fail_usage("the number of new tokens must not be negative, got {}", n_new);
+  if (prompt_tokens <= 0) fail_usage("the prompt encodes to no tokens (give some text)");
+  if (prompt_tokens >= config.n_ctx)
+    fail_usage("the prompt has {} tokens; the model's context is {}", prompt_tokens, config.n_ctx);
+  return std::min(n_new, config.n_ctx - prompt_tokens);
+}
+
+size_t incomplete_utf8_tail(const std::string& s) {
+  for (size_t back = 1; back <= 3 && back <= s.size(); ++back) {
+    const unsigned char c = static_cast<unsigned char>(s[s.size() - back]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
+    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
+}
+
+ContinuationText::ContinuationText(const Tokenizer& tokenizer, std::span<const int32_t> prompt)
+    : tokenizer_(tokenizer), all_(prompt.begin(), prompt.end()), decoded_(tokenizer.decode(all_)),
+      given_(decoded_.size()) {}
+
+std::string ContinuationText::push(int32_t token) {
+  all_.push_back(token);
+  decoded_ = tokenizer_.decode(all_);
+  const size_t ready = decoded_.size() - incomplete_utf8_tail(decoded_);
+  if (ready <= given_) return {};
+  std::string out = decoded_.substr(given_, ready - given_);
+  given_ = ready;
+  return out;
+}
+
+std::string ContinuationText::finish() {
+  if (decoded_.size() <= given_) return {};
+  std::string out = decoded_.substr(given_);
+  given_ = decoded_.size();
+  return out;
+}
+
+std::string ContinuationText::of(const Tokenizer& tokenizer, std::span<const int32_t> prompt,
+                                 std::span<const int32_t> continuation) {
+  std::vector<int32_t> all(prompt.begin(), prompt.end());
+  const std::string before = tokenizer.decode(all);
+  all.insert(all.end(), continuation.begin(), continuation.end());
+  const std::string after = tokenizer.decode(all);
+  return after.substr(std::min(before.size(), after.size()));
+}
+
+int64_t default_perplexity_ctx(const ModelConfig& config) { return std::min<int64_t>(512, config.n_ctx); }
+
+int64_t default_perplexity_stride(int64_t ctx) { return std::max<int64_t>(1, ctx / 2); }
+
+double bits_per_byte(const PerplexityResult& r, int64_t bytes) {
+  return r.nll_sum / std::log(2.0) / static_cast<double>(bytes);
+}
+
+std::vector<float> causal_logits(const Model& model, std::span<const int32_t> tokens,
+                                 const std::vector<int64_t>& rows, AttentionHooks* hooks) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  for (int64_t r : rows)
+    if (r < 0 || r >= n) fail_usage("row {} is out of range ({} tokens)", r, n);
+  KVCache cache = model.make_cache(n);
+  ForwardOptions opts;
+  opts.logit_rows = rows;
+  opts.hooks = hooks;
+  std::vector<float> logits;
+  model.forward(tokens, cache, opts, logits);
+  return logits;
+}
+
+}  // namespace attnsparse

@@ -1,10 +1,13 @@
-// Text generation and perplexity on a loaded Model: sampling (greedy, temperature, top-p
-// with a seed), the decode loop on the KV cache, sliding-window perplexity.
+// Text generation, perplexity and logits on a loaded Model: sampling (greedy, temperature,
+// top-p with a seed), the decode loop on the KV cache, the text of a continuation as it
+// grows, sliding-window perplexity, the logits of one causal batch. The engines of the
+// generate, perplexity and logits verbs and of the Python Model.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "model/model.h"
@@ -41,6 +44,34 @@ GenerateResult generate(const Model& model, std::span<const int32_t> prompt, int
                         const SamplingParams& params,
                         const std::function<void(int32_t)>& on_token = {});
 
+// How many tokens generate() may add after a prompt of `prompt_tokens` tokens: n_new, or
+// fewer so that prompt and continuation stay within the model's context (the caller says
+// so when it is fewer). Throws UsageError for an empty prompt or one that fills the context.
+int64_t generation_budget(const ModelConfig& config, int64_t prompt_tokens, int64_t n_new);
+
+// The text of a continuation while it grows: the tokens are decoded with the prompt in
+// front (so the first new token keeps its leading space), and push() hands back the
+// bytes that became final, holding back an incomplete UTF-8 sequence at the end until
+// the next token completes it (a terminal never sees half a character).
+class ContinuationText {
+ public:
+  ContinuationText(const Tokenizer& tokenizer, std::span<const int32_t> prompt);
+  std::string push(int32_t token);  // the new final bytes (may be empty)
+  std::string finish();             // whatever is still held back
+  // The continuation decoded at once (what push() and finish() hand out in total).
+  static std::string of(const Tokenizer& tokenizer, std::span<const int32_t> prompt,
+                        std::span<const int32_t> continuation);
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::vector<int32_t> all_;
+  std::string decoded_;
+  size_t given_ = 0;  // bytes of decoded_ handed out or belonging to the prompt
+};
+
+// Bytes at the end of s that start an incomplete UTF-8 sequence (0 when s ends complete).
+size_t incomplete_utf8_tail(const std::string& s);
+
 // Next-token negative log-likelihood (nats) of `target` under one row of logits:
 // log-sum-exp in double around the row's maximum, minus the target's logit. When argmax
 // is given it receives the row's arg-max (the lowest id on ties). Non-finite logits give
@@ -66,5 +97,18 @@ struct PerplexityResult {
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, int64_t ctx,
                             int64_t stride,
                             const std::function<void(int64_t, int64_t)>& progress = {});
+
+// The windows when the caller gives none: ctx = min(512, the model's context), and a
+// stride of half of ctx (at least 1).
+int64_t default_perplexity_ctx(const ModelConfig& config);
+int64_t default_perplexity_stride(int64_t ctx);
+// The summed NLL in bits per byte of a text of `bytes` bytes (its scored tokens' share).
+double bits_per_byte(const PerplexityResult& r, int64_t bytes);
+
+// Logits of `tokens` evaluated as one causal batch from position 0: [rows x n_vocab] for
+// the requested rows (indices into tokens; empty = every row), in the order given.
+// Throws UsageError for a row out of range. hooks: as ForwardOptions::hooks.
+std::vector<float> causal_logits(const Model& model, std::span<const int32_t> tokens,
+                                 const std::vector<int64_t>& rows = {}, AttentionHooks* hooks = nullptr);
 
 }  // namespace attnsparse

@@ -10,6 +10,12 @@
 
 namespace attnsparse {
 
+void check_token_ids(std::span<const int32_t> tokens, int64_t n_vocab, const std::string& source) {
+  for (size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= n_vocab)
+      fail_file(source, "token id {} at index {} is out of range (vocabulary size {})", tokens[i], i, n_vocab);
+}
+
 std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option) {
   std::vector<int64_t> out;
   std::stringstream ss(text);

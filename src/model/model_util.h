@@ -1,12 +1,17 @@
 // Small helpers shared by the model verbs and tests.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "io/corpus.h"  // read_token_file
 
 namespace attnsparse {
+
+// Throws FormatError naming `source` for the first token id outside the vocabulary
+// [0, n_vocab) ("token id X at index I is out of range (vocabulary size V)").
+void check_token_ids(std::span<const int32_t> tokens, int64_t n_vocab, const std::string& source);
 
 // Comma-separated non-negative integers ("0,16,31"); throws UsageError.
 std::vector<int64_t> parse_index_list(const std::string& text, const std::string& option);

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "ops/quant/formats.h"
 #include "ops/quant/mix.h"
 
@@ -147,7 +148,7 @@ struct Fill {
   float alt_std = 0.f;
 };
 
-GgufWriter::RowGenerator make_generator(uint64_t key, int64_t cols, Fill fill) {
+RowGenerator make_generator(uint64_t key, int64_t cols, Fill fill) {
   return [key, cols, fill](int64_t row0, int64_t nrows, float* dst) {
 #pragma omp parallel for schedule(static) if (nrows * cols > (1 << 15))
     for (int64_t r = 0; r < nrows; ++r) {
@@ -170,7 +171,7 @@ uint32_t llama_file_type(DType t) {  // llama.cpp's LLAMA_FTYPE_*
 void write_synthetic_model(const SynthOptions& opts, const std::string& out_path,
                            const SynthProgress& progress) {
   const SynthPreset& p = find_synth_preset(opts.preset);
-  if (ops::quant::format(opts.dtype).quantize == nullptr)
+  if (!gguf_can_encode(opts.dtype))
     fail_usage("--dtype: {} cannot be written ({})", dtype_name(opts.dtype), ops::quant::writable_type_names());
   if (opts.layers < 0) fail_usage("--layers must be positive, got {}", opts.layers);
   const int64_t n_layer = opts.layers > 0 ? opts.layers : p.n_layer;
@@ -364,7 +365,7 @@ void write_synthetic_model(const SynthOptions& opts, const std::string& out_path
         gen(row0, nrows, dst);
       };
     }
-    w.add_tensor_generated(t.name, t.type, t.shape, std::move(gen));
+    add_generated_tensor(w, t.name, t.type, t.shape, std::move(gen));
   }
   w.write(out_path);
   if (progress) progress(total, total, "");

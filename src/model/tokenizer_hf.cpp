@@ -133,11 +133,9 @@ void read_normalizer(const json& n, const std::string& path, bool& prepend, bool
 
 namespace tok {
 namespace {
-std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
-  const std::string path = (fs::path(dir) / "tokenizer.json").string();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) fail_file(dir, "no tokenizer.json in the model directory");
-  const json j = read_json(path);
+
+// tokenizer.json's "model" object, checked to be a BPE model with a vocabulary.
+const json& bpe_model(const json& j, const std::string& path) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     fail_file(path, "missing the 'model' object");
   const json& m = j["model"];
@@ -148,15 +146,28 @@ std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
   if (model_type != "BPE")
     fail_file(path, "tokenizer model type '{}' is not supported (BPE)", printable(model_type, 60));
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail_file(path, "model.vocab must be an object");
+  return m;
+}
 
-  VocabSpec spec;
-  spec.source = path;
-  // Vocabulary: model.vocab plus added_tokens, by id.
+// Token texts by id and ids by text: model.vocab plus added_tokens.
+struct Vocabulary {
   std::map<int64_t, std::string> by_id;
+  std::unordered_map<std::string, int32_t> id_by_text;
+  int64_t n = 0;  // ids 0 .. n-1 (the largest id + 1)
+  int32_t id_of(const std::string& text) const {
+    auto it = id_by_text.find(text);
+    return it == id_by_text.end() ? -1 : it->second;
+  }
+};
+
+// Fills spec.tokens and the token types (unnamed ids unused, added tokens control or
+// user-defined, their lstrip / rstrip).
+Vocabulary read_vocabulary(const json& j, const json& m, const std::string& path, VocabSpec& spec) {
+  Vocabulary v;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
-      fail_file(path, "model.vocab['{}'] is not a token id", it.key());
-    by_id[it.value().get<int64_t>()] = it.key();
+      fail_file(path, "model.vocab['{}'] is not a token id", printable(it.key(), 60));
+    v.by_id[it.value().get<int64_t>()] = it.key();
   }
   struct Added {
     int64_t id;
@@ -171,16 +182,16 @@ std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
         fail_file(path, "added_tokens entries need an integer id and a string content");
       added.push_back({a["id"].get<int64_t>(), a["content"].get<std::string>(),
                        json_bool_or(a, "special", false, path), json_bool_or(a, "lstrip", false, path), json_bool_or(a, "rstrip", false, path)});
-      by_id[added.back().id] = added.back().content;
+      v.by_id[added.back().id] = added.back().content;
     }
   }
-  if (by_id.empty()) fail_file(path, "the vocabulary is empty");
-  const int64_t n = by_id.rbegin()->first + 1;
-  if (n > (int64_t{1} << 24)) fail_file(path, "token id {} is implausibly large", n - 1);
-  spec.tokens.assign(n, std::string());
-  spec.types.assign(n, kNormal);
-  for (int64_t i = 0; i < n; ++i) spec.types[i] = kUnused;  // ids no entry names
-  for (const auto& [id, text] : by_id) {
+  if (v.by_id.empty()) fail_file(path, "the vocabulary is empty");
+  v.n = v.by_id.rbegin()->first + 1;
+  if (v.n > (int64_t{1} << 24)) fail_file(path, "token id {} is implausibly large", v.n - 1);
+  spec.tokens.assign(v.n, std::string());
+  spec.types.assign(v.n, kNormal);
+  for (int64_t i = 0; i < v.n; ++i) spec.types[i] = kUnused;  // ids no entry names
+  for (const auto& [id, text] : v.by_id) {
     spec.tokens[id] = text;
     spec.types[id] = kNormal;
   }
@@ -189,14 +200,12 @@ std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
     if (a.lstrip) spec.lstrip.push_back(static_cast<int32_t>(a.id));
     if (a.rstrip) spec.rstrip.push_back(static_cast<int32_t>(a.id));
   }
-  std::unordered_map<std::string, int32_t> id_by_text;
-  for (const auto& [id, t] : by_id) id_by_text.emplace(t, static_cast<int32_t>(id));
-  auto id_of = [&](const std::string& text) -> int32_t {
-    auto it = id_by_text.find(text);
-    return it == id_by_text.end() ? -1 : it->second;
-  };
+  for (const auto& [id, t] : v.by_id) v.id_by_text.emplace(t, static_cast<int32_t>(id));
+  return v;
+}
 
-  // Merges: "a b" strings or ["a", "b"] pairs, in rank order.
+// Merges: "a b" strings or ["a", "b"] pairs, in rank order.
+void read_merges(const json& m, const std::string& path, VocabSpec& spec) {
   if (m.contains("merges") && m["merges"].is_array()) {
     spec.merges.reserve(m["merges"].size());
     for (const json& mg : m["merges"]) {
@@ -213,7 +222,12 @@ std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
     }
   }
   spec.ignore_merges = json_bool_or(m, "ignore_merges", false, path);
+}
 
+// Byte-level BPE (GPT-2 style) or SentencePiece-style BPE (byte fallback, ▁ for spaces),
+// from the pre-tokenizer and normalizer; then the unknown token.
+void choose_algorithm(const json& j, const json& m, const std::string& path, const Vocabulary& v,
+                      VocabSpec& spec) {
   PreTokenizer pre;
   if (j.contains("pre_tokenizer")) read_pre_tokenizer(j["pre_tokenizer"], path, pre);
   bool prepend = false, replace_space = false;
@@ -235,7 +249,7 @@ std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
     char buf[8];
     for (int b = 0; b < 256; ++b) {
       snprintf(buf, sizeof buf, "<0x%02X>", b);
-      const int32_t id = id_of(buf);
+      const int32_t id = v.id_of(buf);
       if (id >= 0 && spec.types[id] == kNormal) spec.types[id] = kByte;
     }
   } else {
@@ -243,78 +257,110 @@ std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
                     "SentencePiece-style byte fallback / ▁ normalizer");
   }
   if (m.contains("unk_token") && m["unk_token"].is_string()) {
-    spec.unk = id_of(m["unk_token"].get<std::string>());
+    spec.unk = v.id_of(m["unk_token"].get<std::string>());
     if (spec.unk >= 0) spec.types[spec.unk] = kUnknown;
   }
+}
 
-  // BOS / EOS: tokenizer_config.json, then the post-processor template, then config.json.
-  const std::string tc_path = (fs::path(dir) / "tokenizer_config.json").string();
+// Whether BOS / EOS are added, when a source says so.
+struct AddSpecials {
+  std::optional<bool> bos, eos;
+};
+
+// tokenizer_config.json: bos_token / eos_token and add_bos_token / add_eos_token.
+void read_tokenizer_config(const std::string& tc_path, const Vocabulary& v, VocabSpec& spec, AddSpecials& add) {
+  std::error_code ec;
   json tc = json::object();
   if (fs::exists(tc_path, ec)) tc = read_json(tc_path);
   if (!tc.is_object()) fail_file(tc_path, "expected a JSON object");
-  std::optional<bool> add_bos, add_eos;
   if (tc.contains("bos_token") && !tc["bos_token"].is_null()) {
     const std::string b = token_content(tc["bos_token"]);
     if (b.empty()) fail_file(tc_path, "bos_token must be a string or an object with content");
-    spec.bos = id_of(b);
+    spec.bos = v.id_of(b);
     if (spec.bos < 0) fail_file(tc_path, "bos_token '{}' is not in the vocabulary", printable(b, 60));
   }
   if (tc.contains("eos_token") && !tc["eos_token"].is_null()) {
     const std::string e = token_content(tc["eos_token"]);
     if (e.empty()) fail_file(tc_path, "eos_token must be a string or an object with content");
-    spec.eos = id_of(e);
+    spec.eos = v.id_of(e);
     if (spec.eos < 0) fail_file(tc_path, "eos_token '{}' is not in the vocabulary", printable(e, 60));
   }
   for (const char* key : {"add_bos_token", "add_eos_token"}) {
     if (!tc.contains(key) || tc[key].is_null()) continue;
     if (!tc[key].is_boolean()) fail_file(tc_path, "{} must be true or false", key);
-    (key[4] == 'b' ? add_bos : add_eos) = tc[key].get<bool>();
+    (key[4] == 'b' ? add.bos : add.eos) = tc[key].get<bool>();
   }
-  // TemplateProcessing: special tokens before / after the sequence "A" are BOS / EOS.
-  if (j.contains("post_processor") && j["post_processor"].is_object()) {
-    const json& pp = j["post_processor"];
-    const json* tmpl = nullptr;
-    if (json_string_or(pp, "type", std::string(), path) == "TemplateProcessing") tmpl = &pp;
-    else if (json_string_or(pp, "type", std::string(), path) == "Sequence" && pp.contains("processors") &&
-             pp["processors"].is_array())
-      for (const json& q : pp["processors"])
-        if (json_string_or(q, "type", std::string(), path) == "TemplateProcessing") tmpl = &q;
-    if (tmpl && tmpl->contains("single") && (*tmpl)["single"].is_array()) {
-      bool seen_seq = false;
-      for (const json& item : (*tmpl)["single"]) {
-        if (item.contains("Sequence")) {
-          seen_seq = true;
-        } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id")) {
-          const int32_t id = id_of(item["SpecialToken"]["id"].get<std::string>());
-          if (id < 0) continue;
-          if (!seen_seq) {
-            if (spec.bos < 0) spec.bos = id;
-            if (!add_bos) add_bos = id == spec.bos;
-          } else {
-            if (spec.eos < 0) spec.eos = id;
-            if (!add_eos) add_eos = id == spec.eos;
-          }
-        }
+}
+
+// The post-processor's TemplateProcessing: special tokens before / after the sequence
+// "A" are BOS / EOS (where no earlier source named them) and are added.
+void read_template_specials(const json& j, const std::string& path, const Vocabulary& v, VocabSpec& spec,
+                            AddSpecials& add) {
+  if (!j.contains("post_processor") || !j["post_processor"].is_object()) return;
+  const json& pp = j["post_processor"];
+  const json* tmpl = nullptr;
+  if (json_string_or(pp, "type", std::string(), path) == "TemplateProcessing") tmpl = &pp;
+  else if (json_string_or(pp, "type", std::string(), path) == "Sequence" && pp.contains("processors") &&
+           pp["processors"].is_array())
+    for (const json& q : pp["processors"])
+      if (json_string_or(q, "type", std::string(), path) == "TemplateProcessing") tmpl = &q;
+  if (!tmpl || !tmpl->contains("single") || !(*tmpl)["single"].is_array()) return;
+  bool seen_seq = false;
+  for (const json& item : (*tmpl)["single"]) {
+    if (item.contains("Sequence")) {
+      seen_seq = true;
+    } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id")) {
+      const int32_t id = v.id_of(item["SpecialToken"]["id"].get<std::string>());
+      if (id < 0) continue;
+      if (!seen_seq) {
+        if (spec.bos < 0) spec.bos = id;
+        if (!add.bos) add.bos = id == spec.bos;
+      } else {
+        if (spec.eos < 0) spec.eos = id;
+        if (!add.eos) add.eos = id == spec.eos;
       }
     }
   }
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if ((spec.bos < 0 || spec.eos < 0) && fs::exists(cfg_path, ec)) {
-    const json cfg = read_json(cfg_path);
-    auto cfg_id = [&](const char* key, int32_t& dst) {
-      if (dst >= 0 || !cfg.is_object() || !cfg.contains(key)) return;
-      const json& v = cfg[key];
-      const json& x = v.is_array() && !v.empty() ? v[0] : v;  // eos_token_id may be a list
-      if (x.is_number_integer() && x.get<int64_t>() >= 0 && x.get<int64_t>() < n)
-        dst = static_cast<int32_t>(x.get<int64_t>());
-    };
-    cfg_id("bos_token_id", spec.bos);
-    cfg_id("eos_token_id", spec.eos);
-  }
+}
+
+// config.json's bos_token_id / eos_token_id where nothing else named them.
+void read_config_specials(const std::string& cfg_path, int64_t n_vocab, VocabSpec& spec) {
+  std::error_code ec;
+  if ((spec.bos >= 0 && spec.eos >= 0) || !fs::exists(cfg_path, ec)) return;
+  const json cfg = read_json(cfg_path);
+  auto cfg_id = [&](const char* key, int32_t& dst) {
+    if (dst >= 0 || !cfg.is_object() || !cfg.contains(key)) return;
+    const json& v = cfg[key];
+    const json& x = v.is_array() && !v.empty() ? v[0] : v;  // eos_token_id may be a list
+    if (x.is_number_integer() && x.get<int64_t>() >= 0 && x.get<int64_t>() < n_vocab)
+      dst = static_cast<int32_t>(x.get<int64_t>());
+  };
+  cfg_id("bos_token_id", spec.bos);
+  cfg_id("eos_token_id", spec.eos);
+}
+
+std::unique_ptr<Tokenizer> from_hf_dir_impl(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "tokenizer.json").string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail_file(dir, "no tokenizer.json in the model directory");
+  const json j = read_json(path);
+  const json& m = bpe_model(j, path);
+  VocabSpec spec;
+  spec.source = path;
+  const Vocabulary vocab = read_vocabulary(j, m, path, spec);
+  read_merges(m, path, spec);
+  choose_algorithm(j, m, path, vocab, spec);
+
+  // BOS / EOS: tokenizer_config.json, then the post-processor template, then config.json.
+  const std::string tc_path = (fs::path(dir) / "tokenizer_config.json").string();
+  AddSpecials add;
+  read_tokenizer_config(tc_path, vocab, spec, add);
+  read_template_specials(j, path, vocab, spec, add);
+  read_config_specials((fs::path(dir) / "config.json").string(), vocab.n, spec);
   // Without any setting, SentencePiece-style (Llama 2) tokenizers add BOS, as
   // LlamaTokenizer does by default; byte-level ones add nothing.
-  spec.add_bos = add_bos.value_or(spec.algo == Algo::SpmBpe && spec.bos >= 0);
-  spec.add_eos = add_eos.value_or(false);
+  spec.add_bos = add.bos.value_or(spec.algo == Algo::SpmBpe && spec.bos >= 0);
+  spec.add_eos = add.eos.value_or(false);
   if (spec.add_bos && spec.bos < 0) fail_file(tc_path, "add_bos_token is set but no bos_token is defined");
   if (spec.add_eos && spec.eos < 0) fail_file(tc_path, "add_eos_token is set but no eos_token is defined");
   return std::make_unique<TokenizerImpl>(std::move(spec));

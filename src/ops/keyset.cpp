@@ -173,7 +173,9 @@ int64_t closed_count(const KeySet& s, int64_t t) {
 }  // namespace
 
 int64_t KeySet::kept(int n_head, int64_t n_q, int64_t q_pos0, int64_t n_kv,
-                     const int32_t* key_pos) const {
+                     const int32_t* key_pos, int64_t window) const {
+  // Inside the native window: 0 <= t - p < window.
+  auto inside = [window](int64_t t, int64_t p) { return window <= 0 || t - p < window; };
   // A cache whose slot j holds position j counts with the closed forms.
   if (key_pos != nullptr) {
     bool identity = true;
@@ -187,11 +189,13 @@ int64_t KeySet::kept(int n_head, int64_t n_q, int64_t q_pos0, int64_t n_kv,
       // Count head h alone: a shared sub-set counted for one head.
       const KeySet& sub = (*heads_)[h];
       if (sub.sub_heads_ == 1) {
-        total += sub.kept(1, n_q, q_pos0, n_kv, key_pos);
+        total += sub.kept(1, n_q, q_pos0, n_kv, key_pos, window);
       } else {
         for (int64_t i = 0; i < n_q; ++i)
-          for (int64_t j = 0; j < n_kv; ++j)
-            total += sub.contains(h, i, q_pos0 + i, j, key_pos ? key_pos[j] : j);
+          for (int64_t j = 0; j < n_kv; ++j) {
+            const int64_t p = key_pos ? key_pos[j] : j;
+            total += sub.contains(h, i, q_pos0 + i, j, p) && inside(q_pos0 + i, p);
+          }
       }
     }
     return total;
@@ -203,13 +207,15 @@ int64_t KeySet::kept(int n_head, int64_t n_q, int64_t q_pos0, int64_t n_kv,
     for (int64_t i = 0; i < n_q; ++i) {
       const int64_t t = q_pos0 + i;
       int64_t c = -1;
-      if (key_pos == nullptr && n_kv > t) c = closed_count(*this, t);
+      if (key_pos == nullptr && n_kv > t && window <= 0) c = closed_count(*this, t);
       if (c < 0 && kind_ == Kind::IndexList) {
         c = 0;
-        for (const int32_t* x = row_begin(h, i); x != row_end(h, i); ++x)
-          c += *x < n_kv && (key_pos ? key_pos[*x] : *x) <= t;
+        for (const int32_t* x = row_begin(h, i); x != row_end(h, i); ++x) {
+          const int64_t p = key_pos ? key_pos[*x] : *x;
+          c += *x < n_kv && p <= t && inside(t, p);
+        }
       }
-      if (c < 0 && kind_ == Kind::BlockMask && key_pos == nullptr) {
+      if (c < 0 && kind_ == Kind::BlockMask && key_pos == nullptr && window <= 0) {
         c = 0;
         for (int64_t kb = 0; kb < nkb_; ++kb) {
           if (!block_bit(h, t / a_ - c_, kb)) continue;
@@ -219,7 +225,10 @@ int64_t KeySet::kept(int n_head, int64_t n_q, int64_t q_pos0, int64_t n_kv,
       }
       if (c < 0) {
         c = 0;
-        for (int64_t j = 0; j < n_kv; ++j) c += contains(h, i, t, j, key_pos ? key_pos[j] : j);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const int64_t p = key_pos ? key_pos[j] : j;
+          c += contains(h, i, t, j, p) && inside(t, p);
+        }
       }
       total += c;
     }

@@ -1,5 +1,5 @@
 // Key sets: which cache slots each query visits in sparse attention, without
-// materialising an n_q x n_kv mask (methods.md §1: the set G_t; attention renormalises
+// materialising an n_q x n_kv mask (docs/methods.md §2: the set G_t; attention renormalises
 // over it). The attention core skips tiles of keys outside the set and masks inside
 // partial tiles; attention_reference evaluates contains() key by key (the naive form).
 //
@@ -49,9 +49,11 @@ class KeySet {
   // Membership including causality: query i (position t) of `head` visits slot j at
   // position p.
   bool contains(int head, int64_t i, int64_t t, int64_t j, int64_t p) const;
-  // |G_t| summed over heads and queries of the call (the kept count).
+  // |G_t| summed over heads and queries of the call (the kept count). window > 0: the
+  // layer's native sliding window (AttentionShape::window), which the attention core
+  // intersects with every set: only keys with t - p < window count.
   int64_t kept(int n_head, int64_t n_q, int64_t q_pos0, int64_t n_kv,
-               const int32_t* key_pos) const;
+               const int32_t* key_pos, int64_t window = 0) const;
   std::string describe() const;
   // Heads with their own data: 1 when shared by all heads (BlockMask, IndexList, PerHead).
   int heads() const { return sub_heads_; }

@@ -316,15 +316,16 @@ void run_packed(const WeightView& w, kern::PackedFn fn, const uint8_t* a, int64_
   kern::PackedActs x;
   x.a = a;
   const int64_t nb = p.blocks;
-  if (w.dtype == DType::Q4_0) {
+  if (format(w.dtype).act == ActType::Q8_0) {  // Q4_0, IQ4_NL, MXFP4
     ad_buf.resize(m * nb);
     aux_buf.resize(m * nb);
     const auto* q = reinterpret_cast<const BlockQ8_0*>(a);
+    const int32_t off = w.dtype == DType::Q4_0 ? 8 : 128;  // the kernels' unsigned offset
     for (int64_t i = 0; i < m * nb; ++i) {
       ad_buf[i] = fp16_to_fp32(q[i].d);
       int32_t s = 0;
       for (int j = 0; j < kQK8_0; ++j) s += q[i].qs[j];
-      aux_buf[i] = -8 * s;
+      aux_buf[i] = -off * s;
     }
     x.ad = ad_buf.data();
   } else {

@@ -54,10 +54,23 @@ inline void store_tile(float* const* out, const __m512* acc, int rows) {
   }
 }
 
-// ---- Q4_0 x Q8_0: per block, int sum = sum(q * a) - 8 sum(a), then one FMA.
-struct Q4_0Kernel {
+// ---- Q4_0 / IQ4_NL / MXFP4 x Q8_0: 4-bit indices q; per block, int sum = sum(u[q] a) -
+// off sum(a) with u[q] = q (Q4_0, off 8) or codebook value + 128 (off 128), then one FMA.
+template <DType Type>
+struct Nibble32Kernel {
   static constexpr int kMaxT = 8;
-  static constexpr int64_t kV = 32;
+  static constexpr bool kMx = Type == DType::MXFP4;
+  static constexpr int64_t kV = kMx ? 64 : 32;
+  static __m512i table() {
+    alignas(16) uint8_t t[16];
+    for (int i = 0; i < 16; ++i)
+      t[i] = static_cast<uint8_t>(Type == DType::IQ4_NL ? kValuesIQ4NL[i] + 128 : kValuesMXFP4[i] + 128);
+    return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+  }
+  static __m512 scales(const uint8_t* blk) {
+    if constexpr (kMx) return _mm512_loadu_ps(blk);
+    else return load_f16x16(blk);
+  }
   template <int T>
   static void tile(const uint8_t* grp, int64_t nb, int64_t bb, const PackedActs& x, int64_t t0,
                    float* const* out, int rows) {
@@ -65,14 +78,19 @@ struct Q4_0Kernel {
     __m512 acc[T];
     for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    [[maybe_unused]] const __m512i tab = Type == DType::Q4_0 ? m4 : table();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = grp + b * bb;
-      const __m512 dw = load_f16x16(blk);
+      const __m512 dw = scales(blk);
       __m512i q[8];
       for (int c = 0; c < 4; ++c) {
         const __m512i v = load512(blk + kV + 64 * c);
         q[2 * c] = _mm512_and_si512(v, m4);
         q[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if constexpr (Type != DType::Q4_0) {
+          q[2 * c] = _mm512_shuffle_epi8(tab, q[2 * c]);
+          q[2 * c + 1] = _mm512_shuffle_epi8(tab, q[2 * c + 1]);
+        }
       }
       for (int t = 0; t < T; ++t) {
         const int64_t i = (t0 + t) * nb + b;
@@ -375,7 +393,9 @@ void avx512_vnni_q8_0_gemm(const WeightView& w, const uint8_t* a_bytes, int64_t 
 
 PackedFn avx512_vnni_packed_kernel(DType t) {
   switch (t) {
-    case DType::Q4_0: return run_packed<Q4_0Kernel>;
+    case DType::Q4_0: return run_packed<Nibble32Kernel<DType::Q4_0>>;
+    case DType::IQ4_NL: return run_packed<Nibble32Kernel<DType::IQ4_NL>>;
+    case DType::MXFP4: return run_packed<Nibble32Kernel<DType::MXFP4>>;
     case DType::Q4_K: return run_packed<K4Kernel<false>>;
     case DType::Q5_K: return run_packed<K4Kernel<true>>;
     case DType::Q6_K: return run_packed<Q6Kernel>;

@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "io/corpus.h"
 #include "model/arch.h"
+#include "model/documents.h"
 #include "model/generate.h"
 #include "model/model_util.h"
 #include "policies/oracle.h"
@@ -171,15 +172,9 @@ std::vector<EvalDocument> prepare_evaluation(const Model& model, const std::vect
 
 std::vector<EvalDocument> prepare_documents(const Model& model, const std::vector<Document>& docs, int64_t limit,
                                             std::vector<std::string>* skipped) {
-  const ModelConfig& c = model.config();
   std::vector<EvalDocument> out;
   for (const auto& d : docs) {
-    std::vector<int32_t> t = d.tokens ? *d.tokens : model.tokenizer().encode(d.text, true);
-    for (size_t i = 0; i < t.size(); ++i)
-      if (t[i] < 0 || t[i] >= c.n_vocab)
-        fail_file(d.source, "{}: token id {} at index {} is out of range (vocabulary size {})", d.id, t[i], i,
-                  c.n_vocab);
-    t = truncate_middle(t, limit);
+    std::vector<int32_t> t = prepare_document(model, d, limit).tokens;
     if (t.size() < 2) {
       if (skipped) skipped->push_back(fmt::format("{} ({} token)", d.id, t.size()));
       continue;

@@ -173,19 +173,26 @@ void EvictionObserver::finish(EvictionScores& scores) {
 
 namespace {
 
-// Sums one query's rows over heads, by slot.
-// Sums one query's rows over heads, by position in the row (every listed key is visible,
-// so every head's row lists the same keys in the same order).
+// Sums one query's rows over heads into sum[k], k indexing the listed candidate slots
+// (increasing). The row lists the candidates the query sees: all of them, or under a
+// native window only those inside it (the others keep 0: this query gave them nothing).
 class HeadSum : public ops::RowObserver {
  public:
-  explicit HeadSum(std::vector<float>& sum) : sum_(sum) {}
-  void on_row(int, int64_t, const float* probs, const int32_t*, int64_t n) override {
+  HeadSum(const std::vector<int32_t>& listed, std::vector<float>& sum) : listed_(listed), sum_(sum) {}
+  void on_row(int, int64_t, const float* probs, const int32_t* keys, int64_t n) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (n != static_cast<int64_t>(sum_.size())) fail("eviction simulator: a row saw {} of {} keys", n, sum_.size());
-    for (int64_t x = 0; x < n; ++x) sum_[x] += probs[x];
+    size_t y = 0;
+    for (int64_t x = 0; x < n; ++x) {
+      const int32_t slot = keys ? keys[x] : static_cast<int32_t>(x);
+      while (y < listed_.size() && listed_[y] < slot) ++y;
+      if (y == listed_.size() || listed_[y] != slot)
+        fail("eviction simulator: a row visited slot {}, which is not a candidate", slot);
+      sum_[y] += probs[x];
+    }
   }
 
  private:
+  const std::vector<int32_t>& listed_;
   std::vector<float>& sum_;
   std::mutex mu_;
 };
@@ -233,7 +240,7 @@ ops::KeySet EvictionSimulator::plan(const ops::AttentionShape& s, const ops::Att
     args.out_stride = static_cast<int64_t>(s.n_head) * s.head_dim;
     const ops::KeySet ks = ops::KeySet::index_lists(1, 1, {0, static_cast<int64_t>(sorted.size())}, sorted);
     std::vector<float> by_slot(sorted.size(), 0.f);
-    HeadSum sum(by_slot);
+    HeadSum sum(sorted, by_slot);
     ops::attention(one, args, &ks, &sum);
     value.resize(cand_pos.size());
     for (size_t k = 0; k < order.size(); ++k) value[order[k]] = by_slot[k];

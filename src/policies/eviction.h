@@ -90,7 +90,9 @@ class EvictionObserver : public ops::RowObserver {
 int64_t compact_slots(float* k, float* v, int32_t* pos, int64_t kv_dim, int64_t n, std::vector<uint8_t> keep);
 
 // Streaming eviction planned over a full cache: for every query in order, the query
-// visits the retained keys and itself; then the cache is cut back to the budget.
+// visits the retained keys and itself; then the cache is cut back to the budget. Under a
+// native window the query visits those of them inside the window (intersection); the
+// others stay candidates with no attention from it.
 class EvictionSimulator {
  public:
   explicit EvictionSimulator(const Policy& p) : scores_(p) {}

@@ -45,15 +45,22 @@ class OracleHooks::RowTap : public ops::RowObserver {
   void begin(int layer, const ops::AttentionShape& s, const ops::AttentionArgs& a) {
     layer_ = layer;
     q_pos0_ = s.q_pos0;
+    n_q_ = s.n_q;
+    n_head_ = s.n_head;
     key_pos_ = a.key_pos;
     threads_ = omp_get_max_threads();
-    n_head_ = s.n_head;
-    n_q_ = s.n_q;
     partial_.assign(static_cast<size_t>(threads_) * o_.maps_.size(), OracleLayerStats{});
     row_tau_.assign(o_.maps_.size() * static_cast<size_t>(n_head_) * static_cast<size_t>(n_q_), 0.0);
+    // Per-row results of the chosen queries: [map][head][query of the call].
+    chosen_.assign(o_.row_sink_ ? size_t(s.n_q) : 0, 0);
+    for (int64_t i = 0; i < int64_t(chosen_.size()); ++i) chosen_[size_t(i)] = o_.chosen_(s.q_pos0 + i);
+    rows_.assign(chosen_.empty() ? 0 : o_.maps_.size() * size_t(s.n_head) * size_t(s.n_q), OracleRow{});
   }
+  bool chosen(int64_t i) const { return !chosen_.empty() && chosen_[size_t(i)]; }
+  OracleRow& row(size_t map, int head, int64_t i) { return rows_[(map * size_t(n_head_) + size_t(head)) * size_t(n_q_) + size_t(i)]; }
   void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n) override {
     const int64_t i = query_pos - q_pos0_;
+    if (o_.only_chosen_ && !chosen(i)) return;
     std::vector<int32_t> idx;
     if (keys == nullptr) {
       idx.resize(n);
@@ -93,10 +100,17 @@ class OracleHooks::RowTap : public ops::RowObserver {
       st.kept += kept;
       st.visible += n;
       st.rows += 1;
+      if (chosen(i)) {
+        OracleRow& r = row(m, head, i);
+        r.tau = std::max(0.0, 1.0 - kept_mass);
+        r.kept = kept;
+        r.visible = n;
+      }
     }
   }
   void finish() {
     o_.call_.assign(o_.maps_.size(), OracleLayerStats{});
+    if (o_.only_chosen_) return;  // the per-row results only
     for (int th = 0; th < threads_; ++th)
       for (size_t m = 0; m < o_.maps_.size(); ++m)
         o_.call_[m].merge(partial_[th * o_.maps_.size() + m]);  // integer counts
@@ -111,10 +125,12 @@ class OracleHooks::RowTap : public ops::RowObserver {
  private:
   OracleHooks& o_;
   int layer_ = 0;
-  int64_t q_pos0_ = 0;
+  int n_head_ = 0;
+  int64_t q_pos0_ = 0, n_q_ = 0;
+  std::vector<uint8_t> chosen_;  // [query of the call]
+  std::vector<OracleRow> rows_;  // [map][head][query of the call], chosen queries only
   const int32_t* key_pos_ = nullptr;
-  int threads_ = 1, n_head_ = 0;
-  int64_t n_q_ = 0;
+  int threads_ = 1;
   std::vector<OracleLayerStats> partial_;  // [thread][map]: kept, visible, rows
   std::vector<double> row_tau_;            // [map][head][query]
 };
@@ -197,7 +213,7 @@ void OracleHooks::after_attention(int layer, const ops::AttentionShape& s, const
       b.out_stride = width;
       ops::attention(s, b, &*keys, nullptr);
     }
-    for (int64_t i = 0; i < s.n_q; ++i) {
+    for (int64_t i = 0; i < s.n_q && !only_chosen_; ++i) {
       const float* o = a.out + i * a.out_stride;
       const float* g = keys ? sparse.data() + i * width : o;
       for (int64_t c = 0; c < width; ++c) {
@@ -207,12 +223,46 @@ void OracleHooks::after_attention(int layer, const ops::AttentionShape& s, const
       }
     }
     // The call's sums first, then the running total (one merge per call: a total kept
-    // elsewhere replays calls_ with the same roundings).
-    call_[m].diff2 += diff2;
-    call_[m].ref2 += ref2;
-    stats_[m][layer].merge(call_[m]);
-    calls_[m][layer].push_back(call_[m]);
+    // elsewhere replays calls_ with the same roundings). With only_chosen the totals stay
+    // empty: the per-row results only.
+    if (!only_chosen_) {
+      call_[m].diff2 += diff2;
+      call_[m].ref2 += ref2;
+      stats_[m][layer].merge(call_[m]);
+      calls_[m][layer].push_back(call_[m]);
+    }
+    if (!row_sink_) continue;
+    // The chosen rows, one head's slice of the output at a time.
+    for (int64_t i = 0; i < s.n_q; ++i) {
+      if (!tap_->chosen(i)) continue;
+      for (int h = 0; h < s.n_head; ++h) {
+        const int64_t c0 = int64_t(h) * s.head_dim;
+        const float* o = a.out + i * a.out_stride + c0;
+        const float* g = keys ? sparse.data() + i * width + c0 : o;
+        double d2 = 0, r2 = 0;
+        for (int c = 0; c < s.head_dim; ++c) {
+          const double d = static_cast<double>(o[c]) - g[c];
+          d2 += d * d;
+          r2 += static_cast<double>(o[c]) * o[c];
+        }
+        OracleRow& r = tap_->row(m, h, i);
+        r.map = m;
+        r.layer = layer;
+        r.head = h;
+        r.query = s.q_pos0 + i;
+        r.diff2 = d2;
+        r.ref2 = r2;
+        row_sink_(r);
+      }
+    }
   }
+}
+
+void OracleHooks::report_rows(std::function<bool(int64_t)> chosen, std::function<void(const OracleRow&)> sink,
+                              bool only_chosen) {
+  chosen_ = chosen && sink ? std::move(chosen) : nullptr;
+  row_sink_ = chosen_ ? std::move(sink) : nullptr;
+  only_chosen_ = row_sink_ && only_chosen;
 }
 
 }  // namespace attnsparse::policies

@@ -99,11 +99,14 @@ ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const op
   for (int64_t i = 0; i < s.n_q; ++i) {
     const int64_t t = s.q_pos0 + i;
     std::vector<int64_t> pos;
+    // Under a native window the query sees only [visible_from, t]: global keys outside it
+    // are dropped and the random keys are drawn among the visible others.
+    const int64_t visible_from = s.window > 0 ? std::max<int64_t>(0, t - s.window + 1) : 0;
     const int64_t global_end = std::min(p.sink, t + 1);       // [0, global_end)
     const int64_t window_start = std::max<int64_t>(0, t - p.window + 1);  // [window_start, t]
-    for (int64_t x = 0; x < global_end; ++x) pos.push_back(x);
-    // The others: [global_end, window_start).
-    const int64_t lo = global_end, m = window_start - global_end;
+    for (int64_t x = visible_from; x < global_end; ++x) pos.push_back(x);
+    // The others: [max(global_end, visible_from), window_start).
+    const int64_t lo = std::max(global_end, visible_from), m = window_start - lo;
     if (m > 0) {
       if (m <= p.random) {
         for (int64_t x = lo; x < window_start; ++x) pos.push_back(x);
@@ -119,7 +122,7 @@ ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const op
         for (int64_t c : chosen) pos.push_back(lo + c);
       }
     }
-    for (int64_t x = std::max(window_start, global_end); x <= t; ++x) pos.push_back(x);
+    for (int64_t x = std::max({window_start, global_end, visible_from}); x <= t; ++x) pos.push_back(x);
     auto& row = lists.row(0, i);
     for (int64_t x : pos) {
       const int32_t j = slot_of(x);
@@ -144,6 +147,14 @@ ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& 
     if (p.kind == Kind::Dilated) {
       // Only the m with t - r*m >= 0 (the window may be far longer than the context).
       for (int64_t m = std::min(p.window - 1, t / p.rate); m >= 0; --m) add(t - p.rate * m);
+    } else if (p.kind == Kind::DynWindow) {
+      // k(n) of the n keys the query may see: sinks from position 0 (those still inside a
+      // native window), then the most recent.
+      const int64_t first = s.window > 0 ? std::max<int64_t>(0, t - s.window + 1) : 0;
+      const int64_t n = t + 1 - first, k = p.keep_count(n), sinks = p.dynwindow_sinks(n);
+      const int64_t recent_from = t + 1 - (k - sinks);
+      for (int64_t pos = first; pos < std::min(sinks, recent_from); ++pos) add(pos);
+      for (int64_t pos = std::max(recent_from, first); pos <= t; ++pos) add(pos);
     } else {  // strided: the multiples of l before the local window, then the window
       const int64_t local = std::max<int64_t>(0, t - p.rate + 1);
       for (int64_t pos = t % p.rate; pos < local; pos += p.rate) add(pos);
@@ -229,12 +240,18 @@ RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::A
         min_max_into(a.k + j * a.k_stride + static_cast<int64_t>(g) * D, D, mn, mx);
     }
   pages.full_pages = s.n_kv / P;
-  std::vector<int64_t> page_last(n_pages);  // largest position in each page
+  std::vector<int64_t> page_last(n_pages), page_first(n_pages);  // largest / smallest position in each page
   for (int64_t x = 0; x < n_pages; ++x) {
-    int64_t last = -1;
-    for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) last = std::max(last, pos_of(j));
+    int64_t last = -1, first = std::numeric_limits<int64_t>::max();
+    for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) {
+      last = std::max(last, pos_of(j));
+      first = std::min(first, pos_of(j));
+    }
     page_last[x] = last;
+    page_first[x] = first;
   }
+  // A key at position p is visible from t when p <= t and, under a native window, t - p < window.
+  auto visible = [&](int64_t p, int64_t t) { return p <= t && (s.window <= 0 || t - p < s.window); };
   RowLists lists(s.n_head, s.n_q);
 #pragma omp parallel if (static_cast<double>(s.n_q) * s.n_head * n_pages * D > 1 << 18)
   {
@@ -251,13 +268,14 @@ RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::A
         for (int64_t x = 0; x < n_pages; ++x) {
           const float* mn = pages.mn.data() + x * kv_width + static_cast<int64_t>(g) * D;
           const float* mx = pages.mx.data() + x * kv_width + static_cast<int64_t>(g) * D;
-          if (page_last[x] > t) {
-            // Partly in the query's future: bounds over the visible keys only.
+          if (page_last[x] > t || !visible(page_first[x], t)) {
+            // Partly in the query's future (or before its native window): bounds over the
+            // visible keys only; pages with none are not candidates.
             std::fill(pmn.begin(), pmn.end(), std::numeric_limits<float>::infinity());
             std::fill(pmx.begin(), pmx.end(), -std::numeric_limits<float>::infinity());
             bool any = false;
             for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j) {
-              if (pos_of(j) > t) continue;
+              if (!visible(pos_of(j), t)) continue;
               any = true;
               min_max_into(a.k + j * a.k_stride + static_cast<int64_t>(g) * D, D, pmn.data(), pmx.data());
             }
@@ -276,7 +294,7 @@ RowLists quest_lists(const Policy& p, const ops::AttentionShape& s, const ops::A
         for (int64_t y = 0; y < keep; ++y) {
           const int64_t x = order[y];
           for (int64_t j = x * P; j < std::min(s.n_kv, (x + 1) * P); ++j)
-            if (pos_of(j) <= t) row.push_back(static_cast<int32_t>(j));
+            if (visible(pos_of(j), t)) row.push_back(static_cast<int32_t>(j));
         }
       }
   }
@@ -339,7 +357,7 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
     const Policy& p = *heads[0];
     if (better_as_lists(p)) return sparse_positional_lists(p, s, a);
     if (p.has_simple_key_set()) return p.positional_keys();
-    if (p.kind == Kind::BigBird) return shared_set(p);
+    if (p.kind == Kind::BigBird || p.kind == Kind::DynWindow) return shared_set(p);
     if (p.content()) return dense_rows->all_heads();
     if (p.paged()) return quest_rows(p).all_heads();
   }
@@ -349,7 +367,7 @@ std::optional<ops::KeySet> plan_call(const std::vector<const Policy*>& heads, co
     const Policy& p = *heads[h];
     if (better_as_lists(p)) per_head.push_back(shared_set(p));
     else if (p.has_simple_key_set()) per_head.push_back(p.positional_keys());
-    else if (p.kind == Kind::BigBird) per_head.push_back(shared_set(p));
+    else if (p.kind == Kind::BigBird || p.kind == Kind::DynWindow) per_head.push_back(shared_set(p));
     else if (p.content()) per_head.push_back(dense_rows->head(h));
     else per_head.push_back(quest_rows(p).head(h));
   }

@@ -53,11 +53,18 @@ class ContentSelector : public ops::RowObserver {
 
 // BigBird: global keys p < G, the window p > t-W, and R random other causal keys drawn
 // per query from a generator seeded by (seed, t) — so the set of query t does not depend
-// on how the sequence is split into calls. Shared by all heads.
+// on how the sequence is split into calls. Shared by all heads. Under a native window
+// (s.window) only visible keys are listed: the global keys inside it, the random ones
+// drawn among the visible others.
+//
+// Every planner composes a policy with the layer's native window by intersection: the
+// attention core visits only keys with t - p < window whatever the set says, content
+// policies select from the dense row over the visible keys, Quest bounds and picks
+// pages of visible keys, BigBird draws its random keys among them.
 ops::KeySet bigbird_keys(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
 
 // Strided / dilated sets as index lists shared by all heads (used for steps >= 4, where
-// tiles would be mostly masked).
+// tiles would be mostly masked), and dynwindow's sets (their size changes with t).
 ops::KeySet sparse_positional_lists(const Policy& p, const ops::AttentionShape& s, const ops::AttentionArgs& a);
 
 // Quest's per-page key bounds kept between the calls of one sequence: pages whose slots

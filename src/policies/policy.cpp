@@ -162,6 +162,15 @@ Policy Policy::parse(std::string_view raw) {
     p.exponent = ps.real(ps.need(f, "C"), "C");
     if (!(p.alpha > 0)) ps.bad("alpha must be > 0");
     if (!(p.exponent >= 0 && p.exponent <= 1)) ps.bad("C must be in [0, 1]");
+  } else if (name == "dynwindow") {
+    needs_args();
+    p.kind = Kind::DynWindow;
+    const auto f = ps.fields(rest, {"alpha", "C", "sink"});
+    p.alpha = ps.real(ps.need(f, "alpha"), "alpha");
+    p.exponent = ps.real(ps.need(f, "C"), "C");
+    p.sink = f.count("sink") ? ps.integer(f.at("sink"), "sink", 0) : 4;
+    if (!(p.alpha > 0)) ps.bad("alpha must be > 0");
+    if (!(p.exponent >= 0 && p.exponent <= 1)) ps.bad("C must be in [0, 1]");
   } else if (name == "topp") {
     needs_args();
     p.kind = Kind::TopP;
@@ -209,6 +218,8 @@ std::string Policy::spec() const {
     case Kind::Block: return fmt::format("block={}", rate);
     case Kind::BigBird:
       return fmt::format("bigbird=global:{},window:{},random:{},seed:{}", sink, window, random, seed);
+    case Kind::DynWindow:
+      return fmt::format("dynwindow=alpha:{},C:{},sink:{}", real_text(alpha), real_text(exponent), sink);
     case Kind::TopK: return fmt::format("topk={}", k);
     case Kind::DynTopK: return fmt::format("dyntopk=alpha:{},C:{}", real_text(alpha), real_text(exponent));
     case Kind::TopP: return fmt::format("topp={}", real_text(p));
@@ -246,7 +257,8 @@ bool Policy::may_need(int64_t pos, int64_t next_query) const {
 int64_t Policy::keep_count(int64_t n) const {
   switch (kind) {
     case Kind::TopK: return std::min(k, n);
-    case Kind::DynTopK: {
+    case Kind::DynTopK:
+    case Kind::DynWindow: {
       if (n <= 0) return 0;
       const double want = std::ceil(alpha * std::pow(static_cast<double>(n), exponent));
       return std::clamp<int64_t>(static_cast<int64_t>(std::min(want, 1e18)), 1, n);
@@ -255,8 +267,10 @@ int64_t Policy::keep_count(int64_t n) const {
   }
 }
 
+int64_t Policy::dynwindow_sinks(int64_t n) const { return std::min(sink, keep_count(n) / 2); }
+
 const char* policy_help() {
-  return "Policies (methods.md §1; t = query position, p = key position):\n"
+  return "Policies (docs/methods.md §3; t = query position, p = key position):\n"
          "  dense                                   every causal key\n"
          "  window=W                                p > t-W\n"
          "  sink=G,window=W                         p < G or p > t-W (StreamingLLM)\n"
@@ -264,6 +278,9 @@ const char* policy_help() {
          "  strided=L                               t-p < L or (t-p) mod L = 0\n"
          "  block=B                                 floor(p/B) = floor(t/B)\n"
          "  bigbird=global:G,window:W,random:R,seed:S   p < G, p > t-W, and R random others\n"
+         "  dynwindow=alpha:A,C:C[,sink:S]          k = ceil(A*n^C) of the n visible keys:\n"
+         "                                          min(S, k/2) sinks (default S 4) + the\n"
+         "                                          most recent rest (StreamingLLM)\n"
          "  topk=K                                  the K largest scores (oracle)\n"
          "  dyntopk=alpha:A,C:C                     top ceil(A*n^C) of the n visible keys\n"
          "  topp=P                                  smallest top set with dense mass >= P\n"

@@ -15,6 +15,14 @@ namespace attnsparse::policies {
 
 PolicyMap::PolicyMap(Policy uniform) : default_(uniform) {}
 
+void PolicyMap::set(int layer, int head, const Policy& policy) {
+  Rule r;
+  r.layers = {{layer, layer}};
+  r.heads = {{head, head}};
+  r.policy = policy;
+  rules_.push_back(std::move(r));
+}
+
 bool PolicyMap::matches(const std::vector<Range>& ranges, int64_t x) {
   if (ranges.empty()) return true;
   for (const auto& r : ranges)

@@ -32,6 +32,9 @@ class PolicyMap {
   static PolicyMap parse(std::string_view text);
 
   const Policy& at(int layer, int head) const;
+  // Adds a rule "L<layer>H<head>:<policy>" after the existing ones (maps built in code,
+  // e.g. one budget per head).
+  void set(int layer, int head, const Policy& policy);
   // Throws UsageError when a rule names a layer/head the model lacks or the evicting
   // policies break the rules above.
   void validate(int n_layer, int n_head) const;

@@ -19,14 +19,21 @@ bool position_bounded(const Policy& p) {
 
 int64_t visible_keys(const ops::AttentionShape& s, const int32_t* key_pos) {
   int64_t total = 0;
+  // The first position a query at t may see: t - window + 1 under a native window.
+  auto first = [&](int64_t t) { return s.window > 0 ? std::max<int64_t>(0, t - s.window + 1) : int64_t(0); };
   if (key_pos == nullptr) {
-    for (int64_t i = 0; i < s.n_q; ++i) total += std::min(s.n_kv, s.q_pos0 + i + 1);
+    for (int64_t i = 0; i < s.n_q; ++i) {
+      const int64_t t = s.q_pos0 + i;
+      total += std::max<int64_t>(0, std::min(s.n_kv, t + 1) - first(t));
+    }
     return total;
   }
   std::vector<int32_t> sorted(key_pos, key_pos + s.n_kv);
   std::sort(sorted.begin(), sorted.end());
-  for (int64_t i = 0; i < s.n_q; ++i)
-    total += std::upper_bound(sorted.begin(), sorted.end(), s.q_pos0 + i) - sorted.begin();
+  for (int64_t i = 0; i < s.n_q; ++i) {
+    const int64_t t = s.q_pos0 + i;
+    total += std::upper_bound(sorted.begin(), sorted.end(), t) - std::lower_bound(sorted.begin(), sorted.end(), first(t));
+  }
   return total;
 }
 
@@ -58,7 +65,8 @@ class PolicySession::Hooks : public AttentionHooks {
     if (s_.counting_) {
       const int64_t visible = policies::visible_keys(shape, args.key_pos) * shape.n_head;
       s_.visible_ += visible;
-      s_.kept_ += result ? result->kept(shape.n_head, shape.n_q, shape.q_pos0, shape.n_kv, args.key_pos) : visible;
+      s_.kept_ += result ? result->kept(shape.n_head, shape.n_q, shape.q_pos0, shape.n_kv, args.key_pos, shape.window)
+                         : visible;
     }
     return result;
   }

@@ -46,7 +46,8 @@ class PolicySession {
   int64_t bytes_per_slot() const;  // K and V of one position, all layers
 
   // Kept-key accounting (off by default; costs a pass over each key set):
-  // sum over layers, heads and queries of |G_t| and of the visible keys.
+  // sum over layers, heads and queries of |G_t| and of the visible keys (both inside
+  // each layer's native window: a policy never widens it).
   void count_keys(bool on) { counting_ = on; }
   int64_t kept_keys() const { return kept_; }
   int64_t visible_keys() const { return visible_; }
@@ -71,7 +72,8 @@ class PolicySession {
   int64_t kept_ = 0, visible_ = 0;
 };
 
-// Keys visible to the queries of a call (causal), summed over queries, for one head.
+// Keys visible to the queries of a call (causal, and inside the layer's native window
+// when the shape has one), summed over queries, for one head.
 int64_t visible_keys(const ops::AttentionShape& s, const int32_t* key_pos);
 
 // The most KV slots a policy map needs at once when n tokens are decoded one by one

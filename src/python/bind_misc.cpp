@@ -78,31 +78,7 @@ py::tuple simulate(const py::object& n, const py::object& d, const py::object& s
                             F = doubles(weight_frobenius, "weight_frobenius"), C = doubles(logit_c, "logit_c");
   if (B.empty() != F.empty())
     fail_usage("norm_bound and weight_frobenius go together (got only {})", B.empty() ? "weight_frobenius" : "norm_bound");
-  for (int dd : ds) {
-    for (double s : sig) {
-      theory::Setting st;
-      st.regime = theory::Regime::Gaussian;
-      st.d = dd;
-      st.sigma = s;
-      opt.settings.push_back(st);
-    }
-    for (double b : B)
-      for (double f : F) {
-        theory::Setting st;
-        st.regime = theory::Regime::NormBound;
-        st.d = dd;
-        st.B = b;
-        st.F = f;
-        opt.settings.push_back(st);
-      }
-    for (double c : C) {
-      theory::Setting st;
-      st.regime = theory::Regime::LogitC;
-      st.d = dd;
-      st.c = c;
-      opt.settings.push_back(st);
-    }
-  }
+  opt.settings = theory::sweep_settings(ds, sig, B, F, C);
   if (opt.settings.empty()) fail_usage("give at least one regime: sigma, norm_bound + weight_frobenius, or logit_c");
   theory::validate(opt);
   const py::object cb = progress;

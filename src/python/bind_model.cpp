@@ -5,12 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <map>
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "io/tensor_source.h"
+#include "model/dense_attention.h"
 #include "model/generate.h"
+#include "model/summary.h"
 #include "python/common.h"
 
 namespace attnsparse::python {
@@ -37,43 +37,6 @@ class InterruptHooks : public AttentionHooks {
 
  private:
   const Checkpoint& cp_;
-};
-
-// Writes the probability rows of the chosen layers and heads into out[li, hi, query, key]
-// and checks for Ctrl-C after every layer.
-class DenseRecorder : public AttentionHooks {
- public:
-  DenseRecorder(const std::vector<int>& layer_index, const std::vector<int>& head_index, int n_heads_out,
-                int64_t n, float* out, const Checkpoint& cp)
-      : head_index_(head_index), n_heads_out_(n_heads_out), n_(n), out_(out), cp_(cp) {
-    for (size_t l = 0; l < layer_index.size(); ++l) observers_.emplace_back(this, layer_index[l]);
-  }
-  ops::RowObserver* observer(int layer) override {
-    return observers_[layer].out_layer >= 0 ? &observers_[layer] : nullptr;
-  }
-  void after_attention(int layer, const ops::AttentionShape&, const ops::AttentionArgs&) override {
-    cp_((int64_t)layer + 1, (int64_t)observers_.size());
-  }
-
- private:
-  struct LayerObserver : ops::RowObserver {
-    LayerObserver(DenseRecorder* o, int l) : owner(o), out_layer(l) {}
-    DenseRecorder* owner;
-    int out_layer;
-    void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n_keys) override {
-      const int hi = owner->head_index_[head];
-      if (hi < 0) return;
-      const int64_t n = owner->n_;
-      float* row = owner->out_ + ((int64_t(out_layer) * owner->n_heads_out_ + hi) * n + query_pos) * n;
-      for (int64_t j = 0; j < n_keys; ++j) row[keys ? keys[j] : j] = probs[j];
-    }
-  };
-  std::vector<int> head_index_;
-  int n_heads_out_;
-  int64_t n_;
-  float* out_;
-  const Checkpoint& cp_;
-  std::vector<LayerObserver> observers_;
 };
 
 // layers / heads: None = all, else a list of distinct indices in 0..count-1. Returns the
@@ -133,30 +96,18 @@ py::dict model_info(const PyModel& pm) {
   d["rope"] = py::dict("layout"_a = rope_layout_name(c.rope_layout), "dim"_a = c.rope_dim, "base"_a = c.rope_base,
                        "scaling"_a = c.rope_scaling.type.empty() ? "none" : c.rope_scaling.type,
                        "factor"_a = c.rope_scaling.factor);
-  struct Tally {
-    int64_t tensors = 0, elements = 0, bytes = 0;
-  };
-  std::map<std::string, Tally> by_dtype;
-  int64_t params = 0;
-  for (const TensorInfo& t : model.weights().tensors()) {
-    Tally& tl = by_dtype[dtype_name(t.dtype)];
-    ++tl.tensors;
-    tl.elements += t.numel();
-    tl.bytes += t.nbytes;
-    params += t.numel();
-  }
-  d["parameters"] = params;
+  const WeightSummary weights = summarize_weights(model);
+  d["parameters"] = weights.parameters;
   py::dict dt;
-  for (const auto& [name, t] : by_dtype)
+  for (const auto& [name, t] : weights.by_dtype)
     dt[py::str(name)] = py::dict("tensors"_a = t.tensors, "elements"_a = t.elements, "bytes"_a = t.bytes);
   d["tensor_dtypes"] = dt;
-  try {
-    const Tokenizer& tok = model.tokenizer();
-    d["tokenizer"] = py::dict("type"_a = tok.type_name(), "n_vocab"_a = tok.n_vocab(), "bos"_a = tok.bos_id(),
-                              "eos"_a = tok.eos_id(), "add_bos"_a = tok.add_bos());
-  } catch (const Error& e) {
-    d["tokenizer"] = py::dict("error"_a = e.what());
-  }
+  const TokenizerSummary tok = summarize_tokenizer(model);
+  if (tok.error.empty())
+    d["tokenizer"] = py::dict("type"_a = tok.type, "n_vocab"_a = tok.n_vocab, "bos"_a = tok.bos, "eos"_a = tok.eos,
+                              "add_bos"_a = tok.add_bos);
+  else
+    d["tokenizer"] = py::dict("error"_a = tok.error);
   return d;
 }
 
@@ -216,7 +167,7 @@ void bind_model(py::module_& m) {
           [](const PyModel& pm, const py::object& ids, const py::object& rows, const py::object& progress) {
             const std::vector<int32_t> tokens = token_ids(ids, pm.model->config().n_vocab);
             if (tokens.empty()) fail_usage("ids: give at least one token");
-            ForwardOptions opts;
+            std::vector<int64_t> logit_rows;
             if (!rows.is_none()) {
               std::vector<int64_t> r;
               if (py::isinstance<py::int_>(rows)) {
@@ -232,7 +183,7 @@ void bind_model(py::module_& m) {
                 if (x < 0 || x >= int64_t(tokens.size()))
                   fail_usage("rows: row {} is out of range ({} tokens)", x, tokens.size());
               if (r.empty()) fail_usage("rows: the list is empty");
-              opts.logit_rows = r;
+              logit_rows = r;
             }
             const Checkpoint cp(progress);
             std::vector<float> logits;
@@ -240,9 +191,7 @@ void bind_model(py::module_& m) {
               py::gil_scoped_release nogil;
               pm.apply_threads();
               InterruptHooks hooks(cp);
-              opts.hooks = &hooks;
-              KVCache cache = pm.model->make_cache(int64_t(tokens.size()));
-              pm.model->forward(tokens, cache, opts, logits);
+              logits = causal_logits(*pm.model, tokens, logit_rows, &hooks);
             }
             const py::ssize_t V = pm.model->config().n_vocab;
             return to_numpy(std::move(logits), {py::ssize_t(logits.size()) / V, V});
@@ -258,7 +207,7 @@ void bind_model(py::module_& m) {
             const std::vector<int> li = pick(layers, c.n_layer, "layers");
             const std::vector<int> hi = pick(heads, c.n_head, "heads");
             const int64_t n = int64_t(tokens.size());
-            const double bytes = 4.0 * double(li.size()) * double(hi.size()) * double(n) * double(n);
+            const double bytes = dense_attention_bytes(int64_t(li.size()), int64_t(hi.size()), n);
             if (bytes > kAttentionLimitBytes)
               fail_usage(
                   "attention: {} tokens x {} layers x {} heads need {:.2f} GB as a dense array (limit {:.0f} GB); "
@@ -266,21 +215,13 @@ void bind_model(py::module_& m) {
                   n, li.size(), hi.size(), bytes / 1e9, kAttentionLimitBytes / 1e9 + 0.0);
             py::array_t<float> out({py::ssize_t(li.size()), py::ssize_t(hi.size()), py::ssize_t(n), py::ssize_t(n)});
             float* data = out.mutable_data();
-            std::vector<int> layer_out(size_t(c.n_layer), -1), head_out(size_t(c.n_head), -1);
-            for (size_t i = 0; i < li.size(); ++i) layer_out[size_t(li[i])] = int(i);
-            for (size_t i = 0; i < hi.size(); ++i) head_out[size_t(hi[i])] = int(i);
             const Checkpoint cp(progress);
             {
               py::gil_scoped_release nogil;
               std::memset(data, 0, size_t(bytes));
               pm.apply_threads();
-              DenseRecorder recorder(layer_out, head_out, int(hi.size()), n, data, cp);
-              ForwardOptions opts;
-              opts.no_logits = true;
-              opts.hooks = &recorder;
-              KVCache cache = pm.model->make_cache(n);
-              std::vector<float> logits;
-              pm.model->forward(tokens, cache, opts, logits);
+              dense_attention(*pm.model, tokens, li, hi, data,
+                              [&](int layer) { cp(int64_t(layer) + 1, c.n_layer); });
             }
             return out;
           },
@@ -294,13 +235,9 @@ void bind_model(py::module_& m) {
             const std::string text = text_bytes(prompt, "prompt");
             const Tokenizer& tok = pm.model->tokenizer();
             const std::vector<int32_t> prompt_ids = tok.encode(text, true);
-            if (prompt_ids.empty()) fail_usage("the prompt encodes to no tokens (give some text)");
             const int64_t n_ctx = pm.model->config().n_ctx;
-            if (int64_t(prompt_ids.size()) >= n_ctx)
-              fail_usage("the prompt has {} tokens; the model's context is {}", prompt_ids.size(), n_ctx);
-            int64_t n = n_new;
-            if (int64_t(prompt_ids.size()) + n > n_ctx) {
-              n = n_ctx - int64_t(prompt_ids.size());
+            const int64_t n = generation_budget(pm.model->config(), int64_t(prompt_ids.size()), n_new);
+            if (n < n_new) {
               const std::string w = fmt::format("n {} reduced to {} to stay within the context of {}", n_new, n, n_ctx);
               if (PyErr_WarnEx(PyExc_RuntimeWarning, w.c_str(), 1) != 0) throw py::error_already_set();
             }
@@ -318,11 +255,7 @@ void bind_model(py::module_& m) {
             }
             // The continuation decoded with the prompt in front (as the CLI prints it), so
             // that the first token keeps its leading space.
-            std::vector<int32_t> all = prompt_ids;
-            const std::string before = tok.decode(all);
-            all.insert(all.end(), res.tokens.begin(), res.tokens.end());
-            const std::string after = tok.decode(all);
-            return utf8_str(after.substr(std::min(before.size(), after.size())));
+            return utf8_str(ContinuationText::of(tok, prompt_ids, res.tokens));
           },
           "prompt"_a, "n"_a = 64, "temp"_a = 0.8, "top_p"_a = 0.95, "seed"_a = 1, "progress"_a = py::none())
       .def(
@@ -356,10 +289,10 @@ void bind_model(py::module_& m) {
           [](const PyModel& pm, const py::object& text, const py::object& ctx_arg, const py::object& stride_arg,
              const py::object& progress) {
             const ModelConfig& c = pm.model->config();
-            int64_t ctx = ctx_arg.is_none() ? std::min<int64_t>(512, c.n_ctx) : ctx_arg.cast<int64_t>();
+            int64_t ctx = ctx_arg.is_none() ? default_perplexity_ctx(c) : ctx_arg.cast<int64_t>();
             if (!ctx_arg.is_none() && ctx < 2) fail_usage("ctx must be at least 2, got {}", ctx);
             if (ctx > c.n_ctx) fail_usage("ctx {} exceeds the model's context of {}", ctx, c.n_ctx);
-            const int64_t step = stride_arg.is_none() ? std::max<int64_t>(1, ctx / 2) : stride_arg.cast<int64_t>();
+            const int64_t step = stride_arg.is_none() ? default_perplexity_stride(ctx) : stride_arg.cast<int64_t>();
             if (step < 1 || step > ctx) fail_usage("stride must be in 1..{} (ctx), got {}", ctx, step);
             const std::string bytes = text_bytes(text, "text");
             const std::vector<int32_t> tokens = pm.model->tokenizer().encode(bytes, true);
@@ -375,7 +308,7 @@ void bind_model(py::module_& m) {
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             return py::dict("perplexity"_a = std::exp(r.nll_per_token()), "nll_per_token"_a = r.nll_per_token(),
                             "tokens"_a = r.tokens, "scored"_a = r.scored, "bytes"_a = bytes.size(),
-                            "bits_per_byte"_a = r.nll_sum / std::log(2.0) / double(bytes.size()), "ctx"_a = ctx,
+                            "bits_per_byte"_a = bits_per_byte(r, int64_t(bytes.size())), "ctx"_a = ctx,
                             "stride"_a = step, "windows"_a = r.windows, "seconds"_a = secs);
           },
           "text"_a, "ctx"_a = py::none(), "stride"_a = py::none(), "progress"_a = py::none())

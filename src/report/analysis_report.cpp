@@ -53,6 +53,46 @@ Series layer_series(json& report, const std::string& metric, const std::string& 
   return s;
 }
 
+// Native windows per layer (per_layer[].attention.window; 0 or missing = global).
+std::vector<int64_t> layer_windows(json& report) {
+  std::vector<int64_t> w;
+  for (json& l : report["per_layer"]) {
+    const double x = at(l, {"attention", "window"});
+    w.push_back(std::isfinite(x) ? int64_t(x) : 0);
+  }
+  return w;
+}
+
+bool any_windowed(json& report) {
+  for (int64_t w : layer_windows(report))
+    if (w > 0) return true;
+  return false;
+}
+
+std::string layer_kind_text(int64_t window) { return window > 0 ? fmt::format("window {}", window) : "global"; }
+
+// Rings around the points of windowed layers, in each series' colour: added to a
+// per-layer chart only when some layer is windowed.
+void ring_windowed(json& report, std::vector<Series>& series, ChartSpec& spec) {
+  const std::vector<int64_t> windows = layer_windows(report);
+  if (!any_windowed(report)) return;
+  const size_t n = series.size();
+  for (size_t i = 0; i < n; ++i) {
+    Series ring;
+    ring.name = i == 0 ? "windowed layer" : "";
+    ring.color = series[i].color.empty() ? palette(i) : series[i].color;
+    ring.line = false;
+    ring.marker = Marker::Ring;
+    for (size_t k = 0; k < series[i].x.size(); ++k) {
+      const double l = series[i].x[k];
+      if (l >= 0 && size_t(l) < windows.size() && windows[size_t(l)] > 0)
+        ring.x.push_back(l), ring.y.push_back(series[i].y[k]);
+    }
+    series.push_back(ring);
+  }
+  spec.note += std::string(spec.note.empty() ? "" : " ") + "Rings: sliding-window layers.";
+}
+
 std::string verdict_section(json& report) {
   std::vector<std::vector<std::string>> rows, classes;
   for (json& c : report["conjectures"]) {
@@ -63,11 +103,16 @@ std::string verdict_section(json& report) {
     classes.push_back({"", "l", v == "supported" ? "good" : v == "not_supported" ? "bad" : "", "l"});
   }
   return table({"#", "conjecture", "verdict", "evidence"}, rows, classes) +
-         note("Rules (methods.md §2, parameters below): C1 Spearman rho(layer, mean w_0.9) <= -0.5 with "
+         note("Rules (docs/methods.md §7, parameters below): C1 Spearman rho(layer, mean w_0.9) <= -0.5 with "
               "p < 0.01 supports, a widest layer in the middle third whose interval lies above the first "
               "and last layers' refutes; C2 silhouette and adjusted Rand index of k-means head clusters; "
               "C3/C4 per-layer median ratio to the uniform baseline >= 5 with Holm-adjusted one-sided "
-              "Wilcoxon p < 0.01 in >= 90% of layers; C5 mean top-32 overlap at gap 128 >= 0.8 (>= 0.4 partial).");
+              "Wilcoxon p < 0.01 in >= 90% of layers; C5 mean top-32 overlap at gap 128 >= 0.8 (>= 0.4 partial).") +
+         (any_windowed(report)
+              ? note("This model has layers with a native sliding window: C1 is judged over its global layers "
+                     "(the windowed ones are listed apart in report.json); the other statistics of a windowed "
+                     "layer are taken over the keys it lets a query see.")
+              : std::string());
 }
 
 std::string width_charts(json& report) {
@@ -78,21 +123,29 @@ std::string width_charts(json& report) {
   spec.y = linear_axis("mean w_p (share of keys)");
   spec.y.min = 0;
   spec.note = "Bands: 95% bootstrap intervals over documents.";
-  const std::vector<Series> s = {layer_series(report, "width_norm_p50", "p = 0.5"),
-                                 layer_series(report, "width_norm_p90", "p = 0.9"),
-                                 layer_series(report, "width_norm_p99", "p = 0.99")};
+  std::vector<Series> s = {layer_series(report, "width_norm_p50", "p = 0.5"),
+                           layer_series(report, "width_norm_p90", "p = 0.9"),
+                           layer_series(report, "width_norm_p99", "p = 0.99")};
   ChartSpec abs = spec;
   abs.title = "Width W_p (keys holding mass p) per layer";
   abs.y = log_axis("mean W_p (keys)");
-  const std::vector<Series> a = {layer_series(report, "width_p50", "p = 0.5"),
-                                 layer_series(report, "width_p90", "p = 0.9"),
-                                 layer_series(report, "width_p99", "p = 0.99")};
+  std::vector<Series> a = {layer_series(report, "width_p50", "p = 0.5"),
+                           layer_series(report, "width_p90", "p = 0.9"),
+                           layer_series(report, "width_p99", "p = 0.99")};
   ChartSpec ent = spec;
   ent.title = "Entropy per layer (normalised by ln(t+1))";
   ent.y = linear_axis("mean H / ln(t+1)");
   ent.y.min = 0;
   ent.y.max = 1;
-  return grid({chart(spec, s), chart(abs, a), chart(ent, {layer_series(report, "entropy_norm", "H / ln(t+1)")})});
+  std::vector<Series> e = {layer_series(report, "entropy_norm", "H / ln(t+1)")};
+  if (any_windowed(report)) {
+    spec.title = "Normalised width w_p = W_p / visible keys per layer";
+    ent.title = "Entropy per layer (normalised by ln of the visible keys)";
+  }
+  ring_windowed(report, s, spec);
+  ring_windowed(report, a, abs);
+  ring_windowed(report, e, ent);
+  return grid({chart(spec, s), chart(abs, a), chart(ent, e)});
 }
 
 std::string sink_recency_charts(json& report) {
@@ -104,17 +157,23 @@ std::string sink_recency_charts(json& report) {
   mass.y.min = 0;
   mass.y.max = 1;
   mass.note = "a_0: mass on the first token; R_w: mass on the last w keys. Bands: 95% bootstrap intervals.";
-  const std::vector<Series> ms = {layer_series(report, "sink_mass", "sink a_0"),
-                                  layer_series(report, "recent_1", "R_1"),
-                                  layer_series(report, "recent_8", "R_8"),
-                                  layer_series(report, "recent_32", "R_32"),
-                                  layer_series(report, "recent_128", "R_128")};
+  std::vector<Series> ms = {layer_series(report, "sink_mass", "sink a_0"),
+                            layer_series(report, "recent_1", "R_1"),
+                            layer_series(report, "recent_8", "R_8"),
+                            layer_series(report, "recent_32", "R_32"),
+                            layer_series(report, "recent_128", "R_128")};
   ChartSpec share = mass;
   share.title = "First token as arg-max / in the top 5";
   share.y = linear_axis("share of rows");
   share.note = "";
-  const std::vector<Series> ss = {layer_series(report, "sink_argmax", "key 0 is arg-max"),
-                                  layer_series(report, "sink_top5", "key 0 in top 5")};
+  std::vector<Series> ss = {layer_series(report, "sink_argmax", "key 0 is arg-max"),
+                            layer_series(report, "sink_top5", "key 0 in top 5")};
+  if (any_windowed(report)) {
+    mass.note = "a_0: first token; R_w: last w keys. Bands: 95% bootstrap intervals.";
+    share.title = "First token as arg-max / in the top 5 (rows that see it)";
+  }
+  ring_windowed(report, ms, mass);
+  ring_windowed(report, ss, share);
   // Median ratios to the uniform baseline, from the C3 / C4 statistics.
   ChartSpec ratio;
   ratio.title = "Median ratio to the uniform baseline per layer";
@@ -135,6 +194,7 @@ std::string sink_recency_charts(json& report) {
     }
     rs.push_back(s);
   }
+  ring_windowed(report, rs, ratio);
   return grid({chart(mass, ms), chart(share, ss), chart(ratio, rs)});
 }
 
@@ -154,6 +214,14 @@ std::string head_section(json& report) {
   width.lo = 0;
   sink.lo = 0;
   sink.hi = 1;
+  if (any_windowed(report)) {  // row labels "3 (w 32)" for windowed layers
+    const std::vector<int64_t> windows = layer_windows(report);
+    for (HeatmapSpec* h : {&width, &sink})
+      for (int l = 0; l < L; ++l)
+        h->row_names.push_back(size_t(l) < windows.size() && windows[size_t(l)] > 0
+                                   ? fmt::format("{} (w {})", l, windows[size_t(l)])
+                                   : std::to_string(l));
+  }
   for (json& h : report["per_head"]) {
     const int l = h["layer"].get<int>(), k = h["head"].get<int>();
     if (l >= L || k >= H) continue;
@@ -315,15 +383,23 @@ std::string distribution_charts(json& report) {
 
 std::string layer_table(json& report) {
   std::vector<std::vector<std::string>> rows;
+  const std::vector<int64_t> windows = layer_windows(report);
   for (json& l : report["per_layer"]) {
     auto mean = [&](const char* m) { return format_number(at(l, {"metrics", m, "mean"})); };
-    rows.push_back({text_of(l["layer"]), text_of(l["rows"]), mean("width_norm_p50"), mean("width_norm_p90"),
-                    mean("width_p90"), mean("entropy"), mean("entropy_norm"), mean("sink_mass"), mean("sink_argmax"),
-                    mean("recent_1"), mean("recent_32"), mean("recent_ratio_32")});
+    const size_t i = rows.size();
+    rows.push_back({text_of(l["layer"]), layer_kind_text(i < windows.size() ? windows[i] : 0), text_of(l["rows"]),
+                    mean("width_norm_p50"), mean("width_norm_p90"), mean("width_p90"), mean("entropy"),
+                    mean("entropy_norm"), mean("sink_mass"), mean("sink_argmax"), mean("recent_1"),
+                    mean("recent_32"), mean("recent_ratio_32")});
   }
-  return table({"layer", "rows", "w_0.5", "w_0.9", "W_0.9", "H", "H/ln(t+1)", "a_0", "a_0 argmax", "R_1", "R_32",
-                "R_32/base"},
-               rows);
+  std::string html = table({"layer", "attention", "rows", "w_0.5", "w_0.9", "W_0.9", "H", "H/ln(t+1)", "a_0",
+                            "a_0 argmax", "R_1", "R_32", "R_32/base"},
+                           rows);
+  if (any_windowed(report))
+    html += note("Windowed layers: widths and entropy are normalised by the keys the layer lets the query see "
+                 "(min(t+1, window)), recency baselines are over those keys, and the sink columns average only the "
+                 "rows whose window still holds key 0.");
+  return html;
 }
 
 void flatten(json& j, const std::string& prefix, std::vector<std::vector<std::string>>& rows) {

@@ -3,14 +3,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <numeric>
 #include <random>
 
+#include "analysis/layer_kind.h"
+#include "analysis/row_metrics.h"
 #include "core/error.h"
 #include "io/corpus.h"
+#include "model/documents.h"
 #include "model/model.h"
+#include "policies/oracle.h"
+#include "policies/policy_map.h"
 #include "theory/normal.h"
 
 namespace attnsparse::theory {
@@ -91,117 +97,68 @@ struct Dims {
   size_t E = 0;
 };
 
-// The budgets of the second pass for one head.
+// The budgets of the second pass for one head, as the policies the oracle runs
+// (policies/oracle.h): the measurement code is eval-policy's.
 struct HeadBudget {
   double alpha = NAN, C = NAN;
   int64_t k_fixed = 0;
   bool usable() const { return std::isfinite(C) && std::isfinite(alpha); }
-  int64_t dynamic(int64_t n) const {
-    const double k = std::ceil(alpha * std::pow(double(n), C) - 1e-9);
-    return std::clamp<int64_t>(std::isfinite(k) ? int64_t(std::min(k, 1e15)) : n, 1, n);
+  policies::Policy rule(int r) const {
+    policies::Policy p;
+    if (!usable()) return p;  // dense (its errors are not reported)
+    const int64_t sinks = std::min<int64_t>(4, k_fixed / 2);
+    switch (r) {
+      case kTopkDynamic: p.kind = policies::Kind::DynTopK, p.alpha = alpha, p.exponent = C; break;
+      case kTopkFixed: p.kind = policies::Kind::TopK, p.k = k_fixed; break;
+      case kWindowDynamic: p.kind = policies::Kind::DynWindow, p.alpha = alpha, p.exponent = C, p.sink = 4; break;
+      case kWindowFixed: p.kind = policies::Kind::SinkWindow, p.sink = sinks, p.window = k_fixed - sinks; break;
+      default: break;
+    }
+    return p;
   }
+  int64_t dynamic(int64_t n) const { return rule(kTopkDynamic).keep_count(n); }
 };
 
-class LayerObserver final : public ops::RowObserver {
+// Pass 1: k_eps of the sampled rows, i.e. W_{1-eps} of analysis' row metrics
+// (analysis::widths with the targets (1 - eps) * the row's mass). A row holds the keys
+// the layer lets the query see: t + 1, or min(t + 1, W) under a native window.
+class KEpsObserver final : public ops::RowObserver {
  public:
   int layer = 0;
-  int pass = 1;
   const Dims* dims = nullptr;
   const FitOptions* opt = nullptr;
   const DocPlan* doc = nullptr;
   DocRows* out = nullptr;
-  const std::vector<HeadBudget>* budgets = nullptr;  // [layer * H + head]
-  ops::AttentionShape shape;
-  ops::AttentionArgs args;
+  const std::vector<size_t>* by_level = nullptr;  // eps indices by increasing 1 - eps
 
-  void on_row(int head, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n) override {
+  void on_row(int head, int64_t query_pos, const float* probs, const int32_t*, int64_t n) override {
     if (query_pos < 0 || query_pos >= int64_t(doc->sample_of.size())) return;
     const int s = doc->sample_of[query_pos];
     if (s < 0 || n < 1) return;
-    const size_t S = doc->pos.size();
-    const size_t row = (size_t(layer) * dims->H + head) * S + s;
-    thread_local std::vector<double> w, work;
-    w.resize(n);
+    const size_t row = (size_t(layer) * dims->H + head) * doc->pos.size() + s;
     double total = 0;
-    for (int64_t j = 0; j < n; ++j) total += w[j] = probs[j];
-    for (auto& x : w) x /= total;
-    if (pass == 1) {
-      for (size_t e = 0; e < dims->E; ++e) {
-        work.assign(w.begin(), w.end());
-        out->k[row * dims->E + e] = double(k_eps_inplace(work, opt->eps[e]));
-      }
-      return;
-    }
-    const HeadBudget& hb = (*budgets)[size_t(layer) * dims->H + head];
-    double* err = &out->err[row * kFitRules];
-    double* rel = &out->rel[row * kFitRules];
-    double* tau = &out->tau[row * kFitRules];
-    if (!hb.usable()) {
-      std::fill_n(err, kFitRules, NAN), std::fill_n(rel, kFitRules, NAN), std::fill_n(tau, kFitRules, NAN);
-      return;
-    }
-    // Values of this head's KV group for the row's keys.
-    const int D = dims->D;
-    const int kvh = head / (dims->H / dims->KVH);
-    auto value = [&](int64_t j) {
-      const int64_t slot = keys ? keys[j] : j;
-      return args.v + slot * args.v_stride + int64_t(kvh) * D;
-    };
-    thread_local std::vector<double> o, og;
-    o.assign(D, 0.0);
-    for (int64_t j = 0; j < n; ++j) {
-      const float* v = value(j);
-      const double a = w[j];
-      for (int c = 0; c < D; ++c) o[c] += a * v[c];
-    }
-    double o2 = 0;
-    for (int c = 0; c < D; ++c) o2 += o[c] * o[c];
-    for (int r = 0; r < kFitRules; ++r) {
-      const bool dynamic = r == kTopkDynamic || r == kWindowDynamic;
-      const int64_t k = std::clamp<int64_t>(dynamic ? hb.dynamic(n) : hb.k_fixed, 1, n);
-      og.assign(D, 0.0);
-      double kept = 0;
-      auto keep = [&](size_t j) {
-        kept += w[j];
-        const float* v = value(int64_t(j));
-        const double a = w[j];
-        for (int c = 0; c < D; ++c) og[c] += a * v[c];
-      };
-      if (r == kTopkDynamic || r == kTopkFixed) {
-        work.assign(w.begin(), w.end());
-        const double t = kth_largest_inplace(work, k);
-        for_each_topk(w, k, t, keep);
-      } else {
-        // StreamingLLM: min(4, k/2) sink keys and the most recent rest (row order is
-        // increasing key position).
-        const int64_t sink = std::min<int64_t>(4, k / 2);
-        for (int64_t j = 0; j < sink; ++j) keep(size_t(j));
-        for (int64_t j = std::max(sink, n - (k - sink)); j < n; ++j) keep(size_t(j));
-      }
-      double e2 = 0;
-      for (int c = 0; c < D; ++c) {
-        const double diff = o[c] - og[c] / kept;
-        e2 += diff * diff;
-      }
-      err[r] = std::sqrt(e2);
-      rel[r] = o2 > 0 ? std::sqrt(e2 / o2) : NAN;
-      tau[r] = std::max(0.0, 1.0 - kept);
-    }
+    for (int64_t j = 0; j < n; ++j) total += probs[j];
+    thread_local std::vector<double> levels;
+    thread_local std::vector<int32_t> k;
+    thread_local std::vector<float> scratch;
+    levels.resize(dims->E);
+    k.resize(dims->E);
+    for (size_t i = 0; i < dims->E; ++i) levels[i] = (1.0 - opt->eps[(*by_level)[i]]) * total;
+    analysis::widths(probs, n, levels.data(), int(dims->E), k.data(), scratch);
+    for (size_t i = 0; i < dims->E; ++i) out->k[row * dims->E + (*by_level)[i]] = double(k[i]);
   }
 };
 
-class FitHooks final : public AttentionHooks {
+class KEpsHooks final : public AttentionHooks {
  public:
-  explicit FitHooks(std::vector<LayerObserver>& layers) : layers_(layers) {}
-  const ops::KeySet* plan(int layer, const ops::AttentionShape& shape, const ops::AttentionArgs& args) override {
-    layers_[layer].shape = shape;  // the values the observer needs for the error pass
-    layers_[layer].args = args;
+  explicit KEpsHooks(std::vector<KEpsObserver>& layers) : layers_(layers) {}
+  const ops::KeySet* plan(int, const ops::AttentionShape&, const ops::AttentionArgs&) override {
     return nullptr;  // dense attention
   }
   ops::RowObserver* observer(int layer) override { return &layers_[layer]; }
 
  private:
-  std::vector<LayerObserver>& layers_;
+  std::vector<KEpsObserver>& layers_;
 };
 
 // Bin means of one head at one eps, with optional resampling weights.
@@ -304,20 +261,19 @@ FitResult fit_model(const FitOptions& o) {
   res.window = window;
   res.n_layer = dims.L, res.n_head = dims.H, res.n_kv_head = dims.KVH, res.head_dim = dims.D;
 
-  // Documents -> prefixes of at most `window` tokens, at least 4 min_n long (>= 3 bins).
+  // Documents -> prefixes of at most `window` tokens (the fit follows rows of growing
+  // length from the start of the text, so it keeps the head rather than cutting in the
+  // middle), at least 4 min_n long (>= 3 bins).
   std::vector<DocPlan> docs;
   for (const Document& d : read_documents(o.data)) {
     if (o.max_docs > 0 && int(docs.size()) >= o.max_docs) break;
-    std::vector<int32_t> tokens = d.tokens ? *d.tokens : model->tokenizer().encode(d.text, true);
-    for (size_t i = 0; i < tokens.size(); ++i)
-      if (tokens[i] < 0 || tokens[i] >= cfg.n_vocab)
-        fail_file(d.source, "token id {} at index {} is out of range (vocabulary size {})", tokens[i], i, cfg.n_vocab);
-    if (int64_t(tokens.size()) > window) tokens.resize(window), ++res.cut;
-    if (int64_t(tokens.size()) < 4 * o.min_n) {
+    PreparedDocument pd = prepare_document(*model, d, window, DocumentCut::Head);
+    res.cut += pd.truncated;
+    if (int64_t(pd.tokens.size()) < 4 * o.min_n) {
       ++res.skipped_short;
       continue;
     }
-    docs.push_back(plan_document(std::move(tokens), o));
+    docs.push_back(plan_document(std::move(pd.tokens), o));
   }
   if (docs.empty())
     fail_usage("no document has at least {} tokens (4 x --min-n); {} were shorter", 4 * o.min_n, res.skipped_short);
@@ -326,16 +282,33 @@ FitResult fit_model(const FitOptions& o) {
   for (const auto& d : docs) res.tokens += int64_t(d.tokens.size()), res.rows += int64_t(d.pos.size());
   res.rows *= int64_t(dims.L) * dims.H;
 
+  // Native windows: a windowed layer's row at position t has min(t + 1, W) keys, and its
+  // rows are binned by that length.
+  const std::vector<analysis::LayerKind> kinds = analysis::layer_kinds(cfg);
+  for (const auto& k : kinds) res.windows.push_back(k.window);
+  auto row_length = [&](int layer, int64_t pos) { return analysis::visible_keys(pos, kinds[size_t(layer)].window); };
+  auto bin_of = [&](int64_t n) {  // the b with n in [min_n 2^b, min_n 2^(b+1)); -1 below min_n
+    int b = -1;
+    while ((o.min_n << (b + 1)) <= n) ++b;
+    return b;
+  };
+  std::vector<size_t> by_level(dims.E);
+  std::iota(by_level.begin(), by_level.end(), size_t(0));
+  std::stable_sort(by_level.begin(), by_level.end(), [&](size_t a, size_t b) { return o.eps[a] > o.eps[b]; });
+
   std::vector<DocRows> rows(ND);
-  std::vector<LayerObserver> layers(dims.L);
+  std::vector<KEpsObserver> layers(dims.L);
   std::vector<HeadBudget> budgets(size_t(dims.L) * dims.H);
   for (int l = 0; l < dims.L; ++l) {
     layers[l].layer = l;
     layers[l].dims = &dims;
     layers[l].opt = &o;
-    layers[l].budgets = &budgets;
+    layers[l].by_level = &by_level;
   }
-  FitHooks hooks(layers);
+  KEpsHooks hooks(layers);
+  std::unique_ptr<policies::OracleHooks> oracle;  // pass 2
+  const DocPlan* current = nullptr;
+  DocRows* current_rows = nullptr;
   const int ranks = o.comm ? o.comm->size() : 1, rank = o.comm ? o.comm->rank() : 0;
   // After a pass: the documents' rows of `field` from their ranks to rank 0 (and with
   // `everyone` back to every rank), as raw doubles (NaN included, bit for bit).
@@ -381,11 +354,14 @@ FitResult fit_model(const FitOptions& o) {
       if (di % ranks != rank) continue;
       say(fmt::format("pass {}/2 ({}): document {}/{} ({} tokens, {} sampled rows per head)", pass,
                       pass == 1 ? "k_eps" : "budget errors", di + 1, ND, docs[di].tokens.size(), docs[di].pos.size()));
-      for (auto& lo : layers) lo.pass = pass, lo.doc = &docs[di], lo.out = &rows[di];
+      for (auto& lo : layers) lo.doc = &docs[di], lo.out = &rows[di];
+      current = &docs[di];
+      current_rows = &rows[di];
+      if (pass == 2) oracle->reset();
       KVCache cache = model->make_cache(int64_t(docs[di].tokens.size()));
       ForwardOptions fo;
       fo.no_logits = true;
-      fo.hooks = &hooks;
+      fo.hooks = pass == 1 ? static_cast<AttentionHooks*>(&hooks) : oracle.get();
       std::vector<float> logits;
       model->forward(docs[di].tokens, cache, fo, logits);
     }
@@ -413,16 +389,18 @@ FitResult fit_model(const FitOptions& o) {
   for (int l = 0; l < dims.L; ++l)
     for (int h = 0; h < dims.H; ++h) {
       HeadFit hf;
-      hf.layer = l, hf.head = h, hf.kv_head = h / (dims.H / dims.KVH);
+      hf.layer = l, hf.head = h, hf.kv_head = h / (dims.H / dims.KVH), hf.window = kinds[size_t(l)].window;
       std::vector<BinData> bd(dims.E);
       for (auto& b : bd) b.rows.resize(n_bins);
       for (int di = 0; di < ND; ++di) {
         const auto& d = docs[di];
         const size_t S = d.pos.size();
         for (size_t s = 0; s < S; ++s) {
+          const int64_t n = row_length(l, d.pos[s]);
+          const int b = bin_of(n);
+          if (b < 0) continue;  // a window shorter than min_n
           const size_t row = (size_t(l) * dims.H + h) * S + s;
-          for (size_t e = 0; e < dims.E; ++e)
-            bd[e].rows[d.bin[s]].push_back({di, double(d.pos[s] + 1), rows[di].k[row * dims.E + e]});
+          for (size_t e = 0; e < dims.E; ++e) bd[e].rows[b].push_back({di, double(n), rows[di].k[row * dims.E + e]});
         }
       }
       hf.bin_k.resize(dims.E);
@@ -453,14 +431,41 @@ FitResult fit_model(const FitOptions& o) {
         hb.alpha = std::exp(hf.fits[e_min].log_A);
         double cost = 0, count = 0;
         for (const auto& d : docs)
-          for (int64_t n = o.min_n; n <= int64_t(d.tokens.size()); ++n) cost += double(hb.dynamic(n)), count += 1;
-        hb.k_fixed = std::max<int64_t>(1, std::llround(cost / count));
+          for (int64_t n = o.min_n; n <= int64_t(d.tokens.size()); ++n) {
+            const int64_t v = row_length(l, n - 1);
+            if (v < o.min_n) continue;
+            cost += double(hb.dynamic(v)), count += 1;
+          }
+        hb.k_fixed = count > 0 ? std::max<int64_t>(1, std::llround(cost / count)) : 1;
       }
       hf.dyn_alpha = hb.alpha, hf.dyn_C = hb.C, hf.k_fixed = hb.k_fixed;
       res.heads.push_back(std::move(hf));
     }
 
-  // Pass 2: errors of the budget rules on the same sampled rows.
+  // Pass 2: errors of the budget rules on the same sampled rows, by the oracle of
+  // eval-policy: one policy map per rule (each head its own budget), dense attention in
+  // the model, every map's key sets applied to the same q/k/v.
+  {
+    std::vector<policies::PolicyMap> maps;
+    for (int r = 0; r < kFitRules; ++r) {
+      policies::PolicyMap map;
+      for (int l = 0; l < dims.L; ++l)
+        for (int h = 0; h < dims.H; ++h) map.set(l, h, budgets[size_t(l) * dims.H + h].rule(r));
+      maps.push_back(std::move(map));
+    }
+    oracle = std::make_unique<policies::OracleHooks>(cfg, std::move(maps));
+    oracle->report_rows(
+        [&](int64_t q) { return q >= 0 && q < int64_t(current->sample_of.size()) && current->sample_of[q] >= 0; },
+        [&](const policies::OracleRow& r) {
+          const size_t S = current->pos.size();
+          const size_t at = ((size_t(r.layer) * dims.H + r.head) * S + current->sample_of[r.query]) * kFitRules + r.map;
+          if (!budgets[size_t(r.layer) * dims.H + r.head].usable()) return;  // stays NaN
+          current_rows->err[at] = std::sqrt(r.diff2);
+          current_rows->rel[at] = r.ref2 > 0 ? std::sqrt(r.diff2 / r.ref2) : NAN;
+          current_rows->tau[at] = r.tau;
+        },
+        /*only_chosen=*/true);
+  }
   run_pass(2);
   for (auto& hf : res.heads) {
     hf.err.assign(kFitRules, {});
@@ -479,7 +484,8 @@ FitResult fit_model(const FitOptions& o) {
           const size_t row = ((size_t(hf.layer) * dims.H + hf.head) * S + s) * kFitRules + r;
           const double e = rows[di].err[row], rl = rows[di].rel[row], t = rows[di].tau[row];
           if (!std::isfinite(e)) continue;
-          const int b = d.bin[s];
+          const int b = bin_of(row_length(hf.layer, d.pos[s]));
+          if (b < 0) continue;
           se[b] += e, sr[b] += std::isfinite(rl) ? rl : 0, st[b] += t, cnt[b] += 1;
           ae += e, ar += std::isfinite(rl) ? rl : 0, at += t, ac += 1;
         }

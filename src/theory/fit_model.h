@@ -1,14 +1,17 @@
 // `theory fit`: the n^C-sparsity measurements on a model's real attention rows
-// (methods.md §3, "the same measurements apply to real attention rows").
+// (docs/methods.md §8, "the same measurements apply to real attention rows").
 //
-// Each document (its first max_tokens tokens) runs through the model once as one causal
-// batch; the attention core's RowObserver sees every probability row (never an n x n
-// matrix). The row of query position t has n = t+1 keys. Rows are grouped by n into
-// bins [m, 2m) with m = min_n * 2^b, and a fixed number of query positions per bin and
-// document is sampled (evenly spaced; the same positions for every layer and head).
+// Each document (its first max_tokens tokens, prepared as analyze and eval-policy prepare
+// theirs: model/documents.h) runs through the model once as one causal batch; the
+// attention core's RowObserver sees every probability row (never an n x n matrix). The
+// row of query position t has n = t+1 keys, or n = min(t+1, W) in a layer with a native
+// sliding window W (the keys it lets the query see). Query positions are sampled per bin
+// of t+1, [m, 2m) with m = min_n * 2^b, a fixed number per bin and document (evenly
+// spaced; the same positions for every layer and head); rows are binned by their n.
 //
-// Per layer and head and per eps: the mean k_eps of the sampled rows in each bin
-// against their mean n, fitted as ln k = ln A + C ln n (least squares over bins), with
+// Per layer and head and per eps: the mean k_eps (= W_{1-eps} of analysis' row metrics)
+// of the sampled rows in each bin against their mean n, fitted as ln k = ln A + C ln n
+// (least squares over bins), with
 // a percentile bootstrap interval (documents resampled when there are at least 3, else
 // rows within bins). A verdict says whether the head is n^C-sparse (C clearly inside
 // (0, 1) with a good fit), dense (C near 1: k grows like n), collapsed (C near 0: O(1)
@@ -16,12 +19,13 @@
 //
 // Budget rules (a second pass over the same documents, once every head has its fit):
 // the dynamic budget k(n) = ceil(alpha n^C) with (alpha, C) = (A, C) of the head's fit at
-// the smallest eps, against a fixed budget of equal mean cost (the mean of k(t+1) over
-// every analysed position t of the documents). Each budget is used with two selections:
+// the smallest eps, against a fixed budget of equal mean cost (the mean of k(n) over
+// every analysed position of the documents). Each budget is used with two selections:
 // oracle top-k (the best k-set for this row) and a StreamingLLM window (min(4, k/2) sink
-// keys + the most recent rest). The error of a kept set G is computed from the row and
-// the head's value vectors of the same attention call: ||o - o_G|| with o_G the
-// renormalised output over G, which equals tau * ||mu_tail - mu_G|| (methods.md §1).
+// keys + the most recent rest) — the policies dyntopk, topk, dynwindow and sink+window,
+// one budget per head, run by eval-policy's oracle (policies/oracle.h) on the same
+// q/k/v as the dense pass: ||o - o_G|| with o the dense output and o_G the output over
+// G (= tau * ||mu_tail - mu_G||, docs/methods.md §2), and tau the dense mass outside G.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -69,6 +73,7 @@ const char* fit_rule_name(int rule);  // "topk-dyn", "topk-fixed", "window-dyn",
 
 struct HeadFit {
   int layer = 0, head = 0, kv_head = 0;
+  int64_t window = 0;                      // the layer's native sliding window (0 = global)
   // Per bin (only bins with rows): lower edge, mean n, rows; per eps the mean k_eps.
   std::vector<int64_t> bin_lo;
   std::vector<double> bin_n;
@@ -89,6 +94,7 @@ struct FitResult {
   int64_t window = 0;  // tokens per document actually used (max_tokens capped at the model's context)
   int64_t documents = 0, tokens = 0, rows = 0, skipped_short = 0, cut = 0;
   std::string bootstrap_unit;  // "documents" or "rows"
+  std::vector<int64_t> windows;  // per layer: native sliding window (0 = global)
   std::vector<HeadFit> heads;  // layer-major
 };
 

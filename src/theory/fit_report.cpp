@@ -57,17 +57,18 @@ json fit_json(const FitOptions& o, const FitResult& r) {
                    {"n^C-sparse", fmt::format("0 < C_lo, C_hi < 1, R^2 >= {}", o.min_r2)},
                    {"too few lengths", fmt::format("fewer than {} bins", o.min_bins)}}},
                  {"rules",
-                  {{"topk-dyn", "oracle top-k, k = ceil(alpha n^C) from the head's fit at the smallest eps"},
-                   {"topk-fixed", "oracle top-k, fixed k of equal mean cost"},
-                   {"window-dyn", "min(4, k/2) sink keys + most recent keys, k = ceil(alpha n^C)"},
-                   {"window-fixed", "min(4, k/2) sink keys + most recent keys, fixed k of equal mean cost"},
-                   {"error", "||o - o_G|| = tau ||mu_tail - mu_G|| with the head's values; rel = / ||o||"}}}};
+                  {{"topk-dyn", "oracle top-k, k = ceil(alpha n^C) from the head's fit at the smallest eps (policy dyntopk=alpha:A,C:C)"},
+                   {"topk-fixed", "oracle top-k, fixed k of equal mean cost (policy topk=K)"},
+                   {"window-dyn", "min(4, k/2) sink keys + most recent keys, k = ceil(alpha n^C) (policy dynwindow=alpha:A,C:C,sink:4)"},
+                   {"window-fixed", "min(4, k/2) sink keys + most recent keys, fixed k of equal mean cost (policy sink=G,window=W)"},
+                   {"error", "||o - o_G|| = tau ||mu_tail - mu_G|| from eval-policy's oracle (dense output vs the output over G on the same q/k/v); rel = / ||o||"}}}};
   j["fits"] = json::array();
   j["heads"] = json::array();
   std::map<std::string, int> counts;
   for (const auto& h : r.heads) {
     json hj = {{"layer", h.layer}, {"head", h.head}, {"kv_head", h.kv_head},
                {"bins", {{"n_lo", h.bin_lo}, {"n_mean", h.bin_n}, {"rows", h.bin_rows}}}};
+    if (h.window > 0) hj["window"] = h.window;  // rows over the min(t+1, window) visible keys
     hj["k_eps_mean"] = json::array();
     for (size_t e = 0; e < o.eps.size(); ++e) {
       hj["k_eps_mean"].push_back({{"eps", o.eps[e]}, {"k", nums(h.bin_k[e])}});

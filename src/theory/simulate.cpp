@@ -83,6 +83,27 @@ std::pair<int64_t, int64_t> parse_n_range(const std::string& text) {
   return {lo, hi};
 }
 
+std::vector<Setting> sweep_settings(const std::vector<int>& ds, const std::vector<double>& sigmas,
+                                    const std::vector<double>& norm_bounds,
+                                    const std::vector<double>& weight_frobenius,
+                                    const std::vector<double>& logit_cs) {
+  std::vector<Setting> settings;
+  for (int d : ds) {
+    auto add = [&](Regime regime, auto&& set) {
+      Setting st;
+      st.regime = regime;
+      st.d = d;
+      set(st);
+      settings.push_back(st);
+    };
+    for (double sigma : sigmas) add(Regime::Gaussian, [&](Setting& st) { st.sigma = sigma; });
+    for (double B : norm_bounds)
+      for (double F : weight_frobenius) add(Regime::NormBound, [&](Setting& st) { st.B = B, st.F = F; });
+    for (double c : logit_cs) add(Regime::LogitC, [&](Setting& st) { st.c = c; });
+  }
+  return settings;
+}
+
 void validate(const SimOptions& o) {
   if (o.n_lo < 2) fail_usage("--n: the smallest length must be at least 2 (got {})", o.n_lo);
   if (o.n_lo > o.n_hi) fail_usage("--n: LO = {} is larger than HI = {}", o.n_lo, o.n_hi);

@@ -1,4 +1,4 @@
-// The n^C-sparsity simulator (methods.md §3, Deng/Song/Yang): random attention rows of
+// The n^C-sparsity simulator (docs/methods.md §8, Deng/Song/Yang): random attention rows of
 // growing length n, their k_eps(n), the fitted exponent C = d log k_eps / d log n with a
 // bootstrap interval, and the output error of budget rules k = const, ceil(ln n) and
 // ceil(alpha n^C) with Gaussian values.
@@ -83,6 +83,14 @@ struct SimOptions {
 
 // Throws UsageError for out-of-range options.
 void validate(const SimOptions& opt);
+
+// The settings of a sweep, for every head dimension d in turn: one gaussian setting per
+// sigma, one norm-bound setting per (B, F) pair, one logit-c setting per c (in that order;
+// an empty list adds none of its regime). The pairing rule of B and F is the caller's.
+std::vector<Setting> sweep_settings(const std::vector<int>& ds, const std::vector<double>& sigmas,
+                                    const std::vector<double>& norm_bounds,
+                                    const std::vector<double>& weight_frobenius,
+                                    const std::vector<double>& logit_cs);
 // The powers of two in [lo, hi].
 std::vector<int64_t> powers_of_two(int64_t lo, int64_t hi);
 // "LO:HI" (integers, or 2^a) -> {lo, hi}; UsageError when malformed or lo > hi.

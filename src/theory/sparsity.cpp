@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 
+#include "analysis/row_metrics.h"
 #include "core/error.h"
 
 namespace attnsparse::theory {
@@ -14,30 +15,11 @@ int64_t k_eps_inplace(std::span<double> w, double eps) {
   if (!(eps > 0.0 && eps < 1.0)) fail("k_eps: eps = {} is outside (0, 1)", eps);
   const int64_t n = static_cast<int64_t>(w.size());
   if (n == 0) return 0;
-  const double total = std::accumulate(w.begin(), w.end(), 0.0);
-  double need = (1.0 - eps) * total;
-  int64_t k = 0, lo = 0, hi = n;
-  // Invariant: the answer is k + (number of the largest entries of w[lo, hi) needed to
-  // reach `need`); everything in w[0, lo) is larger than anything in w[lo, n).
-  while (hi - lo > 32) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    std::nth_element(w.begin() + lo, w.begin() + mid, w.begin() + hi, std::greater<double>());
-    const double s = std::accumulate(w.begin() + lo, w.begin() + mid, 0.0);
-    if (s >= need) {
-      hi = mid;
-    } else {
-      need -= s;
-      k += mid - lo;
-      lo = mid;
-    }
-  }
-  std::sort(w.begin() + lo, w.begin() + hi, std::greater<double>());
-  double s = 0;
-  for (int64_t i = lo; i < hi; ++i) {
-    s += w[i];
-    if (s >= need) return k + (i - lo + 1);
-  }
-  return k + (hi - lo);  // rounding: need slightly above what is left
+  // W_{1-eps} of analysis' row metrics, on the unnormalised weights.
+  const double need = (1.0 - eps) * std::accumulate(w.begin(), w.end(), 0.0);
+  int64_t k = 0;
+  analysis::mass_widths_inplace(w.data(), n, &need, 1, &k);
+  return k;
 }
 
 int64_t k_eps_sorted_inplace(std::span<double> w, double eps) {

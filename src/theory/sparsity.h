@@ -1,4 +1,4 @@
-// Row sparsity measures and power-law fits for the n^C-sparsity study (methods.md §3).
+// Row sparsity measures and power-law fits for the n^C-sparsity study (docs/methods.md §8).
 #pragma once
 #include <cstdint>
 #include <span>
@@ -7,8 +7,9 @@
 namespace attnsparse::theory {
 
 // k_eps(a) = the smallest k whose top-k mass >= (1 - eps) * sum(a) (= W_{1-eps}(a) of
-// methods.md §2). `w` holds non-negative weights (need not sum to 1) and is reordered.
-// Expected O(n): quickselect on mass (nth_element halves), no full sort.
+// docs/methods.md §4). `w` holds non-negative weights (need not sum to 1) and is reordered.
+// Computed by analysis' width selection (analysis::mass_widths_inplace, the weighted
+// quickselect behind W_p): expected O(n), no full sort.
 int64_t k_eps_inplace(std::span<double> w, double eps);
 int64_t k_eps(std::span<const double> w, double eps);  // copies
 // The same by a full descending sort and a prefix scan: O(n log n), the baseline the
@@ -19,7 +20,7 @@ int64_t k_eps_sorted_inplace(std::span<double> w, double eps);
 // full sort instead of nth_element (benchmark baseline).
 double kth_largest_inplace(std::span<double> w, int64_t k, bool full_sort = false);
 
-// The top-k index set of w with ties broken by the lower index (methods.md notation),
+// The top-k index set of w with ties broken by the lower index (docs/methods.md §1),
 // given t = the k-th largest value: every j with w_j > t, then the lowest indices with
 // w_j == t until k are taken. Calls visit(j) for each kept index in increasing order.
 template <typename Visit>

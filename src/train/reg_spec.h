@@ -1,4 +1,4 @@
-// The condensation regulariser's settings (methods.md §4), parsed from a spec string:
+// The condensation regulariser's settings (docs/methods.md §9), parsed from a spec string:
 //   topk:k=8,lambda=0.1               tail-mass form  λ·mean(1 − M_k(a_t))
 //   topk:k=8,lambda=0.1,hinge=0.05    hinge form      λ·mean(max(0, 1 − ε − M_k(a_t)))
 //   dyn:alpha=1,C=0.5,lambda=0.1      k_t = ceil(α·n^C) with n = t + 1 (hinge= works too)

@@ -1,48 +1,20 @@
-// Running the attnsparse binary from tests.
+// File helpers of the CLI tests; running the binary comes from support/run_process.h.
 #pragma once
-#include <sys/wait.h>
+#include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "support/run_process.h"
+
 namespace attnsparse::testing_support {
 
-struct CommandResult {
-  int status = -1;     // exit status
-  std::string output;  // stdout and stderr together
-};
-
-inline std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out.push_back(c);
-  }
-  return out + "'";
-}
-
-// Runs `attnsparse <args>` and returns its exit status and output.
-inline CommandResult run_cli(const std::vector<std::string>& args) {
-  std::string cmd = shell_quote(ATTNSPARSE_BIN);
-  for (const auto& a : args) {
-    cmd += ' ';
-    cmd += shell_quote(a);
-  }
-  cmd += " 2>&1";
-  CommandResult r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  size_t got;
-  while ((got = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), got);
-  const int st = pclose(pipe);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using testing::Output;
+using testing::ProcessResult;
+using testing::run_cli;
+using testing::shell_quote;
 
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -35,7 +36,7 @@ inline std::vector<RunDocument> make_documents(int n_docs, int n_tokens,
 struct CsvRow {
   int64_t doc, layer, head, query, n_keys;
   int64_t width[4];
-  double entropy, sink_mass, recent[5];
+  double entropy, sink_mass, recent[5];  // sink_mass NaN: empty field (key 0 outside the window)
 };
 
 inline std::vector<CsvRow> read_rows_csv(const std::string& path) {
@@ -48,11 +49,21 @@ inline std::vector<CsvRow> read_rows_csv(const std::string& path) {
             "recent_1,recent_8,recent_32,recent_64,recent_128");
   std::vector<CsvRow> rows;
   while (std::getline(in, line)) {
+    // An empty sink_mass field (windowed layers) reads as NaN.
+    const size_t sink_at = [&] {
+      size_t at = 0;
+      for (int i = 0; i < 10; ++i) at = line.find(',', at) + 1;
+      return at;
+    }();
+    const bool no_sink = sink_at < line.size() && line[sink_at] == ',';
+    if (no_sink) line.insert(sink_at, "nan");
     std::replace(line.begin(), line.end(), ',', ' ');
     std::istringstream ss(line);
     CsvRow r;
+    std::string sink;
     ss >> r.doc >> r.layer >> r.head >> r.query >> r.n_keys >> r.width[0] >> r.width[1] >> r.width[2] >>
-        r.width[3] >> r.entropy >> r.sink_mass;
+        r.width[3] >> r.entropy >> sink;
+    r.sink_mass = no_sink ? std::nan("") : std::stod(sink);
     for (double& x : r.recent) ss >> x;
     EXPECT_FALSE(ss.fail()) << line;
     rows.push_back(r);
@@ -79,7 +90,8 @@ inline SyntheticRun run_synthetic(RowSource& source, const std::vector<RunDocume
   if (dump) control.dump_path = csv;
   SyntheticRun r;
   r.acc = analyze_documents(source, docs, params, control).acc;
-  r.report = build_report(r.acc, params, nlohmann::json{{"model", {{"n_kv_heads", source.n_kv_heads()}}}});
+  r.report = build_report(r.acc, params, nlohmann::json{{"model", {{"n_kv_heads", source.n_kv_heads()}}}},
+                          source.layer_kinds());
   if (dump) {
     r.rows = read_rows_csv(csv);
     std::filesystem::remove(csv);

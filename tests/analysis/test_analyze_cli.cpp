@@ -118,10 +118,10 @@ TEST_P(AnalyzeReference, DumpedRowMetricsEqualThoseOfLlamaCppAttention) {
   write_ids(tok, read_ids(ref + "/expected/" + name + ".tokens.txt"));
   const std::string model = ref + "/models/" + info["model"].get<std::string>();
   const auto r = run_cli({"analyze", model, "--data", tok, "--out", dir + "/out", "--min-query", "0",
-                          "--dump-rows", dir + "/rows.csv", "--threads", "2"});
-  ASSERT_EQ(r.status, 0) << r.output;
-  const auto a = run_cli({"attention", model, "--tokens", tok, "--out", dir + "/attn.f32"});
-  ASSERT_EQ(a.status, 0) << a.output;
+                          "--dump-rows", dir + "/rows.csv", "--threads", "2"}, Output::merged);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto a = run_cli({"attention", model, "--tokens", tok, "--out", dir + "/attn.f32"}, Output::merged);
+  ASSERT_EQ(a.status, 0) << a.out;
   const std::vector<float> ours = read_f32(dir + "/attn.f32");
   ASSERT_EQ(ours.size(), theirs.size());
   const std::vector<CsvRow> rows = read_rows_csv(dir + "/rows.csv");
@@ -218,8 +218,8 @@ TEST(AnalyzeCli, KilledRunResumesToTheUninterruptedResult) {
     return std::vector<std::string>{"analyze", model, "--data", data, "--out", out, "--dump-rows", dump,
                                     "--threads", "2", "--max-rows", "30000", "--set", "bootstrap_resamples=200"};
   };
-  const auto full = run_cli(args(dir + "/full", dir + "/full.csv.gz"));
-  ASSERT_EQ(full.status, 0) << full.output;
+  const auto full = run_cli(args(dir + "/full", dir + "/full.csv.gz"), Output::merged);
+  ASSERT_EQ(full.status, 0) << full.out;
 
   // Start the same run, SIGKILL it right after its first checkpoint, then --resume.
   const std::string out = dir + "/killed";
@@ -253,9 +253,9 @@ TEST(AnalyzeCli, KilledRunResumesToTheUninterruptedResult) {
     auto a = args(out, dir + "/killed.csv.gz");
     a.push_back("--resume");
     return a;
-  }());
-  ASSERT_EQ(resumed.status, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("resumed after"), std::string::npos) << resumed.output;
+  }(), Output::merged);
+  ASSERT_EQ(resumed.status, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resumed after"), std::string::npos) << resumed.out;
   const json a = json::parse(slurp(dir + "/full/report.json"));
   const json b = json::parse(slurp(out + "/report.json"));
   EXPECT_EQ(without_run(a).dump(), without_run(b).dump());
@@ -271,9 +271,9 @@ TEST(AnalyzeCli, KilledRunResumesToTheUninterruptedResult) {
     auto v = args(out, dir + "/again.csv.gz");
     v.push_back("--resume");
     return v;
-  }());
+  }(), Output::merged);
   EXPECT_EQ(again.status, 0);
-  EXPECT_NE(again.output.find("no checkpoint"), std::string::npos);
+  EXPECT_NE(again.out.find("no checkpoint"), std::string::npos);
   fs::remove_all(dir);
 }
 
@@ -284,8 +284,8 @@ TEST(AnalyzeCli, ReportHasTheDocumentedFields) {
   REQUIRE_SHARED_FILE(sample);
   const std::string dir = fresh_dir("schema");
   const auto r = run_cli({"analyze", model, "--data", sample, "--out", dir, "--max-tokens", "400", "--rows", "both",
-                          "--decode-tokens", "8", "--stride", "2", "--threads", "2", "--json"});
-  ASSERT_EQ(r.status, 0) << r.output;
+                          "--decode-tokens", "8", "--stride", "2", "--threads", "2", "--json"}, Output::merged);
+  ASSERT_EQ(r.status, 0) << r.out;
   const json j = json::parse(slurp(dir + "/report.json"));
   EXPECT_EQ(j["schema"], "attnsparse.analysis/1");
   for (const char* key : {"model", "data", "counts", "parameters", "per_layer", "per_head", "clusters",
@@ -313,9 +313,9 @@ TEST(AnalyzeCli, ReportHasTheDocumentedFields) {
   EXPECT_EQ(j["parameters"]["c5"]["gap"], 128);
   EXPECT_EQ(j["data"]["documents_truncated"], 3);
   // --json prints the same report on stdout.
-  const size_t brace = r.output.find('{');
+  const size_t brace = r.out.find('{');
   ASSERT_NE(brace, std::string::npos);
-  EXPECT_EQ(json::parse(r.output.substr(brace))["counts"], j["counts"]);
+  EXPECT_EQ(json::parse(r.out.substr(brace))["counts"], j["counts"]);
   fs::remove_all(dir);
 }
 
@@ -353,18 +353,18 @@ TEST(AnalyzeCli, BadInputGivesOneClearErrorAndNoReport) {
        "gpt2 has learned positions for 512 tokens only"},
   };
   for (const Case& c : cases) {
-    const auto r = run_cli(c.args);
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find(c.message), std::string::npos) << "expected '" << c.message << "' in: " << r.output;
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    const auto r = run_cli(c.args, Output::merged);
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find(c.message), std::string::npos) << "expected '" << c.message << "' in: " << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     EXPECT_FALSE(fs::exists(out + "/report.json"));
   }
   // A checkpoint from other options is refused by --resume.
-  ASSERT_EQ(run_cli({"analyze", model, "--data", good, "--out", out}).status, 0);
+  ASSERT_EQ(run_cli({"analyze", model, "--data", good, "--out", out}, Output::merged).status, 0);
   fs::copy_file(dir + "/file", out + "/checkpoint.cbor");
-  const auto damaged = run_cli({"analyze", model, "--data", good, "--out", out, "--resume"});
+  const auto damaged = run_cli({"analyze", model, "--data", good, "--out", out, "--resume"}, Output::merged);
   EXPECT_EQ(damaged.status, 1);
-  EXPECT_NE(damaged.output.find("checkpoint.cbor: damaged checkpoint"), std::string::npos) << damaged.output;
+  EXPECT_NE(damaged.out.find("checkpoint.cbor: damaged checkpoint"), std::string::npos) << damaged.out;
   fs::remove_all(dir);
 }
 

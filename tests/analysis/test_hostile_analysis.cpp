@@ -48,11 +48,11 @@ TEST(HostilePlan, HugeStrideNeitherOverflowsNorMakesBogusRows) {
 TEST(HostileCli, ThreadsAreBoundedInEveryVerb) {
   const std::string dir = fresh_dir("threads");
   for (const char* verb : {"analyze", "logits", "perplexity", "generate", "bench", "attention", "eval-policy"}) {
-    const CommandResult r = run_cli({verb, "none.gguf", "--threads", "100000"});
-    EXPECT_EQ(r.status, 2) << verb << ": " << r.output;
-    EXPECT_NE(r.output.find("--threads: must be an integer from 0 to"), std::string::npos) << verb << ": " << r.output;
-    const CommandResult neg = run_cli({verb, "none.gguf", "--threads", "9999999999999999999"});
-    EXPECT_EQ(neg.status, 2) << verb << ": " << neg.output;
+    const ProcessResult r = run_cli({verb, "none.gguf", "--threads", "100000"}, Output::merged);
+    EXPECT_EQ(r.status, 2) << verb << ": " << r.out;
+    EXPECT_NE(r.out.find("--threads: must be an integer from 0 to"), std::string::npos) << verb << ": " << r.out;
+    const ProcessResult neg = run_cli({verb, "none.gguf", "--threads", "9999999999999999999"}, Output::merged);
+    EXPECT_EQ(neg.status, 2) << verb << ": " << neg.out;
   }
   fs::remove_all(dir);
 }
@@ -63,10 +63,10 @@ TEST(HostileCli, IntegerOptionsBeyondInt64AreRefused) {
        {std::vector<std::string>{"analyze", "m.gguf", "--data", "d", "--out", "o", "--stride", "9999999999999999999"},
         {"analyze", "m.gguf", "--data", "d", "--out", "o", "--min-query", "-9999999999999999999"},
         {"perplexity", "m.gguf", "--text-file", "t", "--ctx", "18446744073709551616"}}) {
-    const CommandResult r = run_cli(args);
-    EXPECT_EQ(r.status, 2) << r.output;
-    EXPECT_NE(r.output.find("is not an integer in [-9223372036854775808, 9223372036854775807]"), std::string::npos)
-        << r.output;
+    const ProcessResult r = run_cli(args, Output::merged);
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("is not an integer in [-9223372036854775808, 9223372036854775807]"), std::string::npos)
+        << r.out;
   }
 }
 
@@ -113,7 +113,7 @@ TEST(HostileRowDump, AFailedWriteRemovesThePartialFile) {
 
 TEST(HostileCli, AnalyzeOnANaNModelFailsInsteadOfReportingNaN) {
   const std::string dir = fresh_dir("nan_model");
-  ASSERT_EQ(run_cli({"synth", "--preset", "tiny", "--out", dir + "/tiny.gguf"}).status, 0);
+  ASSERT_EQ(run_cli({"synth", "--preset", "tiny", "--out", dir + "/tiny.gguf"}, Output::merged).status, 0);
   // NaN everywhere in blk.0.ffn_down.weight (f16 0x7e00), found by its offset in the file.
   {
     std::FILE* f = std::fopen((dir + "/tiny.gguf").c_str(), "r+b");
@@ -128,11 +128,11 @@ TEST(HostileCli, AnalyzeOnANaNModelFailsInsteadOfReportingNaN) {
   }
   std::ofstream(dir + "/a.txt") << "the quick brown fox jumps over the lazy dog and runs far away into the woods "
                                    "where nobody can find it again for a very long time indeed";
-  const CommandResult r = run_cli({"analyze", dir + "/tiny.gguf", "--data", dir + "/a.txt", "--out", dir + "/out",
-                                   "--min-query", "4", "--dump-rows", dir + "/out/rows.csv"});
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find("NaN or Inf"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("= nan"), std::string::npos) << r.output;  // no "rho = nan" verdicts
+  const ProcessResult r = run_cli({"analyze", dir + "/tiny.gguf", "--data", dir + "/a.txt", "--out", dir + "/out",
+                                   "--min-query", "4", "--dump-rows", dir + "/out/rows.csv"}, Output::merged);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("NaN or Inf"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("= nan"), std::string::npos) << r.out;  // no "rho = nan" verdicts
   EXPECT_FALSE(fs::exists(dir + "/out/report.json"));
   EXPECT_FALSE(fs::exists(dir + "/out/rows.csv.partial"));  // failed in the first document
   fs::remove_all(dir);

@@ -50,6 +50,7 @@ TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
 
 TEST(UbatchInvariance, AnalyzeCliGivesTheSameReportForEveryUbatch) {
   namespace fs = std::filesystem;
+  using testing_support::Output;
   using testing_support::run_cli;
   using testing_support::slurp;
   const std::string model = std::string(ATTNSPARSE_SOURCE_DIR) + "/models/kjv-llama.gguf";
@@ -61,8 +62,8 @@ TEST(UbatchInvariance, AnalyzeCliGivesTheSameReportForEveryUbatch) {
     const std::string out = dir + "/out" + ub;
     const auto r = run_cli({"analyze", model, "--data", data, "--out", out, "--max-tokens", "256",
                             "--rows", "both", "--decode-tokens", "8", "--min-query", "1", "--ubatch", ub,
-                            "--dump-rows", out + "/rows.csv", "--threads", "2"});
-    EXPECT_EQ(r.status, 0) << r.output;
+                            "--dump-rows", out + "/rows.csv", "--threads", "2"}, Output::merged);
+    EXPECT_EQ(r.status, 0) << r.out;
     nlohmann::json j = nlohmann::json::parse(slurp(out + "/report.json"));
     EXPECT_EQ(j["run"]["ubatch"], std::stoll(ub));
     j.erase("run");  // timing, threads and the micro-batch size itself
@@ -75,8 +76,8 @@ TEST(UbatchInvariance, AnalyzeCliGivesTheSameReportForEveryUbatch) {
     EXPECT_EQ(p.first, whole.first) << "--ubatch " << ub;
     EXPECT_TRUE(p.second == whole.second) << "--ubatch " << ub << ": row dumps differ";
   }
-  const auto bad = run_cli({"analyze", model, "--data", data, "--out", dir + "/bad", "--ubatch", "-3"});
-  EXPECT_EQ(bad.status, 2) << bad.output;
+  const auto bad = run_cli({"analyze", model, "--data", data, "--out", dir + "/bad", "--ubatch", "-3"}, Output::merged);
+  EXPECT_EQ(bad.status, 2) << bad.out;
   fs::remove_all(dir);
 }
 

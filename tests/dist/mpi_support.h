@@ -1,9 +1,6 @@
-// Shared by the tests that run `mpirun ... attnsparse`: commands, the launcher as CI runs
-// it, and a small corpus for the bundled model.
+// Shared by the tests that run `mpirun ... attnsparse`: the launcher as CI runs it and a
+// small corpus for the bundled model (commands are run with support/run_process.h).
 #pragma once
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,30 +10,9 @@
 
 namespace attnsparse::mpi_testing {
 
-using testing_support::CommandResult;
 using testing_support::shell_quote;
 
 inline const std::string kModel = std::string(ATTNSPARSE_SOURCE_DIR) + "/models/kjv-llama.gguf";
-
-// Runs a shell command line; stdout and stderr together.
-inline CommandResult run_shell(const std::string& cmd) {
-  CommandResult r;
-  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t got;
-  while ((got = fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, got);
-  const int st = pclose(pipe);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-// `attnsparse ARGS...`, quoted for the shell.
-inline std::string command(const std::vector<std::string>& args) {
-  std::string cmd = shell_quote(ATTNSPARSE_BIN);
-  for (const auto& a : args) cmd += " " + shell_quote(a);
-  return cmd;
-}
 
 // mpirun as CI runs it (as root, more ranks than cores).
 inline std::string mpirun(int ranks) {

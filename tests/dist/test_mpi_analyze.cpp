@@ -19,12 +19,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using mpi_testing::command;
+using testing::cli_command_line;
 using mpi_testing::kModel;
 using mpi_testing::mpirun;
-using mpi_testing::run_shell;
+using testing::run_command;
 using mpi_testing::write_corpus;
-using testing_support::CommandResult;
+using testing_support::Output;
+using testing_support::ProcessResult;
 using testing_support::fresh_dir;
 using testing_support::shell_quote;
 using testing_support::slurp;
@@ -50,8 +51,8 @@ TEST(MpiAnalyze, OneTwoAndThreeRanksWriteTheOneProcessReport) {
     SCOPED_TRACE(extra);
     std::vector<std::string> args = analyze_args(data, dir + "/one");
     if (!extra.empty()) args.push_back(extra);
-    const CommandResult one = run_shell(command(args));
-    ASSERT_EQ(one.status, 0) << one.output;
+    const ProcessResult one = run_command(cli_command_line(args), Output::merged);
+    ASSERT_EQ(one.status, 0) << one.out;
     json one_run;
     const std::string want = without_run(dir + "/one/report.json", &one_run);
     EXPECT_FALSE(one_run.contains("ranks"));
@@ -63,8 +64,8 @@ TEST(MpiAnalyze, OneTwoAndThreeRanksWriteTheOneProcessReport) {
       const std::string out = dir + "/r" + std::to_string(ranks);
       std::vector<std::string> a = analyze_args(data, out);
       if (!extra.empty()) a.push_back(extra);
-      const CommandResult r = run_shell(mpirun(ranks) + command(a));
-      ASSERT_EQ(r.status, 0) << r.output;
+      const ProcessResult r = run_command(mpirun(ranks) + cli_command_line(a), Output::merged);
+      ASSERT_EQ(r.status, 0) << r.out;
       json run;
       EXPECT_EQ(without_run(out + "/report.json", &run), want);
       EXPECT_EQ(run.at("ranks"), ranks);
@@ -73,8 +74,8 @@ TEST(MpiAnalyze, OneTwoAndThreeRanksWriteTheOneProcessReport) {
       EXPECT_FALSE(fs::exists(out + "/checkpoint.cbor"));
       // Rank 0 alone prints the table.
       size_t n = 0;
-      for (size_t p = r.output.find("report: "); p != std::string::npos; p = r.output.find("report: ", p + 1)) ++n;
-      EXPECT_EQ(n, 1u) << r.output;
+      for (size_t p = r.out.find("report: "); p != std::string::npos; p = r.out.find("report: ", p + 1)) ++n;
+      EXPECT_EQ(n, 1u) << r.out;
     }
   }
   fs::remove_all(dir);
@@ -90,15 +91,15 @@ TEST(MpiAnalyze, OneRanksBadDocumentStopsEveryRankWithOneErrorLine) {
   std::ofstream(bad + "/doc3.tok") << "1 2 99999 4\n";
   const std::string out = dir + "/out";
   const std::string base = " --oversubscribe --allow-run-as-root --bind-to none ";
-  const std::string cmd = shell_quote(ATTNSPARSE_MPIEXEC) + base + "-np 1 " + command(analyze_args(data, out)) +
-                          " : -np 1 " + command(analyze_args(bad, out)) + " : -np 1 " +
-                          command(analyze_args(data, out));
-  const CommandResult r = run_shell(cmd);
+  const std::string cmd = shell_quote(ATTNSPARSE_MPIEXEC) + base + "-np 1 " + cli_command_line(analyze_args(data, out)) +
+                          " : -np 1 " + cli_command_line(analyze_args(bad, out)) + " : -np 1 " +
+                          cli_command_line(analyze_args(data, out));
+  const ProcessResult r = run_command(cmd, Output::merged);
   EXPECT_NE(r.status, 0);
   const std::string line = "attnsparse analyze: error: " + bad + "/doc3.tok: token id 99999 at index 2 is out of range";
-  const size_t first = r.output.find(line);
-  ASSERT_NE(first, std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find(line, first + 1), std::string::npos) << "printed more than once:\n" << r.output;
+  const size_t first = r.out.find(line);
+  ASSERT_NE(first, std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(line, first + 1), std::string::npos) << "printed more than once:\n" << r.out;
   EXPECT_FALSE(fs::exists(out + "/report.json"));
   EXPECT_FALSE(fs::exists(out + "/rows.csv.gz"));
   fs::remove_all(dir);
@@ -111,8 +112,8 @@ TEST(MpiTheory, SimulateUnderTwoAndThreeRanksWritesTheOneProcessResult) {
                                     "--logit-c", "0.5", "--trials", "5", "--bootstrap", "100",
                                     "--threads", "1", "--out", out};
   };
-  const CommandResult one = run_shell(command(args(dir + "/one")));
-  ASSERT_EQ(one.status, 0) << one.output;
+  const ProcessResult one = run_command(cli_command_line(args(dir + "/one")), Output::merged);
+  ASSERT_EQ(one.status, 0) << one.out;
   auto without_seconds = [](const std::string& path) {
     json j = json::parse(slurp(path));
     j.erase("seconds");
@@ -121,8 +122,8 @@ TEST(MpiTheory, SimulateUnderTwoAndThreeRanksWritesTheOneProcessResult) {
   const std::string want = without_seconds(dir + "/one/theory.json");
   for (int ranks : {2, 3}) {
     const std::string out = dir + "/r" + std::to_string(ranks);
-    const CommandResult r = run_shell(mpirun(ranks) + command(args(out)));
-    ASSERT_EQ(r.status, 0) << r.output;
+    const ProcessResult r = run_command(mpirun(ranks) + cli_command_line(args(out)), Output::merged);
+    ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(without_seconds(out + "/theory.json"), want) << "ranks " << ranks;
   }
   fs::remove_all(dir);
@@ -135,8 +136,8 @@ TEST(MpiTheory, FitUnderTwoAndThreeRanksWritesTheOneProcessResult) {
     return std::vector<std::string>{"theory", "fit", kModel, "--data", data, "--max-tokens", "64", "--min-n", "4",
                                     "--bootstrap", "100", "--threads", "1", "--out", out};
   };
-  const CommandResult one = run_shell(command(args(dir + "/one")));
-  ASSERT_EQ(one.status, 0) << one.output;
+  const ProcessResult one = run_command(cli_command_line(args(dir + "/one")), Output::merged);
+  ASSERT_EQ(one.status, 0) << one.out;
   auto without_seconds = [](const std::string& path) {
     json j = json::parse(slurp(path));
     j.erase("seconds");
@@ -146,8 +147,8 @@ TEST(MpiTheory, FitUnderTwoAndThreeRanksWritesTheOneProcessResult) {
   EXPECT_EQ(json::parse(want)["data"]["documents"], 7) << want.substr(0, 400);
   for (int ranks : {2, 3}) {
     const std::string out = dir + "/r" + std::to_string(ranks);
-    const CommandResult r = run_shell(mpirun(ranks) + command(args(out)));
-    ASSERT_EQ(r.status, 0) << r.output;
+    const ProcessResult r = run_command(mpirun(ranks) + cli_command_line(args(out)), Output::merged);
+    ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(without_seconds(out + "/theory_fit.json"), want) << "ranks " << ranks;
   }
   fs::remove_all(dir);

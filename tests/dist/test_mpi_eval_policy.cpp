@@ -24,13 +24,14 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using mpi_testing::command;
+using testing::cli_command_line;
 using mpi_testing::count_of;
 using mpi_testing::kModel;
 using mpi_testing::mpirun;
-using mpi_testing::run_shell;
+using testing::run_command;
 using mpi_testing::write_corpus;
-using testing_support::CommandResult;
+using testing_support::Output;
+using testing_support::ProcessResult;
 using testing_support::fresh_dir;
 using testing_support::shell_quote;
 using testing_support::slurp;
@@ -76,8 +77,8 @@ TEST(MpiEvalPolicy, OneTwoAndThreeRanksWriteTheOneProcessReport) {
   ASSERT_TRUE(fs::exists(kModel));
   const std::string dir = fresh_dir("mpi_eval_same");
   const std::string data = write_corpus(dir);
-  const CommandResult one = run_shell(command(eval_args(data, dir + "/one")));
-  ASSERT_EQ(one.status, 0) << one.output;
+  const ProcessResult one = run_command(cli_command_line(eval_args(data, dir + "/one")), Output::merged);
+  ASSERT_EQ(one.status, 0) << one.out;
   json one_how;
   const std::string want = comparable(dir + "/one/report.json", &one_how);
   EXPECT_EQ(one_how, json::object());  // an ordinary run's report has no rank fields
@@ -87,8 +88,8 @@ TEST(MpiEvalPolicy, OneTwoAndThreeRanksWriteTheOneProcessReport) {
   for (int ranks : {1, 2, 3}) {
     SCOPED_TRACE("ranks " + std::to_string(ranks));
     const std::string out = dir + "/r" + std::to_string(ranks);
-    const CommandResult r = run_shell(mpirun(ranks) + command(eval_args(data, out)));
-    ASSERT_EQ(r.status, 0) << r.output;
+    const ProcessResult r = run_command(mpirun(ranks) + cli_command_line(eval_args(data, out)), Output::merged);
+    ASSERT_EQ(r.status, 0) << r.out;
     json how;
     EXPECT_EQ(comparable(out + "/report.json", &how), want);
     EXPECT_EQ(how.at("ranks"), ranks);
@@ -96,9 +97,9 @@ TEST(MpiEvalPolicy, OneTwoAndThreeRanksWriteTheOneProcessReport) {
     EXPECT_TRUE(fs::exists(out + "/report.html"));
     EXPECT_FALSE(fs::exists(out + "/checkpoint.cbor"));
     // Rank 0 alone prints the table, the report line and the job's progress.
-    EXPECT_EQ(count_of(r.output, "report -> "), 1u) << r.output;
-    EXPECT_EQ(count_of(r.output, "real decoding of the last 4 tokens"), 1u) << r.output;
-    EXPECT_EQ(count_of(r.output, "eval-policy: 7 documents on " + std::to_string(ranks)), 1u) << r.output;
+    EXPECT_EQ(count_of(r.out, "report -> "), 1u) << r.out;
+    EXPECT_EQ(count_of(r.out, "real decoding of the last 4 tokens"), 1u) << r.out;
+    EXPECT_EQ(count_of(r.out, "eval-policy: 7 documents on " + std::to_string(ranks)), 1u) << r.out;
   }
   fs::remove_all(dir);
 }
@@ -113,15 +114,15 @@ TEST(MpiEvalPolicy, OneRanksBadDocumentStopsEveryRankWithOneErrorLine) {
   std::ofstream(bad + "/doc3.tok") << "1 2 99999 4\n";
   const std::string out = dir + "/out";
   const std::string base = " --oversubscribe --allow-run-as-root --bind-to none ";
-  const std::string cmd = shell_quote(ATTNSPARSE_MPIEXEC) + base + "-np 1 " + command(eval_args(data, out)) +
-                          " : -np 1 " + command(eval_args(bad, out)) + " : -np 1 " + command(eval_args(data, out));
-  const CommandResult r = run_shell(cmd);
+  const std::string cmd = shell_quote(ATTNSPARSE_MPIEXEC) + base + "-np 1 " + cli_command_line(eval_args(data, out)) +
+                          " : -np 1 " + cli_command_line(eval_args(bad, out)) + " : -np 1 " + cli_command_line(eval_args(data, out));
+  const ProcessResult r = run_command(cmd, Output::merged);
   EXPECT_NE(r.status, 0);
   // (A .tok document's id is its path, so the path appears twice, as in one process.)
   const std::string line = "attnsparse eval-policy: error: " + bad + "/doc3.tok: " + bad +
                            "/doc3.tok: token id 99999 at index 2 is out of range";
-  EXPECT_EQ(count_of(r.output, line), 1u) << r.output;
-  EXPECT_EQ(count_of(r.output, "error:"), 1u) << r.output;
+  EXPECT_EQ(count_of(r.out, line), 1u) << r.out;
+  EXPECT_EQ(count_of(r.out, "error:"), 1u) << r.out;
   EXPECT_FALSE(fs::exists(out + "/report.json"));
   EXPECT_FALSE(fs::exists(out + "/report.html"));
   EXPECT_FALSE(fs::exists(out + "/checkpoint.cbor"));
@@ -131,8 +132,8 @@ TEST(MpiEvalPolicy, OneRanksBadDocumentStopsEveryRankWithOneErrorLine) {
 TEST(MpiEvalPolicy, TwoRanksResumeACheckpointOfOneProcess) {
   const std::string dir = fresh_dir("mpi_eval_resume");
   const std::string data = write_corpus(dir);
-  const CommandResult one = run_shell(command(eval_args(data, dir + "/one")));
-  ASSERT_EQ(one.status, 0) << one.output;
+  const ProcessResult one = run_command(cli_command_line(eval_args(data, dir + "/one")), Output::merged);
+  ASSERT_EQ(one.status, 0) << one.out;
   const std::string want = comparable(dir + "/one/report.json");
   // One process, with the verb's documents, policies and options, killed after its third
   // document's checkpoint (the file the verb writes in --out).
@@ -162,9 +163,9 @@ TEST(MpiEvalPolicy, TwoRanksResumeACheckpointOfOneProcess) {
   ASSERT_TRUE(fs::exists(out + "/checkpoint.cbor"));
   std::vector<std::string> args = eval_args(data, out);
   args.push_back("--resume");
-  const CommandResult r = run_shell(mpirun(2) + command(args));
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_EQ(count_of(r.output, "eval-policy: resumed after 3 documents from the checkpoint"), 1u) << r.output;
+  const ProcessResult r = run_command(mpirun(2) + cli_command_line(args), Output::merged);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(count_of(r.out, "eval-policy: resumed after 3 documents from the checkpoint"), 1u) << r.out;
   json how;
   EXPECT_EQ(comparable(out + "/report.json", &how), want);
   EXPECT_EQ(how.at("documents_resumed"), 3);
@@ -182,12 +183,12 @@ TEST(MpiLaunch, SrunWithoutAnMpiPluginIsRefusedInsteadOfRunningTheJobPerTask) {
   const std::string env = "env -u OMPI_COMM_WORLD_SIZE -u PMIX_RANK -u PMI_RANK -u PMI_SIZE -u ATTNSPARSE_NO_MPI "
                           "SLURM_JOB_ID=4242 SLURM_STEP_ID=0 SLURM_STEP_NUM_TASKS=2 SLURM_NTASKS=2 SLURM_PROCID=0 "
                           "SLURM_LOCALID=0 ";
-  const CommandResult r = run_shell(env + command(eval_args(data, dir + "/out")));
-  EXPECT_EQ(r.status, 1) << r.output;
-  EXPECT_NE(r.output.find("started as one of 2 processes (SLURM_STEP_NUM_TASKS = 2) but MPI sees 1"),
+  const ProcessResult r = run_command(env + cli_command_line(eval_args(data, dir + "/out")), Output::merged);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("started as one of 2 processes (SLURM_STEP_NUM_TASKS = 2) but MPI sees 1"),
             std::string::npos)
-      << r.output;
-  EXPECT_NE(r.output.find("--mpi=pmix"), std::string::npos) << r.output;
+      << r.out;
+  EXPECT_NE(r.out.find("--mpi=pmix"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir + "/out/report.json"));
   fs::remove_all(dir);
 }

@@ -14,6 +14,7 @@
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "io_test_util.h"
+#include "support/run_process.h"
 
 namespace attnsparse {
 namespace {
@@ -284,14 +285,10 @@ TEST(GgufHostile, CliPrintsOneErrorLine) {
   b.b.resize(b.b.size() - 1);
   const std::string path = dir.file("bad.gguf");
   testing::write_bytes(path, b.b.data(), b.b.size());
-  const std::string out = dir.file("out.txt");
-  const std::string cmd =
-      std::string(ATTNSPARSE_BIN) + " gguf-dump '" + path + "' >'" + out + "' 2>&1";
-  int rc = std::system(cmd.c_str());
-  ASSERT_TRUE(WIFEXITED(rc));
-  EXPECT_EQ(WEXITSTATUS(rc), 1);
-  std::vector<uint8_t> o = testing::read_bytes(out);
-  std::string text(o.begin(), o.end());
+  const testing::ProcessResult r = testing::run_cli({"gguf-dump", path}, testing::Output::merged);
+  ASSERT_NE(r.status, -1);  // exited (not killed by a signal)
+  EXPECT_EQ(r.status, 1);
+  const std::string& text = r.out;
   EXPECT_EQ(text.rfind("attnsparse gguf-dump: error:", 0), 0u) << text;
   EXPECT_NE(text.find(path), std::string::npos) << text;
   ASSERT_FALSE(text.empty());
@@ -310,12 +307,10 @@ TEST(GgufHostile, ControlCharactersInKeysAreEscapedInErrorsAndDump) {
   dup.kv_u32(evil, 1).kv_u32(evil, 2);
   const std::string path = dir.file("evil.gguf");
   testing::write_bytes(path, dup.b.data(), dup.b.size());
-  const std::string out = dir.file("out.txt");
-  int rc = std::system((std::string(ATTNSPARSE_BIN) + " gguf-dump '" + path + "' >'" + out + "' 2>&1").c_str());
-  ASSERT_TRUE(WIFEXITED(rc));
-  EXPECT_EQ(WEXITSTATUS(rc), 1);
-  std::vector<uint8_t> o = testing::read_bytes(out);
-  std::string text(o.begin(), o.end());
+  testing::ProcessResult r = testing::run_cli({"gguf-dump", path}, testing::Output::merged);
+  ASSERT_NE(r.status, -1);  // exited (not killed by a signal)
+  EXPECT_EQ(r.status, 1);
+  std::string text = r.out;
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
   EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
   EXPECT_NE(text.find("duplicate metadata key 'general.x\\n\\x1b]0;pwned\\x07\\x1b[2J'"), std::string::npos) << text;
@@ -325,11 +320,10 @@ TEST(GgufHostile, ControlCharactersInKeysAreEscapedInErrorsAndDump) {
   ok.kv_u32(evil, 1);
   ok.str("general.name").u32(8).str("a\x1b[31mred\nname");
   testing::write_bytes(path, ok.b.data(), ok.b.size());
-  rc = std::system((std::string(ATTNSPARSE_BIN) + " gguf-dump '" + path + "' >'" + out + "' 2>&1").c_str());
-  ASSERT_TRUE(WIFEXITED(rc));
-  EXPECT_EQ(WEXITSTATUS(rc), 0);
-  o = testing::read_bytes(out);
-  text.assign(o.begin(), o.end());
+  r = testing::run_cli({"gguf-dump", path}, testing::Output::merged);
+  ASSERT_NE(r.status, -1);
+  EXPECT_EQ(r.status, 0);
+  text = r.out;
   EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
   EXPECT_NE(text.find("general.x\\n\\x1b]0;pwned\\x07\\x1b[2J"), std::string::npos) << text;
   EXPECT_NE(text.find("\"a\\x1b[31mred\\nname\""), std::string::npos) << text;

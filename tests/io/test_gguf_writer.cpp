@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "io_test_util.h"
 
 namespace attnsparse {
@@ -111,7 +112,7 @@ TEST(GgufWriter, ByteLayoutFollowsTheSpec) {
   TempDir dir;
   GgufWriter w;
   std::vector<float> data = ramp(2 * 3);
-  w.add_tensor("t", DType::F32, {2, 3}, data.data());
+  add_f32_tensor(w, "t", DType::F32, {2, 3}, data.data());
   const std::string path = dir.file("layout.gguf");
   w.write(path);
   std::vector<uint8_t> b = testing::read_bytes(path);
@@ -150,16 +151,16 @@ TEST(GgufWriter, TensorsOfEveryWritableTypeRoundTrip) {
   const std::vector<float> a = ramp(3 * 64);
   const std::vector<float> v = ramp(5, 0.5f);
   const std::vector<float> c = ramp(2 * 3 * 4 * 64, 0.003f);
-  w.add_tensor("a.f32", DType::F32, {3, 64}, a.data());
-  w.add_tensor("a.f16", DType::F16, {3, 64}, a.data());
-  w.add_tensor("a.bf16", DType::BF16, {3, 64}, a.data());
-  w.add_tensor("a.q8_0", DType::Q8_0, {3, 64}, a.data());
-  w.add_tensor("v", DType::F32, {5}, v.data());
-  w.add_tensor("c", DType::F16, {2, 3, 4, 64}, c.data());
+  add_f32_tensor(w, "a.f32", DType::F32, {3, 64}, a.data());
+  add_f32_tensor(w, "a.f16", DType::F16, {3, 64}, a.data());
+  add_f32_tensor(w, "a.bf16", DType::BF16, {3, 64}, a.data());
+  add_f32_tensor(w, "a.q8_0", DType::Q8_0, {3, 64}, a.data());
+  add_f32_tensor(w, "v", DType::F32, {5}, v.data());
+  add_f32_tensor(w, "c", DType::F16, {2, 3, 4, 64}, c.data());
   std::vector<uint8_t> raw(37 * 2);
   for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<uint8_t>(i * 7);
   w.add_tensor_raw("raw", DType::F16, {37}, raw.data(), static_cast<int64_t>(raw.size()));
-  w.add_tensor_generated("gen", DType::F32, {70000, 300}, [](int64_t r0, int64_t nr, float* dst) {
+  add_generated_tensor(w, "gen", DType::F32, {70000, 300}, [](int64_t r0, int64_t nr, float* dst) {
     for (int64_t r = 0; r < nr; ++r)
       for (int64_t j = 0; j < 300; ++j) dst[r * 300 + j] = static_cast<float>((r0 + r) % 1000) + j * 1e-3f;
   });
@@ -226,14 +227,14 @@ TEST(GgufWriter, RejectsBadTensorsAndLeavesNoFileOnFailure) {
   TempDir dir;
   GgufWriter w;
   std::vector<float> x(64, 1.f);
-  EXPECT_THROW(w.add_tensor("q", DType::Q8_0, {2, 20}, x.data()), Error);  // 20 % 32
-  EXPECT_THROW(w.add_tensor("z", DType::F32, {0, 2}, x.data()), Error);
-  EXPECT_THROW(w.add_tensor("five", DType::F32, {1, 1, 1, 1, 2}, x.data()), Error);
-  EXPECT_THROW(w.add_tensor("iq3", DType::IQ3_S, {256}, x.data()), Error);  // no quantiser
+  EXPECT_THROW(add_f32_tensor(w, "q", DType::Q8_0, {2, 20}, x.data()), Error);  // 20 % 32
+  EXPECT_THROW(add_f32_tensor(w, "z", DType::F32, {0, 2}, x.data()), Error);
+  EXPECT_THROW(add_f32_tensor(w, "five", DType::F32, {1, 1, 1, 1, 2}, x.data()), Error);
+  EXPECT_THROW(add_f32_tensor(w, "iq3", DType::IQ3_S, {256}, x.data()), Error);  // no quantiser
   EXPECT_THROW(w.add_tensor_raw("r", DType::F16, {4}, reinterpret_cast<uint8_t*>(x.data()), 7),
                Error);
-  w.add_tensor("ok", DType::F32, {64}, x.data());
-  EXPECT_THROW(w.add_tensor("ok", DType::F32, {64}, x.data()), Error);
+  add_f32_tensor(w, "ok", DType::F32, {64}, x.data());
+  EXPECT_THROW(add_f32_tensor(w, "ok", DType::F32, {64}, x.data()), Error);
 
   // Unwritable destination: an error naming the path, nothing left behind.
   const std::string bad = dir.file("no/such/dir/x.gguf");
@@ -245,8 +246,8 @@ TEST(GgufWriter, RejectsBadTensorsAndLeavesNoFileOnFailure) {
   }
   // A generator that throws mid-write removes the temporary file.
   GgufWriter w2;
-  w2.add_tensor_generated("g", DType::F32, {4, 4},
-                          [](int64_t, int64_t, float*) { throw Error("generator failed"); });
+  add_generated_tensor(w2, "g", DType::F32, {4, 4},
+                       [](int64_t, int64_t, float*) { throw Error("generator failed"); });
   const std::string p2 = dir.file("fail.gguf");
   EXPECT_THROW(w2.write(p2), Error);
   EXPECT_FALSE(std::filesystem::exists(p2));
@@ -258,8 +259,8 @@ TEST(GgufWriter, HonoursAnotherAlignment) {
   GgufWriter w;
   w.set_u32("general.alignment", 64);
   std::vector<float> x(3, 1.f);
-  w.add_tensor("a", DType::F32, {3}, x.data());
-  w.add_tensor("b", DType::F32, {3}, x.data());
+  add_f32_tensor(w, "a", DType::F32, {3}, x.data());
+  add_f32_tensor(w, "b", DType::F32, {3}, x.data());
   w.write(dir.file("a64.gguf"));
   GgufFile f(dir.file("a64.gguf"));
   EXPECT_EQ(f.alignment(), 64u);

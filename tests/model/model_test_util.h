@@ -1,5 +1,6 @@
-// Helpers for the model tests: the llama.cpp reference cases, error metrics, running the
-// CLI, and small file utilities (temp dirs and ../shared lookup come from io_test_util.h).
+// Helpers for the model tests: the llama.cpp reference cases, error metrics and small
+// file utilities (temp dirs and ../shared lookup come from io_test_util.h, running the CLI
+// from support/run_process.h).
 #pragma once
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "io/io_test_util.h"
+#include "support/run_process.h"
 
 namespace attnsparse::testing {
 
@@ -81,24 +83,6 @@ inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>
     if (!(d <= m)) m = d;
   }
   return a.size() == b.size() ? m : INFINITY;
-}
-
-// Runs the attnsparse binary with arguments (a shell string); returns the exit status and
-// captures stdout and stderr.
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-inline CliResult run_cli(const std::string& args, const std::string& dir) {
-  const std::string out = dir + "/cli.stdout", err = dir + "/cli.stderr";
-  const std::string cmd = std::string("'") + ATTNSPARSE_BIN + "' " + args + " >'" + out +
-                          "' 2>'" + err + "'";
-  const int rc = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = read_text(out);
-  r.err = read_text(err);
-  return r;
 }
 
 inline int count_lines(const std::string& s) {

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "io/safetensors.h"
 #include "model/hf_convert.h"
 #include "model/hf_tokenizer_json.h"
@@ -140,7 +141,7 @@ TEST(HfModel, Qwen2Bf16MatchesTheSameWeightsAsGgufBf16) {
     for (const TensorInfo& t : src.tensors()) {
       std::vector<float> f(t.numel());
       ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
-      w.add_tensor(t.name, t.shape.size() == 2 ? DType::BF16 : DType::F32, t.shape, f.data());
+      add_f32_tensor(w, t.name, t.shape.size() == 2 ? DType::BF16 : DType::F32, t.shape, f.data());
     }
     w.write(dir.file("bf16.gguf"));
   }
@@ -198,7 +199,7 @@ TEST(HfModel, Llama3RopeScalingFromConfigEqualsGgufRopeFreqs) {
     for (const auto& [k, v] : src.metadata()) w.set(k, v);
     for (const TensorInfo& t : src.tensors())
       w.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
-    w.add_tensor("rope_freqs.weight", DType::F32, {8}, div.data());
+    add_f32_tensor(w, "rope_freqs.weight", DType::F32, {8}, div.data());
     w.write(dir.file("llama3.gguf"));
   }
   auto hf = Model::load(dir.file("hf"));
@@ -269,7 +270,7 @@ TEST(HfModel, RopeScalingAgreesBetweenHfAndGgufAtPosition100000) {
       for (const auto& [k, v] : r.keys) w.set(k, v);
       for (const TensorInfo& t : src.tensors()) w.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
       const auto div = llama3_divisors(16, 10000.0, 8, 1, 4, original);
-      if (r.rope_freqs) w.add_tensor("rope_freqs.weight", DType::F32, {8}, div.data());
+      if (r.rope_freqs) add_f32_tensor(w, "rope_freqs.weight", DType::F32, {8}, div.data());
       w.write(gg);
     }
     auto h = Model::load(hf_dir);
@@ -299,19 +300,18 @@ TEST(HfModel, DirectoryEndToEndThroughTheCli) {
   write_text(dir + "/tokenizer_config.json",
              nlohmann::json{{"add_bos_token", true}, {"bos_token", "<s>"}, {"eos_token", "</s>"}}.dump());
   const std::string text = expected_dir() + "/text_a.txt", ids = expected_dir() + "/llama-spm-f32.text.tokens.txt";
-  auto r = run_cli("tokenize '" + dir + "' --text-file '" + text + "'", tmp.path().string());
+  auto r = run_cli("tokenize '" + dir + "' --text-file '" + text + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   std::istringstream ss(r.out);
   std::vector<int32_t> got;
   for (long long v; ss >> v;) got.push_back(static_cast<int32_t>(v));
   EXPECT_EQ(got, read_ids(ids));
-  r = run_cli("logits '" + dir + "' --tokens '" + ids + "' --rows 141 --out '" + tmp.file("l.f32") + "'",
-              tmp.path().string());
+  r = run_cli("logits '" + dir + "' --tokens '" + ids + "' --rows 141 --out '" + tmp.file("l.f32") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto want = read_f32_file(expected_dir() + "/llama-spm-f32.text.logits.f32");
   EXPECT_LE(logit_error(read_f32_file(tmp.file("l.f32")),
                         std::vector<float>(want.end() - 32000, want.end()), 32000).max_rel, 1e-4);
-  r = run_cli("generate '" + dir + "' --prompt 'Hello world' -n 8 --temp 0", tmp.path().string());
+  r = run_cli("generate '" + dir + "' --prompt 'Hello world' -n 8 --temp 0");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("Hello world", 0), 0u);
 }

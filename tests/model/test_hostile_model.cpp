@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "io/safetensors.h"
 #include "model/hf_convert.h"
 #include "model/model.h"
@@ -180,7 +181,7 @@ std::string rewrite_gguf(const std::string& src_path, const std::string& out,
     if (keep_tensor(t)) {
       std::vector<float> f(t.numel());
       ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
-      w.add_tensor(t.name, DType::F32, t.shape, f.data());
+      add_f32_tensor(w, t.name, DType::F32, t.shape, f.data());
     }
   w.write(out);
   return out;
@@ -269,7 +270,7 @@ std::string edit_gguf(const std::string& src_path, const std::string& out,
     std::vector<float> f(t.numel());
     ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
     if (edit_tensor) edit_tensor(t.name, f);
-    w.add_tensor(t.name, t.shape.size() == 1 ? DType::F32 : dtype, t.shape, f.data());
+    add_f32_tensor(w, t.name, t.shape.size() == 1 ? DType::F32 : dtype, t.shape, f.data());
   }
   w.write(out);
   return out;
@@ -475,7 +476,7 @@ TEST(HostileHf, TokenizerJsonTypesAndVocabularySize) {
 
 // ---------------------------------------------------------------- the command line
 
-void expect_error_line(const CliResult& r, const std::string& needle) {
+void expect_error_line(const ProcessResult& r, const std::string& needle) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_HAS(r.err, needle);
@@ -495,38 +496,38 @@ TEST(HostileCli, SpecialFilesContextAndOutputs) {
   std::filesystem::create_symlink("/dev/zero", dir.file("zero.txt"));
   write_text(dir.file("ids.txt"), "1 5 9 13");
   const std::string fifo = q(dir.file("fifo")), out = " --out " + q(dir.file("o.f32"));
-  expect_error_line(run_cli("info " + fifo, d), "fifo: is a FIFO (named pipe), expected a regular file");
-  expect_error_line(run_cli("logits " + q(model) + " --tokens " + fifo + out, d), "fifo: is a FIFO");
-  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("zero.txt")) + out, d),
+  expect_error_line(run_cli("info " + fifo), "fifo: is a FIFO (named pipe), expected a regular file");
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + fifo + out), "fifo: is a FIFO");
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("zero.txt")) + out),
                     "zero.txt: is a character device");
-  expect_error_line(run_cli("perplexity " + q(model) + " --text-file " + fifo, d), "fifo: is a FIFO");
-  expect_error_line(run_cli("tokenize " + q(model) + " --text-file " + q(dir.file("zero.txt")), d),
+  expect_error_line(run_cli("perplexity " + q(model) + " --text-file " + fifo), "fifo: is a FIFO");
+  expect_error_line(run_cli("tokenize " + q(model) + " --text-file " + q(dir.file("zero.txt"))),
                     "is a character device");
-  expect_error_line(run_cli("eval-policy " + q(model) + " --data " + q(dir.file("zero.txt")) + " --out " + q(dir.file("r.json")), d),
+  expect_error_line(run_cli("eval-policy " + q(model) + " --data " + q(dir.file("zero.txt")) + " --out " + q(dir.file("r.json"))),
                     "is a character device");
   EXPECT_FALSE(std::filesystem::exists(dir.file("o.f32")));
 
   // Outputs: a device is refused (it used to be replaced by a regular file via rename).
-  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out /dev/null", d),
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out /dev/null"),
                     "/dev/null: is a character device; outputs are written only to regular files");
   struct stat st {};
   ASSERT_EQ(::stat("/dev/null", &st), 0);
   EXPECT_TRUE(S_ISCHR(st.st_mode));
-  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out " + fifo, d),
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out " + fifo),
                     "is a FIFO");
   expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("ids.txt")) + " --out " +
-                                q(dir.file("no/such/dir/o.f32")), d),
+                                q(dir.file("no/such/dir/o.f32"))),
                     "does not exist");
 
   // 513 tokens on a 512-token model: refused unless --beyond-context, then warned about.
   std::string many;
   for (int i = 0; i < 513; ++i) many += "7 ";
   write_text(dir.file("many.txt"), many);
-  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("many.txt")) + out, d),
+  expect_error_line(run_cli("logits " + q(model) + " --tokens " + q(dir.file("many.txt")) + out),
                     "513 tokens exceed the model's context length of 512");
   EXPECT_FALSE(std::filesystem::exists(dir.file("o.f32")));
-  const CliResult r = run_cli("logits " + q(model) + " --tokens " + q(dir.file("many.txt")) + " --rows 512" + out +
-                                  " --beyond-context", d);
+  const ProcessResult r = run_cli("logits " + q(model) + " --tokens " + q(dir.file("many.txt")) + " --rows 512" + out +
+                                  " --beyond-context");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_HAS(r.err, "warning: 513 tokens exceed the model's context length of 512");
   EXPECT_EQ(std::filesystem::file_size(dir.file("o.f32")), 512u * 4u);

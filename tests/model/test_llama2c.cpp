@@ -214,8 +214,7 @@ TEST(Llama2c, GreedyGenerationReproducesThePublishedSample) {
   EXPECT_EQ(text.substr(0, std::strlen(kPublishedSample)), kPublishedSample) << text;
 
   TempDir dir;
-  const auto cli = run_cli("generate " + q(bin) + " --prompt 'Once upon a time' --temp 0 -n 60",
-                           dir.path().string());
+  const auto cli = run_cli("generate " + q(bin) + " --prompt 'Once upon a time' --temp 0 -n 60");
   ASSERT_EQ(cli.status, 0) << cli.err;
   EXPECT_EQ(cli.out.substr(0, std::strlen(kPublishedSample)), kPublishedSample) << cli.out;
 }
@@ -227,16 +226,14 @@ double json_number(const std::string& out, const char* key) {
 TEST(Llama2c, PerplexityOfTheStoryIsThePublishedNll) {
   REQUIRE_SHARED(bin, "real/stories260K.bin");
   TempDir dir;
-  const auto r = run_cli("perplexity " + q(bin) + " --text-file " + q(real("story.txt")) + " --json --threads 1",
-                         dir.path().string());
+  const auto r = run_cli("perplexity " + q(bin) + " --text-file " + q(real("story.txt")) + " --json --threads 1");
   ASSERT_EQ(r.status, 0) << r.err;
   const double nll = json_number(r.out, "nll_per_token");
   std::printf("[ measured ] story.txt NLL %.5f nats/token\n", nll);
   EXPECT_NEAR(nll, 0.62, 0.01);  // README: "about 0.62"; we measure 0.6164
   // The GGUF gives the same (the text is 82 tokens: one window under either context).
   const auto g = run_cli("perplexity " + q(real("stories260K.gguf")) + " --text-file " +
-                             q(real("story.txt")) + " --json --threads 1",
-                         dir.path().string());
+                             q(real("story.txt")) + " --json --threads 1");
   ASSERT_EQ(g.status, 0) << g.err;
   EXPECT_EQ(json_number(g.out, "nll_per_token"), nll);
 }
@@ -246,14 +243,14 @@ TEST(Llama2c, VerbsWorkOnTheBinAsOnTheGguf) {
   REQUIRE_SHARED(bin, "real/stories260K.bin");
   const std::string gguf = real("stories260K.gguf");
   TempDir dir;
-  auto r = run_cli("info " + q(bin), dir.path().string());
+  auto r = run_cli("info " + q(bin));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("llama2c (stories260K)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("spm (512 tokens, bos 1, eos 2, adds bos: yes)"), std::string::npos) << r.out;
-  r = run_cli("info " + q(bin) + " --json", dir.path().string());
+  r = run_cli("info " + q(bin) + " --json");
   ASSERT_EQ(r.status, 0) << r.err;
   auto ib = nlohmann::json::parse(r.out);
-  r = run_cli("info " + q(gguf) + " --json", dir.path().string());
+  r = run_cli("info " + q(gguf) + " --json");
   ASSERT_EQ(r.status, 0) << r.err;
   auto ig = nlohmann::json::parse(r.out);
   EXPECT_EQ(ib["format"], "llama2c");
@@ -269,8 +266,7 @@ TEST(Llama2c, VerbsWorkOnTheBinAsOnTheGguf) {
   for (const std::string& m : {bin, gguf}) {
     const std::string out = dir.file(fs::path(m).extension().string().substr(1) + ".json");
     r = run_cli("eval-policy " + q(m) + " --data " + q(real("story.txt")) +
-                    " --policy window=32 --max-tokens 80 --threads 1 --out " + q(out),
-                dir.path().string());
+                    " --policy window=32 --max-tokens 80 --threads 1 --out " + q(out));
     ASSERT_EQ(r.status, 0) << r.err;
   }
   const auto eb = read_json_file(dir.file("bin.json")), eg = read_json_file(dir.file("gguf.json"));
@@ -283,8 +279,7 @@ TEST(Llama2c, VerbsWorkOnTheBinAsOnTheGguf) {
   // analyze: the same head statistics.
   for (const std::string& m : {bin, gguf}) {
     const std::string out = dir.file("an_" + fs::path(m).extension().string().substr(1));
-    r = run_cli("analyze " + q(m) + " --data " + q(real("stories.txt")) + " --max-tokens 120 --threads 1 --out " + q(out),
-                dir.path().string());
+    r = run_cli("analyze " + q(m) + " --data " + q(real("stories.txt")) + " --max-tokens 120 --threads 1 --out " + q(out));
     ASSERT_EQ(r.status, 0) << r.err;
   }
   auto ab = read_json_file(dir.file("an_bin/report.json")), ag = read_json_file(dir.file("an_gguf/report.json"));
@@ -303,36 +298,35 @@ TEST(Llama2c, TokenizerIsFoundBesideTheCheckpointOrGivenWithAnOption) {
   fs::copy_file(bin, m);
   const std::string want = "1 403 407 261 378";  // "Once upon a time" (tok512.bin, llama.cpp's first ids)
 
-  auto r = run_cli("tokenize " + q(m) + " --text 'Once upon a time'", dir.path().string());
+  auto r = run_cli("tokenize " + q(m) + " --text 'Once upon a time'");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("no tokenizer: a llama2.c checkpoint needs tok512.bin or tokenizer.bin beside it, "
                        "or --tokenizer FILE"), std::string::npos) << r.err;
   EXPECT_TRUE(r.out.empty());
-  r = run_cli("info " + q(m), dir.path().string());  // the weights are fine
+  r = run_cli("info " + q(m));  // the weights are fine
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("unavailable: "), std::string::npos) << r.out;
 
   for (const std::string& flag : {" --tokenizer " + q(real("tok512.bin")),
                                   " --tokenizer " + q(real("stories260K.gguf"))}) {
-    r = run_cli("tokenize " + q(m) + flag + " --text 'Once upon a time'", dir.path().string());
+    r = run_cli("tokenize " + q(m) + flag + " --text 'Once upon a time'");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, want + "\n");
-    r = run_cli("generate " + q(m) + flag + " --prompt 'Once upon a time' --temp 0 -n 8", dir.path().string());
+    r = run_cli("generate " + q(m) + flag + " --prompt 'Once upon a time' --temp 0 -n 8");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl", 0), 0u) << r.out;
   }
   // --tokenizer also replaces a GGUF's own tokenizer.
   r = run_cli("tokenize " + q(real("stories260K.gguf")) + " --tokenizer " + q(real("tok512.bin")) +
-                  " --text 'Once upon a time'",
-              dir.path().string());
+                  " --text 'Once upon a time'");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, want + "\n");
 
   // A --tokenizer with more tokens than the model's vocabulary is refused, naming both.
   const std::string big = shared_reference("tokenizer/ggml-vocab-llama-spm.gguf");
   if (!big.empty()) {
-    r = run_cli("generate " + q(m) + " --tokenizer " + q(big) + " --prompt 'Once' -n 2", dir.path().string());
+    r = run_cli("generate " + q(m) + " --tokenizer " + q(big) + " --prompt 'Once' -n 2");
     EXPECT_EQ(r.status, 1);
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find(big + ": the tokenizer has 32000 tokens, more than the 512 of the model " + m),
@@ -371,7 +365,7 @@ TEST(Llama2c, EveryModelVerbTakesTokenizerOption) {
   TempDir dir;
   for (const char* verb : {"info", "tokenize", "logits", "attention", "generate", "perplexity", "bench",
                            "analyze", "eval-policy", "theory fit"}) {
-    const auto r = run_cli(std::string(verb) + " --help", dir.path().string());
+    const auto r = run_cli(std::string(verb) + " --help");
     EXPECT_EQ(r.status, 0) << verb << ": " << r.err;
     EXPECT_NE(r.out.find("--tokenizer"), std::string::npos) << verb;
     EXPECT_NE(r.out.find("llama2.c"), std::string::npos) << verb;
@@ -451,7 +445,7 @@ TEST(Llama2c, HostileCheckpointsGiveClearErrors) {
   EXPECT_NE(load_error(dir.file("model.dat")).find("not a GGUF file (bad magic"), std::string::npos);
 
   // Through the CLI: one line, non-zero status, nothing on stdout.
-  const auto r = run_cli("info " + q(dir.file("truncated.bin")), dir.path().string());
+  const auto r = run_cli("info " + q(dir.file("truncated.bin")));
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("not a llama2.c checkpoint: header says 1056540 bytes"), std::string::npos) << r.err;

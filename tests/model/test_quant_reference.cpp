@@ -208,7 +208,7 @@ TEST_P(QuantizeVerb, WritesWhatLlamaQuantizeWrites) {
   const std::string out = dir.file("ours.gguf");
   std::string cmd = "quantize '";
   cmd.append(f16_path).append("' '").append(out).append("' ").append(type);
-  const CliResult r = run_cli(cmd, dir.path().string());
+  const ProcessResult r = run_cli(cmd);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(count_lines(r.out), 1) << r.out;
   GgufFile ours(out), theirs(theirs_path);
@@ -272,7 +272,7 @@ TEST(QuantizeVerbErrors, OneLineAndNoOutput) {
       {args(f16_path, f16_path, "Q4_0"), "input file"},
   };
   for (const Bad& b : cases) {
-    const CliResult r = run_cli("quantize " + b.args, dir.path().string());
+    const ProcessResult r = run_cli("quantize " + b.args);
     EXPECT_EQ(r.status, 1) << b.args;
     EXPECT_EQ(count_lines(r.err), 1) << r.err;
     EXPECT_NE(r.err.find(b.expect), std::string::npos) << r.err;

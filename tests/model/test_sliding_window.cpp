@@ -111,11 +111,11 @@ TEST(SlidingWindow, CliSwitchTurnsTheWindowOff) {
   REQUIRE_SHARED(gguf, "models/llama-spm-f32.gguf");
   TempDir dir;
   copy_gguf_with(gguf, dir.file("w16.gguf"), {{"llama.attention.sliding_window", GgufValue::make_u32(16)}});
-  const CliResult on = run_cli("info '" + dir.file("w16.gguf") + "' --json", dir.path().string());
+  const ProcessResult on = run_cli("info '" + dir.file("w16.gguf") + "' --json");
   ASSERT_EQ(on.status, 0) << on.err;
   const auto j_on = nlohmann::json::parse(on.out);
   EXPECT_EQ(j_on["layers"][0]["window"], 16);
-  const CliResult off = run_cli("--no-sliding-window info '" + dir.file("w16.gguf") + "' --json", dir.path().string());
+  const ProcessResult off = run_cli("--no-sliding-window info '" + dir.file("w16.gguf") + "' --json");
   ASSERT_EQ(off.status, 0) << off.err;
   const auto j_off = nlohmann::json::parse(off.out);
   EXPECT_EQ(j_off["layers"][0]["window"], 0);

@@ -199,7 +199,7 @@ TEST(AttentionReference, NativeWindowIsTheWindowKeySet) {
 // ---------------------------------------------------------------- key set definitions
 
 TEST(KeySet, MembershipMatchesMethodsDefinitions) {
-  // methods.md §1, written out independently here.
+  // docs/methods.md §2, written out independently here.
   for (int64_t t = 0; t < 70; ++t)
     for (int64_t j = 0; j < 80; ++j) {
       const bool causal = j <= t;

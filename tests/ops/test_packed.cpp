@@ -24,7 +24,7 @@ using namespace attnsparse::ops::quant;
 
 namespace {
 
-const DType kPackedTypes[] = {DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kPackedTypes[] = {DType::Q4_0, DType::IQ4_NL, DType::MXFP4, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.f) {
   std::mt19937 rng(seed);
@@ -37,7 +37,7 @@ std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.f) {
 // Random rows: random block bytes with sane scales (variant 0), scales near the top of
 // f16 (variant 1), or real quantised Gaussian rows (variant 2; Q4_0, K-quants quantise).
 std::vector<uint8_t> weights(DType t, int64_t n_out, int64_t n_in, uint32_t seed, int variant) {
-  if (variant == 2) {
+  if (variant == 2 && format(t).quantize != nullptr) {
     const auto w = randn(n_out * n_in, seed, 0.05f);
     const int64_t rb = dtype_row_bytes(t, n_in);
     std::vector<uint8_t> out(n_out * rb);
@@ -81,7 +81,8 @@ TEST(PackedWeights, LayoutsDecodeToTheStoredRows) {
 
 TEST(PackedWeights, OnlyTheTypesWithALayoutArePacked) {
   for (DType t : attnsparse::testing::quantised_dtypes()) {
-    const bool want = t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+    const bool want = t == DType::Q4_0 || t == DType::IQ4_NL || t == DType::MXFP4 || t == DType::Q4_K ||
+                      t == DType::Q5_K || t == DType::Q6_K;
     EXPECT_EQ(has_packed_layout(t), want) << dtype_name(t);
   }
   EXPECT_FALSE(has_packed_layout(DType::F16));

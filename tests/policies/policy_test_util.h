@@ -1,12 +1,14 @@
 // Shared helpers of the policy tests: random attention problems and a float64 naive
 // attention that exposes the dense probability rows.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
 
 #include "ops/attention.h"
+#include "policies/policy.h"
 
 namespace attnsparse::policies::testing {
 
@@ -77,6 +79,24 @@ inline Problem make_problem(int64_t n_q, int64_t q_pos0, int64_t n_kv, int n_hea
   for (auto& x : p.k) x = nd(rng);
   for (auto& x : p.v) x = nv(rng);
   return p;
+}
+
+// methods.md §1, written out independently: is position pj in G_t?
+inline bool positional_truth(const Policy& pol, int64_t t, int64_t pj) {
+  if (pj > t) return false;
+  switch (pol.kind) {
+    case Kind::Dense: return true;
+    case Kind::Window: return pj >= std::max<int64_t>(0, t - pol.window + 1);
+    case Kind::SinkWindow: return pj < pol.sink || pj >= std::max<int64_t>(0, t - pol.window + 1);
+    case Kind::Dilated: {
+      for (int64_t m = 0; m < pol.window; ++m)
+        if (t - pol.rate * m == pj) return true;
+      return false;
+    }
+    case Kind::Strided: return t - pj < pol.rate || (t - pj) % pol.rate == 0;
+    case Kind::Block: return pj / pol.rate == t / pol.rate;
+    default: return false;
+  }
 }
 
 }  // namespace attnsparse::policies::testing

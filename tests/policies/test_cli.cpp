@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include "analysis/shared_data.h"
+#include "support/run_process.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using attnsparse::testing::ProcessResult;
+using attnsparse::testing::run_cli;
 using attnsparse::testing_support::reference_dir;
 
 // ctest runs the tests of this file as concurrent processes: each gets its own folder.
@@ -22,28 +25,10 @@ fs::path work_dir() {
   return fs::path(::testing::TempDir()) / ("policies_cli_" + std::to_string(::getpid()));
 }
 
-struct CliRun {
-  int status;
-  std::string out, err;
-};
 
-CliRun run(const std::string& args) {
-  const fs::path dir = work_dir();
-  fs::create_directories(dir);
-  const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
-  const std::string cmd = std::string("'") + ATTNSPARSE_BIN + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int status = std::system(cmd.c_str());
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WEXITSTATUS(status), slurp(out), slurp(err)};
-}
 
 TEST(PolicyCli, BenchAttentionReportsSpeedupAgainstIdeal) {
-  const CliRun r = run("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy window=30 --threads 1 "
+  const ProcessResult r = run_cli("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy window=30 --threads 1 "
                     "--repeat 2 --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
@@ -59,10 +44,10 @@ TEST(PolicyCli, BenchAttentionReportsSpeedupAgainstIdeal) {
   EXPECT_NEAR(j["ideal_speedup"].get<double>(), all / kept, 1e-6);
   EXPECT_NEAR(j["speedup"].get<double>(), j["dense_ms"].get<double>() / j["sparse_ms"].get<double>(), 1e-9);
   // An evicting policy needs --decode.
-  const CliRun e = run("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy tova=budget:64");
+  const ProcessResult e = run_cli("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy tova=budget:64");
   EXPECT_EQ(e.status, 1);
   EXPECT_NE(e.err.find("--decode"), std::string::npos) << e.err;
-  const CliRun d = run("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy tova=budget:64 --decode "
+  const ProcessResult d = run_cli("bench-attention --n 300 --head-dim 32 --heads 4 --kv-heads 2 --policy tova=budget:64 --decode "
                     "--threads 1 --json");
   ASSERT_EQ(d.status, 0) << d.err;
   EXPECT_NEAR(nlohmann::json::parse(d.out)["kept_fraction"].get<double>(), 65.0 / 300.0, 1e-9);
@@ -78,7 +63,7 @@ TEST(PolicyCli, EvalPolicyWritesTheReport) {
   fs::copy_file(tokens, data, fs::copy_options::overwrite_existing);
   const std::string report = (dir / "report.json").string();
   fs::remove(report);
-  const CliRun r = run("eval-policy '" + model + "' --data '" + data.string() +
+  const ProcessResult r = run_cli("eval-policy '" + model + "' --data '" + data.string() +
                     "' --policy dense --policy topk=1000 --policy window=8 --policy 'h2o=budget:32,recent:4' "
                     "--max-tokens 120 --chunk 50 --decode-tokens 10 --threads 1 --out '" + report + "'");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -132,7 +117,7 @@ TEST(PolicyCli, EvalPolicyHugeDilatedWindowAndASweep) {
   fs::copy_file(reference_dir() + "/expected/llama-spm-f32.random.tokens.txt", data,
                 fs::copy_options::overwrite_existing);
   const std::string report = (dir / "sweep.json").string();
-  const CliRun r = run("eval-policy '" + model + "' --data '" + data.string() +
+  const ProcessResult r = run_cli("eval-policy '" + model + "' --data '" + data.string() +
                        "' --policy dilated=2147483647:2147483647 --policy 'window={4,8}' --max-tokens 60 --threads 1 "
                        "--out '" + report + "'");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -161,7 +146,7 @@ TEST(PolicyCli, EvalPolicyCheckpointAndResume) {
   const std::string base = "eval-policy '" + model + "' --data '" + data.string() +
                            "' --policy window=8 --policy 'h2o=budget:16,recent:4' --max-tokens 60 --chunk 25 --threads 1";
   const fs::path out = dir / "out";
-  const CliRun first = run(base + " --out '" + out.string() + "'");
+  const ProcessResult first = run_cli(base + " --out '" + out.string() + "'");
   ASSERT_EQ(first.status, 0) << first.err;
   EXPECT_TRUE(fs::exists(out / "report.json"));
   EXPECT_FALSE(fs::exists(out / "checkpoint.cbor"));
@@ -176,7 +161,7 @@ TEST(PolicyCli, EvalPolicyCheckpointAndResume) {
     return j.dump();
   };
   const std::string want = numbers(out / "report.json");
-  const CliRun again = run(base + " --resume --out '" + out.string() + "'");
+  const ProcessResult again = run_cli(base + " --resume --out '" + out.string() + "'");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_NE(again.err.find("eval-policy: --resume: no checkpoint " + (out / "checkpoint.cbor").string() +
                            "; starting from the beginning"),
@@ -186,14 +171,14 @@ TEST(PolicyCli, EvalPolicyCheckpointAndResume) {
   // --out FILE.json: the checkpoint is FILE.checkpoint.cbor beside it.
   const fs::path json_out = dir / "alone.json";
   std::ofstream(dir / "alone.checkpoint.cbor") << "not a checkpoint";
-  const CliRun damaged = run(base + " --resume --out '" + json_out.string() + "'");
+  const ProcessResult damaged = run_cli(base + " --resume --out '" + json_out.string() + "'");
   EXPECT_EQ(damaged.status, 1);
   EXPECT_NE(damaged.err.find((dir / "alone.checkpoint.cbor").string() + ": damaged checkpoint"), std::string::npos)
       << damaged.err;
   EXPECT_EQ(std::count(damaged.err.begin(), damaged.err.end(), '\n'), 1) << damaged.err;
   EXPECT_FALSE(fs::exists(json_out));
   fs::remove(dir / "alone.checkpoint.cbor");
-  const CliRun alone = run(base + " --out '" + json_out.string() + "'");
+  const ProcessResult alone = run_cli(base + " --out '" + json_out.string() + "'");
   ASSERT_EQ(alone.status, 0) << alone.err;
   EXPECT_EQ(numbers(json_out), want);
   EXPECT_FALSE(fs::exists(dir / "alone.checkpoint.cbor"));
@@ -234,7 +219,7 @@ TEST(PolicyCli, BadInputIsOneLineAndNoReport) {
       {"bench-attention --n 100 --head-dim 32 --heads 4 --kv-heads 2 --policy 'topp=2'", "topp=2"},
   };
   for (const auto& c : cases) {
-    const CliRun r = run(c.args);
+    const ProcessResult r = run_cli(c.args);
     EXPECT_EQ(r.status, 1) << c.args;
     EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;

@@ -18,6 +18,7 @@ namespace attnsparse::policies {
 namespace {
 
 using testing::make_problem;
+using testing::positional_truth;
 using testing::Problem;
 
 // The set of slots query i of head h visits under `ks` (the key set's own membership).
@@ -33,24 +34,6 @@ ops::KeySet plan_uniform(const Policy& pol, const Problem& p) {
   std::vector<float> out;
   auto ks = plan_call(heads, p.s, p.args(out));
   return ks ? *ks : ops::KeySet::all();
-}
-
-// methods.md §1, written out independently: is position pj in G_t?
-bool positional_truth(const Policy& pol, int64_t t, int64_t pj) {
-  if (pj > t) return false;
-  switch (pol.kind) {
-    case Kind::Dense: return true;
-    case Kind::Window: return pj >= std::max<int64_t>(0, t - pol.window + 1);
-    case Kind::SinkWindow: return pj < pol.sink || pj >= std::max<int64_t>(0, t - pol.window + 1);
-    case Kind::Dilated: {
-      for (int64_t m = 0; m < pol.window; ++m)
-        if (t - pol.rate * m == pj) return true;
-      return false;
-    }
-    case Kind::Strided: return t - pj < pol.rate || (t - pj) % pol.rate == 0;
-    case Kind::Block: return pj / pol.rate == t / pol.rate;
-    default: return false;
-  }
 }
 
 TEST(KeySets, PositionalPoliciesMatchTheirDefinitions) {

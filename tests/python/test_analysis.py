@@ -318,3 +318,25 @@ def test_tables_without_pandas_are_dicts_of_numpy_arrays(py_report, monkeypatch)
     np.testing.assert_array_equal(layers["sink_mass"], want)
     heads = py_report.heads
     assert isinstance(heads, dict) and heads["head"].dtype == np.int64
+
+
+def test_windowed_layer_rows_and_layer_kinds(tmp_path):
+    # gemma2 reference: window 32 on layer 0, layer 1 global. Rows of layer 0 hold
+    # min(t+1, 32) keys, and their sink field is empty (NaN) once key 0 left the window.
+    model = attnsparse.Model(reference("arch", "models", "gemma2-f16.gguf"), threads=2)
+    ids = [int(x) for x in open(reference("arch", "expected", "gemma2-f16.text.tokens.txt")).read().split()]
+    report = attnsparse.analyze(model, [{"tokens": np.array(ids), "id": "text"}], min_query=0,
+                                bootstrap_resamples=50, dump_rows=True)
+    rows = report.rows
+    layer, q = np.asarray(rows["layer"]), np.asarray(rows["query"])
+    n_keys, sink = np.asarray(rows["n_keys"]), np.asarray(rows["sink_mass"], dtype=np.float64)
+    np.testing.assert_array_equal(n_keys[layer == 0], np.minimum(q[layer == 0] + 1, 32))
+    np.testing.assert_array_equal(n_keys[layer == 1], q[layer == 1] + 1)
+    assert np.all(np.isnan(sink[(layer == 0) & (q >= 32)]))
+    assert not np.any(np.isnan(sink[(layer == 1) | (q < 32)]))
+    per_layer = report.to_dict()["per_layer"]
+    assert per_layer[0]["attention"]["kind"] == "windowed" and per_layer[0]["attention"]["window"] == 32
+    assert per_layer[1]["attention"]["kind"] == "global"
+    assert per_layer[0]["sink_rows"] == 4 * 32
+    layers = report.layers
+    assert list(np.asarray(layers["attention_window"])) == [32, 0]

@@ -3,7 +3,6 @@
 // SVG charts parsed and no script error occurred. Also: the page is self-contained and
 // starts with the verdict table; the screenshot is a real image.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -16,25 +15,24 @@
 #include "analysis/runner.h"
 #include "analysis/synthetic_source.h"
 #include "report/analysis_report.h"
+#include "report/chromium.h"
 
 namespace fs = std::filesystem;
 using namespace attnsparse;
 
 namespace {
 
-constexpr const char* kChromium = "/usr/bin/chromium";
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
+using attnsparse::testing::in_ci;
+using attnsparse::testing::kChromium;
+using attnsparse::testing::run_chromium;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// A realistic report: two datasets, clusters, persistence, all charts populated.
+// A realistic report: two datasets, clusters, persistence, all charts populated; layers
+// 1 and 4 have a native sliding window of 64 keys (marked in the tables and charts).
 nlohmann::json synthetic_report() {
   using namespace analysis;
   SyntheticRowSource source(6, 8, [](int layer, int head) {
@@ -46,6 +44,7 @@ nlohmann::json synthetic_report() {
     p.key_noise = 0.5;
     return p;
   });
+  source.windows = {0, 64, 0, 0, 64, 0};
   std::vector<RunDocument> docs;
   for (int d = 0; d < 4; ++d) {
     RunDocument doc;
@@ -61,14 +60,8 @@ nlohmann::json synthetic_report() {
   const Accumulator acc = analyze_documents(source, docs, params, RunControl{}).acc;
   return build_report(acc, params,
                       {{"model", {{"name", "synthetic <model>"}, {"n_kv_heads", 4}}},
-                       {"run", {{"threads", 2}}}});
-}
-
-int run_chromium(const std::string& args, const fs::path& stdout_file) {
-  const std::string cmd = "timeout 120 " + std::string(kChromium) + " " + args + " > '" + stdout_file.string() +
-                          "' 2>/dev/null";
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+                       {"run", {{"threads", 2}}}},
+                      source.layer_kinds());
 }
 
 TEST(AnalysisHtml, SelfContainedAndVerdictsFirst) {
@@ -92,6 +85,33 @@ TEST(AnalysisHtml, SelfContainedAndVerdictsFirst) {
   EXPECT_EQ(html.find("synthetic <model>"), std::string::npos);
 }
 
+TEST(AnalysisHtml, WindowedLayersAreMarkedInTablesAndCharts) {
+  const nlohmann::json report = synthetic_report();
+  const std::string html = report::analysis_html(report);
+  // The per-layer table's attention column.
+  EXPECT_NE(html.find("<th>attention</th>"), std::string::npos);
+  size_t windowed_cells = 0, global_cells = 0;
+  for (size_t p = html.find("<td>window 64</td>"); p != std::string::npos; p = html.find("<td>window 64</td>", p + 1))
+    ++windowed_cells;
+  for (size_t p = html.find("<td>global</td>"); p != std::string::npos; p = html.find("<td>global</td>", p + 1))
+    ++global_cells;
+  EXPECT_EQ(windowed_cells, 2u);
+  EXPECT_EQ(global_cells, 4u);
+  // Rings around the windowed layers' points, with a legend entry, and the notes.
+  EXPECT_NE(html.find(">windowed layer<"), std::string::npos);
+  EXPECT_NE(html.find("r=\"6\" fill=\"none\""), std::string::npos);
+  EXPECT_NE(html.find("C1 is judged over its global layers"), std::string::npos);
+  EXPECT_NE(html.find("1 (w 64)"), std::string::npos);  // heatmap row label
+  // Without windows: no rings, no notes, every layer global.
+  nlohmann::json global = report;
+  for (auto& l : global["per_layer"]) l["attention"] = {{"kind", "global"}, {"window", 0}, {"rope_base", nullptr}};
+  const std::string plain = report::analysis_html(global);
+  EXPECT_EQ(plain.find(">windowed layer<"), std::string::npos);
+  EXPECT_EQ(plain.find("C1 is judged over its global layers"), std::string::npos);
+  EXPECT_EQ(plain.find("r=\"6\" fill=\"none\""), std::string::npos);
+  EXPECT_EQ(plain.find("<td>window 64</td>"), std::string::npos);
+}
+
 TEST(AnalysisHtml, RendersInHeadlessChromium) {
   if (!fs::exists(kChromium)) {
     if (in_ci()) FAIL() << "chromium is not installed (scripts/setup.sh installs it)";
@@ -106,9 +126,7 @@ TEST(AnalysisHtml, RendersInHeadlessChromium) {
   ASSERT_GE(svgs, 10u);
   const fs::path page = dir / "report.html";
   std::ofstream(page) << html;
-  const std::string flags =
-      "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
-      "--disable-component-update --disable-sync --hide-scrollbars ";
+  const std::string flags = attnsparse::testing::kChromiumFlags;
   const std::string url = "file://" + page.string();
 
   // 1. The DOM after load: the page's own check ran and found every SVG.

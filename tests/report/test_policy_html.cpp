@@ -3,7 +3,6 @@
 // exactly the optimal points, escaping, no external resources), and the page in
 // headless Chromium (every chart parses; a screenshot that is not blank).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,6 +12,7 @@
 #include <regex>
 #include <string>
 
+#include "report/chromium.h"
 #include "report/policy_report.h"
 
 namespace fs = std::filesystem;
@@ -21,7 +21,9 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kChromium = "/usr/bin/chromium";
+using attnsparse::testing::in_ci;
+using attnsparse::testing::kChromium;
+using attnsparse::testing::run_chromium;
 
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;
@@ -113,12 +115,6 @@ TEST(PolicyHtml, FamiliesLabelsRingsAndEscaping) {
   EXPECT_FALSE(report::is_policy_report(json{{"conjectures", json::array()}}));
 }
 
-int run_chromium(const std::string& args, const fs::path& out) {
-  const std::string cmd = "timeout 120 " + std::string(kChromium) + " " + args + " > '" + out.string() + "' 2>/dev/null";
-  const int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -126,8 +122,7 @@ std::string slurp(const fs::path& p) {
 
 TEST(PolicyHtml, RendersInHeadlessChromium) {
   if (!fs::exists(kChromium)) {
-    const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true") FAIL() << "chromium is not installed (scripts/setup.sh installs it)";
+    if (in_ci()) FAIL() << "chromium is not installed (scripts/setup.sh installs it)";
     GTEST_SKIP() << "chromium not installed";
   }
   const fs::path dir = fs::temp_directory_path() / ("attnsparse_policy_html_" + std::to_string(::getpid()));
@@ -138,9 +133,7 @@ TEST(PolicyHtml, RendersInHeadlessChromium) {
   ASSERT_EQ(svgs, 7u);  // 4 frontier charts, the layer heatmap, 2 speed charts
   const fs::path page = dir / "report.html";
   std::ofstream(page) << html;
-  const std::string flags =
-      "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
-      "--disable-component-update --disable-sync --hide-scrollbars ";
+  const std::string flags = attnsparse::testing::kChromiumFlags;
   const std::string url = "file://" + page.string();
   const fs::path dom = dir / "dom.html";
   ASSERT_EQ(run_chromium(flags + "--user-data-dir=" + (dir / "p1").string() + " --dump-dom '" + url + "'", dom), 0);

@@ -13,18 +13,18 @@
 #include <sstream>
 #include <string>
 
+#include "support/run_process.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
+using attnsparse::testing::ProcessResult;
+using attnsparse::testing::run_cli;
+
 const std::string kShared = ATTNSPARSE_SHARED_DIR "/reference";
 
 fs::path work_dir() { return fs::path(::testing::TempDir()) / ("report_cli_" + std::to_string(::getpid())); }
-
-struct CliRun {
-  int status;
-  std::string out, err;
-};
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -33,14 +33,6 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-CliRun run(const std::string& args) {
-  const fs::path dir = work_dir();
-  fs::create_directories(dir);
-  const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
-  const std::string cmd = std::string("'") + ATTNSPARSE_BIN + "' " + args + " >'" + out + "' 2>'" + err + "'";
-  const int status = std::system(cmd.c_str());
-  return {WEXITSTATUS(status), slurp(out), slurp(err)};
-}
 
 bool have(const std::string& path) { return fs::exists(path); }
 
@@ -52,7 +44,7 @@ TEST(ReportCli, EvalPolicyDirectoryAndRedraw) {
   fs::create_directories(dir);
   const fs::path data = dir / "doc.tok";
   fs::copy_file(kShared + "/expected/llama-spm-f32.random.tokens.txt", data);
-  const CliRun r = run("eval-policy '" + model + "' --data '" + data.string() +
+  const ProcessResult r = run_cli("eval-policy '" + model + "' --data '" + data.string() +
                        "' --policy 'topk={4,16}' --policy 'h2o=budget:{16,32},recent:4' --policy window=8 "
                        "--max-tokens 80 --threads 1 --out '" + (dir / "out").string() + "'");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -62,16 +54,16 @@ TEST(ReportCli, EvalPolicyDirectoryAndRedraw) {
   EXPECT_EQ(j["policies"][3]["sweep"]["field"], "budget");
   EXPECT_NE(html.find("topk={4,16}"), std::string::npos);
   EXPECT_NE(html.find("data-report-ok"), std::string::npos);  // the load check is in the page
-  const CliRun again = run("report '" + (dir / "out" / "report.json").string() + "' -o '" + (dir / "re.html").string() + "'");
+  const ProcessResult again = run_cli("report '" + (dir / "out" / "report.json").string() + "' -o '" + (dir / "re.html").string() + "'");
   ASSERT_EQ(again.status, 0) << again.err;
   EXPECT_NE(again.out.find("eval-policy report"), std::string::npos);
   EXPECT_EQ(slurp(dir / "re.html"), html);
   // Without -o: next to the input, .json -> .html.
   fs::copy_file(dir / "out" / "report.json", dir / "copy.json");
-  ASSERT_EQ(run("report '" + (dir / "copy.json").string() + "'").status, 0);
+  ASSERT_EQ(run_cli("report '" + (dir / "copy.json").string() + "'").status, 0);
   EXPECT_EQ(slurp(dir / "copy.html"), html);
   // --out FILE.json still writes the JSON alone.
-  const CliRun file = run("eval-policy '" + model + "' --data '" + data.string() +
+  const ProcessResult file = run_cli("eval-policy '" + model + "' --data '" + data.string() +
                           "' --policy window=8 --max-tokens 40 --threads 1 --out '" + (dir / "only.json").string() + "'");
   ASSERT_EQ(file.status, 0) << file.err;
   EXPECT_TRUE(fs::exists(dir / "only.json"));
@@ -81,18 +73,18 @@ TEST(ReportCli, EvalPolicyDirectoryAndRedraw) {
 TEST(ReportCli, TheoryPagesRedrawByteForByte) {
   const fs::path dir = work_dir() / "theory";
   fs::remove_all(dir);
-  const CliRun sim = run("theory simulate --n 64:512 --d 16 --sigma 1 --logit-c 0.5 --norm-bound 1,3 --weight-frobenius 1 "
+  const ProcessResult sim = run_cli("theory simulate --n 64:512 --d 16 --sigma 1 --logit-c 0.5 --norm-bound 1,3 --weight-frobenius 1 "
                          "--trials 6 --bootstrap 40 --threads 1 --out '" + (dir / "sim").string() + "'");
   ASSERT_EQ(sim.status, 0) << sim.err;
-  ASSERT_EQ(run("report '" + (dir / "sim" / "theory.json").string() + "' -o '" + (dir / "sim.html").string() + "'").status, 0);
+  ASSERT_EQ(run_cli("report '" + (dir / "sim" / "theory.json").string() + "' -o '" + (dir / "sim.html").string() + "'").status, 0);
   EXPECT_EQ(slurp(dir / "sim.html"), slurp(dir / "sim" / "theory.html"));
   const std::string model = kShared + "/models/llama-spm-f32.gguf";
   if (!have(model)) GTEST_SKIP() << model;
   fs::copy_file(kShared + "/expected/llama-spm-f32.random.tokens.txt", dir / "doc.tok");
-  const CliRun fit = run("theory fit '" + model + "' --data '" + (dir / "doc.tok").string() +
+  const ProcessResult fit = run_cli("theory fit '" + model + "' --data '" + (dir / "doc.tok").string() +
                          "' --min-n 8 --rows-per-bin 8 --bootstrap 20 --threads 1 --out '" + (dir / "fit").string() + "'");
   ASSERT_EQ(fit.status, 0) << fit.err;
-  const CliRun re = run("report '" + (dir / "fit" / "theory_fit.json").string() + "' -o '" + (dir / "fit.html").string() + "'");
+  const ProcessResult re = run_cli("report '" + (dir / "fit" / "theory_fit.json").string() + "' -o '" + (dir / "fit.html").string() + "'");
   ASSERT_EQ(re.status, 0) << re.err;
   EXPECT_NE(re.out.find("theory fit"), std::string::npos);
   EXPECT_EQ(slurp(dir / "fit.html"), slurp(dir / "fit" / "theory_fit.html"));
@@ -105,10 +97,10 @@ TEST(ReportCli, AnalysisPageRedrawsByteForByte) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   fs::copy_file(kShared + "/expected/llama-spm-f32.random.tokens.txt", dir / "doc.tok");
-  const CliRun a = run("analyze '" + model + "' --data '" + (dir / "doc.tok").string() + "' --threads 1 --out '" +
+  const ProcessResult a = run_cli("analyze '" + model + "' --data '" + (dir / "doc.tok").string() + "' --threads 1 --out '" +
                        (dir / "out").string() + "'");
   ASSERT_EQ(a.status, 0) << a.err;
-  const CliRun re = run("report '" + (dir / "out" / "report.json").string() + "' -o '" + (dir / "re.html").string() + "'");
+  const ProcessResult re = run_cli("report '" + (dir / "out" / "report.json").string() + "' -o '" + (dir / "re.html").string() + "'");
   ASSERT_EQ(re.status, 0) << re.err;
   EXPECT_NE(re.out.find("analyze report"), std::string::npos);
   EXPECT_EQ(slurp(dir / "re.html"), slurp(dir / "out" / "report.html"));
@@ -132,7 +124,7 @@ TEST(ReportCli, CondensationResults) {
          {"dense_ppl", 107.8}, {"topk_ppl", 107.8}, {"topk_kept", 0.14}, {"dyntopk_ppl", 107.8},
          {"dyntopk_kept", 0.13}, {"documents", 20}}}}};
   std::ofstream(dir / "results.json") << results.dump(2);
-  const CliRun r = run("report '" + (dir / "results.json").string() + "'");
+  const ProcessResult r = run_cli("report '" + (dir / "results.json").string() + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("condensation"), std::string::npos);
   const std::string html = slurp(dir / "results.html");
@@ -163,7 +155,7 @@ TEST(ReportCli, BadFilesAreOneLineAndNoOutput) {
                         {"missing.json", "cannot open"}};
   for (const Case& c : cases) {
     const std::string out = (dir / (c.file + ".html")).string();
-    const CliRun r = run("report '" + (dir / c.file).string() + "' -o '" + out + "'");
+    const ProcessResult r = run_cli("report '" + (dir / c.file).string() + "' -o '" + out + "'");
     EXPECT_EQ(r.status, 1) << c.file;
     EXPECT_NE(r.err.find(c.file), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(c.needle), std::string::npos) << r.err;
@@ -173,13 +165,13 @@ TEST(ReportCli, BadFilesAreOneLineAndNoOutput) {
   // Fields removed from real files (found by mutating them: a theory page indexed a
   // shortened trial row out of bounds; analysis pages read missing keys through const
   // access): one error line, never a crash.
-  const CliRun sim = run("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 10 --threads 1 --out '" +
+  const ProcessResult sim = run_cli("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 10 --threads 1 --out '" +
                          (dir / "sim").string() + "'");
   ASSERT_EQ(sim.status, 0) << sim.err;
   auto theory = nlohmann::json::parse(slurp(dir / "sim" / "theory.json"));
   theory["settings"][0]["rules"][0]["tail_trials"][1] = nlohmann::json::array({0.5});
   std::ofstream(dir / "short_row.json") << theory.dump();
-  const CliRun sr = run("report '" + (dir / "short_row.json").string() + "' -o '" + (dir / "sr.html").string() + "'");
+  const ProcessResult sr = run_cli("report '" + (dir / "short_row.json").string() + "' -o '" + (dir / "sr.html").string() + "'");
   EXPECT_EQ(sr.status, 1);
   EXPECT_NE(sr.err.find("a row of 1 values for 3 lengths"), std::string::npos) << sr.err;
   EXPECT_FALSE(fs::exists(dir / "sr.html"));
@@ -187,12 +179,12 @@ TEST(ReportCli, BadFilesAreOneLineAndNoOutput) {
                                    {"per_layer", nlohmann::json::array()},
                                    {"counts", nlohmann::json::object()}};
   std::ofstream(dir / "analysis.json") << analysis.dump();
-  const CliRun an = run("report '" + (dir / "analysis.json").string() + "' -o '" + (dir / "an.html").string() + "'");
+  const ProcessResult an = run_cli("report '" + (dir / "analysis.json").string() + "' -o '" + (dir / "an.html").string() + "'");
   EXPECT_EQ(an.status, 1) << an.err;
   EXPECT_NE(an.err.find("malformed analyze report"), std::string::npos) << an.err;
   EXPECT_EQ(std::count(an.err.begin(), an.err.end(), '\n'), 1) << an.err;
   // Wrong types inside an eval-policy report are read as missing values, not a crash.
-  const CliRun p = run("report '" + (dir / "badpolicy.json").string() + "'");
+  const ProcessResult p = run_cli("report '" + (dir / "badpolicy.json").string() + "'");
   EXPECT_EQ(p.status, 0) << p.err;
 }
 

@@ -1,4 +1,4 @@
-// The condensation regulariser (methods.md §4): its value against a naive per-row
+// The condensation regulariser (docs/methods.md §9): its value against a naive per-row
 // reference (sort, sum the top k), its gradient with respect to the probabilities against
 // the closed form (-λ/count on each counted row's top k, 0 elsewhere), its gradient with
 // respect to the logits against central finite differences, the skipped rows t < k,

@@ -111,8 +111,8 @@ TEST_F(SpmTokenizer, SameIdsAsSpmEncodeOnEveryLine) {
   for (const auto& l : lines) input += l + "\n";
   write_file(dir / "lines.txt", input);
   auto r = train_test::run_command("spm_encode --model=" + dir / "m.model" +
-                                   " --output_format=id < " + dir / "lines.txt" + " > " + dir / "ids.txt");
-  ASSERT_EQ(r.status, 0) << r.output;
+                                   " --output_format=id < " + dir / "lines.txt" + " > " + dir / "ids.txt", train_test::Output::merged);
+  ASSERT_EQ(r.status, 0) << r.out;
   std::vector<std::string> id_lines = read_lines(dir / "ids.txt");
   ASSERT_EQ(id_lines.size(), lines.size());
   size_t checked = 0, tokens = 0;

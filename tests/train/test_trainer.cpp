@@ -158,21 +158,21 @@ TEST(TrainCli, BadArgumentsGiveOneClearErrorAndNoOutput) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.args);
-    auto r = train_test::run_command(std::string(ATTNSPARSE_BIN) + " train " + c.args);
-    EXPECT_EQ(r.status, 1) << r.output;
-    EXPECT_NE(r.output.find(c.message), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("error"), std::string::npos) << r.output;
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    auto r = train_test::run_command(std::string(ATTNSPARSE_BIN) + " train " + c.args, train_test::Output::merged);
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find(c.message), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     EXPECT_FALSE(fs::exists(out));
   }
 }
 
 TEST(TrainCli, HelpExplainsWithAnExample) {
-  auto r = train_test::run_command(std::string(ATTNSPARSE_BIN) + " train --help");
+  auto r = train_test::run_command(std::string(ATTNSPARSE_BIN) + " train --help", train_test::Output::merged);
   EXPECT_EQ(r.status, 0);
-  EXPECT_NE(r.output.find("Example"), std::string::npos);
-  EXPECT_NE(r.output.find("--reg"), std::string::npos);
-  EXPECT_NE(r.output.find("topk:k=8,lambda=0.1"), std::string::npos);
+  EXPECT_NE(r.out.find("Example"), std::string::npos);
+  EXPECT_NE(r.out.find("--reg"), std::string::npos);
+  EXPECT_NE(r.out.find("topk:k=8,lambda=0.1"), std::string::npos);
 }
 
 }  // namespace

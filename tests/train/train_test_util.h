@@ -1,15 +1,15 @@
-// Helpers for the trainer tests: fixture text, scratch directories, running the CLI.
+// Helpers for the trainer tests: fixture text, scratch directories.
 #pragma once
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "support/run_process.h"
 
 namespace attnsparse::train_test {
 
@@ -57,23 +57,9 @@ class ScratchDir {
   std::string path_;
 };
 
-struct CommandResult {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
-
-// Runs a shell command line, capturing its output.
-inline CommandResult run_command(const std::string& cmd) {
-  CommandResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+// Running commands and the CLI: support/run_process.h.
+using testing::Output;
+using testing::run_command;
 
 inline bool have_tool(const std::string& tool) {
   return run_command("command -v " + tool + " >/dev/null").status == 0;

@@ -22,6 +22,9 @@ constexpr int R = kPackRows;
 namespace q4_0 {
 constexpr int64_t kD = 0, kV = 32, kBytes = 32 + 4 * 64;
 }
+namespace mxfp4 {
+constexpr int64_t kD = 0, kV = 64, kBytes = 64 + 4 * 64;  // f32 scales (E8M0 does not fit f16)
+}
 namespace q4_k {
 constexpr int64_t kD = 0, kDmin = 32, kSc = 64, kMn = 64 + 128, kV = 64 + 128 + 256;
 constexpr int64_t kBytes = kV + 32 * 64;
@@ -52,6 +55,19 @@ void pack_q4_0_block(const uint8_t* const* rows, int64_t b, uint8_t* out) {
     const auto& blk = reinterpret_cast<const BlockQ4_0*>(rows[r])[b];
     put_f16(out + q4_0::kD, r, blk.d);
     for (int c = 0; c < 4; ++c) put_word(out + q4_0::kV + 64 * c, r, blk.qs + 4 * c);
+  }
+}
+
+// IQ4_NL blocks are laid out as Q4_0's (f16 scale, 16 bytes of nibbles).
+static_assert(sizeof(BlockIQ4_NL) == sizeof(BlockQ4_0));
+
+void pack_mxfp4_block(const uint8_t* const* rows, int64_t b, uint8_t* out) {
+  for (int r = 0; r < R; ++r) {
+    if (rows[r] == nullptr) continue;
+    const auto& blk = reinterpret_cast<const BlockMXFP4*>(rows[r])[b];
+    const float d = e8m0_to_fp32_half(blk.e);
+    std::memcpy(out + mxfp4::kD + 4 * r, &d, 4);
+    for (int c = 0; c < 4; ++c) put_word(out + mxfp4::kV + 64 * c, r, blk.qs + 4 * c);
   }
 }
 
@@ -127,11 +143,14 @@ struct Layout {
 
 const Layout* layout(DType t) {
   static const Layout l_q4_0{32, q4_0::kBytes, pack_q4_0_block};
+  static const Layout l_mxfp4{32, mxfp4::kBytes, pack_mxfp4_block};
   static const Layout l_q4_k{256, q4_k::kBytes, pack_q4_K_block};
   static const Layout l_q5_k{256, q5_k::kBytes, pack_q5_K_block};
   static const Layout l_q6_k{256, q6_k::kBytes, pack_q6_K_block};
   switch (t) {
-    case DType::Q4_0: return &l_q4_0;
+    case DType::Q4_0:
+    case DType::IQ4_NL: return &l_q4_0;
+    case DType::MXFP4: return &l_mxfp4;
     case DType::Q4_K: return &l_q4_k;
     case DType::Q5_K: return &l_q5_k;
     case DType::Q6_K: return &l_q6_k;
@@ -183,14 +202,27 @@ void unpack_row(const PackedWeights& p, int64_t o, float* out) {
   for (int64_t b = 0; b < p.blocks; ++b) {
     const uint8_t* blk = grp + b * p.block_bytes;
     switch (p.dtype) {
-      case DType::Q4_0: {
-        const float d = fp16_to_fp32(get_f16(blk + q4_0::kD, r));
+      case DType::Q4_0:
+      case DType::IQ4_NL:
+      case DType::MXFP4: {
+        const bool mx = p.dtype == DType::MXFP4;
+        float d;
+        if (mx) std::memcpy(&d, blk + mxfp4::kD + 4 * r, 4);
+        else d = fp16_to_fp32(get_f16(blk + q4_0::kD, r));
+        const uint8_t* v0 = blk + (mx ? mxfp4::kV : q4_0::kV);
+        const auto value = [&](int nib) {
+          switch (p.dtype) {
+            case DType::IQ4_NL: return d * kValuesIQ4NL[nib];
+            case DType::MXFP4: return kValuesMXFP4[nib] * d;
+            default: return d * (nib - 8);
+          }
+        };
         float* y = out + 32 * b;
         for (int c = 0; c < 4; ++c)
           for (int k = 0; k < 4; ++k) {
-            const uint8_t v = blk[q4_0::kV + 64 * c + 4 * r + k];
-            y[4 * c + k] = d * (int(v & 0xF) - 8);
-            y[16 + 4 * c + k] = d * (int(v >> 4) - 8);
+            const uint8_t v = v0[64 * c + 4 * r + k];
+            y[4 * c + k] = value(v & 0xF);
+            y[16 + 4 * c + k] = value(v >> 4);
           }
         break;
       }

@@ -12,6 +12,8 @@
 // k of a 4-byte run of row r.
 //   Q4_0  per block (288 B): d[16] f16; V[c], c < 4: qs[4c .. 4c+3] (low nibbles:
 //         elements 4c + k, high nibbles: 16 + 4c + k).
+//   IQ4_NL as Q4_0 (the nibbles index the codebook).
+//   MXFP4 per block (320 B): d[16] f32 (the E8M0 scale halved, as ggml); V[c] as Q4_0.
 //   Q4_K  per super-block (2496 B): d[16], dmin[16] f16; sc[8][16] u8 (sub-block scales);
 //         mn[4][16][2] i16 (the mins of sub-blocks 2q and 2q + 1 as a pair, for vpdpwssd
 //         with pairs of the activation's 32-element sums); V[i][c], i < 4, c < 8:
@@ -47,7 +49,7 @@ namespace quant {
 
 inline constexpr int kPackRows = 16;
 
-// Whether `type` has a packed layout (Q4_0, Q4_K, Q5_K, Q6_K).
+// Whether `type` has a packed layout (Q4_0, IQ4_NL, MXFP4, Q4_K, Q5_K, Q6_K).
 bool has_packed_layout(DType type);
 
 // The packed copy of a weight whose type has a layout (else nullptr). Portable code; the

@@ -190,10 +190,12 @@ _INT_COLUMNS = ("doc", "layer", "head", "query", "n_keys", "width_p50", "width_p
 
 
 def _load_rows(path):
-    """The --dump-rows CSV (docs/analysis.md) as a dict of numpy arrays, one per column."""
+    """The --dump-rows CSV (docs/analysis.md) as a dict of numpy arrays, one per column;
+    sink_mass is NaN where the field is empty (key 0 outside a layer's sliding window)."""
     with open(path) as f:
         header = f.readline().strip().split(",")
-    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+    empty_is_nan = {header.index("sink_mass"): lambda s: float(s) if s.strip() else np.nan}
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64, converters=empty_is_nan)
     cols = {}
     for i, name in enumerate(header):
         col = table[:, i] if table.size else np.zeros(0)

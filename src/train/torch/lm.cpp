@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "train/text_tokenizer.h"
 
 namespace attnsparse::train {
@@ -300,7 +301,7 @@ void export_gguf(LM& model, const TextTokenizer& tok, const std::string& path, b
     auto t = t0.detach().to(torch::kCPU, torch::kFloat32).contiguous();
     std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
     DType type = (f16 && t.dim() == 2) ? DType::F16 : DType::F32;
-    w.add_tensor(name, type, shape, t.data_ptr<float>());
+    add_f32_tensor(w, name, type, shape, t.data_ptr<float>());
   };
   for (const auto& [name, t] : model->gguf_params()) write(name, t);
   // Tied models also get an explicit output.weight, so every reader finds the head.

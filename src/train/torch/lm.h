@@ -1,5 +1,5 @@
 // Decoder-only language models in libtorch with llama.cpp's GGUF tensor layout, the
-// condensation regulariser (methods.md §4), attention-sparsity metrics, GGUF export and
+// condensation regulariser (docs/methods.md §9), attention-sparsity metrics, GGUF export and
 // checkpoints. Parameters are plain tensors named exactly as in GGUF (shape [out, in] =
 // GGUF [out x in]), so export is a copy. Attention softmax is explicit so that the
 // regulariser sees the probabilities.

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
@@ -16,13 +17,17 @@
 #include "analysis/shared_data.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
+#include "model/gguf_encode.h"
 #include "model/model.h"
+#include "support/run_process.h"
 #include "theory/fit_model.h"
 
 namespace attnsparse::theory {
 namespace {
 
 namespace fs = std::filesystem;
+using attnsparse::testing::ProcessResult;
+using attnsparse::testing::run_cli;
 using testing_support::read_f32;
 using testing_support::reference_dir;
 
@@ -52,7 +57,7 @@ void write_scaled_q(const std::string& src, const fs::path& dst, float q_scale) 
       std::vector<float> w(t.numel());
       std::memcpy(w.data(), t.data, w.size() * sizeof(float));
       for (auto& x : w) x *= q_scale;
-      out.add_tensor(t.name, DType::F32, t.shape, w.data());
+      add_f32_tensor(out, t.name, DType::F32, t.shape, w.data());
     } else {
       out.add_tensor_raw(t.name, t.dtype, t.shape, t.data, t.nbytes);
     }
@@ -239,6 +244,64 @@ TEST(FitModel, PlantedPeakedAttentionCollapses) {
   fs::remove_all(dir);
 }
 
+// gemma2 reference (window 32 on layer 0, layer 1 global): a windowed layer's rows hold
+// min(t+1, 32) keys, are binned by that length, and their k_eps equal a brute force over
+// llama.cpp's attention rows (exactly 0 outside the window).
+TEST(FitModel, WindowedLayerRowsAreMeasuredOverTheVisibleKeys) {
+  const std::string arch = reference_dir() + "/arch";
+  const std::string model = arch + "/models/gemma2-f16.gguf";
+  const std::string attn_path = arch + "/expected/gemma2-f16.text.attn.f32";
+  REQUIRE_SHARED_FILE(model);
+  REQUIRE_SHARED_FILE(attn_path);
+  const fs::path dir = temp_dir("window");
+  const fs::path data = dir / "text.tok";
+  fs::copy_file(arch + "/expected/gemma2-f16.text.tokens.txt", data, fs::copy_options::overwrite_existing);
+  const FitResult res = fit_model(every_row(model, data));
+  const int H = 4, T = 142, W = 32;
+  const std::vector<float> attn = read_f32(attn_path);
+  ASSERT_EQ(attn.size(), size_t(2) * H * T * T);
+  const std::vector<double> eps = {0.01, 0.05};
+  for (const auto& h : res.heads) {
+    const int64_t window = h.layer == 0 ? W : 0;
+    EXPECT_EQ(h.window, window);
+    // Rows t = 15..141 by their length v = min(t+1, 32) (layer 0) or t+1 (layer 1).
+    std::map<int64_t, std::vector<int64_t>> bins;  // bin lower edge -> positions
+    for (int64_t t = 15; t < T; ++t) {
+      const int64_t v = window > 0 ? std::min<int64_t>(t + 1, W) : t + 1;
+      int64_t lo = 16;
+      while (2 * lo <= v) lo *= 2;
+      bins[lo].push_back(t);
+    }
+    std::vector<int64_t> edges;
+    for (const auto& [lo, _] : bins) edges.push_back(lo);
+    ASSERT_EQ(h.bin_lo, edges) << "L" << h.layer << "H" << h.head;
+    size_t b = 0;
+    for (const auto& [lo, positions] : bins) {
+      double sn = 0;
+      std::vector<double> sk(eps.size(), 0.0);
+      for (int64_t t : positions) {
+        const int64_t v = window > 0 ? std::min<int64_t>(t + 1, W) : t + 1;
+        const float* row = attn.data() + ((size_t(h.layer) * H + h.head) * T + t) * T;
+        for (int64_t j = 0; j < t + 1 - v; ++j) ASSERT_EQ(row[j], 0.f);
+        sn += double(v);
+        for (size_t e = 0; e < eps.size(); ++e)
+          sk[e] += double(brute_k_eps(std::vector<double>(row + (t + 1 - v), row + t + 1), eps[e]));
+      }
+      const double c = double(positions.size());
+      EXPECT_NEAR(h.bin_n[b], sn / c, 1e-9) << "L" << h.layer << " bin " << lo;
+      for (size_t e = 0; e < eps.size(); ++e)
+        EXPECT_NEAR(h.bin_k[e][b], sk[e] / c, 0.02 + 0.002 * sk[e] / c) << "L" << h.layer << "H" << h.head << " bin " << lo;
+      ++b;
+    }
+    // The windowed layer's longest bin holds every row from t = 31 on, at n = 32.
+    if (window > 0) {
+      EXPECT_EQ(h.bin_lo.back(), 32);
+      EXPECT_EQ(h.bin_rows.back(), T - 31);
+    }
+  }
+  fs::remove_all(dir);
+}
+
 TEST(FitModel, VerdictRules) {
   FitOptions o;
   PowerFit f;
@@ -255,31 +318,14 @@ TEST(FitModel, VerdictRules) {
   EXPECT_EQ(fit_verdict(f, 5, o), "too few lengths");
 }
 
-struct CliResult {
-  int rc;
-  std::string out, err;
-};
-CliResult run_cli(const std::string& args, const fs::path& dir) {
-  const std::string cmd = std::string(ATTNSPARSE_BIN) + " " + args + " >" + (dir / "o.txt").string() + " 2>" +
-                          (dir / "e.txt").string();
-  const int status = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WEXITSTATUS(status), slurp(dir / "o.txt"), slurp(dir / "e.txt")};
-}
-
 TEST(FitModel, CliWritesJsonAndHtmlAndFailsCleanly) {
   const std::string model = reference_dir() + "/models/qwen2-f16.gguf";
   REQUIRE_SHARED_FILE(model);
   const fs::path dir = temp_dir("cli");
   const std::string text = reference_dir() + "/expected/text_a.txt";
-  const CliResult ok = run_cli("theory fit " + model + " --data " + text + " --min-n 8 --rows-per-bin 8 --bootstrap 20 "
-                               "--threads 2 --out " + (dir / "out").string(), dir);
-  ASSERT_EQ(ok.rc, 0) << ok.err;
+  const ProcessResult ok = run_cli("theory fit " + model + " --data " + text + " --min-n 8 --rows-per-bin 8 --bootstrap 20 "
+                               "--threads 2 --out " + (dir / "out").string());
+  ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.err.find("pass 2/2"), std::string::npos);
   std::ifstream jin(dir / "out" / "theory_fit.json");
   const auto j = nlohmann::json::parse(jin);
@@ -292,15 +338,15 @@ TEST(FitModel, CliWritesJsonAndHtmlAndFailsCleanly) {
   EXPECT_EQ(j["heads"][0]["rules"].size(), size_t(kFitRules));
   EXPECT_TRUE(fs::exists(dir / "out" / "theory_fit.html"));
 
-  const CliResult bad = run_cli("theory fit " + model + " --data " + (dir / "missing.txt").string() + " --out " +
-                                    (dir / "bad").string(), dir);
-  EXPECT_NE(bad.rc, 0);
+  const ProcessResult bad = run_cli("theory fit " + model + " --data " + (dir / "missing.txt").string() + " --out " +
+                                    (dir / "bad").string());
+  EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.err.find("missing.txt"), std::string::npos) << bad.err;
   // One error line (progress notes may precede it).
   EXPECT_EQ(bad.err.find("error:"), bad.err.rfind("error:")) << bad.err;
   EXPECT_EQ(bad.err.find('\n', bad.err.find("error:")), bad.err.size() - 1) << bad.err;
   EXPECT_FALSE(fs::exists(dir / "bad" / "theory_fit.json"));
-  const CliResult help = run_cli("theory fit --help", dir);
+  const ProcessResult help = run_cli("theory fit --help");
   EXPECT_NE(help.out.find("Example"), std::string::npos);
   fs::remove_all(dir);
 }

@@ -12,43 +12,28 @@
 #include <sstream>
 #include <string>
 
+#include "support/run_process.h"
+
 namespace {
 
 namespace fs = std::filesystem;
-
-struct CliRun {
-  int rc;
-  std::string out, err;
-};
-
-CliRun run_cli(const std::string& args, const fs::path& dir) {
-  fs::create_directories(dir);
-  const std::string cmd = std::string(ATTNSPARSE_BIN) + " " + args + " >" + (dir / "stdout.txt").string() + " 2>" +
-                          (dir / "stderr.txt").string();
-  const int status = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WEXITSTATUS(status), slurp(dir / "stdout.txt"), slurp(dir / "stderr.txt")};
-}
+using attnsparse::testing::ProcessResult;
+using attnsparse::testing::run_cli;
 
 fs::path fresh_dir(const std::string& name) {
   const fs::path d = fs::temp_directory_path() / ("attnsparse_theory_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
+  fs::create_directories(d);
   return d;
 }
 
 TEST(CliSimulate, WritesJsonFitsAndHtml) {
   const fs::path dir = fresh_dir("sim");
   const fs::path out = dir / "out";
-  const CliRun r = run_cli("theory simulate --n 2^8:2^11 --d 8 --logit-c 0.5 --sigma 1.5 --norm-bound 1 "
+  const ProcessResult r = run_cli("theory simulate --n 2^8:2^11 --d 8 --logit-c 0.5 --sigma 1.5 --norm-bound 1 "
                         "--weight-frobenius 16,64 --eps 0.01,0.05 --trials 6 --bootstrap 50 --threads 2 --out " +
-                            out.string(),
-                        dir);
-  ASSERT_EQ(r.rc, 0) << r.err;
+                            out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("setting 4/4"), std::string::npos) << "progress on stderr";
   EXPECT_NE(r.out.find("logit-c d=8 c=0.5"), std::string::npos) << "table on stdout";
   std::ifstream jin(out / "theory.json");
@@ -86,8 +71,8 @@ TEST(CliSimulate, BadArgumentsFailWithOneLineAndNoOutput) {
   const fs::path out = dir / "out";
   for (const std::string args : {"--logit-c 0.5 --eps 1.5", "--logit-c 0.5 --n 4096:1024", "--sigma abc",
                                  "--norm-bound 1", "--logit-c 0.5 --trials 1", ""}) {
-    const CliRun r = run_cli("theory simulate " + args + " --out " + out.string(), dir);
-    EXPECT_NE(r.rc, 0) << args;
+    const ProcessResult r = run_cli("theory simulate " + args + " --out " + out.string());
+    EXPECT_NE(r.status, 0) << args;
     EXPECT_NE(r.err.find("error"), std::string::npos) << args;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
     EXPECT_FALSE(fs::exists(out / "theory.json")) << args;
@@ -97,8 +82,8 @@ TEST(CliSimulate, BadArgumentsFailWithOneLineAndNoOutput) {
 
 TEST(CliSimulate, HelpHasAnExample) {
   const fs::path dir = fresh_dir("help");
-  const CliRun r = run_cli("theory simulate --help", dir);
-  EXPECT_EQ(r.rc, 0);
+  const ProcessResult r = run_cli("theory simulate --help");
+  EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("Example"), std::string::npos);
   EXPECT_NE(r.out.find("attnsparse theory simulate --"), std::string::npos);
   fs::remove_all(dir);

@@ -23,7 +23,7 @@ double z_of(double eps) {
   ADD_FAILURE() << "no reference quantile for eps " << eps;
   return NAN;
 }
-// k_eps ~= n Q(sigma_n + Phi^-1(eps)) with sigma_n^2 = 2 c ln n (methods.md §3).
+// k_eps ~= n Q(sigma_n + Phi^-1(eps)) with sigma_n^2 = 2 c ln n (docs/methods.md §8).
 double closed_k(double n, double c, double eps) {
   const double sigma = std::sqrt(2 * c * std::log(n));
   return n * 0.5 * std::erfc((sigma + z_of(eps)) / std::sqrt(2.0));
@@ -162,7 +162,7 @@ TEST(Simulate, FittedExponentOverTwoToTheTenToSeventeen) {
       EXPECT_NEAR(r.closed_C[e], closed_C, 1e-9);  // the simulator's own closed-form slope
     }
     // Literal values: ~0.695 at eps = 0.05 and ~0.786 at eps = 0.01 (well below the limit
-    // 1 - c = 0.5: the approach is slow). Note methods.md quotes ~0.66 for eps = 0.05;
+    // 1 - c = 0.5: the approach is slow). Note an earlier summary quoted ~0.66 for eps = 0.05;
     // neither the closed form (0.6955) nor the simulation reproduces that.
     EXPECT_NEAR(r.fits[1].C, 0.695, 0.03);
     EXPECT_NEAR(r.fits[0].C, 0.786, 0.03);
@@ -244,7 +244,7 @@ TEST(Simulate, TinyCasesMatchBruteForce) {
             EXPECT_NEAR(rr.tail[t][i], double(1 - kept), 1e-12) << rr.name;
             EXPECT_NEAR(rr.err[t][i], double(std::sqrt(e2)), 1e-9 * (1 + double(std::sqrt(e2)))) << rr.name;
             EXPECT_NEAR(rr.rel[t][i], double(std::sqrt(e2 / o2)), 1e-8) << rr.name;
-            // The exact identity of methods.md §1: ||o - o_G|| = tau ||mu_tail - mu_G||.
+            // The exact identity of docs/methods.md §2: ||o - o_G|| = tau ||mu_tail - mu_G||.
             if (kept < 1) {
               long double id2 = 0;
               for (int c = 0; c < d; ++c) {

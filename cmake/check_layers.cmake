@@ -1,0 +1,92 @@
+# Fails when a file in src/<area> includes a header of an area that cmake/layers.cmake does
+# not let that area use (ctest -R layering runs it on this tree).
+#
+#   cmake -DSOURCE_DIR=<tree> [-DLAYERS=<file>] -P cmake/check_layers.cmake
+#
+# SOURCE_DIR: the tree whose src/ is checked (default: this script's repository).
+# LAYERS: the rules (default: SOURCE_DIR/cmake/layers.cmake).
+# Every folder of src/ must be an area with an AREA_<area> list; an include names an area
+# when its path starts with the name of a folder of src/ ("ops/matmul.h"), in quotes or
+# angle brackets. Prints one line per offending include (file:line, the rule) and exits
+# non-zero; prints one summary line and exits 0 when there is none.
+cmake_minimum_required(VERSION 3.25)
+
+if(NOT SOURCE_DIR)
+  get_filename_component(SOURCE_DIR "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+endif()
+if(NOT LAYERS)
+  set(LAYERS "${SOURCE_DIR}/cmake/layers.cmake")
+endif()
+if(NOT EXISTS "${SOURCE_DIR}/src")
+  message(FATAL_ERROR "layering: ${SOURCE_DIR}/src does not exist")
+endif()
+if(NOT EXISTS "${LAYERS}")
+  message(FATAL_ERROR "layering: the rules file ${LAYERS} does not exist")
+endif()
+include("${LAYERS}")
+
+file(GLOB area_dirs LIST_DIRECTORIES true RELATIVE "${SOURCE_DIR}/src" "${SOURCE_DIR}/src/*")
+set(areas "")
+foreach(a IN LISTS area_dirs)
+  if(IS_DIRECTORY "${SOURCE_DIR}/src/${a}")
+    list(APPEND areas "${a}")
+  endif()
+endforeach()
+
+set(problems 0)
+set(n_files 0)
+foreach(area IN LISTS areas)
+  if(NOT DEFINED AREA_${area})
+    message("src/${area}: not a declared area: give it an AREA_${area} list (the areas it may use) in ${LAYERS}")
+    math(EXPR problems "${problems} + 1")
+    continue()
+  endif()
+  file(GLOB_RECURSE files RELATIVE "${SOURCE_DIR}" "${SOURCE_DIR}/src/${area}/*.h"
+       "${SOURCE_DIR}/src/${area}/*.hpp" "${SOURCE_DIR}/src/${area}/*.cpp" "${SOURCE_DIR}/src/${area}/*.cc")
+  list(SORT files)
+  foreach(file IN LISTS files)
+    math(EXPR n_files "${n_files} + 1")
+    file(READ "${SOURCE_DIR}/${file}" text)
+    string(REGEX MATCHALL "(^|\n)[ \t]*#[ \t]*include[ \t]*[<\"][^>\"\n]+[>\"]" includes "${text}")
+    foreach(inc IN LISTS includes)
+      string(REGEX REPLACE "^.*include[ \t]*[<\"]([^>\"\n]+)[>\"]$" "\\1" path "${inc}")
+      if(path MATCHES "(^|/)\\.\\./")
+        set(used "..")
+      elseif(path MATCHES "^([^/]+)/")
+        set(used "${CMAKE_MATCH_1}")
+        if(NOT used IN_LIST areas OR used STREQUAL area OR used IN_LIST AREA_${area})
+          continue()
+        endif()
+      else()
+        continue()
+      endif()
+      # The line number: newlines before the include line.
+      string(FIND "${text}" "${inc}" pos)
+      string(SUBSTRING "${text}" 0 ${pos} before)
+      string(REGEX MATCHALL "\n" newlines "${before}")
+      list(LENGTH newlines line)
+      if(NOT inc MATCHES "^\n")
+        math(EXPR line "${line} + 1")
+      else()
+        math(EXPR line "${line} + 2")
+      endif()
+      if(used STREQUAL "..")
+        message("${file}:${line}: includes ${path} by a relative path; name headers from src/ (area/file.h)")
+      else()
+        set(allowed "${AREA_${area}}")
+        if(NOT allowed)
+          set(allowed "nothing else")
+        endif()
+        string(REPLACE ";" " " allowed "${allowed}")
+        message("${file}:${line}: ${area} may not include ${path} (${area} may use: ${allowed}; cmake/layers.cmake)")
+      endif()
+      math(EXPR problems "${problems} + 1")
+    endforeach()
+  endforeach()
+endforeach()
+
+list(LENGTH areas n_areas)
+if(problems GREATER 0)
+  message(FATAL_ERROR "layering: ${problems} include(s) break the layers of ${LAYERS}")
+endif()
+message("layering: ${n_files} files in ${n_areas} areas of src/ include only what ${LAYERS} allows")
