@@ -15,6 +15,7 @@
 #include "core/cpu.h"
 #include "ops/matmul.h"
 #include "ops/quant.h"
+#include "ops/quant/packed.h"
 #include "ops/quant_test_util.h"
 
 using namespace attnsparse;
@@ -94,7 +95,8 @@ TEST(QuantHostile, NaNActivationsPropagateThroughEveryKernel) {
       x[n_in + 300] = bad;  // token 1 only
       for (int level = 0; level <= static_cast<int>(cpu::supported()); ++level) {
         cpu::ScopedLevel scoped(static_cast<cpu::Level>(level));
-        for (const PackedWeights* p : {static_cast<const PackedWeights*>(nullptr), packed.get()}) {
+        for (const PackedWeights* p : {static_cast<const PackedWeights*>(nullptr),
+                                        static_cast<const PackedWeights*>(packed.get())}) {
           w.packed = p;
           std::vector<float> y(m * n_out, 0.f);
           matmul(w, x.data(), m, y.data());
