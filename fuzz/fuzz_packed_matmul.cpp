@@ -1,8 +1,9 @@
-// Quantised weight products on arbitrary blocks: Q4_0 / Q4_K / Q5_K / Q6_K / Q8_0 weights
+// Quantised weight products on arbitrary blocks: Q4_0 / Q4_K / Q5_K / Q6_K / Q8_0 / IQ4_NL /
+// MXFP4 weights
 // of random shapes (the blocks' bytes, scales included, straight from the input, so NaN,
 // Inf, huge and subnormal f16 scales occur) times activations of any magnitude, NaN and
 // Inf included. Against ops::matmul_reference (the scalar Format::dot of each type):
-//   - the packed copy (pack_weights; with AVX512-VNNI) decodes to the stored rows and its
+//   - the packed copy (pack_weights, with AVX512-VNNI: every type but Q8_0) decodes to the stored rows and its
 //     GEMM gives the reference's bits for every output (NaN for NaN);
 //   - the portable kernels give the reference's bits;
 //   - the stored-layout kernels of the active SIMD level agree within rounding where no
@@ -75,9 +76,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const DType kTypes[] = {DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0};
+  static const DType kTypes[] = {DType::Q4_0, DType::Q4_K,   DType::Q5_K, DType::Q6_K,
+                                 DType::Q8_0, DType::IQ4_NL, DType::MXFP4};
+  constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
   Reader in{data, size};
-  const DType t = kTypes[in.byte() % 5];
+  const DType t = kTypes[in.byte() % kNumTypes];
   const auto& tr = dtype_traits(t);
   const int64_t n_out = 1 + in.byte() % 34;  // 1..34 rows: groups of 16 and a tail
   const int64_t n_in = tr.block_size * (1 + in.byte() % (tr.block_size == 256 ? 2 : 8));
@@ -112,7 +115,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!same(y[i], ref[i])) broken("portable kernel", t, n_out, n_in, m, i, y[i], ref[i]);
   }
 
-  // Packed copy (Q4_0 / K-quants with AVX512-VNNI): layout and GEMM bit for bit.
+  // Packed copy (Q4_0 / IQ4_NL / MXFP4 / K-quants with AVX512-VNNI): layout and GEMM bit
+  // for bit.
   const auto packed = pack_weights(w);
   if (packed != nullptr) {
     std::vector<float> want(n_in), got(n_in);
