@@ -624,7 +624,7 @@ TEST(HostileGguf, NaNInsideAQuantisedLayerIsNotHidden) {
         f[3] = NAN;
         type = DType::F32;
       }
-      w.add_tensor(t.name, type, t.shape, f.data());
+      add_f32_tensor(w, t.name, type, t.shape, f.data());
     }
     w.write(path);
   }
