@@ -131,11 +131,11 @@ void SafetensorsSource::load_file(const std::string& file,
     }
     if (!e.is_object()) fail_file(file, "tensor '{}': entry is a {}, expected an object", q(name), json_kind(e));
     if (!e.contains("dtype") || !e["dtype"].is_string())
-      fail_file(file, "tensor '{}': missing or non-string \"dtype\"", name);
+      fail_file(file, "tensor '{}': missing or non-string \"dtype\"", q(name));
     if (!e.contains("shape") || !e["shape"].is_array())
-      fail_file(file, "tensor '{}': missing or non-array \"shape\"", name);
+      fail_file(file, "tensor '{}': missing or non-array \"shape\"", q(name));
     if (!e.contains("data_offsets") || !e["data_offsets"].is_array() || e["data_offsets"].size() != 2)
-      fail_file(file, "tensor '{}': \"data_offsets\" must be [begin, end]", name);
+      fail_file(file, "tensor '{}': \"data_offsets\" must be [begin, end]", q(name));
     const std::string dt = e["dtype"].get<std::string>();
     TensorInfo ti;
     ti.name = name;

@@ -362,6 +362,9 @@ TEST(Safetensors, HeaderTextIsEscapedInMessages) {
       {R"({"w\n":{"dtype":"F32","shape":["\u009b"],"data_offsets":[0,16]}})",
        "tensor 'w\\n': shape entry \"\\xc2\\x9b\" is not a non-negative integer"},
       {R"({"__metadata__":{"k\u007f":1}})", "__metadata__['k\\x7f'] is a number"},
+      {R"({"w\u001b[2J":{"shape":[4],"data_offsets":[0,16]}})", "tensor 'w\\x1b[2J': missing or non-string \"dtype\""},
+      {R"({"w\r":{"dtype":"F32","data_offsets":[0,16]}})", "tensor 'w\\r': missing or non-array \"shape\""},
+      {R"({"w\u0007":{"dtype":"F32","shape":[4]}})", "tensor 'w\\x07': \"data_offsets\" must be [begin, end]"},
   };
   for (const auto& c : cases) {
     const std::string path = dir.file("esc.safetensors");
