@@ -125,9 +125,9 @@ TEST(Safetensors, MetadataAliasesOfDroppedDuplicates) {
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e, s.find("lm_head.weight"));
   EXPECT_EQ(e->name, "lm_head.weight");
-  EXPECT_EQ(reinterpret_cast<const float*>(e->data)[3], 4.f);
+  EXPECT_EQ(at<float>(e->data, 3), 4.f);
   // A stored tensor wins over a metadata key of the same name.
-  EXPECT_EQ(reinterpret_cast<const float*>(s.require("model.norm.weight").data)[0], 9.f);
+  EXPECT_EQ(at<float>(s.require("model.norm.weight").data, 0), 9.f);
   EXPECT_EQ(s.find("dangling"), nullptr);
   EXPECT_EQ(s.find("format"), nullptr);
   EXPECT_EQ(s.metadata().at("model.embed_tokens.weight"), "lm_head.weight");
