@@ -2,31 +2,36 @@
 # Runs every libFuzzer target of fuzz/ for N seconds each (ASan + UBSan, clang-14) and
 # prints executions, executions/second and the outcome per target.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 60 s, every fuzz/fuzz_*.cpp)
-# Environment: FUZZ_BUILD (build directory, default build-fuzz), FUZZ_JOBS (build jobs, 2).
-# Seeds: fuzz/seeds/<target>/ plus, for GGUF, the reference models and vocabularies of
-# ../shared/reference (their first 64 KiB) and complete tiny synthetic models when
-# build/attnsparse exists. Crashes, leaks and timeouts are written to
-# $FUZZ_BUILD/artifacts/ and make the script exit 1.
+# Environment:
+#   FUZZ_BUILD     build directory (default build-fuzz; scripts/hardening_env.sh configures it)
+#   FUZZ_JOBS      build jobs (default 2)
+#   FUZZ_PARALLEL  targets run at the same time, each single-threaded (default 1: one after
+#                  the other, for long campaigns at low priority: nice -n 19 scripts/fuzz.sh)
+#   FUZZ_NO_BUILD  1: use the binaries as they are (scripts/sanitize.sh built them)
+# Seeds: fuzz/seeds/<target>/ plus, from ../shared/reference, the GGUF models and
+# vocabularies (their first 64 KiB), a LongBench sample, llama2.c's tok512.bin, and the
+# `--policy` examples of README.md and docs/*.md; complete tiny synthetic models when
+# build/attnsparse exists. Corpora are kept across runs in $FUZZ_BUILD/corpus/. Crashes,
+# leaks and timeouts are written to $FUZZ_BUILD/artifacts/; the first failing target stops
+# the others and the script exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/hardening_env.sh
 seconds=${1:-60}
 shift || true
 build=${FUZZ_BUILD:-build-fuzz}
 jobs=${FUZZ_JOBS:-2}
+parallel=${FUZZ_PARALLEL:-1}
 
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   for f in fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
 fi
 
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  launcher=()
-  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DATTNSPARSE_WITH_TORCH=OFF -DATTNSPARSE_FUZZ=ON -DATTNSPARSE_SANITIZE=address,undefined \
-    "${launcher[@]}" >/dev/null
+if [[ "${FUZZ_NO_BUILD:-0}" != 1 ]]; then
+  hardening_configure "$build"
+  nice cmake --build "$build" -j"$jobs" --target "${targets[@]}" >/dev/null
 fi
-nice cmake --build "$build" -j"$jobs" --target "${targets[@]}" >/dev/null
 
 ref=../shared/reference
 corpus_root="$build/corpus"
@@ -38,12 +43,13 @@ seed() {  # seed TARGET FILES...: copies seeds into the target's corpus (kept ac
   for f in "$@"; do [[ -f "$f" ]] && cp -f "$f" "$dir/seed-$(basename "$f")"; done
   return 0
 }
+wants() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 for t in "${targets[@]}"; do
   name=${t#fuzz_}
   mkdir -p "$corpus_root/$t"
   [[ -d "fuzz/seeds/$name" ]] && seed "$t" fuzz/seeds/"$name"/*
 done
-if [[ " ${targets[*]} " == *" fuzz_gguf "* ]]; then
+if wants fuzz_gguf; then
   for f in "$ref"/models/*.gguf "$ref"/tokenizer/*.gguf; do
     [[ -f "$f" ]] && head -c 65536 "$f" >"$corpus_root/fuzz_gguf/seed-head-$(basename "$f")"
   done
@@ -53,28 +59,79 @@ if [[ " ${targets[*]} " == *" fuzz_gguf "* ]]; then
     done
   fi
 fi
-if [[ " ${targets[*]} " == *" fuzz_corpus "* && -f "$ref/longbench/sample.jsonl" ]]; then
+if wants fuzz_corpus && [[ -f "$ref/longbench/sample.jsonl" ]]; then
   { printf '\0'; head -c 4000 "$ref/longbench/sample.jsonl"; } >"$corpus_root/fuzz_corpus/seed-ref-longbench.jsonl"
 fi
+if wants fuzz_llama2c && [[ -f "$ref/real/tok512.bin" ]]; then
+  { printf '\1'; cat "$ref/real/tok512.bin"; } >"$corpus_root/fuzz_llama2c/seed-ref-tok512.bin"
+fi
+if wants fuzz_policy_spec; then
+  # Every --policy example of the docs (quoted or bare), one seed each.
+  i=0
+  while IFS= read -r spec; do
+    i=$((i + 1))
+    printf '%s' "$spec" >"$corpus_root/fuzz_policy_spec/seed-docs-$i"
+  done < <(grep -ohE -- "--policy ('[^']+'|[^ '\`]+)" README.md docs/*.md | sed -E "s/^--policy //; s/^'(.*)'$/\1/" | sort -u)
+fi
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Inputs up to the largest a reader needs (a whole tiny model for GGUF / llama2.c).
+max_len() {
+  case $1 in
+    fuzz_policy_spec) echo 1024 ;;
+    fuzz_policy_map_json | fuzz_config_json | fuzz_packed_matmul) echo 65536 ;;
+    *) echo 262144 ;;
+  esac
+}
+
+run_one() {  # run_one TARGET: one single-threaded libFuzzer run; exit status of the fuzzer
+  local t=$1
+  "$build/$t" "$corpus_root/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -max_len="$(max_len "$t")" -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \
+    >"$build/artifacts/$t.log" 2>&1
+}
+
+declare -A pid_of=()
 status=0
+failed=""
+stop_others() {
+  local k
+  for k in "${!pid_of[@]}"; do kill "${pid_of[$k]}" 2>/dev/null || true; done
+}
+reap() {  # waits for one run to end; on failure stops the others
+  local done_pid rc=0 k
+  wait -n -p done_pid || rc=$?
+  for k in "${!pid_of[@]}"; do
+    if [[ "${pid_of[$k]}" == "$done_pid" ]]; then
+      unset "pid_of[$k]"
+      if ((rc != 0)) && [[ -z "$failed" ]]; then
+        failed=$k
+        status=1
+        echo "fuzz: $k failed (exit $rc), see $build/artifacts/$k.log; stopping the other targets" >&2
+        stop_others
+      fi
+    fi
+  done
+}
+for t in "${targets[@]}"; do rm -f "$build/artifacts/$t.log"; done
+for t in "${targets[@]}"; do
+  [[ -n "$failed" ]] && break
+  while ((${#pid_of[@]} >= parallel)); do reap; done
+  [[ -n "$failed" ]] && break
+  run_one "$t" &
+  pid_of[$t]=$!
+done
+while ((${#pid_of[@]} > 0)); do reap; done
+
 printf '%-22s %12s %10s %8s  %s\n' target executions exec/s corpus result
 for t in "${targets[@]}"; do
   log="$build/artifacts/$t.log"
-  rc=0
-  # -max_len: the largest seed is a whole tiny model; the readers map files of any size.
-  "$build/$t" "$corpus_root/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=262144 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" >"$log" 2>&1 || rc=$?
+  [[ -f "$log" ]] || continue
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   files=$(find "$corpus_root/$t" -type f | wc -l)
   result=ok
-  if ((rc != 0)); then
-    result="FAILED (exit $rc, see $log)"
-    status=1
-  fi
+  [[ "$t" == "$failed" ]] && result="FAILED (see $log)"
+  [[ -z "$execs" && "$t" != "$failed" ]] && result="stopped"
   printf '%-22s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$files" "$result"
 done
 exit $status

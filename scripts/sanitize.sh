@@ -1,43 +1,37 @@
 #!/usr/bin/env bash
-# ASan + UBSan check (-fno-sanitize-recover=all: the first report fails the run): builds a
-# separate clang-14 build directory (shared with scripts/fuzz.sh), runs the fast test
-# suites of the input-handling code under the sanitizers, then every fuzz target for
-# FUZZ_SECONDS (default 60) seconds.
-# Usage: scripts/sanitize.sh            Environment: FUZZ_BUILD (default build-fuzz),
-#        FUZZ_JOBS (build jobs, default 2), FUZZ_SECONDS (0 skips the fuzzers).
+# ASan + UBSan check (-fno-sanitize-recover=all: the first report fails the run), the
+# sanitizer stage of .ci/run: builds the clang-14 tree of scripts/hardening_env.sh (shared
+# with scripts/fuzz.sh) with only what the check needs - the libraries, the CLI, the fuzz
+# targets and test_hardening (the test files of the input-handling code, CMakeLists.txt) -,
+# runs those tests under the sanitizers, then every fuzz target for FUZZ_SECONDS seconds,
+# FUZZ_PARALLEL targets at a time.
+# Usage: scripts/sanitize.sh
+# Environment: FUZZ_BUILD (default build-fuzz), FUZZ_JOBS (build jobs, default 2),
+#   FUZZ_SECONDS (default 60; 0 skips the fuzzers), FUZZ_PARALLEL (default 1).
+# Needs clang-14 (bash scripts/setup.sh --with-sanitizers installs what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/hardening_env.sh
 build=${FUZZ_BUILD:-build-fuzz}
 jobs=${FUZZ_JOBS:-2}
 seconds=${FUZZ_SECONDS:-60}
 start=$(date +%s)
+elapsed() { echo $(($(date +%s) - start)); }
 
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  launcher=()
-  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DATTNSPARSE_WITH_TORCH=OFF -DATTNSPARSE_FUZZ=ON -DATTNSPARSE_SANITIZE=address,undefined \
-    "${launcher[@]}" >/dev/null
-fi
-suites=(test_core test_io test_corpus test_model test_analysis)
-nice cmake --build "$build" -j"$jobs" --target attnsparse "${suites[@]}" >/dev/null
-echo "sanitize: built in $(( $(date +%s) - start )) s" >&2
+hardening_configure "$build"
+fuzzers=()
+for f in fuzz/fuzz_*.cpp; do fuzzers+=("$(basename "$f" .cpp)"); done
+nice cmake --build "$build" -j"$jobs" --target attnsparse test_hardening "${fuzzers[@]}" >/dev/null
+echo "sanitize: built in $(elapsed) s" >&2
 
-# The CLI tests run the sanitized binary too; leaks are reports like any other.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-run() {  # run SUITE FILTER
-  local t0=$(date +%s)
-  "$build/$1" --gtest_filter="$2" --gtest_brief=1
-  echo "sanitize: $1 ($2) passed in $(( $(date +%s) - t0 )) s" >&2
-}
-run test_core '*'
-run test_io '*'
-run test_corpus '*'
-run test_model 'Hostile*:HfModel*:Cli.*:Tokenizer*'
-run test_analysis 'Hostile*:Plan*:Accumulator*'
+# The input-handling tests, all of test_hardening (the CLI tests run the sanitized binary
+# too).
+t0=$(date +%s)
+"$build/test_hardening" --gtest_brief=1
+echo "sanitize: test_hardening passed in $(($(date +%s) - t0)) s" >&2
+echo "sanitize: suites passed at $(elapsed) s" >&2
 
 if ((seconds > 0)); then
-  FUZZ_BUILD="$build" FUZZ_JOBS="$jobs" scripts/fuzz.sh "$seconds"
+  FUZZ_BUILD="$build" FUZZ_NO_BUILD=1 scripts/fuzz.sh "$seconds"
 fi
-echo "sanitize: all passed in $(( $(date +%s) - start )) s" >&2
+echo "sanitize: all passed in $(elapsed) s" >&2

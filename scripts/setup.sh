@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages attnsparse needs; idempotent: installs only what is
 # missing and runs `apt-get update` only when something must be installed.
-# Usage: scripts/setup.sh [--with-browser]   (the browser is needed by the report test)
+# Usage: scripts/setup.sh [--with-browser] [--with-sanitizers]
+#   --with-browser     chromium, for the report test
+#   --with-sanitizers  clang-14 with its sanitizer and libFuzzer runtimes and
+#                      llvm-symbolizer, for scripts/sanitize.sh and scripts/fuzz.sh
 set -euo pipefail
 
 packages=(
@@ -16,8 +19,22 @@ packages=(
   python3-dev pybind11-dev python3-numpy python3-pytest
   libopenmpi-dev openmpi-bin
 )
-if [[ "${1:-}" == "--with-browser" || "${ATTNSPARSE_WITH_BROWSER:-0}" == "1" ]]; then
+with_browser=${ATTNSPARSE_WITH_BROWSER:-0}
+with_sanitizers=0
+for arg in "$@"; do
+  case $arg in
+    --with-browser) with_browser=1 ;;
+    --with-sanitizers) with_sanitizers=1 ;;
+    *) echo "setup: unknown option '$arg' (expected --with-browser, --with-sanitizers)" >&2; exit 2 ;;
+  esac
+done
+if [[ "$with_browser" == 1 ]]; then
   packages+=(chromium)
+fi
+if [[ "$with_sanitizers" == 1 ]]; then
+  # libclang-rt-14-dev holds the ASan / UBSan / libFuzzer runtimes; llvm-14 the symbolizer
+  # that puts file:line into sanitizer reports.
+  packages+=(clang-14 libclang-rt-14-dev llvm-14)
 fi
 
 missing=()

@@ -214,10 +214,12 @@ GgufFile::GgufFile(const std::string& path) : file_(path) {
 
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.read_string("metadata key");
+    // Keys are quoted in messages escaped (they may hold control characters or NULs).
+    const std::string shown = printable(key, 80);
     uint32_t t = c.read<uint32_t>("metadata type");
-    if (!valid_type(t)) fail_file(path, "metadata '{}': unknown value type {}", key, t);
-    GgufValue v = read_value(c, path, key, static_cast<GgufType>(t), 0);
-    if (meta_index_.count(key)) fail_file(path, "duplicate metadata key '{}'", key);
+    if (!valid_type(t)) fail_file(path, "metadata '{}': unknown value type {}", shown, t);
+    GgufValue v = read_value(c, path, shown, static_cast<GgufType>(t), 0);
+    if (meta_index_.count(key)) fail_file(path, "duplicate metadata key '{}'", shown);
     meta_index_[key] = metadata_.size();
     metadata_.emplace_back(std::move(key), std::move(v));
   }
@@ -244,17 +246,19 @@ GgufFile::GgufFile(const std::string& path) : file_(path) {
   for (uint64_t i = 0; i < n_tensors; ++i) {
     TensorInfo ti;
     ti.name = c.read_string("tensor name");
+    // Names are quoted in messages escaped (they may hold control characters or NULs).
+    const auto shown = [&ti] { return printable(ti.name, 80); };
     uint32_t n_dims = c.read<uint32_t>("tensor dims");
     if (n_dims == 0 || n_dims > kMaxDims)
-      fail_file(path, "tensor '{}': {} dimensions (1 to {} supported)", ti.name, n_dims, kMaxDims);
+      fail_file(path, "tensor '{}': {} dimensions (1 to {} supported)", shown(), n_dims, kMaxDims);
     std::vector<int64_t> ne(n_dims);
     uint64_t numel = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       uint64_t v = c.read<uint64_t>("tensor dim");
       if (v == 0 || v > (uint64_t{1} << 40))
-        fail_file(path, "tensor '{}': dimension {} has size {}", ti.name, d, v);
+        fail_file(path, "tensor '{}': dimension {} has size {}", shown(), d, v);
       if (numel > (uint64_t{1} << 50) / v)
-        fail_file(path, "tensor '{}': element count overflows", ti.name);
+        fail_file(path, "tensor '{}': element count overflows", shown());
       numel *= v;
       ne[d] = static_cast<int64_t>(v);
     }
@@ -263,15 +267,15 @@ GgufFile::GgufFile(const std::string& path) : file_(path) {
     uint64_t offset = c.read<uint64_t>("tensor offset");
     auto dt = dtype_from_ggml(type);
     if (!dt)
-      fail_file(path, "tensor '{}': unsupported tensor type {} ({})", ti.name, type,
+      fail_file(path, "tensor '{}': unsupported tensor type {} ({})", shown(), type,
                 ggml_type_name(type));
     ti.dtype = *dt;
     const auto& tr = dtype_traits(*dt);
     if (ne[0] % tr.block_size != 0)
       fail_file(path, "tensor '{}': row length {} is not a multiple of the {} block size {}",
-                ti.name, ne[0], tr.name, tr.block_size);
+                shown(), ne[0], tr.name, tr.block_size);
     ti.nbytes = static_cast<int64_t>(numel / tr.block_size * tr.block_bytes);
-    if (tensor_index_.count(ti.name)) fail_file(path, "duplicate tensor '{}'", ti.name);
+    if (tensor_index_.count(ti.name)) fail_file(path, "duplicate tensor '{}'", shown());
     tensor_index_[ti.name] = tensors_.size();
     tensors_.push_back(std::move(ti));
     raw.push_back({type, offset});
@@ -283,13 +287,14 @@ GgufFile::GgufFile(const std::string& path) : file_(path) {
               file_.size());
   for (size_t i = 0; i < tensors_.size(); ++i) {
     TensorInfo& ti = tensors_[i];
+    const auto shown = [&ti] { return printable(ti.name, 80); };
     uint64_t off = raw[i].offset;
     if (off % alignment_ != 0)
-      fail_file(path, "tensor '{}': offset {} is not aligned to {}", ti.name, off, alignment_);
+      fail_file(path, "tensor '{}': offset {} is not aligned to {}", shown(), off, alignment_);
     uint64_t avail = file_.size() - data_start;
     if (off > avail || static_cast<uint64_t>(ti.nbytes) > avail - off)
       fail_file(path, "tensor '{}': data [{}, {}) lies past the end of the file ({} bytes of data)",
-                ti.name, off, off + ti.nbytes, avail);
+                shown(), off, off + ti.nbytes, avail);
     ti.data = file_.data() + data_start + off;
   }
 }

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/text.h"
 #include "io/json_file.h"
 
 namespace attnsparse {
@@ -68,11 +69,12 @@ SafetensorsSource::SafetensorsSource(const std::string& path) : path_(path) {
       std::map<std::string, std::vector<std::string>> names_of;
       for (auto& [name, shard] : j["weight_map"].items()) {
         if (!shard.is_string())
-          fail_file(index, "weight_map['{}'] is a {}, expected a file name", name, json_kind(shard));
+          fail_file(index, "weight_map['{}'] is a {}, expected a file name", printable(name, 80), json_kind(shard));
         const std::string s = shard.get<std::string>();
         if (s.empty() || fs::path(s).is_absolute() || s.find("..") != std::string::npos ||
             s.find('/') != std::string::npos)
-          fail_file(index, "weight_map['{}']: shard name '{}' is not a file in the directory", name, s);
+          fail_file(index, "weight_map['{}']: shard name '{}' is not a file in the directory", printable(name, 80),
+                    printable(s, 80));
         if (!names_of.count(s)) shard_order.push_back(s);
         names_of[s].push_back(name);
       }
@@ -80,7 +82,7 @@ SafetensorsSource::SafetensorsSource(const std::string& path) : path_(path) {
       for (const std::string& s : shard_order) {
         const std::string f = (fs::path(path) / s).string();
         if (!fs::exists(f, ec))
-          fail_file(index, "shard '{}' (holding '{}') is missing", s, names_of[s].front());
+          fail_file(index, "shard '{}' (holding '{}') is missing", printable(s, 80), printable(names_of[s].front(), 80));
         load_file(f, &names_of[s]);
       }
     } else if (fs::exists(single, ec)) {
@@ -115,54 +117,56 @@ void SafetensorsSource::load_file(const std::string& file,
   };
   std::vector<Span> spans;
   const size_t first = tensors_.size();
+  // Names, keys and dtypes from the header are quoted in messages escaped (one line).
+  const auto q = [](const std::string& text) { return printable(text, 80); };
   for (auto& [name, e] : j.items()) {
     if (name == "__metadata__") {
       if (!e.is_object()) fail_file(file, "__metadata__ is a {}, expected an object", json_kind(e));
       for (auto& [k, v] : e.items()) {
         if (!v.is_string())
-          fail_file(file, "__metadata__['{}'] is a {}, expected a string", k, json_kind(v));
+          fail_file(file, "__metadata__['{}'] is a {}, expected a string", q(k), json_kind(v));
         metadata_[k] = v.get<std::string>();
       }
       continue;
     }
-    if (!e.is_object()) fail_file(file, "tensor '{}': entry is a {}, expected an object", name, json_kind(e));
+    if (!e.is_object()) fail_file(file, "tensor '{}': entry is a {}, expected an object", q(name), json_kind(e));
     if (!e.contains("dtype") || !e["dtype"].is_string())
-      fail_file(file, "tensor '{}': missing or non-string \"dtype\"", name);
+      fail_file(file, "tensor '{}': missing or non-string \"dtype\"", q(name));
     if (!e.contains("shape") || !e["shape"].is_array())
-      fail_file(file, "tensor '{}': missing or non-array \"shape\"", name);
+      fail_file(file, "tensor '{}': missing or non-array \"shape\"", q(name));
     if (!e.contains("data_offsets") || !e["data_offsets"].is_array() || e["data_offsets"].size() != 2)
-      fail_file(file, "tensor '{}': \"data_offsets\" must be [begin, end]", name);
+      fail_file(file, "tensor '{}': \"data_offsets\" must be [begin, end]", q(name));
     const std::string dt = e["dtype"].get<std::string>();
     TensorInfo ti;
     ti.name = name;
     if (!safetensors_dtype(dt, &ti.dtype))
-      fail_file(file, "tensor '{}': dtype {} is not supported (F32, F16, BF16)", name, dt);
+      fail_file(file, "tensor '{}': dtype {} is not supported (F32, F16, BF16)", q(name), q(dt));
     uint64_t numel = 1;
     for (const json& d : e["shape"]) {
       if (!d.is_number_unsigned())
-        fail_file(file, "tensor '{}': shape entry {} is not a non-negative integer", name, d.dump());
+        fail_file(file, "tensor '{}': shape entry {} is not a non-negative integer", q(name), q(d.dump()));
       const uint64_t v = d.get<uint64_t>();
       if (v > (uint64_t{1} << 40) || (v != 0 && numel > (uint64_t{1} << 50) / v))
-        fail_file(file, "tensor '{}': shape {} is too large", name, e["shape"].dump());
+        fail_file(file, "tensor '{}': shape {} is too large", q(name), q(e["shape"].dump()));
       numel *= v;
       ti.shape.push_back(static_cast<int64_t>(v));
     }
-    if (ti.shape.size() > 8) fail_file(file, "tensor '{}': {} dimensions", name, ti.shape.size());
+    if (ti.shape.size() > 8) fail_file(file, "tensor '{}': {} dimensions", q(name), ti.shape.size());
     const json& off = e["data_offsets"];
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail_file(file, "tensor '{}': data_offsets {} are not non-negative integers", name, off.dump());
+      fail_file(file, "tensor '{}': data_offsets {} are not non-negative integers", q(name), q(off.dump()));
     const uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
-    if (b > en) fail_file(file, "tensor '{}': data_offsets [{}, {}] run backwards", name, b, en);
+    if (b > en) fail_file(file, "tensor '{}': data_offsets [{}, {}] run backwards", q(name), b, en);
     if (en > data_size)
       fail_file(file, "tensor '{}': data_offsets [{}, {}] run past the end of the data ({} bytes)",
-                name, b, en, data_size);
+                q(name), b, en, data_size);
     const uint64_t expect = numel * dtype_traits(ti.dtype).block_bytes;
     if (en - b != expect)
-      fail_file(file, "tensor '{}': data_offsets [{}, {}] hold {} bytes but {} {} needs {}", name, b,
-                en, en - b, e["shape"].dump(), dt, expect);
+      fail_file(file, "tensor '{}': data_offsets [{}, {}] hold {} bytes but {} {} needs {}", q(name), b,
+                en, en - b, q(e["shape"].dump()), dt, expect);
     ti.data = data + b;
     ti.nbytes = static_cast<int64_t>(expect);
-    if (index_.count(name)) fail_file(file, "tensor '{}' appears twice (also in another shard)", name);
+    if (index_.count(name)) fail_file(file, "tensor '{}' appears twice (also in another shard)", q(name));
     index_[name] = tensors_.size();
     spans.push_back({b, en, tensors_.size()});
     tensors_.push_back(std::move(ti));
@@ -173,25 +177,25 @@ void SafetensorsSource::load_file(const std::string& file,
   // (every tensor shifted) leaves a gap at the start or end and is refused.
   if (!spans.empty() && spans.front().begin != 0)
     fail_file(file, "the first tensor '{}' starts at data offset {}, not 0 (is the header length {} wrong?)",
-              tensors_[spans.front().index].name, spans.front().begin, n);
+              q(tensors_[spans.front().index].name), spans.front().begin, n);
   if (!spans.empty() && spans.back().end != data_size)
     fail_file(file, "the tensors end at data offset {} but the file holds {} data bytes (is the header length {} wrong?)",
               spans.back().end, data_size, n);
   for (size_t i = 1; i < spans.size(); ++i) {
     if (spans[i].begin > spans[i - 1].end)
       fail_file(file, "gap between tensors '{}' and '{}' ([{}, {}] and [{}, {}])",
-                tensors_[spans[i - 1].index].name, tensors_[spans[i].index].name,
+                q(tensors_[spans[i - 1].index].name), q(tensors_[spans[i].index].name),
                 spans[i - 1].begin, spans[i - 1].end, spans[i].begin, spans[i].end);
     if (spans[i].begin < spans[i - 1].end)
       fail_file(file, "tensors '{}' and '{}' overlap ([{}, {}] and [{}, {}])",
-                tensors_[spans[i - 1].index].name, tensors_[spans[i].index].name,
+                q(tensors_[spans[i - 1].index].name), q(tensors_[spans[i].index].name),
                 spans[i - 1].begin, spans[i - 1].end, spans[i].begin, spans[i].end);
   }
   if (expected_names) {
     for (const std::string& nm : *expected_names) {
       auto it = index_.find(nm);
       if (it == index_.end() || it->second < first)
-        fail_file(file, "tensor '{}' listed in the index is not in this shard", nm);
+        fail_file(file, "tensor '{}' listed in the index is not in this shard", q(nm));
     }
   }
   // File order (by data offset) reads naturally in listings.

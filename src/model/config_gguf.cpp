@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "io/gguf.h"
 #include "model/arch.h"
 #include "model/config.h"
@@ -44,7 +45,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.arch = f.architecture();
   const ArchInfo* info = find_arch(c.arch);
   if (info == nullptr)
-    fail_file(f.path(), "architecture '{}' is not supported ({})", c.arch, supported_arch_list());
+    fail_file(f.path(), "architecture '{}' is not supported ({})", printable(c.arch, 60), supported_arch_list());
   const std::string a = c.arch + ".";
   c.name = f.get_string("general.name").value_or("");
   c.n_ctx = require_int(f, a + "context_length");
@@ -87,7 +88,7 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     if (auto type = f.get_string(a + "rope.scaling.type"); type && *type != "none") {
       c.rope_scaling.type = *type;
       if (*type != "linear" && *type != "llama3" && *type != "yarn")
-        fail_file(f.path(), "rope scaling type '{}' is not supported (linear, llama3, yarn)", *type);
+        fail_file(f.path(), "rope scaling type '{}' is not supported (linear, llama3, yarn)", printable(*type, 60));
     }
     if (auto factor = f.get_float(a + "rope.scaling.factor")) {
       c.rope_scaling.factor = static_cast<float>(*factor);

@@ -42,7 +42,7 @@ struct Fields {
     if (!v.is_number_integer())
       fail_file(path, "field '{}' must be an integer, got {}", key, printable(v.dump(), 60));
     if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(kMaxConfigInt))
-      fail_file(path, "field '{}' is {}, larger than {}", key, v.dump(), kMaxConfigInt);
+      fail_file(path, "field '{}' is {}, larger than {}", key, printable(v.dump(), 60), kMaxConfigInt);
     int64_t x = v.get<int64_t>();
     if (x <= 0) fail_file(path, "field '{}' must be positive, got {}", key, x);
     if (x > kMaxConfigInt) fail_file(path, "field '{}' is {}, larger than {}", key, x, kMaxConfigInt);
@@ -92,7 +92,7 @@ void read_family_fields(const Fields& f, const ArchInfo& info, ModelConfig& c) {
       if (const json* act = f.find(key); act && act->is_string()) {
         const std::string a = act->get<std::string>();
         if (a != "gelu_pytorch_tanh" && a != "gelu_tanh")
-          fail_file(path, "field '{}': activation '{}' is not supported (gelu_pytorch_tanh)", key, a);
+          fail_file(path, "field '{}': activation '{}' is not supported (gelu_pytorch_tanh)", key, printable(a, 60));
         break;
       }
     }
@@ -135,7 +135,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
     hf_arch = (*archs)[0].get<std::string>();
   } else if (const json* mt = f.find("model_type"); mt && mt->is_string()) {
     hf_arch = mt->get<std::string>();
-    if (find_hf_arch(hf_arch) == nullptr) fail_file(path, "model_type '{}' is not supported", hf_arch);
+    if (find_hf_arch(hf_arch) == nullptr) fail_file(path, "model_type '{}' is not supported", printable(hf_arch, 60));
   } else {
     fail_file(path, "missing field 'architectures'");
   }
@@ -145,7 +145,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
   c.name = json_string_or(j, "_name_or_path", std::string(), path);
   const ArchInfo* info = find_hf_arch(hf_arch);
   if (info == nullptr)
-    fail_file(path, "architecture '{}' is not supported ({})", hf_arch, supported_arch_list(true));
+    fail_file(path, "architecture '{}' is not supported ({})", printable(hf_arch, 60), supported_arch_list(true));
   c.arch = info->name;
   if (info->learned_positions) {
     c.n_embd = f.get_int("n_embd");
@@ -243,7 +243,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
       // The rotation multiplies by attn_factor * (0.1 ln s + 1).
       c.rope_scaling.attn_factor = static_cast<float>(total / mscale(1.0));
     } else if (type != "default" && !type.empty()) {
-      fail_file(path, "rope_scaling type '{}' is not supported (linear, llama3, yarn)", type);
+      fail_file(path, "rope_scaling type '{}' is not supported (linear, llama3, yarn)", printable(type, 60));
     }
     if (c.rope_scaling.type == "llama3" && c.rope_scaling.factor <= 0)
       fail_file(path, "rope_scaling.factor must be positive");
@@ -257,7 +257,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
       if (!x.is_string()) fail_file(path, "field 'layer_types' must be a list of strings");
       const std::string kind = x.get<std::string>();
       if (kind != "sliding_attention" && kind != "full_attention")
-        fail_file(path, "layer_types: '{}' is not supported (sliding_attention, full_attention)", kind);
+        fail_file(path, "layer_types: '{}' is not supported (sliding_attention, full_attention)", printable(kind, 60));
       pattern.push_back(kind == "sliding_attention");
     }
   } else if (f.find("sliding_window_pattern")) {

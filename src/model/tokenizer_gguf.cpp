@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "model/tokenizer_impl.h"
@@ -83,7 +84,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
     spec.pre_name = gguf.get_string("tokenizer.ggml.pre").value_or("default");
     bool add_bos = false;
     if (!byte_bpe_pre(spec.pre_name, spec.split, spec.ignore_merges, add_bos))
-      fail_file(path, "unsupported pre-tokenizer tokenizer.ggml.pre = '{}'", spec.pre_name);
+      fail_file(path, "unsupported pre-tokenizer tokenizer.ggml.pre = '{}'", printable(spec.pre_name, 60));
     spec.add_bos = add_bos;
     spec.add_space_prefix = false;
     const GgufArray* merges = gguf.get_array("tokenizer.ggml.merges");
@@ -92,14 +93,14 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& gguf) {
     for (const auto& v : merges->values) {
       const std::string& m = v.as_string();
       const size_t sp = m.find(' ', 1);
-      if (sp == std::string::npos) fail_file(path, "malformed merge '{}' (no space)", m);
+      if (sp == std::string::npos) fail_file(path, "malformed merge '{}' (no space)", printable(m, 60));
       spec.merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
     }
     spec.bos = 11;
     spec.eos = 11;
     spec.unk = -1;
   } else {
-    fail_file(path, "unsupported tokenizer.ggml.model '{}' (supported: llama, gpt2)", *model);
+    fail_file(path, "unsupported tokenizer.ggml.model '{}' (supported: llama, gpt2)", printable(*model, 60));
   }
   const int64_t n = static_cast<int64_t>(spec.tokens.size());
   auto id_key = [&](const char* key, int32_t& dst) {

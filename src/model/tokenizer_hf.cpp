@@ -99,7 +99,7 @@ void read_pre_tokenizer(const json& p, const std::string& path, PreTokenizer& ou
     }
     SplitKind kind;
     if (!split_kind_of_regex(re, kind))
-      fail_file(path, "unsupported pre-tokenizer Split pattern '{}'", re);
+      fail_file(path, "unsupported pre-tokenizer Split pattern '{}'", printable(re, 80));
     out.split.push_back(kind);
   } else if (type == "Digits") {
     out.split.push_back(json_bool_or(p, "individual_digits", false, path) ? SplitKind::NumberOne
@@ -111,7 +111,7 @@ void read_pre_tokenizer(const json& p, const std::string& path, PreTokenizer& ou
   } else if (type == "Punctuation") {
     out.split.push_back(SplitKind::PunctRun);
   } else {
-    fail_file(path, "unsupported pre-tokenizer type '{}'", type);
+    fail_file(path, "unsupported pre-tokenizer type '{}'", printable(type, 60));
   }
 }
 
@@ -144,7 +144,7 @@ const json& bpe_model(const json& j, const std::string& path) {
     fail_file(path, "field 'model.type' must be a string, got {}", printable(type_field.dump(), 60));
   const std::string model_type = json_string_or(m, "type", std::string("BPE"), path);
   if (model_type != "BPE")
-    fail_file(path, "tokenizer model type '{}' is not supported (BPE)", model_type);
+    fail_file(path, "tokenizer model type '{}' is not supported (BPE)", printable(model_type, 60));
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail_file(path, "model.vocab must be an object");
   return m;
 }
@@ -166,7 +166,7 @@ Vocabulary read_vocabulary(const json& j, const json& m, const std::string& path
   Vocabulary v;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
-      fail_file(path, "model.vocab['{}'] is not a token id", it.key());
+      fail_file(path, "model.vocab['{}'] is not a token id", printable(it.key(), 60));
     v.by_id[it.value().get<int64_t>()] = it.key();
   }
   struct Added {
@@ -212,12 +212,12 @@ void read_merges(const json& m, const std::string& path, VocabSpec& spec) {
       if (mg.is_string()) {
         const std::string s = mg.get<std::string>();
         const size_t sp = s.find(' ', 1);
-        if (sp == std::string::npos) fail_file(path, "malformed merge '{}' (no space)", s);
+        if (sp == std::string::npos) fail_file(path, "malformed merge '{}' (no space)", printable(s, 60));
         spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
       } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
         spec.merges.emplace_back(mg[0].get<std::string>(), mg[1].get<std::string>());
       } else {
-        fail_file(path, "malformed merge {}", mg.dump());
+        fail_file(path, "malformed merge {}", printable(mg.dump(), 60));
       }
     }
   }
@@ -277,13 +277,13 @@ void read_tokenizer_config(const std::string& tc_path, const Vocabulary& v, Voca
     const std::string b = token_content(tc["bos_token"]);
     if (b.empty()) fail_file(tc_path, "bos_token must be a string or an object with content");
     spec.bos = v.id_of(b);
-    if (spec.bos < 0) fail_file(tc_path, "bos_token '{}' is not in the vocabulary", b);
+    if (spec.bos < 0) fail_file(tc_path, "bos_token '{}' is not in the vocabulary", printable(b, 60));
   }
   if (tc.contains("eos_token") && !tc["eos_token"].is_null()) {
     const std::string e = token_content(tc["eos_token"]);
     if (e.empty()) fail_file(tc_path, "eos_token must be a string or an object with content");
     spec.eos = v.id_of(e);
-    if (spec.eos < 0) fail_file(tc_path, "eos_token '{}' is not in the vocabulary", e);
+    if (spec.eos < 0) fail_file(tc_path, "eos_token '{}' is not in the vocabulary", printable(e, 60));
   }
   for (const char* key : {"add_bos_token", "add_eos_token"}) {
     if (!tc.contains(key) || tc[key].is_null()) continue;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/text.h"
 #include "io/llama2c.h"
 #include "model/config.h"
 #include "model/tokenizer_impl.h"
@@ -40,8 +41,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_llama2c(const std::string& path) {
   for (size_t i = 0; i < 3; ++i) {
     const std::string& p = vocab->pieces[i];
     if (p != special[i][0] && p != special[i][1])
-      fail_file(path, "not a SentencePiece vocabulary: token {} is '{}', expected {}", i, p,
-                special[i][1]);
+      fail_file(path, "not a SentencePiece vocabulary: token {} is '{}', expected {}", i,
+                printable(p, 40), special[i][1]);
     spec.tokens[i] = special[i][1];
     spec.types[i] = i == 0 ? kUnknown : kControl;
   }

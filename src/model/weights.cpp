@@ -41,6 +41,32 @@ std::string WeightBinder::name(const std::string& logical, int layer, const std:
   return tensor_file_name(style_, cfg_.arch, logical, layer, suffix, expert);
 }
 
+namespace {
+// The alignment typed loads of a dtype's data need: the largest of 4, 2, 1 that divides its
+// block size in bytes (f32: 4; f16, bf16 and the quantised blocks with f16 scales: 2 or
+// more; blocks of single bytes: 1). Rows are whole blocks, so every row then is aligned.
+uintptr_t required_alignment(DType t) {
+  const int64_t b = dtype_traits(t).block_bytes;
+  return b % 4 == 0 ? 4 : b % 2 == 0 ? 2 : 1;
+}
+}  // namespace
+
+const TensorInfo* WeightBinder::aligned(const TensorInfo* t) const {
+  if (t == nullptr || reinterpret_cast<uintptr_t>(t->data) % required_alignment(t->dtype) == 0) return t;
+  // The formats do not promise aligned tensor data (safetensors offsets are counted from
+  // the end of a header of any length): the kernels read f32 / f16 / block fields through
+  // typed pointers, so such a tensor is copied once (memory: at most the file's size).
+  std::unique_ptr<TensorInfo>& copy = out_.realigned[t];
+  if (!copy) {
+    std::vector<uint8_t> buf(static_cast<size_t>(t->nbytes));
+    if (t->nbytes > 0) std::memcpy(buf.data(), t->data, static_cast<size_t>(t->nbytes));
+    out_.owned.push_back(std::move(buf));
+    copy = std::make_unique<TensorInfo>(*t);
+    copy->data = out_.owned.back().data();
+  }
+  return copy.get();
+}
+
 const TensorInfo* WeightBinder::find(const std::string& logical, int layer,
                                      const std::string& suffix) const {
   const std::string n = name(logical, layer, suffix);
@@ -53,8 +79,8 @@ const TensorInfo* WeightBinder::find(const std::string& logical, int layer,
   // when the checkpoint was de-duplicated; the input embedding is then that tensor.
   if (t == nullptr && style_ == NameStyle::HuggingFace && cfg_.tied_output &&
       logical == "token_embd" && layer < 0)
-    t = find("output", -1, suffix);
-  return t;
+    return find("output", -1, suffix);
+  return aligned(t);
 }
 
 const TensorInfo& WeightBinder::require(const std::string& logical, int layer,
@@ -114,7 +140,7 @@ std::vector<Linear> WeightBinder::experts(const std::string& logical, int layer,
   if (style_ == NameStyle::HuggingFace) {
     for (int64_t e = 0; e < n_expert; ++e) {
       const std::string n = name(logical, layer, "weight", static_cast<int>(e));
-      const TensorInfo* t = n.empty() ? nullptr : src_.find(n);
+      const TensorInfo* t = n.empty() ? nullptr : aligned(src_.find(n));
       if (t == nullptr) fail_file(src_.path(), "missing tensor '{}'", n.empty() ? logical : n);
       if (t->shape != std::vector<int64_t>{n_out, n_in})
         fail_file(src_.path(), "tensor '{}' has shape {}, expected {}", t->name,

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,8 +47,13 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> rope_freqs;              // llama3 per-pair divisors (empty = none)
   // Copies made where the file's layout or dtype needed a transform (HF Conv1D
-  // transposes, non-f32 norm vectors). Everything else stays memory-mapped.
+  // transposes, non-f32 norm vectors, tensors stored at an address their type's loads
+  // cannot use). Everything else stays memory-mapped.
   std::vector<std::vector<uint8_t>> owned;
+  // Tensors of the file whose data is not aligned for their type (a safetensors header
+  // whose length is not a multiple of 4, a GGUF general.alignment below 4): the same
+  // tensor with its data copied into `owned`, by the file's TensorInfo.
+  std::map<const TensorInfo*, std::unique_ptr<TensorInfo>> realigned;
   // Quantised matrices re-laid out for this CPU's integer GEMM (ops::pack_weights); the
   // views' `packed` point here.
   std::vector<std::unique_ptr<ops::PackedWeights>> packed;
@@ -97,6 +103,9 @@ class WeightBinder {
  private:
   std::string name(const std::string& logical, int layer, const std::string& suffix,
                    int expert = -1) const;
+  // t itself when its data is aligned for its type's loads (4 bytes for f32, 2 for f16,
+  // bf16 and blocks with f16 fields), else the copy in out_.realigned.
+  const TensorInfo* aligned(const TensorInfo* t) const;
   const ModelConfig& cfg_;
   const TensorSource& src_;
   NameStyle style_;

@@ -22,6 +22,18 @@ namespace attnsparse::ops {
 using namespace quant;
 
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n) {
+  // The decoders read blocks through typed fields (f16 scales): a row at an address its
+  // type cannot be loaded from (tensor data of a file with GGUF alignment 1 read by
+  // `quantize`, say) is decoded from an aligned copy.
+  const int64_t bb = dtype_traits(type).block_bytes;
+  const uintptr_t need = bb % 4 == 0 ? 4 : bb % 2 == 0 ? 2 : 1;
+  if (reinterpret_cast<uintptr_t>(src) % need != 0) {
+    thread_local std::vector<uint64_t> copy;
+    const size_t bytes = static_cast<size_t>(dtype_row_bytes(type, n));
+    copy.resize((bytes + 7) / 8);
+    std::memcpy(copy.data(), src, bytes);
+    src = reinterpret_cast<const uint8_t*>(copy.data());
+  }
   format(type).dequantize(src, dst, n);
 }
 

@@ -4,11 +4,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
+#include "core/text.h"
+#include "io/json_file.h"
 
 namespace attnsparse::policies {
 
@@ -140,14 +141,10 @@ PolicyMap PolicyMap::parse(std::string_view raw) {
 }
 
 PolicyMap PolicyMap::parse_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail_file(path, "cannot open policy map");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail_file(path, "not valid JSON: {}", e.what());
-  }
+  // The checked reader of every JSON input (io/json_file.h): a regular file of bounded
+  // size (a FIFO or /dev/zero is an error, not a hang), duplicate keys refused, one-line
+  // messages naming the file.
+  const nlohmann::json j = read_json_file(path);
   if (!j.is_object()) fail_file(path, "a policy map must be a JSON object");
   auto selector = [&](const nlohmann::json& v, const char* field) -> std::string {
     if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
@@ -164,7 +161,8 @@ PolicyMap PolicyMap::parse_json(const std::string& path) {
   };
   PolicyMap map;
   for (const auto& [key, value] : j.items())
-    if (key != "default" && key != "rules") fail_file(path, "unknown field '{}' (expected default, rules)", key);
+    if (key != "default" && key != "rules")
+      fail_file(path, "unknown field '{}' (expected default, rules)", printable(key, 80));
   try {
     if (j.contains("default")) {
       if (!j["default"].is_string()) fail_file(path, "'default' must be a policy string");
@@ -177,7 +175,7 @@ PolicyMap PolicyMap::parse_json(const std::string& path) {
           fail_file(path, "each rule needs a \"policy\" string");
         for (const auto& [key, value] : r.items())
           if (key != "layers" && key != "heads" && key != "policy")
-            fail_file(path, "unknown rule field '{}' (expected layers, heads, policy)", key);
+            fail_file(path, "unknown rule field '{}' (expected layers, heads, policy)", printable(key, 80));
         Rule rule;
         if (r.contains("layers")) rule.layers = parse_ranges(selector(r["layers"], "layers"), path);
         if (r.contains("heads")) rule.heads = parse_ranges(selector(r["heads"], "heads"), path);
@@ -186,7 +184,8 @@ PolicyMap PolicyMap::parse_json(const std::string& path) {
       }
     }
   } catch (const UsageError& e) {
-    fail_file(path, "{}", e.what());
+    // The message quotes the rule or policy text from the file: escaped, one line.
+    fail_file(path, "{}", printable(e.what(), 300));
   }
   return map;
 }

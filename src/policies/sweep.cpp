@@ -13,6 +13,10 @@ namespace attnsparse::policies {
 
 namespace {
 
+// Steps a range may take before its values exceed its end (distinct values are at most
+// kMaxSweepValues; the rest are duplicates after rounding).
+constexpr size_t kMaxSweepSteps = 4096;
+
 struct Region {
   size_t begin = 0, end = 0;  // the value text [begin, end) that the sweep replaces
   bool list = false;
@@ -160,6 +164,12 @@ class Expander {
     const bool integer = lo_int && hi_int;
     std::vector<std::string> values;
     for (size_t i = 0;; ++i) {
+      // Steps that round to values already listed are dropped, so a step far below the
+      // values' resolution (window=1..2*1.000000000000001, topp=0.5..0.9+1e-15 spelled out)
+      // would add nothing for ~10^15 rounds: the number of steps is bounded too.
+      if (i == kMaxSweepSteps)
+        bad(fmt::format("range '{}' takes more than {} steps (the step is too small for its values)", range,
+                        kMaxSweepSteps));
       const double v = geometric ? lo * std::pow(step, static_cast<double>(i)) : lo + static_cast<double>(i) * step;
       if (v > hi * (1 + 1e-12) + 1e-12) break;
       std::string t = integer ? fmt::format("{}", std::llround(v)) : fmt::format("{:.12g}", v);

@@ -6,7 +6,8 @@
 //   quest=page:16,pages:2..16+2     arithmetic: 2, 4, ..., 16 (step > 0)
 //   topp=0.5..0.9+0.1               real fields take real ranges
 // A range stops at the last value <= its end. Integer ends give integer values (a real
-// factor is rounded, duplicates dropped). One swept field per spec, at most 64 values.
+// factor is rounded, duplicates dropped). One swept field per spec, at most 64 values;
+// a range takes at most 4096 steps (a step below its values' resolution is an error).
 // Also inside per-layer maps ("L0-1:dense;default:topk={8,16}"); not in JSON map files.
 #pragma once
 #include <cstddef>

@@ -229,6 +229,28 @@ TEST(GgufHostile, UnknownTypes) {
   expect_format_error(dir, "block.gguf", block);
 }
 
+// The reader's own messages quote keys and tensor names escaped, so every user of the
+// library (the Python module raises them as they are) gets one printable line; a NUL in a
+// name no longer cuts the message short (found by fuzz_gguf's one-line check).
+TEST(GgufHostile, KeysAndTensorNamesAreEscapedInTheReadersMessages) {
+  TempDir dir;
+  const std::string key = std::string("bad\x1b[2J\0key\n", 12);
+  Bytes mt;
+  mt.header(0, 1).str(key).u32(13).u32(0);
+  std::string m = expect_format_error(dir, "keytype.gguf", mt);
+  EXPECT_NE(m.find("metadata 'bad\\x1b[2J\\x00key\\n': unknown value type 13"), std::string::npos) << m;
+  Bytes trunc;
+  trunc.header(0, 1).str(key).u32(4).u8(1);  // u32 value cut short
+  m = expect_format_error(dir, "keytrunc.gguf", trunc);
+  EXPECT_NE(m.find("bad\\x1b[2J\\x00key\\n"), std::string::npos) << m;
+  Bytes tn;
+  tn.header(1, 0).tensor(std::string("w\x1b]0;t\x07\0", 8), {32}, 77, 0).pad().zeros(256);
+  m = expect_format_error(dir, "tname.gguf", tn);
+  EXPECT_NE(m.find("tensor 'w\\x1b]0;t\\x07\\x00': unsupported tensor type 77"), std::string::npos) << m;
+  for (const std::string& msg : {m, expect_format_error(dir, "keytype.gguf", mt)})
+    for (unsigned char c : msg) EXPECT_TRUE(c >= 0x20 && c != 0x7f) << msg;
+}
+
 TEST(GgufHostile, UnalignedOffsetAndBadAlignment) {
   TempDir dir;
   Bytes un;

@@ -125,9 +125,9 @@ TEST(Safetensors, MetadataAliasesOfDroppedDuplicates) {
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e, s.find("lm_head.weight"));
   EXPECT_EQ(e->name, "lm_head.weight");
-  EXPECT_EQ(reinterpret_cast<const float*>(e->data)[3], 4.f);
+  EXPECT_EQ(at<float>(e->data, 3), 4.f);
   // A stored tensor wins over a metadata key of the same name.
-  EXPECT_EQ(reinterpret_cast<const float*>(s.require("model.norm.weight").data)[0], 9.f);
+  EXPECT_EQ(at<float>(s.require("model.norm.weight").data, 0), 9.f);
   EXPECT_EQ(s.find("dangling"), nullptr);
   EXPECT_EQ(s.find("format"), nullptr);
   EXPECT_EQ(s.metadata().at("model.embed_tokens.weight"), "lm_head.weight");
@@ -346,6 +346,34 @@ TEST(Safetensors, DuplicateKeysAndAWrongHeaderLength) {
   const std::string late = R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})";
   put(dir.file("gap.safetensors"), st_bytes(late, data));
   EXPECT_NE(expect_format_error(dir.file("gap.safetensors")).find("starts at data offset 4, not 0"), std::string::npos);
+}
+
+// Names, dtypes and metadata keys from the header are quoted escaped in the reader's
+// messages (found by fuzz_safetensors' one-line check).
+TEST(Safetensors, HeaderTextIsEscapedInMessages) {
+  TempDir dir;
+  const std::vector<uint8_t> d16(16, 0);
+  const struct {
+    const char* header;
+    const char* needle;
+  } cases[] = {
+      {R"({"w\u001b[2J":{"dtype":"F\u001b]0;x\u0007","shape":[4],"data_offsets":[0,16]}})",
+       "tensor 'w\\x1b[2J': dtype F\\x1b]0;x\\x07 is not supported"},
+      {R"({"w\n":{"dtype":"F32","shape":["\u009b"],"data_offsets":[0,16]}})",
+       "tensor 'w\\n': shape entry \"\\xc2\\x9b\" is not a non-negative integer"},
+      {R"({"__metadata__":{"k\u007f":1}})", "__metadata__['k\\x7f'] is a number"},
+      {R"({"w\u001b[2J":{"shape":[4],"data_offsets":[0,16]}})", "tensor 'w\\x1b[2J': missing or non-string \"dtype\""},
+      {R"({"w\r":{"dtype":"F32","data_offsets":[0,16]}})", "tensor 'w\\r': missing or non-array \"shape\""},
+      {R"({"w\u0007":{"dtype":"F32","shape":[4]}})", "tensor 'w\\x07': \"data_offsets\" must be [begin, end]"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir.file("esc.safetensors");
+    put(path, st_bytes(c.header, d16));
+    const std::string m = expect_format_error(path);
+    EXPECT_NE(m.find(c.needle), std::string::npos) << m;
+    for (unsigned char ch : m) EXPECT_TRUE(ch >= 0x20 && ch != 0x7f) << m;
+    EXPECT_EQ(m.find("\xc2\x9b"), std::string::npos) << m;
+  }
 }
 
 }  // namespace

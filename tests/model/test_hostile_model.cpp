@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
@@ -16,6 +19,7 @@
 #include "model/model.h"
 #include "model/model_test_util.h"
 #include "model/synth.h"
+#include "model/weights.h"
 #include "ops/matmul.h"
 
 namespace attnsparse {
@@ -449,6 +453,24 @@ TEST(HostileHf, TokenizerJsonTypesAndVocabularySize) {
   t = tok;
   t["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", 3}}}}}}};
   EXPECT_HAS(tokenizer_error(t), "tokenizer.json: unexpected JSON structure");
+  // Strings from the file reach the library's messages escaped (the Python module raises
+  // them as they are); they were quoted raw.
+  t = tok;
+  t["model"]["type"] = "W\x1b[2J\u009b";
+  std::string e = tokenizer_error(t);
+  EXPECT_HAS(e, "tokenizer model type 'W\\x1b[2J\\xc2\\x9b' is not supported");
+  t = tok;
+  t["pre_tokenizer"]["type"] = "\n\x1b]0;x\x07";
+  EXPECT_HAS(tokenizer_error(t), "unsupported pre-tokenizer type '\\n\\x1b]0;x\\x07'");
+  t = tok;
+  t["model"]["merges"] = {"t1\x1bt2"};
+  EXPECT_HAS(tokenizer_error(t), "malformed merge 't1\\x1bt2' (no space)");
+  json c = h.config;
+  c["architectures"] = {"Evil\x1b[31mForCausalLM"};
+  h.set_config(c);
+  e = load_error(h.dir);
+  EXPECT_HAS(e, "architecture 'Evil\\x1b[31mForCausalLM' is not supported");
+  EXPECT_EQ(e.find('\x1b'), std::string::npos) << e;
 }
 
 
@@ -509,6 +531,110 @@ TEST(HostileCli, SpecialFilesContextAndOutputs) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_HAS(r.err, "warning: 513 tokens exceed the model's context length of 512");
   EXPECT_EQ(std::filesystem::file_size(dir.file("o.f32")), 512u * 4u);
+}
+
+// Safetensors offsets count from the end of a header of any length: with 1-3 spaces more
+// in the header every tensor sits 1-3 bytes off, where the kernels' f32 / f16 / bf16
+// loads were undefined behaviour (UBSan flagged them). The model binds copies of such
+// tensors: every view it computes with is aligned, and the results are the bits of the
+// aligned file.
+TEST(HostileHf, UnalignedTensorDataIsCopiedAndGivesTheSameResults) {
+  TempDir tmp;
+  SynthOptions o;
+  o.preset = "tiny";
+  o.dtype = DType::F32;
+  write_synthetic_model(o, tmp.file("tiny.gguf"));
+  const std::vector<int32_t> tokens = {1, 5, 9, 20, 3};
+  auto logits_of = [&](const std::string& dir) {
+    auto m = Model::load(dir);
+    KVCache c = m->make_cache(8);
+    std::vector<float> l;
+    m->forward(tokens, c, {}, l);
+    return l;
+  };
+  for (DType ft : {DType::F32, DType::F16, DType::BF16}) {
+    const std::string base = tmp.file(std::string("hf-") + dtype_name(ft));
+    std::filesystem::create_directories(base);
+    HfConvertOptions opt;
+    opt.float_type = ft;
+    write_hf_dir_from_gguf(tmp.file("tiny.gguf"), base, opt);
+    const std::vector<float> want = logits_of(base);
+    ASSERT_FALSE(want.empty());
+    const std::vector<uint8_t> file = read_bytes(base + "/model.safetensors");
+    uint64_t header = 0;
+    std::memcpy(&header, file.data(), 8);
+    for (int shift = 1; shift <= 3; ++shift) {
+      const std::string dir = base + "-shift" + std::to_string(shift);
+      std::filesystem::create_directories(dir);
+      std::filesystem::copy_file(base + "/config.json", dir + "/config.json");
+      std::vector<uint8_t> out(8);
+      const uint64_t len = header + static_cast<uint64_t>(shift);
+      std::memcpy(out.data(), &len, 8);
+      out.insert(out.end(), file.begin() + 8, file.begin() + 8 + static_cast<std::ptrdiff_t>(header));
+      out.insert(out.end(), static_cast<size_t>(shift), ' ');  // JSON allows trailing spaces
+      out.insert(out.end(), file.begin() + 8 + static_cast<std::ptrdiff_t>(header), file.end());
+      write_bytes(dir + "/model.safetensors", out.data(), out.size());
+
+      // Every view the forward pass reads is aligned for its type.
+      ModelConfig cfg = config_from_hf_json(dir + "/config.json");
+      auto source = open_safetensors_dir(dir);
+      hf_tie_from_storage(cfg, dir + "/config.json", *source);
+      const ModelWeights w = bind_weights(cfg, *source, NameStyle::HuggingFace);
+      const uintptr_t need = ft == DType::F32 ? 4 : 2;
+      auto aligned = [&](const void* p, uintptr_t a) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % a == 0; };
+      EXPECT_TRUE(aligned(w.token_embd->data, need)) << dtype_name(ft) << " shift " << shift;
+      EXPECT_TRUE(aligned(w.output.w.data, need));
+      EXPECT_TRUE(aligned(w.output_norm.weight, 4));
+      for (const LayerWeights& l : w.layers) {
+        for (const Linear* lin : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+          EXPECT_TRUE(aligned(lin->w.data, need)) << dtype_name(ft) << " shift " << shift;
+        EXPECT_TRUE(aligned(l.attn_norm.weight, 4));
+        EXPECT_TRUE(aligned(l.ffn_norm.weight, 4));
+      }
+      EXPECT_FALSE(w.realigned.empty()) << dtype_name(ft) << " shift " << shift;
+
+      const std::vector<float> got = logits_of(dir);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0) << dtype_name(ft) << " shift " << shift;
+    }
+  }
+}
+
+// A NaN produced inside a layer (here by a NaN weight of ffn_up) reached the quantised
+// ffn_down as an activation; its Q8_0 quantisation turned the NaN into a finite number,
+// so the hidden state, the checks and the logits were all finite: a silent wrong result.
+// The activation quantisers now give a block holding NaN or Inf the scale NaN, and the
+// check after the layer names it.
+TEST(HostileGguf, NaNInsideAQuantisedLayerIsNotHidden) {
+  TempDir dir;
+  SynthOptions o;
+  o.preset = "tiny";
+  write_synthetic_model(o, dir.file("tiny.gguf"));
+  const std::string path = dir.file("up.gguf");
+  {
+    GgufFile src(dir.file("tiny.gguf"));
+    GgufWriter w;
+    for (const auto& [k, v] : src.metadata()) w.set(k, v);
+    for (const TensorInfo& t : src.tensors()) {
+      std::vector<float> f(t.numel());
+      ops::dequantize_row(t.dtype, t.data, f.data(), t.numel());
+      // ffn_up in f32 with one NaN; every other matrix in Q8_0 (ffn_down included).
+      DType type = t.shape.size() == 1 ? DType::F32 : DType::Q8_0;
+      if (t.name == "blk.0.ffn_up.weight") {
+        f[3] = NAN;
+        type = DType::F32;
+      }
+      add_f32_tensor(w, t.name, type, t.shape, f.data());
+    }
+    w.write(path);
+  }
+  for (const char* simd : {"portable", "native"}) {
+    std::optional<cpu::ScopedLevel> level;
+    if (std::string(simd) == "portable") level.emplace(cpu::Level::Portable);
+    EXPECT_HAS(forward_error(path, {1, 5, 9}, /*logits=*/false),
+               "up.gguf: the hidden state after layer 0 (tensors blk.0.*) holds NaN or Inf")
+        << simd;
+  }
 }
 
 }  // namespace

@@ -547,6 +547,20 @@ TEST(Llama2c, HostileTokenizerFilesGiveClearErrors) {
     EXPECT_NE(std::string(e.what()).find("not a SentencePiece vocabulary: token 0 is 'Xunk>', expected <unk>"),
               std::string::npos) << e.what();
   }
+  // The piece is quoted escaped: a terminal escape or newline in it stays harmless text
+  // (it was printed raw; found by fuzz_llama2c).
+  swapped[at] = '\x1b';
+  swapped[at + 1] = '\n';
+  write_bytes(dir.file("t_esc.bin"), swapped.data(), swapped.size());
+  try {
+    Tokenizer::from_llama2c(dir.file("t_esc.bin"));
+    ADD_FAILURE();
+  } catch (const FormatError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("token 0 is '\\x1b\\nnk>', expected <unk>"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\x1b'), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
 }
 
 }  // namespace

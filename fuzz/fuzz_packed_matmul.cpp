@@ -1,0 +1,167 @@
+// Quantised weight products on arbitrary blocks: Q4_0 / Q4_K / Q5_K / Q6_K / Q8_0 / IQ4_NL /
+// MXFP4 weights
+// of random shapes (the blocks' bytes, scales included, straight from the input, so NaN,
+// Inf, huge and subnormal f16 scales occur) times activations of any magnitude, NaN and
+// Inf included. Against ops::matmul_reference (the scalar Format::dot of each type):
+//   - the packed copy (pack_weights, with AVX512-VNNI: every type but Q8_0) decodes to the stored rows and its
+//     GEMM gives the reference's bits for every output (NaN for NaN);
+//   - the portable kernels give the reference's bits;
+//   - the stored-layout kernels of the active SIMD level agree within rounding where no
+//     intermediate can overflow;
+//   - a NaN in a weight row or an activation row makes that output NaN in every path
+//     (never a finite number), and nothing crashes (UBSan checks every float -> int
+//     conversion).
+// Without AVX512-VNNI the packed path is not taken and the other checks still run.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/dtype.h"
+#include "ops/matmul.h"
+#include "ops/quant.h"
+#include "ops/quant/packed.h"
+
+namespace {
+
+using namespace attnsparse;
+using namespace attnsparse::ops;
+
+bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, 4) == 0; }
+
+[[noreturn]] void broken(const char* what, DType t, int64_t n_out, int64_t n_in, int64_t m, int64_t idx, float got,
+                         float want) {
+  std::fprintf(stderr, "%s: %s n_out %lld n_in %lld m %lld, output %lld: %.9g vs reference %.9g\n", what,
+               dtype_name(t), static_cast<long long>(n_out), static_cast<long long>(n_in),
+               static_cast<long long>(m), static_cast<long long>(idx), got, want);
+  std::abort();
+}
+
+// The activations as the type's dot product sees them (decoded from its act format).
+std::vector<float> decoded_acts(DType type, const float* x, int64_t n) {
+  using namespace ops::quant;
+  std::vector<float> out(n);
+  switch (format(type).act) {
+    case ActType::Q8_0: {
+      std::vector<BlockQ8_0> a(n / 32);
+      quantize_act_q8_0(x, a.data(), n);
+      for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(a[i / 32].d) * a[i / 32].qs[i % 32];
+      break;
+    }
+    case ActType::Q8_K: {
+      std::vector<BlockQ8_K> a(n / 256);
+      quantize_act_q8_K(x, a.data(), n);
+      for (int64_t i = 0; i < n; ++i) out[i] = a[i / 256].d * a[i / 256].qs[i % 256];
+      break;
+    }
+    default: std::abort();  // not one of the fuzzed types
+  }
+  return out;
+}
+
+struct Reader {
+  const uint8_t* p;
+  size_t n, at = 0;
+  uint8_t byte() { return at < n ? p[at++] : 0; }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  setenv("OMP_NUM_THREADS", "1", 1);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const DType kTypes[] = {DType::Q4_0, DType::Q4_K,   DType::Q5_K, DType::Q6_K,
+                                 DType::Q8_0, DType::IQ4_NL, DType::MXFP4};
+  constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
+  Reader in{data, size};
+  const DType t = kTypes[in.byte() % kNumTypes];
+  const auto& tr = dtype_traits(t);
+  const int64_t n_out = 1 + in.byte() % 34;  // 1..34 rows: groups of 16 and a tail
+  const int64_t n_in = tr.block_size * (1 + in.byte() % (tr.block_size == 256 ? 2 : 8));
+  const int64_t m = 1 + in.byte() % 9;  // 1..9 tokens: the kernels' tiles and tails
+  const uint8_t flags = in.byte();
+  // Activations: (int8 from the input) x 2^e, e in -150..102 (subnormal to overflowing
+  // products); with bit 0 set, bytes 0x7f / 0x80 / 0x81 are NaN / +Inf / -Inf.
+  const int e = -150 + 4 * (flags >> 2);
+  const bool specials = flags & 1;
+
+  const int64_t row_bytes = dtype_row_bytes(t, n_in);
+  std::vector<uint8_t> w_bytes(n_out * row_bytes);
+  for (auto& b : w_bytes) b = in.byte();
+  std::vector<float> x(m * n_in);
+  for (auto& v : x) {
+    const uint8_t b = in.byte();
+    if (specials && b == 0x7f) v = std::nanf("");
+    else if (specials && b == 0x80) v = INFINITY;
+    else if (specials && b == 0x81) v = -INFINITY;
+    else v = std::ldexp(static_cast<float>(static_cast<int8_t>(b)), e);
+  }
+
+  WeightView w{t, w_bytes.data(), n_out, n_in};
+  std::vector<float> ref(m * n_out), y(m * n_out);
+  matmul_reference(w, x.data(), m, ref.data());
+
+  // Portable kernels: the reference's arithmetic.
+  {
+    cpu::ScopedLevel portable(cpu::Level::Portable);
+    matmul(w, x.data(), m, y.data());
+    for (int64_t i = 0; i < m * n_out; ++i)
+      if (!same(y[i], ref[i])) broken("portable kernel", t, n_out, n_in, m, i, y[i], ref[i]);
+  }
+
+  // Packed copy (Q4_0 / IQ4_NL / MXFP4 / K-quants with AVX512-VNNI): layout and GEMM bit
+  // for bit.
+  const auto packed = pack_weights(w);
+  if (packed != nullptr) {
+    std::vector<float> want(n_in), got(n_in);
+    for (int64_t o = 0; o < n_out; ++o) {
+      dequantize_row(t, w_bytes.data() + o * row_bytes, want.data(), n_in);
+      quant::unpack_row(*packed, o, got.data());
+      for (int64_t i = 0; i < n_in; ++i)
+        if (!same(got[i], want[i])) broken("packed layout", t, n_out, n_in, m, o * n_in + i, got[i], want[i]);
+    }
+    WeightView wp = w;
+    wp.packed = packed.get();
+    std::fill(y.begin(), y.end(), 12345.f);
+    matmul(wp, x.data(), m, y.data());
+    for (int64_t i = 0; i < m * n_out; ++i)
+      if (!same(y[i], ref[i])) broken("packed GEMM", t, n_out, n_in, m, i, y[i], ref[i]);
+  }
+
+  // Stored-layout kernels of the active level.
+  std::fill(y.begin(), y.end(), 12345.f);
+  matmul(w, x.data(), m, y.data());
+  std::vector<float> wf(n_out * n_in);
+  for (int64_t o = 0; o < n_out; ++o) dequantize_row(t, w_bytes.data() + o * row_bytes, wf.data() + o * n_in, n_in);
+  for (int64_t tk = 0; tk < m; ++tk) {
+    const std::vector<float> a = decoded_acts(t, x.data() + tk * n_in, n_in);
+    for (int64_t o = 0; o < n_out; ++o) {
+      const float* wrow = wf.data() + o * n_in;
+      double bound = 0;  // sum of |terms|: the scale of any rounding difference
+      bool finite_inputs = true, nan_input = false;
+      for (int64_t i = 0; i < n_in; ++i) {
+        bound += std::fabs(static_cast<double>(wrow[i]) * a[i]);
+        const float xi = x[tk * n_in + i];
+        finite_inputs = finite_inputs && std::isfinite(wrow[i]) && std::isfinite(xi);
+        nan_input = nan_input || std::isnan(wrow[i]) || std::isnan(xi);
+      }
+      const int64_t idx = tk * n_out + o;
+      const float got = y[idx], want = ref[idx];
+      if (nan_input && !std::isnan(want))
+        broken("a NaN input gave a number (reference)", t, n_out, n_in, m, idx, got, want);
+      if (nan_input && !std::isnan(got))
+        broken("a NaN input gave a number (SIMD kernel)", t, n_out, n_in, m, idx, got, want);
+      if (finite_inputs && bound < 1e30) {
+        if (!std::isfinite(want) || !std::isfinite(got) || std::fabs(double(got) - want) > 1e-4 * bound + 1e-30)
+          broken("SIMD kernel differs from the reference", t, n_out, n_in, m, idx, got, want);
+      }
+    }
+  }
+  return 0;
+}
