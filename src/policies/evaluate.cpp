@@ -153,6 +153,14 @@ std::vector<EvalPolicy> default_eval_policies() {
   return out;
 }
 
+std::vector<EvalPolicy> eval_policies_from(const std::vector<std::string>& texts) {
+  if (texts.empty()) return default_eval_policies();
+  std::vector<EvalPolicy> out;
+  for (const auto& t : texts)
+    for (auto& e : parse_eval_policies(t)) out.push_back(std::move(e));
+  return out;
+}
+
 int64_t document_token_limit(const Model& model, int64_t max_tokens) {
   const ModelConfig& c = model.config();
   return arch_info(c.arch).learned_positions ? std::min(max_tokens, c.n_ctx) : max_tokens;

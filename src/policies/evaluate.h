@@ -141,6 +141,10 @@ std::vector<EvalPolicy> parse_eval_policies(const std::string& text);
 // The set evaluated when no policy is given (eleven policies at budgets of 64 keys).
 std::vector<EvalPolicy> default_eval_policies();
 
+// The policies of eval-policy's --policy texts in order (each expanded by
+// parse_eval_policies); the default set when there is none.
+std::vector<EvalPolicy> eval_policies_from(const std::vector<std::string>& texts);
+
 // Tokens per document: max_tokens, and for models with learned positions (gpt2) at
 // most their context.
 int64_t document_token_limit(const Model& model, int64_t max_tokens);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <span>
 
 #include "analysis/layer_kind.h"
 #include "analysis/row_metrics.h"
@@ -235,238 +236,345 @@ PowerFit fit_head(const BinData& bd, int docs, const FitOptions& o, uint64_t see
   return pf;
 }
 
-}  // namespace
 
-FitResult fit_model(const FitOptions& o) {
-  validate(o);
-  auto say = [&](const std::string& s) {
+// What one fit carries from step to step: the model, its sampled documents, their
+// per-row results and the heads' budgets. The steps below fill it in order:
+// open_model, plan_documents, forward_pass(1), fit_heads, forward_pass(2) with
+// oracle_hooks, head_errors.
+struct FitRun {
+  explicit FitRun(const FitOptions& opt) : o(opt) {}
+  const FitOptions& o;
+  std::unique_ptr<Model> model;
+  Dims dims;
+  int64_t window = 0;                       // tokens per document
+  std::vector<analysis::LayerKind> kinds;   // per layer (native windows)
+  std::vector<size_t> by_level;             // eps indices by increasing 1 - eps
+  std::vector<DocPlan> docs;
+  std::vector<DocRows> rows;                // per document
+  std::vector<HeadBudget> budgets;          // [layer * H + head]
+  int n_bins = 0;
+  int ranks = 1, rank = 0;
+  int current = -1;  // the document the model runs now
+
+  int n_docs() const { return int(docs.size()); }
+  void say(const std::string& s) const {
     if (o.progress) o.progress(s);
-  };
-  const auto model = Model::load(o.model_path, o.model_options);
-  const ModelConfig& cfg = model->config();
-  Dims dims{int(cfg.n_layer), int(cfg.n_head), int(cfg.n_kv_head), int(cfg.head_dim), o.eps.size()};
+  }
+  // Native windows: a windowed layer's row at position t has min(t + 1, W) keys, and its
+  // rows are binned by that length.
+  int64_t row_length(int layer, int64_t pos) const {
+    return analysis::visible_keys(pos, kinds[size_t(layer)].window);
+  }
+  int bin_of(int64_t n) const {  // the b with n in [min_n 2^b, min_n 2^(b+1)); -1 below min_n
+    int b = -1;
+    while ((o.min_n << (b + 1)) <= n) ++b;
+    return b;
+  }
+  HeadBudget& budget(int layer, int head) { return budgets[size_t(layer) * dims.H + head]; }
+};
+
+// Loads the model, checks its shape, caps the window at its context and fills the
+// result's description of the model.
+void open_model(FitRun& run, FitResult& res) {
+  const FitOptions& o = run.o;
+  run.model = Model::load(o.model_path, o.model_options);
+  const ModelConfig& cfg = run.model->config();
+  Dims& dims = run.dims;
+  dims = Dims{int(cfg.n_layer), int(cfg.n_head), int(cfg.n_kv_head), int(cfg.head_dim), o.eps.size()};
   if (dims.KVH < 1 || dims.H % dims.KVH != 0)
     fail_file(o.model_path, "n_head {} is not a multiple of n_kv_head {}", dims.H, dims.KVH);
-  int64_t window = o.max_tokens;
-  if (cfg.n_ctx > 0 && window > cfg.n_ctx) {
-    say(fmt::format("--max-tokens {} is above the model's context {}; using {}", window, cfg.n_ctx, cfg.n_ctx));
-    window = cfg.n_ctx;
+  run.window = o.max_tokens;
+  if (cfg.n_ctx > 0 && run.window > cfg.n_ctx) {
+    run.say(fmt::format("--max-tokens {} is above the model's context {}; using {}", run.window, cfg.n_ctx,
+                        cfg.n_ctx));
+    run.window = cfg.n_ctx;
   }
-  if (window < 4 * o.min_n)
-    fail_usage("the model's context {} is shorter than 4 x --min-n ({}); lower --min-n", window, o.min_n);
-
-  FitResult res;
+  if (run.window < 4 * o.min_n)
+    fail_usage("the model's context {} is shorter than 4 x --min-n ({}); lower --min-n", run.window, o.min_n);
   res.model = o.model_path;
   res.arch = cfg.arch;
-  res.window = window;
+  res.window = run.window;
   res.n_layer = dims.L, res.n_head = dims.H, res.n_kv_head = dims.KVH, res.head_dim = dims.D;
+  run.kinds = analysis::layer_kinds(cfg);
+  for (const auto& k : run.kinds) res.windows.push_back(k.window);
+  run.by_level.resize(dims.E);
+  std::iota(run.by_level.begin(), run.by_level.end(), size_t(0));
+  std::stable_sort(run.by_level.begin(), run.by_level.end(),
+                   [&](size_t a, size_t b) { return o.eps[a] > o.eps[b]; });
+  run.budgets.assign(size_t(dims.L) * dims.H, HeadBudget{});
+  run.ranks = o.comm ? o.comm->size() : 1;
+  run.rank = o.comm ? o.comm->rank() : 0;
+}
 
-  // Documents -> prefixes of at most `window` tokens (the fit follows rows of growing
-  // length from the start of the text, so it keeps the head rather than cutting in the
-  // middle), at least 4 min_n long (>= 3 bins).
-  std::vector<DocPlan> docs;
+// Documents -> prefixes of at most `window` tokens (the fit follows rows of growing
+// length from the start of the text, so it keeps the head rather than cutting in the
+// middle), at least 4 min_n long (>= 3 bins), with their sampled query positions.
+void plan_documents(FitRun& run, FitResult& res) {
+  const FitOptions& o = run.o;
   for (const Document& d : read_documents(o.data)) {
-    if (o.max_docs > 0 && int(docs.size()) >= o.max_docs) break;
-    PreparedDocument pd = prepare_document(*model, d, window, DocumentCut::Head);
+    if (o.max_docs > 0 && run.n_docs() >= o.max_docs) break;
+    PreparedDocument pd = prepare_document(*run.model, d, run.window, DocumentCut::Head);
     res.cut += pd.truncated;
     if (int64_t(pd.tokens.size()) < 4 * o.min_n) {
       ++res.skipped_short;
       continue;
     }
-    docs.push_back(plan_document(std::move(pd.tokens), o));
+    run.docs.push_back(plan_document(std::move(pd.tokens), o));
   }
-  if (docs.empty())
+  if (run.docs.empty())
     fail_usage("no document has at least {} tokens (4 x --min-n); {} were shorter", 4 * o.min_n, res.skipped_short);
-  const int ND = int(docs.size());
-  res.documents = ND;
-  for (const auto& d : docs) res.tokens += int64_t(d.tokens.size()), res.rows += int64_t(d.pos.size());
-  res.rows *= int64_t(dims.L) * dims.H;
+  res.documents = run.n_docs();
+  for (const auto& d : run.docs) res.tokens += int64_t(d.tokens.size()), res.rows += int64_t(d.pos.size());
+  res.rows *= int64_t(run.dims.L) * run.dims.H;
+  run.rows.resize(run.docs.size());
+  for (const auto& d : run.docs)
+    for (int x : d.bin) run.n_bins = std::max(run.n_bins, x + 1);
+}
 
-  // Native windows: a windowed layer's row at position t has min(t + 1, W) keys, and its
-  // rows are binned by that length.
-  const std::vector<analysis::LayerKind> kinds = analysis::layer_kinds(cfg);
-  for (const auto& k : kinds) res.windows.push_back(k.window);
-  auto row_length = [&](int layer, int64_t pos) { return analysis::visible_keys(pos, kinds[size_t(layer)].window); };
-  auto bin_of = [&](int64_t n) {  // the b with n in [min_n 2^b, min_n 2^(b+1)); -1 below min_n
-    int b = -1;
-    while ((o.min_n << (b + 1)) <= n) ++b;
-    return b;
-  };
-  std::vector<size_t> by_level(dims.E);
-  std::iota(by_level.begin(), by_level.end(), size_t(0));
-  std::stable_sort(by_level.begin(), by_level.end(), [&](size_t a, size_t b) { return o.eps[a] > o.eps[b]; });
+// Rows travel between ranks as raw doubles (NaN included, bit for bit).
+void put_doubles(std::vector<uint8_t>& out, const std::vector<double>& v) {
+  const size_t at = out.size();
+  out.resize(at + v.size() * sizeof(double));
+  if (!v.empty()) std::memcpy(out.data() + at, v.data(), v.size() * sizeof(double));
+}
 
-  std::vector<DocRows> rows(ND);
-  std::vector<KEpsObserver> layers(dims.L);
-  std::vector<HeadBudget> budgets(size_t(dims.L) * dims.H);
-  for (int l = 0; l < dims.L; ++l) {
+void take_doubles(const std::vector<uint8_t>& in, size_t& at, std::vector<double>& v) {
+  if (at + v.size() * sizeof(double) > in.size()) fail("internal: short message from a rank");
+  if (!v.empty()) std::memcpy(v.data(), in.data() + at, v.size() * sizeof(double));
+  at += v.size() * sizeof(double);
+}
+
+using RowField = std::vector<double> DocRows::*;
+
+// After a pass: the documents' rows of `fields` from their ranks (document d runs on rank
+// d % ranks) to rank 0, and with `everyone` back to every rank.
+void share_rows(FitRun& run, std::span<const RowField> fields, bool everyone) {
+  const int ND = run.n_docs(), ranks = run.ranks, rank = run.rank;
+  std::vector<uint8_t> mine;
+  for (int di = rank; di < ND; di += ranks)
+    for (RowField f : fields) put_doubles(mine, run.rows[di].*f);
+  const std::vector<std::vector<uint8_t>> parts = run.o.comm->gather(mine);
+  std::vector<uint8_t> all;
+  if (rank == 0) {
+    for (int r = 1; r < ranks; ++r) {
+      size_t at = 0;
+      for (int di = r; di < ND; di += ranks)
+        for (RowField f : fields) take_doubles(parts[size_t(r)], at, run.rows[di].*f);
+    }
+    if (everyone)
+      for (int di = 0; di < ND; ++di)
+        for (RowField f : fields) put_doubles(all, run.rows[di].*f);
+  }
+  if (!everyone) return;
+  all = run.o.comm->broadcast(all);
+  if (rank != 0) {
+    size_t at = 0;
+    for (int di = 0; di < ND; ++di)
+      for (RowField f : fields) take_doubles(all, at, run.rows[di].*f);
+  }
+}
+
+// One pass over the documents (this rank's share of them), the model running with
+// `hooks`: pass 1 fills the rows' k_eps (then shared with every rank), pass 2 their
+// errors (then gathered on rank 0). Before each document's forward, run.current names it
+// and `begin_document` prepares the hooks for it.
+void forward_pass(FitRun& run, int pass, AttentionHooks& hooks, const std::function<void()>& begin_document) {
+  const Dims& dims = run.dims;
+  const int ND = run.n_docs();
+  for (int di = 0; di < ND; ++di) {
+    const DocPlan& doc = run.docs[di];
+    DocRows& rows = run.rows[di];
+    const size_t cells_all = size_t(dims.L) * dims.H * doc.pos.size();
+    if (pass == 1) rows.k.assign(cells_all * dims.E, NAN);
+    else rows.err.assign(cells_all * kFitRules, NAN), rows.rel = rows.err, rows.tau = rows.err;
+    if (di % run.ranks != run.rank) continue;
+    run.say(fmt::format("pass {}/2 ({}): document {}/{} ({} tokens, {} sampled rows per head)", pass,
+                        pass == 1 ? "k_eps" : "budget errors", di + 1, ND, doc.tokens.size(), doc.pos.size()));
+    run.current = di;
+    begin_document();
+    KVCache cache = run.model->make_cache(int64_t(doc.tokens.size()));
+    ForwardOptions fo;
+    fo.no_logits = true;
+    fo.hooks = &hooks;
+    std::vector<float> logits;
+    run.model->forward(doc.tokens, cache, fo, logits);
+  }
+  if (run.ranks > 1) {
+    static const RowField k_field[] = {&DocRows::k};
+    static const RowField error_fields[] = {&DocRows::err, &DocRows::rel, &DocRows::tau};
+    if (pass == 1) share_rows(run, k_field, true);
+    else share_rows(run, error_fields, false);
+  }
+}
+
+// Pass 1 with the k_eps observers on every layer.
+void k_eps_pass(FitRun& run) {
+  std::vector<KEpsObserver> layers(run.dims.L);
+  for (int l = 0; l < run.dims.L; ++l) {
     layers[l].layer = l;
-    layers[l].dims = &dims;
-    layers[l].opt = &o;
-    layers[l].by_level = &by_level;
+    layers[l].dims = &run.dims;
+    layers[l].opt = &run.o;
+    layers[l].by_level = &run.by_level;
   }
   KEpsHooks hooks(layers);
-  std::unique_ptr<policies::OracleHooks> oracle;  // pass 2
-  const DocPlan* current = nullptr;
-  DocRows* current_rows = nullptr;
-  const int ranks = o.comm ? o.comm->size() : 1, rank = o.comm ? o.comm->rank() : 0;
-  // After a pass: the documents' rows of `field` from their ranks to rank 0 (and with
-  // `everyone` back to every rank), as raw doubles (NaN included, bit for bit).
-  auto share = [&](std::vector<double> DocRows::*const* fields, size_t n_fields, bool everyone) {
-    std::vector<uint8_t> mine;
-    auto put = [](std::vector<uint8_t>& out, const std::vector<double>& v) {
-      const size_t at = out.size();
-      out.resize(at + v.size() * sizeof(double));
-      if (!v.empty()) std::memcpy(out.data() + at, v.data(), v.size() * sizeof(double));
-    };
-    auto take = [](const std::vector<uint8_t>& in, size_t& at, std::vector<double>& v) {
-      if (at + v.size() * sizeof(double) > in.size()) fail("internal: short message from a rank");
-      if (!v.empty()) std::memcpy(v.data(), in.data() + at, v.size() * sizeof(double));
-      at += v.size() * sizeof(double);
-    };
-    for (int di = rank; di < ND; di += ranks)
-      for (size_t f = 0; f < n_fields; ++f) put(mine, rows[di].*fields[f]);
-    const std::vector<std::vector<uint8_t>> parts = o.comm->gather(mine);
-    std::vector<uint8_t> all;
-    if (rank == 0) {
-      for (int r = 1; r < ranks; ++r) {
-        size_t at = 0;
-        for (int di = r; di < ND; di += ranks)
-          for (size_t f = 0; f < n_fields; ++f) take(parts[size_t(r)], at, rows[di].*fields[f]);
-      }
-      if (everyone)
-        for (int di = 0; di < ND; ++di)
-          for (size_t f = 0; f < n_fields; ++f) put(all, rows[di].*fields[f]);
-    }
-    if (!everyone) return;
-    all = o.comm->broadcast(all);
-    if (rank != 0) {
-      size_t at = 0;
-      for (int di = 0; di < ND; ++di)
-        for (size_t f = 0; f < n_fields; ++f) take(all, at, rows[di].*fields[f]);
-    }
-  };
-  auto run_pass = [&](int pass) {
-    for (int di = 0; di < ND; ++di) {
-      const size_t cells_all = size_t(dims.L) * dims.H * docs[di].pos.size();
-      if (pass == 1) rows[di].k.assign(cells_all * dims.E, NAN);
-      else rows[di].err.assign(cells_all * kFitRules, NAN), rows[di].rel = rows[di].err, rows[di].tau = rows[di].err;
-      if (di % ranks != rank) continue;
-      say(fmt::format("pass {}/2 ({}): document {}/{} ({} tokens, {} sampled rows per head)", pass,
-                      pass == 1 ? "k_eps" : "budget errors", di + 1, ND, docs[di].tokens.size(), docs[di].pos.size()));
-      for (auto& lo : layers) lo.doc = &docs[di], lo.out = &rows[di];
-      current = &docs[di];
-      current_rows = &rows[di];
-      if (pass == 2) oracle->reset();
-      KVCache cache = model->make_cache(int64_t(docs[di].tokens.size()));
-      ForwardOptions fo;
-      fo.no_logits = true;
-      fo.hooks = pass == 1 ? static_cast<AttentionHooks*>(&hooks) : oracle.get();
-      std::vector<float> logits;
-      model->forward(docs[di].tokens, cache, fo, logits);
-    }
-    if (ranks > 1) {
-      static std::vector<double> DocRows::*const k_field[] = {&DocRows::k};
-      static std::vector<double> DocRows::*const error_fields[] = {&DocRows::err, &DocRows::rel, &DocRows::tau};
-      if (pass == 1) share(k_field, 1, true);
-      else share(error_fields, 3, false);
-    }
-  };
+  forward_pass(run, 1, hooks, [&] {
+    for (auto& lo : layers) lo.doc = &run.docs[run.current], lo.out = &run.rows[run.current];
+  });
+}
 
-  // Pass 1: k_eps of the sampled rows; fits per layer and head.
-  run_pass(1);
-  const bool by_docs = ND >= 3;
-  res.bootstrap_unit = by_docs ? "documents" : "rows";
-  const int n_bins = [&] {
-    int b = 0;
-    for (const auto& d : docs)
-      for (int x : d.bin) b = std::max(b, x + 1);
-    return b;
-  }();
-  size_t e_min = 0;
-  for (size_t e = 0; e < dims.E; ++e)
-    if (o.eps[e] < o.eps[e_min]) e_min = e;
-  for (int l = 0; l < dims.L; ++l)
-    for (int h = 0; h < dims.H; ++h) {
-      HeadFit hf;
-      hf.layer = l, hf.head = h, hf.kv_head = h / (dims.H / dims.KVH), hf.window = kinds[size_t(l)].window;
-      std::vector<BinData> bd(dims.E);
-      for (auto& b : bd) b.rows.resize(n_bins);
-      for (int di = 0; di < ND; ++di) {
-        const auto& d = docs[di];
-        const size_t S = d.pos.size();
-        for (size_t s = 0; s < S; ++s) {
-          const int64_t n = row_length(l, d.pos[s]);
-          const int b = bin_of(n);
-          if (b < 0) continue;  // a window shorter than min_n
-          const size_t row = (size_t(l) * dims.H + h) * S + s;
-          for (size_t e = 0; e < dims.E; ++e) bd[e].rows[b].push_back({di, double(n), rows[di].k[row * dims.E + e]});
-        }
-      }
-      hf.bin_k.resize(dims.E);
-      for (int b = 0; b < n_bins; ++b) {
-        const auto& r0 = bd[0].rows[b];
-        if (r0.empty()) continue;
-        double sn = 0;
-        for (const auto& r : r0) sn += r.n;
-        hf.bin_lo.push_back(o.min_n << b);
-        hf.bin_n.push_back(sn / double(r0.size()));
-        hf.bin_rows.push_back(int64_t(r0.size()));
-        for (size_t e = 0; e < dims.E; ++e) {
-          double sk = 0;
-          for (const auto& r : bd[e].rows[b]) sk += r.k;
-          hf.bin_k[e].push_back(sk / double(r0.size()));
-        }
-      }
-      for (size_t e = 0; e < dims.E; ++e) {
-        size_t used = 0;
-        hf.fits.push_back(fit_head(bd[e], ND, o, stream_key(o.seed, uint64_t(l), uint64_t(h), e), by_docs, &used));
-        hf.verdict.push_back(fit_verdict(hf.fits.back(), used, o));
-      }
-      // The head's budgets: dynamic from its own fit at the smallest eps; fixed of equal
-      // mean cost over every analysed position of the documents.
-      HeadBudget& hb = budgets[size_t(l) * dims.H + h];
-      if (std::isfinite(hf.fits[e_min].C)) {
-        hb.C = std::clamp(hf.fits[e_min].C, 0.0, 1.0);
-        hb.alpha = std::exp(hf.fits[e_min].log_A);
-        double cost = 0, count = 0;
-        for (const auto& d : docs)
-          for (int64_t n = o.min_n; n <= int64_t(d.tokens.size()); ++n) {
-            const int64_t v = row_length(l, n - 1);
-            if (v < o.min_n) continue;
-            cost += double(hb.dynamic(v)), count += 1;
-          }
-        hb.k_fixed = count > 0 ? std::max<int64_t>(1, std::llround(cost / count)) : 1;
-      }
-      hf.dyn_alpha = hb.alpha, hf.dyn_C = hb.C, hf.k_fixed = hb.k_fixed;
-      res.heads.push_back(std::move(hf));
+// The sampled rows of one head, per eps and bin: (document, n, k_eps).
+std::vector<BinData> head_bins(const FitRun& run, int l, int h) {
+  const Dims& dims = run.dims;
+  std::vector<BinData> bd(dims.E);
+  for (auto& b : bd) b.rows.resize(run.n_bins);
+  for (int di = 0; di < run.n_docs(); ++di) {
+    const auto& d = run.docs[di];
+    const size_t S = d.pos.size();
+    for (size_t s = 0; s < S; ++s) {
+      const int64_t n = run.row_length(l, d.pos[s]);
+      const int b = run.bin_of(n);
+      if (b < 0) continue;  // a window shorter than min_n
+      const size_t row = (size_t(l) * dims.H + h) * S + s;
+      for (size_t e = 0; e < dims.E; ++e) bd[e].rows[b].push_back({di, double(n), run.rows[di].k[row * dims.E + e]});
     }
-
-  // Pass 2: errors of the budget rules on the same sampled rows, by the oracle of
-  // eval-policy: one policy map per rule (each head its own budget), dense attention in
-  // the model, every map's key sets applied to the same q/k/v.
-  {
-    std::vector<policies::PolicyMap> maps;
-    for (int r = 0; r < kFitRules; ++r) {
-      policies::PolicyMap map;
-      for (int l = 0; l < dims.L; ++l)
-        for (int h = 0; h < dims.H; ++h) map.set(l, h, budgets[size_t(l) * dims.H + h].rule(r));
-      maps.push_back(std::move(map));
-    }
-    oracle = std::make_unique<policies::OracleHooks>(cfg, std::move(maps));
-    oracle->report_rows(
-        [&](int64_t q) { return q >= 0 && q < int64_t(current->sample_of.size()) && current->sample_of[q] >= 0; },
-        [&](const policies::OracleRow& r) {
-          const size_t S = current->pos.size();
-          const size_t at = ((size_t(r.layer) * dims.H + r.head) * S + current->sample_of[r.query]) * kFitRules + r.map;
-          if (!budgets[size_t(r.layer) * dims.H + r.head].usable()) return;  // stays NaN
-          current_rows->err[at] = std::sqrt(r.diff2);
-          current_rows->rel[at] = r.ref2 > 0 ? std::sqrt(r.diff2 / r.ref2) : NAN;
-          current_rows->tau[at] = r.tau;
-        },
-        /*only_chosen=*/true);
   }
-  run_pass(2);
+  return bd;
+}
+
+// The head's bins with rows: lower edge, mean n, rows, and per eps the mean k_eps.
+void bin_means(const FitRun& run, const std::vector<BinData>& bd, HeadFit& hf) {
+  hf.bin_k.resize(run.dims.E);
+  for (int b = 0; b < run.n_bins; ++b) {
+    const auto& r0 = bd[0].rows[b];
+    if (r0.empty()) continue;
+    double sn = 0;
+    for (const auto& r : r0) sn += r.n;
+    hf.bin_lo.push_back(run.o.min_n << b);
+    hf.bin_n.push_back(sn / double(r0.size()));
+    hf.bin_rows.push_back(int64_t(r0.size()));
+    for (size_t e = 0; e < run.dims.E; ++e) {
+      double sk = 0;
+      for (const auto& r : bd[e].rows[b]) sk += r.k;
+      hf.bin_k[e].push_back(sk / double(r0.size()));
+    }
+  }
+}
+
+// The head's budgets: dynamic from its own fit (at the smallest eps); fixed of equal mean
+// cost over every analysed position of the documents.
+HeadBudget head_budget(const FitRun& run, int l, const PowerFit& fit) {
+  HeadBudget hb;
+  if (!std::isfinite(fit.C)) return hb;
+  hb.C = std::clamp(fit.C, 0.0, 1.0);
+  hb.alpha = std::exp(fit.log_A);
+  double cost = 0, count = 0;
+  for (const auto& d : run.docs)
+    for (int64_t n = run.o.min_n; n <= int64_t(d.tokens.size()); ++n) {
+      const int64_t v = run.row_length(l, n - 1);
+      if (v < run.o.min_n) continue;
+      cost += double(hb.dynamic(v)), count += 1;
+    }
+  hb.k_fixed = count > 0 ? std::max<int64_t>(1, std::llround(cost / count)) : 1;
+  return hb;
+}
+
+// One head after pass 1: bin means, a fit and verdict per eps, and its budgets.
+HeadFit fit_one_head(FitRun& run, int l, int h, size_t e_min, bool by_docs) {
+  const FitOptions& o = run.o;
+  HeadFit hf;
+  hf.layer = l, hf.head = h, hf.kv_head = h / (run.dims.H / run.dims.KVH), hf.window = run.kinds[size_t(l)].window;
+  const std::vector<BinData> bd = head_bins(run, l, h);
+  bin_means(run, bd, hf);
+  for (size_t e = 0; e < run.dims.E; ++e) {
+    size_t used = 0;
+    hf.fits.push_back(fit_head(bd[e], run.n_docs(), o, stream_key(o.seed, uint64_t(l), uint64_t(h), e), by_docs, &used));
+    hf.verdict.push_back(fit_verdict(hf.fits.back(), used, o));
+  }
+  const HeadBudget hb = head_budget(run, l, hf.fits[e_min]);
+  run.budget(l, h) = hb;
+  hf.dyn_alpha = hb.alpha, hf.dyn_C = hb.C, hf.k_fixed = hb.k_fixed;
+  return hf;
+}
+
+// The fits of every layer and head from pass 1's rows (layer-major).
+void fit_heads(FitRun& run, FitResult& res) {
+  const bool by_docs = run.n_docs() >= 3;
+  res.bootstrap_unit = by_docs ? "documents" : "rows";
+  size_t e_min = 0;
+  for (size_t e = 0; e < run.dims.E; ++e)
+    if (run.o.eps[e] < run.o.eps[e_min]) e_min = e;
+  for (int l = 0; l < run.dims.L; ++l)
+    for (int h = 0; h < run.dims.H; ++h) res.heads.push_back(fit_one_head(run, l, h, e_min, by_docs));
+}
+
+// Pass 2's hooks: eval-policy's oracle with one policy map per rule (each head its own
+// budget), dense attention in the model, every map's key sets applied to the same q/k/v;
+// the sampled rows' errors land in the current document's rows.
+std::unique_ptr<policies::OracleHooks> oracle_hooks(FitRun& run) {
+  const Dims& dims = run.dims;
+  std::vector<policies::PolicyMap> maps;
+  for (int r = 0; r < kFitRules; ++r) {
+    policies::PolicyMap map;
+    for (int l = 0; l < dims.L; ++l)
+      for (int h = 0; h < dims.H; ++h) map.set(l, h, run.budget(l, h).rule(r));
+    maps.push_back(std::move(map));
+  }
+  auto oracle = std::make_unique<policies::OracleHooks>(run.model->config(), std::move(maps));
+  oracle->report_rows(
+      [&run](int64_t q) {
+        const DocPlan& doc = run.docs[run.current];
+        return q >= 0 && q < int64_t(doc.sample_of.size()) && doc.sample_of[q] >= 0;
+      },
+      [&run](const policies::OracleRow& r) {
+        const DocPlan& doc = run.docs[run.current];
+        DocRows& rows = run.rows[run.current];
+        const size_t S = doc.pos.size();
+        const size_t at = ((size_t(r.layer) * run.dims.H + r.head) * S + doc.sample_of[r.query]) * kFitRules + r.map;
+        if (!run.budget(r.layer, r.head).usable()) return;  // stays NaN
+        rows.err[at] = std::sqrt(r.diff2);
+        rows.rel[at] = r.ref2 > 0 ? std::sqrt(r.diff2 / r.ref2) : NAN;
+        rows.tau[at] = r.tau;
+      },
+      /*only_chosen=*/true);
+  return oracle;
+}
+
+// Pass 2: errors of the budget rules on the same sampled rows.
+void error_pass(FitRun& run) {
+  const std::unique_ptr<policies::OracleHooks> oracle = oracle_hooks(run);
+  forward_pass(run, 2, *oracle, [&] { oracle->reset(); });
+}
+
+// One head's mean errors of one rule: per bin of its fit and over all its sampled rows.
+void rule_errors(const FitRun& run, HeadFit& hf, int r) {
+  const int n_bins = run.n_bins;
+  std::vector<double> se(n_bins, 0), sr(n_bins, 0), st(n_bins, 0), cnt(n_bins, 0);
+  double ae = 0, ar = 0, at = 0, ac = 0;
+  for (int di = 0; di < run.n_docs(); ++di) {
+    const auto& d = run.docs[di];
+    const auto& rows = run.rows[di];
+    const size_t S = d.pos.size();
+    for (size_t s = 0; s < S; ++s) {
+      const size_t row = ((size_t(hf.layer) * run.dims.H + hf.head) * S + s) * kFitRules + r;
+      const double e = rows.err[row], rl = rows.rel[row], t = rows.tau[row];
+      if (!std::isfinite(e)) continue;
+      const int b = run.bin_of(run.row_length(hf.layer, d.pos[s]));
+      if (b < 0) continue;
+      se[b] += e, sr[b] += std::isfinite(rl) ? rl : 0, st[b] += t, cnt[b] += 1;
+      ae += e, ar += std::isfinite(rl) ? rl : 0, at += t, ac += 1;
+    }
+  }
+  for (int b = 0; b < n_bins; ++b) {
+    if (std::find(hf.bin_lo.begin(), hf.bin_lo.end(), run.o.min_n << b) == hf.bin_lo.end()) continue;
+    hf.err[r].push_back(cnt[b] > 0 ? se[b] / cnt[b] : NAN);
+    hf.rel[r].push_back(cnt[b] > 0 ? sr[b] / cnt[b] : NAN);
+    hf.tau[r].push_back(cnt[b] > 0 ? st[b] / cnt[b] : NAN);
+  }
+  if (ac > 0) hf.err_all[r] = ae / ac, hf.rel_all[r] = ar / ac, hf.tau_all[r] = at / ac;
+}
+
+// Every head's errors of every rule from pass 2's rows.
+void head_errors(const FitRun& run, FitResult& res) {
   for (auto& hf : res.heads) {
     hf.err.assign(kFitRules, {});
     hf.rel.assign(kFitRules, {});
@@ -474,31 +582,22 @@ FitResult fit_model(const FitOptions& o) {
     hf.err_all.assign(kFitRules, NAN);
     hf.rel_all.assign(kFitRules, NAN);
     hf.tau_all.assign(kFitRules, NAN);
-    for (int r = 0; r < kFitRules; ++r) {
-      std::vector<double> se(n_bins, 0), sr(n_bins, 0), st(n_bins, 0), cnt(n_bins, 0);
-      double ae = 0, ar = 0, at = 0, ac = 0;
-      for (int di = 0; di < ND; ++di) {
-        const auto& d = docs[di];
-        const size_t S = d.pos.size();
-        for (size_t s = 0; s < S; ++s) {
-          const size_t row = ((size_t(hf.layer) * dims.H + hf.head) * S + s) * kFitRules + r;
-          const double e = rows[di].err[row], rl = rows[di].rel[row], t = rows[di].tau[row];
-          if (!std::isfinite(e)) continue;
-          const int b = bin_of(row_length(hf.layer, d.pos[s]));
-          if (b < 0) continue;
-          se[b] += e, sr[b] += std::isfinite(rl) ? rl : 0, st[b] += t, cnt[b] += 1;
-          ae += e, ar += std::isfinite(rl) ? rl : 0, at += t, ac += 1;
-        }
-      }
-      for (int b = 0; b < n_bins; ++b) {
-        if (std::find(hf.bin_lo.begin(), hf.bin_lo.end(), o.min_n << b) == hf.bin_lo.end()) continue;
-        hf.err[r].push_back(cnt[b] > 0 ? se[b] / cnt[b] : NAN);
-        hf.rel[r].push_back(cnt[b] > 0 ? sr[b] / cnt[b] : NAN);
-        hf.tau[r].push_back(cnt[b] > 0 ? st[b] / cnt[b] : NAN);
-      }
-      if (ac > 0) hf.err_all[r] = ae / ac, hf.rel_all[r] = ar / ac, hf.tau_all[r] = at / ac;
-    }
+    for (int r = 0; r < kFitRules; ++r) rule_errors(run, hf, r);
   }
+}
+
+}  // namespace
+
+FitResult fit_model(const FitOptions& o) {
+  validate(o);
+  FitRun run(o);
+  FitResult res;
+  open_model(run, res);
+  plan_documents(run, res);
+  k_eps_pass(run);       // pass 1: k_eps of the sampled rows
+  fit_heads(run, res);   // fits and budgets per layer and head
+  error_pass(run);       // pass 2: the budget rules' errors on the same rows
+  head_errors(run, res);
   return res;
 }
 

@@ -2,6 +2,7 @@
 // and errors that name the spec and the field.
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -187,6 +188,29 @@ TEST(PolicySweep, MutatedSpecsAreParsedOrRejectedCleanly) {
   }
   EXPECT_GT(accepted, 100);
   EXPECT_GT(rejected, 100);
+}
+
+TEST(Sweep, EvalPolicyTextsExpandInOrderOrGiveTheDefaultSet) {
+  // Several --policy texts: each expanded where it stands, in the order given.
+  const auto p = eval_policies_from({"topk={8,16}", "sink=4,window=32", "window=16..32*2"});
+  const char* want[] = {"topk=8", "topk=16", "sink=4,window=32", "window=16", "window=32"};
+  ASSERT_EQ(p.size(), std::size(want));
+  for (size_t i = 0; i < p.size(); ++i) EXPECT_EQ(p[i].map.spec(), want[i]) << i;
+  EXPECT_TRUE(p[0].sweep.has_value());
+  EXPECT_FALSE(p[2].sweep.has_value());
+  // None: the default set (docs/policies.md: eleven policies at budgets of 64 keys).
+  const auto d = eval_policies_from({});
+  ASSERT_EQ(d.size(), 11u);
+  EXPECT_EQ(d[0].map.spec(), "window=64");
+  EXPECT_EQ(d[4].map.spec(), "topk=64");
+  for (const auto& e : d) EXPECT_FALSE(e.sweep.has_value());
+  // A bad text fails as parse_eval_policies does, naming it.
+  try {
+    eval_policies_from({"window=8", "topk=0"});
+    ADD_FAILURE() << "accepted topk=0";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("k must be >= 1"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
