@@ -154,26 +154,7 @@ void register_analyze(CLI::App& app) {
   sub->callback([options] {
     const Options& o = *options;
     // Under mpirun / srun: the documents are shared by the ranks (docs/distributed.md).
-    ShardComm* comm = dist::world();
-    if (!comm) return run(o, nullptr);
-    try {
-      run(o, comm);
-    } catch (const std::exception& e) {
-      // Every rank stops with the same error; rank 0 alone prints it.
-      std::exception_ptr error = std::current_exception();
-      if (!comm->settled && !comm->closed) {
-        try {
-          comm->agree(ShardComm::failure_of(e));
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      if (comm->rank() != 0) {
-        std::fflush(stdout);
-        std::exit(1);
-      }
-      std::rethrow_exception(error);
-    }
+    dist::run_on_world([&o](ShardComm* comm) { run(o, comm); });
   });
 }
 ATTNSPARSE_VERB(register_analyze);

@@ -213,30 +213,6 @@ void run_eval_policy(const EvalPolicyOptions& o, ShardComm* comm) {
   if (root) write_report(paths, result);  // rank 0 writes the report
 }
 
-// Under mpirun / srun the documents are shared by the ranks (docs/distributed.md); on an
-// error every rank stops with it and rank 0 alone prints it.
-void run_on_world(const EvalPolicyOptions& o) {
-  ShardComm* comm = dist::world();
-  if (!comm) return run_eval_policy(o, nullptr);
-  try {
-    run_eval_policy(o, comm);
-  } catch (const std::exception& e) {
-    std::exception_ptr error = std::current_exception();
-    if (!comm->settled && !comm->closed) {
-      try {
-        comm->agree(ShardComm::failure_of(e));
-      } catch (...) {
-        error = std::current_exception();
-      }
-    }
-    if (comm->rank() != 0) {
-      std::fflush(stdout);
-      std::exit(1);
-    }
-    std::rethrow_exception(error);
-  }
-}
-
 void register_eval_policy(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "eval-policy", "What sparse-attention policies cost vs dense attention: error, perplexity, memory, time");
@@ -263,7 +239,8 @@ void register_eval_policy(CLI::App& app) {
   sub->add_flag("--resume", o.resume, "continue a killed run from its checkpoint (same arguments)");
   add_threads_option(sub, &o.threads);
   add_ubatch_option(sub);
-  sub->callback([options] { run_on_world(*options); });
+  // Under mpirun / srun the documents are shared by the ranks (docs/distributed.md).
+  sub->callback([options] { dist::run_on_world([&](ShardComm* comm) { run_eval_policy(*options, comm); }); });
 }
 ATTNSPARSE_VERB(register_eval_policy);
 

@@ -5,6 +5,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 
 #include <filesystem>
 
@@ -58,6 +61,28 @@ void default_threads(const analysis::ShardComm* comm, int threads) {
   // share the node's cores.
   const bool bound = online > 0 && cores < online;
   omp_set_num_threads(bound ? cores : std::max(1, cores / local));
+}
+
+void run_on_world(const std::function<void(analysis::ShardComm*)>& job) {
+  analysis::ShardComm* comm = world();
+  if (!comm) return job(nullptr);
+  try {
+    job(comm);
+  } catch (const std::exception& e) {
+    std::exception_ptr error = std::current_exception();
+    if (!comm->settled && !comm->closed) {
+      try {
+        comm->agree(analysis::ShardComm::failure_of(e));
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (comm->rank() != 0) {
+      std::fflush(stdout);
+      std::exit(1);
+    }
+    std::rethrow_exception(error);
+  }
 }
 
 }  // namespace attnsparse::dist

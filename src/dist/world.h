@@ -2,6 +2,7 @@
 // environment says the process was started by an MPI launcher (mpirun / mpiexec, Slurm's
 // srun, MPICH's hydra): an ordinary run of attnsparse never touches MPI.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "analysis/shard.h"
@@ -35,5 +36,10 @@ analysis::ShardComm* world();
 // ranks of its node, at least 1; so N ranks on one node do not each start a thread per
 // core. Sets OpenMP's thread count; does nothing without MPI or when threads > 0.
 void default_threads(const analysis::ShardComm* comm, int threads);
+
+// Runs `job` with world() (nullptr without a launcher). Under MPI, an exception on one
+// rank stops every rank with the same error: the ranks agree on it, rank 0 rethrows it
+// (main prints it once) and the other ranks exit with status 1.
+void run_on_world(const std::function<void(analysis::ShardComm*)>& job);
 
 }  // namespace attnsparse::dist
