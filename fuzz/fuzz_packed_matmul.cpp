@@ -24,6 +24,7 @@
 #include "ops/matmul.h"
 #include "ops/quant.h"
 #include "ops/quant/packed.h"
+#include "ops/quant_test_util.h"  // tests/: decoded_acts
 
 namespace {
 
@@ -38,28 +39,6 @@ bool same(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::me
                dtype_name(t), static_cast<long long>(n_out), static_cast<long long>(n_in),
                static_cast<long long>(m), static_cast<long long>(idx), got, want);
   std::abort();
-}
-
-// The activations as the type's dot product sees them (decoded from its act format).
-std::vector<float> decoded_acts(DType type, const float* x, int64_t n) {
-  using namespace ops::quant;
-  std::vector<float> out(n);
-  switch (format(type).act) {
-    case ActType::Q8_0: {
-      std::vector<BlockQ8_0> a(n / 32);
-      quantize_act_q8_0(x, a.data(), n);
-      for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(a[i / 32].d) * a[i / 32].qs[i % 32];
-      break;
-    }
-    case ActType::Q8_K: {
-      std::vector<BlockQ8_K> a(n / 256);
-      quantize_act_q8_K(x, a.data(), n);
-      for (int64_t i = 0; i < n; ++i) out[i] = a[i / 256].d * a[i / 256].qs[i % 256];
-      break;
-    }
-    default: std::abort();  // not one of the fuzzed types
-  }
-  return out;
 }
 
 struct Reader {
@@ -140,7 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<float> wf(n_out * n_in);
   for (int64_t o = 0; o < n_out; ++o) dequantize_row(t, w_bytes.data() + o * row_bytes, wf.data() + o * n_in, n_in);
   for (int64_t tk = 0; tk < m; ++tk) {
-    const std::vector<float> a = decoded_acts(t, x.data() + tk * n_in, n_in);
+    const std::vector<float> a = testing::decoded_acts(t, x.data() + tk * n_in, n_in);
     for (int64_t o = 0; o < n_out; ++o) {
       const float* wrow = wf.data() + o * n_in;
       double bound = 0;  // sum of |terms|: the scale of any rounding difference
