@@ -97,10 +97,9 @@ void BM_ReadRoof(benchmark::State& state) {
 BENCHMARK(BM_ReadRoof)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // m tokens through all seven matmuls of a layer.
-void BM_Layer(benchmark::State& state, DType type) {
-  const int64_t m = state.range(0);
-  Layer layer(type);
-  std::vector<float> x(m * 5632, 0.5f), y(m * 5632);
+// Every matrix of `layer` times m tokens, timed; bytes and tokens per second counted.
+void time_layer(benchmark::State& state, const Layer& layer, int64_t m) {
+  std::vector<float> x(m * 5632), y(m * 5632);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * static_cast<float>(i % 997) - 0.5f;
   for (auto _ : state) {
     for (const auto& w : layer.ws) attnsparse::ops::matmul(w.view, x.data(), m, y.data());
@@ -109,6 +108,12 @@ void BM_Layer(benchmark::State& state, DType type) {
   state.SetBytesProcessed(state.iterations() * layer.bytes());
   state.counters["tok/s/layer"] =
       benchmark::Counter(static_cast<double>(m) * state.iterations(), benchmark::Counter::kIsRate);
+}
+
+void BM_Layer(benchmark::State& state, DType type) {
+  const int64_t m = state.range(0);
+  Layer layer(type);
+  time_layer(state, layer, m);
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * m * layer.bytes() / attnsparse::dtype_traits(type).block_bytes * state.iterations() *
           attnsparse::dtype_traits(type).block_size / 1e9,
@@ -134,15 +139,7 @@ void BM_LayerPacked(benchmark::State& state, DType type) {
     state.SkipWithError("no packed layout for this type on this CPU");
     return;
   }
-  std::vector<float> x(m * 5632), y(m * 5632);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.001f * static_cast<float>(i % 997) - 0.5f;
-  for (auto _ : state) {
-    for (const auto& w : layer.ws) attnsparse::ops::matmul(w.view, x.data(), m, y.data());
-    benchmark::DoNotOptimize(y.data());
-  }
-  state.SetBytesProcessed(state.iterations() * layer.bytes());
-  state.counters["tok/s/layer"] =
-      benchmark::Counter(static_cast<double>(m) * state.iterations(), benchmark::Counter::kIsRate);
+  time_layer(state, layer, m);
 }
 BENCHMARK_CAPTURE(BM_Layer, q4_0, DType::Q4_0)->Arg(1)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_LayerPacked, q4_0, DType::Q4_0)->Arg(1)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
