@@ -623,6 +623,21 @@ void q4_K_rows(const WeightView& w, const BlockQ8_K* a, int64_t m, float* y, int
       w, a, m, y, o0, o1);
 }
 // Q2_K: 2-bit unsigned values with a 4-bit scale and min per 16 elements.
+// Byte shuffles that put Q2_K scale 2k (low lane) and 2k + 1 (high lane) into every
+// int16 of a vector (odd bytes zero), built once at compile time.
+struct Q2KPick {
+  alignas(32) int8_t v[8][32];
+  constexpr Q2KPick() : v{} {
+    for (int k = 0; k < 8; ++k)
+      for (int i = 0; i < 16; ++i) {
+        v[k][i] = i % 2 == 0 ? int8_t(2 * k) : int8_t(-128);
+        v[k][16 + i] = i % 2 == 0 ? int8_t(2 * k + 1) : int8_t(-128);
+      }
+  }
+};
+inline constexpr Q2KPick kQ2KPickTable{};
+inline constexpr const int8_t (&kQ2KPick)[8][32] = kQ2KPickTable.v;
+
 template <int NT>
 inline void q2_K_row_tokens(const BlockQ2_K* wb, const BlockQ8_K* const* as, int64_t nb, float* out) {
   __m256 acc[NT];
@@ -633,16 +648,6 @@ inline void q2_K_row_tokens(const BlockQ2_K* wb, const BlockQ8_K* const* as, int
   }
   const __m256i m3 = _mm256_set1_epi8(3);
   const __m128i m4 = _mm_set1_epi8(0xF);
-  // Byte shuffles that put scale 2k (low lane) and 2k + 1 (high lane) into every int16.
-  __m256i pick[8];
-  for (int k = 0; k < 8; ++k) {
-    alignas(32) int8_t c[32];
-    for (int i = 0; i < 16; ++i) {
-      c[i] = i % 2 == 0 ? int8_t(2 * k) : int8_t(-128);
-      c[16 + i] = i % 2 == 0 ? int8_t(2 * k + 1) : int8_t(-128);
-    }
-    pick[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
-  }
   for (int64_t b = 0; b < nb; ++b) {
     const BlockQ2_K& blk = wb[b];
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales));
@@ -653,7 +658,7 @@ inline void q2_K_row_tokens(const BlockQ2_K* wb, const BlockQ8_K* const* as, int
       const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * h));
       for (int j = 0; j < 4; ++j) {
         q[4 * h + j] = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
-        scale[4 * h + j] = _mm256_shuffle_epi8(scales, pick[4 * h + j]);
+        scale[4 * h + j] = _mm256_shuffle_epi8(scales, _mm256_load_si256(reinterpret_cast<const __m256i*>(kQ2KPick[4 * h + j])));
       }
     }
     const float dw = _cvtsh_ss(blk.d), dmw = _cvtsh_ss(blk.dmin);
