@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "core/error.h"
@@ -202,16 +203,29 @@ void TransformerModel::forward_layers(std::span<const int32_t> tokens, KVCache& 
   // The activation buffers live on between calls of one thread: a document's micro-batches
   // reuse them instead of zero-filling and faulting in fresh pages each time (~8% of a
   // 512-token micro-batch's time on the TinyLlama shape). A call longer than
-  // kKeepScratchTokens (a whole-sequence batch) gives them back when it ends.
+  // kKeepScratchTokens (a whole-sequence batch) gives them back when it ends. A forward
+  // started inside another on the same thread (a hook or a Python progress callback that
+  // runs the model) gets buffers of its own, so it cannot overwrite the outer hidden state.
+  struct Buffers {
+    std::vector<float> x;
+    Scratch scratch;
+  };
   constexpr int64_t kKeepScratchTokens = 1024;
-  thread_local std::vector<float> x;
-  thread_local Scratch scratch;
+  thread_local Buffers kept;
+  thread_local bool kept_in_use = false;
+  std::optional<Buffers> own;
+  Buffers& buf = kept_in_use ? own.emplace() : kept;
   struct Release {
-    bool on;
+    bool holds_kept, give_back;
     ~Release() {
-      if (on) x = std::vector<float>(), scratch = Scratch{};
+      if (!holds_kept) return;
+      kept_in_use = false;
+      if (give_back) kept = Buffers{};
     }
-  } release{n > kKeepScratchTokens};
+  } release{!own.has_value(), n > kKeepScratchTokens};
+  kept_in_use = true;
+  std::vector<float>& x = buf.x;
+  Scratch& scratch = buf.scratch;
   x.resize(n * c.n_embd);
   embed_tokens(fc, tokens.data(), x.data());
   require_finite_activations(x.data(), n * c.n_embd, path_,
