@@ -1,5 +1,6 @@
 // Per-row metric cost (ns per key) on softmax rows of Gaussian logits with standard deviation
-// sigma (0.1: nearly uniform, 8: a few keys hold the mass): widths by histogram selection
+// sigma (0.1: nearly uniform, 8: a few keys hold the mass; the third argument 1: plus an
+// attention sink holding ~20%): widths by histogram selection
 // against the weighted quickselect baseline, entropy, and all metrics of a row.
 //
 //   build/row_metrics --benchmark_counters_tabular=true
@@ -15,14 +16,19 @@ using namespace attnsparse::analysis;
 
 namespace {
 
-std::vector<std::vector<float>> rows(int64_t n, double sigma) {
+// Softmax rows of Gaussian logits; with `sink`, key 0's logit is raised so that it holds
+// about a fifth of the mass (the attention-sink shape of real models: one large entry,
+// the rest flat).
+std::vector<std::vector<float>> rows(int64_t n, double sigma, bool sink = false) {
   std::vector<std::vector<float>> out(16, std::vector<float>(size_t(n)));
   std::mt19937_64 rng(7);
   std::normal_distribution<double> z(0.0, sigma);
   for (auto& row : out) {
     std::vector<double> l(static_cast<size_t>(n));
     double mx = -1e300, total = 0;
-    for (double& x : l) mx = std::max(mx, x = z(rng));
+    for (double& x : l) x = z(rng);
+    if (sink) l[0] = std::log(double(n) / 4.0) + sigma * sigma / 2;
+    for (double x : l) mx = std::max(mx, x);
     for (double& x : l) total += (x = std::exp(x - mx));
     for (int64_t j = 0; j < n; ++j) row[size_t(j)] = float(l[size_t(j)] / total);
   }
@@ -33,7 +39,7 @@ template <int Kind>
 void BM_row(benchmark::State& state) {
   const int64_t n = state.range(0);
   const double sigma = double(state.range(1)) / 10.0;
-  const auto data = rows(n, sigma);
+  const auto data = rows(n, sigma, state.range(2) != 0);
   std::vector<float> scratch;
   int32_t w[4];
   size_t i = 0;
@@ -50,8 +56,10 @@ void BM_row(benchmark::State& state) {
 }
 
 void args(benchmark::internal::Benchmark* b) {
-  for (int64_t n : {512, 4096})
-    for (int64_t sigma10 : {1, 10, 30, 80}) b->Args({n, sigma10});
+  for (int64_t n : {512, 4096}) {
+    for (int64_t sigma10 : {1, 10, 30, 80}) b->Args({n, sigma10, 0});
+    b->Args({n, 5, 1});  // a sink over a flat row
+  }
 }
 
 }  // namespace

@@ -91,6 +91,8 @@ constexpr int64_t kSmall = 96;  // rows this short go straight to the quickselec
 struct SelectScratch {
   std::vector<uint16_t> ids;
   std::vector<double> mass;  // 2 x bins
+  // Level 0 (select_top): kCopies histograms, all zero between calls, and their sum.
+  std::vector<double> copies, folded;
   std::vector<float> gathered[2];  // per level: one region per boundary bucket, + a dummy cell
   std::vector<float> quick;
 };
@@ -303,16 +305,25 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
 }
 
 
-// ---- Level 0 in three passes over the row, no per-entry bucket ids stored ----
-// 1. the maximum (vectorised); 2. the mass histogram, the bucket id computed on the fly,
-// spread over kCopies interleaved copies (entry j adds to copy j mod kCopies: neighbours
-// that share a bucket, as in flat rows, do not wait for each other's add) and, for the
-// entries of the catch-all last bucket (peaked rows: most keys), over 16 rotating cells
-// per copy; only the buckets the row can reach are cleared; 3. one vectorised pass that,
-// for every boundary bucket at once, gathers its entries and counts the entries above it.
+// ---- Level 0: bucket ids, a scattered mass histogram, one gathering pass ----
+// 1. the row's largest and smallest bit patterns (vectorised);
+// 2. a 16-bit bucket id per entry (vectorised): steps of 2^(shift-23) octaves below the
+//    maximum's bucket; an entry of the catch-all last bucket gets one of kTailCells cells
+//    past the buckets, rotating, so that a row of mostly tiny values does not chain every
+//    add on one cell;
+// 3. the mass histogram, a plain load-add-store per entry: entry j adds to copy
+//    j mod kCopies, so that neighbours sharing a bucket (flat rows) do not wait for each
+//    other's add;
+// 4. the copies summed bucket by bucket (vectorised) and set back to zero: only the
+//    buckets the row reached were touched, so nothing is cleared before the next row;
+// 5. one vectorised pass over the ids that, for every boundary bucket at once, gathers its
+//    entries and counts the entries above it.
 
-constexpr int kCopies = 4;
+constexpr int kCopies = 8;
 constexpr int kTailCells = 16;
+constexpr int64_t kCopyStride = kMaxBins + kTailCells;  // per copy: up to kMaxBins buckets, then the tail cells
+// One histogram when fewer than 1 in kOneCopyRatio entries share their neighbour's bucket.
+constexpr int64_t kOneCopyRatio = 16;
 
 // The row's largest and smallest bit patterns (entries >= 0: integer order = float order).
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -327,38 +338,121 @@ void minmax_bits(const float* v, int64_t m, uint32_t* lo, uint32_t* hi) {
   *hi = mx;
 }
 
-inline uint32_t level0_id(float x, uint32_t top, int shift, uint32_t last) {
+// Bucket id of entry j: top - (bits >> shift) below `last`; else a tail cell
+// last + 1 + j mod kTailCells (the catch-all bucket `last` itself is never used).
+inline uint16_t level0_id(float x, int64_t j, uint32_t top, int shift, uint32_t last) {
   const uint32_t d = top - (float_bits(x) >> shift);
-  return d < last ? d : last;
+  return static_cast<uint16_t>(d < last ? d : last + 1 + (j & (kTailCells - 1)));
 }
 
-// Entries of bucket b[s] (s < ns) to out[s] (each with 16 floats of slack), their number
-// to size[s], and the number of entries in buckets of larger values to above[s].
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-void gather_level0_avx512(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, const uint32_t* b, int ns,
-                          float* const* out, int64_t* size, int64_t* above) {
-  int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
+int64_t level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
   const __m512i vtop = _mm512_set1_epi32(int(top));
   const __m512i vlast = _mm512_set1_epi32(int(last));
-  __m512i want[4];
-  for (int s = 0; s < ns; ++s) want[s] = _mm512_set1_epi32(int(b[s]));
-  int64_t j = 0;
+  const __m512i vcell0 = _mm512_set1_epi32(int(last + 1));
+  const __m512i cells = _mm512_set1_epi32(kTailCells - 1);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  int64_t j = 0, same = 0;
+  __m512i prev_d = _mm512_set1_epi32(-1);
   for (; j + 16 <= m; j += 16) {
-    const __m512 x = _mm512_loadu_ps(v + j);
-    const __m512i d = _mm512_sub_epi32(vtop, _mm512_srli_epi32(_mm512_castps_si512(x), unsigned(shift)));
-    const __m512i id = _mm512_min_epu32(d, vlast);
+    const __m512i x = _mm512_loadu_si512(v + j);
+    const __m512i d = _mm512_sub_epi32(vtop, _mm512_srli_epi32(x, unsigned(shift)));
+    const __m512i jj = _mm512_add_epi32(_mm512_set1_epi32(int(j)), lane);
+    const __m512i cell = _mm512_add_epi32(vcell0, _mm512_and_si512(jj, cells));
+    const __mmask16 inside = _mm512_cmplt_epu32_mask(d, vlast);
+    const __m512i id = _mm512_mask_mov_epi32(cell, inside, d);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ids + j), _mm512_cvtepi32_epi16(id));
+    // Entries whose bucket is that of the entry before (the catch-all's rotating cells do
+    // not count: neighbours there add to different cells).
+    same += __builtin_popcount(_mm512_mask_cmpeq_epi32_mask(inside, d, _mm512_alignr_epi32(d, prev_d, 15)));
+    prev_d = d;
+  }
+  for (; j < m; ++j) {
+    ids[j] = level0_id(v[j], j, top, shift, last);
+    same += j > 0 && ids[j] < last && ids[j] == ids[j - 1];
+  }
+  return same;
+}
+#pragma GCC diagnostic pop
+
+// Writes the ids; returns how many entries share the bucket of the entry before them,
+// the catch-all bucket excepted (a first entry counts as not sharing).
+int64_t level0_ids(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
+  if (cpu::active_at_least(cpu::Level::Avx512)) return level0_ids_avx512(v, m, top, shift, last, ids);
+  int64_t same = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    ids[j] = level0_id(v[j], j, top, shift, last);
+    same += j > 0 && ids[j] < last && ids[j] == ids[j - 1];
+  }
+  return same;
+}
+
+// The mass histogram: entry j adds its value to bucket ids[j] of copy j mod C.
+template <int C>
+void accumulate(const float* v, const uint16_t* ids, int64_t m, double* h) {
+  int64_t j = 0;
+  for (; j + C <= m; j += C) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) h[c * kCopyStride + ids[j + c]] += v[j + c];
+  }
+  for (; j < m; ++j) h[(j % C) * kCopyStride + ids[j]] += v[j];
+}
+
+// folded[b] = the mass of bucket b for b <= reach (< last), folded[last] = the tail cells';
+// the copies are left zero.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void fold_copies(double* copies, uint32_t reach, uint32_t last, double* folded) {
+  for (uint32_t b = 0; b <= reach; ++b) {
+    folded[b] = copies[b];
+    copies[b] = 0;
+  }
+  for (int c = 1; c < kCopies; ++c) {
+    double* h = copies + c * kCopyStride;
+    for (uint32_t b = 0; b <= reach; ++b) {
+      folded[b] += h[b];
+      h[b] = 0;
+    }
+  }
+  double tail = 0;
+  for (int c = 0; c < kCopies; ++c)
+    for (int t = 0; t < kTailCells; ++t) {
+      tail += copies[c * kCopyStride + last + 1 + t];
+      copies[c * kCopyStride + last + 1 + t] = 0;
+    }
+  folded[last] = tail;
+}
+
+// Entries of bucket b[s] (s < ns; tail cells count as bucket `last`) to out[s] (each with
+// 16 floats of slack), their number to size[s], and the number of entries in buckets of
+// larger values to above[s].
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32_t last, const uint32_t* b, int ns,
+                          float* const* out, int64_t* size, int64_t* above) {
+  int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
+  const __m512i vlast = _mm512_set1_epi16(short(last));
+  __m512i want[4];
+  for (int s = 0; s < ns; ++s) want[s] = _mm512_set1_epi16(short(b[s]));
+  int64_t j = 0;
+  for (; j + 32 <= m; j += 32) {
+    const __m512i id = _mm512_min_epu16(_mm512_loadu_si512(ids + j), vlast);
+    const __m512 x0 = _mm512_loadu_ps(v + j), x1 = _mm512_loadu_ps(v + j + 16);
     for (int s = 0; s < ns; ++s) {
-      const __mmask16 hit = _mm512_cmpeq_epi32_mask(id, want[s]);
-      up[s] += __builtin_popcount(_mm512_cmplt_epu32_mask(id, want[s]));
+      up[s] += __builtin_popcount(_mm512_cmplt_epu16_mask(id, want[s]));
+      const __mmask32 hit = _mm512_cmpeq_epi16_mask(id, want[s]);
       if (!hit) continue;
-      _mm512_storeu_ps(out[s] + k[s], _mm512_maskz_compress_ps(hit, x));
-      k[s] += __builtin_popcount(hit);
+      const __mmask16 h0 = __mmask16(hit), h1 = __mmask16(hit >> 16);
+      _mm512_storeu_ps(out[s] + k[s], _mm512_maskz_compress_ps(h0, x0));
+      k[s] += __builtin_popcount(h0);
+      _mm512_storeu_ps(out[s] + k[s], _mm512_maskz_compress_ps(h1, x1));
+      k[s] += __builtin_popcount(h1);
     }
   }
   for (; j < m; ++j) {
-    const uint32_t id = level0_id(v[j], top, shift, last);
+    const uint32_t id = std::min<uint32_t>(ids[j], last);
     for (int s = 0; s < ns; ++s) {
       up[s] += id < b[s];
       if (id == b[s]) out[s][k[s]++] = v[j];
@@ -368,12 +462,12 @@ void gather_level0_avx512(const float* v, int64_t m, uint32_t top, int shift, ui
 }
 #pragma GCC diagnostic pop
 
-void gather_level0(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, const uint32_t* b, int ns,
+void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t last, const uint32_t* b, int ns,
                    float* const* out, int64_t* size, int64_t* above) {
-  if (cpu::active_at_least(cpu::Level::Avx512)) return gather_level0_avx512(v, m, top, shift, last, b, ns, out, size, above);
+  if (cpu::active_at_least(cpu::Level::Avx512)) return gather_level0_avx512(v, ids, m, last, b, ns, out, size, above);
   int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
   for (int64_t j = 0; j < m; ++j) {
-    const uint32_t id = level0_id(v[j], top, shift, last);
+    const uint32_t id = std::min<uint32_t>(ids[j], last);
     for (int s = 0; s < ns; ++s) {
       up[s] += id < b[s];
       out[s][k[s]] = v[j];
@@ -391,39 +485,32 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   const uint32_t top = hi_bits >> shift;
   // Buckets 0..reach hold entries (reach < last: the catch-all bucket stays empty).
   const uint32_t reach = std::min(last, top - std::min(top, lo_bits >> shift));
-  const int64_t stride = int64_t(bins) + kTailCells;  // per copy: bins, then the tail cells
-  sc.mass.resize(size_t(kCopies * stride));
-  double* mass = sc.mass.data();
-  for (int c = 0; c < kCopies; ++c) {
-    std::fill_n(mass + c * stride, reach + 1, 0.0);
-    std::fill_n(mass + c * stride + bins, kTailCells, 0.0);
+  sc.ids.resize(size_t(m));
+  uint16_t* ids = sc.ids.data();
+  const int64_t same = level0_ids(v, m, top, shift, last, ids);
+  if (sc.copies.empty()) sc.copies.assign(size_t(kCopies * kCopyStride), 0.0);  // zero from here on
+  double* h = sc.copies.data();
+  const uint32_t reach0 = std::min(reach, last - 1);  // buckets below the catch-all
+  // Rows whose neighbours rarely share a bucket add to one histogram (no copies to sum);
+  // the others spread their adds over kCopies copies, summed afterwards.
+  const bool one_copy = same * kOneCopyRatio < m;
+  double* mass;
+  if (one_copy) {
+    accumulate<1>(v, ids, m, h);
+    double tail = 0;
+    for (int t = 0; t < kTailCells; ++t) {
+      tail += h[last + 1 + t];
+      h[last + 1 + t] = 0;
+    }
+    h[last] = tail;  // (no id is `last`)
+    mass = h;
+  } else {
+    accumulate<kCopies>(v, ids, m, h);
+    sc.folded.resize(size_t(kMaxBins));
+    fold_copies(h, reach0, last, sc.folded.data());
+    mass = sc.folded.data();
   }
-  {
-    // Catch-all entries go to the tail cells, rotating, so that a row of mostly tiny
-    // values does not chain every add on one cell.
-    int64_t j = 0;
-    for (; j + kCopies <= m; j += kCopies) {
-      const int64_t rot = bins + ((j / kCopies) & (kTailCells - 1));
-      for (int c = 0; c < kCopies; ++c) {
-        const uint32_t d = top - (float_bits(v[j + c]) >> shift);
-        mass[c * stride + (d < last ? int64_t(d) : rot)] += v[j + c];
-      }
-    }
-    for (; j < m; ++j) {
-      const uint32_t d = top - (float_bits(v[j]) >> shift);
-      mass[d < last ? int64_t(d) : int64_t(bins)] += v[j];
-    }
-  }
-  auto bucket_mass = [&](uint32_t b) {
-    double s = 0;
-    if (b < last) {
-      for (int c = 0; c < kCopies; ++c) s += mass[c * stride + b];
-    } else {
-      for (int c = 0; c < kCopies; ++c)
-        for (int t = 0; t < kTailCells; ++t) s += mass[c * stride + bins + t];
-    }
-    return s;
-  };
+  auto bucket_mass = [&](uint32_t b) { return mass[b]; };
   // Boundary bucket of each target, and the mass strictly above it.
   int bucket[4];
   double above_mass[4];
@@ -437,11 +524,8 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
     uint32_t b = 0;
     while (b <= reach && i < nt) {
       if (b + kBlock <= reach) {
-        double blk = 0;
-        for (int c = 0; c < kCopies; ++c) {
-          const double* p = mass + c * stride + b;
-          blk += ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-        }
+        const double* p = mass + b;
+        const double blk = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
         if (cum + blk < targets[i] * (1 - 1e-12)) {
           cum += blk;
           b += kBlock;
@@ -470,6 +554,10 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
       out[i] = m + 1;
     }
   }
+  if (one_copy) {  // leave the histogram zero for the next row
+    std::fill_n(h, reach0 + 1, 0.0);
+    h[last] = 0;
+  }
   int n_slots = 0, slot_of_target[4];
   uint32_t slot_bucket[4];
   for (int i = 0; i < nt; ++i) {
@@ -487,7 +575,7 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   gathered.resize(size_t(n_slots) * size_t(m + 16));
   float* dst[4];
   for (int s = 0; s < n_slots; ++s) dst[s] = gathered.data() + size_t(s) * size_t(m + 16);
-  gather_level0(v, m, top, shift, last, slot_bucket, n_slots, dst, slot_size, slot_above);
+  gather_level0(v, ids, m, last, slot_bucket, n_slots, dst, slot_size, slot_above);
   for (int s = 0; s < n_slots; ++s) {
     double sub_targets[4];
     int which[4], k = 0;
@@ -587,10 +675,17 @@ double entropy(const float* probs, int64_t n) {
 }
 
 namespace {
+// How many entries of v exceed x, counting no further than `enough` (blocks of 64 entries:
+// a row's first few blocks usually settle it).
 __attribute__((target_clones("avx512f", "avx2", "default")))
-int64_t count_greater(const float* v, int64_t n, float x) {
-  int64_t c = 0;
-  for (int64_t j = 0; j < n; ++j) c += v[j] > x;
+int64_t count_greater(const float* v, int64_t n, float x, int64_t enough) {
+  int64_t c = 0, j = 0;
+  for (; j + 64 <= n && c < enough; j += 64) {
+    int32_t b = 0;
+    for (int jj = 0; jj < 64; ++jj) b += v[j + jj] > x;
+    c += b;
+  }
+  for (; j < n && c < enough; ++j) c += v[j] > x;
   return c;
 }
 }  // namespace
@@ -609,7 +704,7 @@ RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64
   if (m.sink_visible && n > 0 && pos(0) == 0) {
     const float a0 = probs[0];
     m.sink_mass = a0;
-    const int64_t larger = count_greater(probs + 1, n - 1, a0);
+    const int64_t larger = count_greater(probs + 1, n - 1, a0, 5);  // (only 0 and < 5 matter)
     m.sink_argmax = larger == 0;
     m.sink_top5 = larger < 5;
   }

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "analysis/row_metrics.h"
+#include "core/cpu.h"
 
 namespace attnsparse::analysis {
 namespace {
@@ -51,8 +52,14 @@ void expect_matches_definition(const std::vector<float>& row, const std::string&
   EXPECT_EQ(quick, expected) << what << " n " << row.size();
 }
 
-TEST(Widths, MatchTheDefinitionOnRowsOfEveryShape) {
+// Every shape below at the active SIMD level and with the portable fallbacks.
+class WidthsAtLevel : public ::testing::TestWithParam<cpu::Level> {};
+
+TEST_P(WidthsAtLevel, MatchTheDefinitionOnRowsOfEveryShape) {
+  if (int(cpu::supported()) < int(GetParam())) GTEST_SKIP() << "this CPU lacks the level";
+  cpu::ScopedLevel level(GetParam());
   std::mt19937_64 rng(12);
+  std::normal_distribution<double> z01(0, 1);
   for (int n : {97, 128, 255, 1000, 4096, 33000}) {
     std::normal_distribution<double> z(0, 1);
     for (double sigma : {0.0, 0.003, 0.05, 0.3, 1.0, 3.0, 10.0, 40.0}) {
@@ -63,9 +70,9 @@ TEST(Widths, MatchTheDefinitionOnRowsOfEveryShape) {
       }
     }
     // A few distinct values (many exact ties across bucket boundaries).
-    std::uniform_int_distribution<int> level(0, 5);
+    std::uniform_int_distribution<int> six(0, 5);
     std::vector<double> logits(n);
-    for (auto& x : logits) x = 0.7 * level(rng);
+    for (auto& x : logits) x = 0.7 * six(rng);
     expect_matches_definition(softmax(logits), "six levels");
     // One dominant key, the rest zeros, subnormals and tiny values.
     std::vector<float> tail(n, 0.f);
@@ -93,8 +100,19 @@ TEST(Widths, MatchTheDefinitionOnRowsOfEveryShape) {
     for (float x : edges) total += x;
     for (float& x : edges) x = float(x / total);
     expect_matches_definition(edges, "bucket edges");
+    // An attention sink over a flat row (neighbours share buckets, the maximum far above
+    // them), and the same row sorted (every neighbour in the bucket of the one before).
+    std::vector<double> sink(n);
+    for (auto& x : sink) x = 0.05 * z01(rng);
+    sink[0] = std::log(double(n));
+    expect_matches_definition(softmax(sink), "sink over a flat row");
+    std::sort(sink.begin(), sink.end());
+    expect_matches_definition(softmax(sink), "sorted row");
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Levels, WidthsAtLevel, ::testing::Values(cpu::Level::Portable, cpu::Level::Avx2, cpu::Level::Avx512),
+                         [](const auto& info) { return std::string(cpu::name(info.param)); });
 
 TEST(Widths, RowsThatNeverReachALevelGiveN) {
   // Mass 0.98 in total: p = 0.99 is never reached, the others are.
