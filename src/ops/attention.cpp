@@ -102,8 +102,8 @@ void grow(std::vector<T>& v, int64_t n) {
 Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
   const int64_t tk = detail::kTileKeys;
   static thread_local std::vector<float> buf, obs_s, probs;
-  static thread_local std::vector<int8_t> cls;
-  static thread_local std::vector<int32_t> obs_j;
+  static thread_local std::vector<int8_t> cls, obs_dense;
+  static thread_local std::vector<int32_t> obs_j, iota;
   static thread_local std::vector<int64_t> obs_n;
   static thread_local Scratch sc;
   grow(buf, rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
@@ -121,10 +121,18 @@ Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
     grow(obs_s, rows * n_kv + 1);
     grow(obs_j, rows * n_kv + 1);
     grow(obs_n, rows);
+    grow(obs_dense, rows);
     grow(probs, n_kv + 16);
+    if (static_cast<int64_t>(iota.size()) < n_kv) {
+      const int64_t from = static_cast<int64_t>(iota.size());
+      iota.resize(n_kv);
+      for (int64_t j = from; j < n_kv; ++j) iota[j] = static_cast<int32_t>(j);
+    }
     sc.obs_s = obs_s.data();
     sc.obs_j = obs_j.data();
     sc.obs_n = obs_n.data();
+    sc.obs_dense = obs_dense.data();
+    sc.iota = iota.data();
     sc.probs = probs.data();
   }
   return sc;

@@ -301,7 +301,10 @@ static void run_job(const Job& job, Scratch& sc) {
     for (int64_t d = 0; d < dp; ++d) o[d] = 0.f;
     sc.m[r] = ninf;
     sc.l[r] = 0.f;
-    if constexpr (Observe) sc.obs_n[r] = 0;
+    if constexpr (Observe) {
+      sc.obs_n[r] = 0;
+      sc.obs_dense[r] = job.list == nullptr;  // (a gathered list names its own slots)
+    }
   }
   const int64_t t_lo = s.q_pos0 + job.i0, t_hi = s.q_pos0 + job.i1 - 1;
   const bool pack_v = (D % W) != 0;
@@ -413,12 +416,19 @@ static void run_job(const Job& job, Scratch& sc) {
         float* os = sc.obs_s + r * s.n_kv;
         int32_t* oj = sc.obs_j + r * s.n_kv;
         int64_t n = sc.obs_n[r];
+        bool dense = sc.obs_dense[r];
+        // The row stops being dense: its slots so far (0..n-1) are written out.
+        auto undense = [&] {
+          std::memcpy(oj, sc.iota, static_cast<size_t>(n) * sizeof(int32_t));
+          dense = false;
+        };
         if (sc.cls[r] == kFull) {
           // No mask in this tile: every key is visited (bulk copy, vectorised index fill).
           std::memcpy(os + n, srow, static_cast<size_t>(nk) * sizeof(float));
+          if (dense && j0 != n) undense();
           if (listed) {
             std::memcpy(oj + n, job.list + j0, static_cast<size_t>(nk) * sizeof(int32_t));
-          } else {
+          } else if (!dense) {
             const int32_t base = static_cast<int32_t>(j0);
             for (int jj = 0; jj < nk; ++jj) oj[n + jj] = base + jj;
           }
@@ -427,12 +437,14 @@ static void run_job(const Job& job, Scratch& sc) {
           for (int jj = 0; jj < nk; ++jj) {
             if (srow[jj] != ninf) {
               os[n] = srow[jj];
-              oj[n] = listed ? job.list[j0 + jj] : static_cast<int32_t>(j0 + jj);
+              if (dense && j0 + jj != n) undense();
+              if (!dense) oj[n] = listed ? job.list[j0 + jj] : static_cast<int32_t>(j0 + jj);
               ++n;
             }
           }
         }
         sc.obs_n[r] = n;
+        sc.obs_dense[r] = dense;
       }
       const float m_old = sc.m[r];
       const float m_new = m_old > mt ? m_old : mt;
@@ -492,7 +504,8 @@ static void run_job(const Job& job, Scratch& sc) {
         pd_t += double(p) * d;
       }
       const double entropy = n > 0 && l > 0.f ? std::log(double(l)) * psum_t - 0.6931471805599453 * pd_t : 0.0;
-      job.observer->on_row_with_entropy(head, s.q_pos0 + i, sc.probs, sc.obs_j + r * s.n_kv, n, entropy);
+      const int32_t* slots = sc.obs_dense[r] ? sc.iota : sc.obs_j + r * s.n_kv;
+      job.observer->on_row_with_entropy(head, s.q_pos0 + i, sc.probs, slots, n, entropy);
     }
   }
 }

@@ -179,10 +179,14 @@ struct Scratch {
   float* m = nullptr;    // [rows] running max (log2 domain)
   float* l = nullptr;    // [rows] running sum
   int8_t* cls = nullptr; // [rows] tile class of each row
-  // Observer only: each row's visited slots and raw scores, O(n_kv) per row.
+  // Observer only: each row's visited slots and raw scores, O(n_kv) per row. A row whose
+  // visited slots so far are exactly 0, 1, ..., n-1 (dense causal attention) writes no
+  // slots (obs_dense[r] = 1) and is handed `iota` (slot j at index j) instead.
   float* obs_s = nullptr;
   int32_t* obs_j = nullptr;
   int64_t* obs_n = nullptr;
+  int8_t* obs_dense = nullptr;
+  const int32_t* iota = nullptr;  // [n_kv] 0, 1, 2, ...
   float* probs = nullptr;  // [n_kv] one row's probabilities
 };
 
