@@ -28,6 +28,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "ops/attention.h"
+#include "model/profile.h"
 
 using namespace attnsparse;
 using namespace attnsparse::analysis;
@@ -47,6 +48,13 @@ struct Clock {
     return {t.wall - wall, t.cpu - cpu};
   }
 };
+
+// With ATTNSPARSE_PROFILE=1: the forward pass's wall time per op since the last call.
+void print_profile(const char* pass) {
+  if (!profile::enabled()) return;
+  std::printf("  [%s] %s\n", pass, profile::report().c_str());
+  profile::reset();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -110,17 +118,20 @@ int main(int argc, char** argv) {
           const Clock d = t0.since();
           t_plain.push_back(d.cpu);
           w_plain.push_back(d.wall);
+          print_profile("plain");
         }
         {
           // analyze_documents with no rows still runs the model with the collector's observer.
           Clock t0 = Clock::now();
           analyze_documents(source, docs, observed, RunControl{});
           t_observed.push_back(t0.since().cpu);
+          print_profile("observed");
           t0 = Clock::now();
           rows = analyze_documents(source, docs, analysed, RunControl{}).rows_this_run;
           const Clock d = t0.since();
           t_analysed.push_back(d.cpu);
           w_analysed.push_back(d.wall);
+          print_profile("analysed");
         }
       }
       const double p = median(t_plain), o = median(t_observed), a = median(t_analysed);
