@@ -46,17 +46,26 @@ void add_fixed(int64_t* acc, const float* probs, int64_t n) {
   for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
 }
 
-// Indices of the k largest entries of v[0..n) ordered by (value desc, index asc).
+// Indices of the k largest entries of v[0..n) ordered by (value desc, index asc): one pass
+// with a heap of the k best so far (most entries lose to its worst and cost one compare).
 template <typename T>
 std::vector<int32_t> top_indices(const T* v, int64_t n, int k) {
-  std::vector<int32_t> idx(n);
-  for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
+  auto better = [v](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); };
   const int64_t kk = std::min<int64_t>(k, n);
-  std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [v](int32_t a, int32_t b) {
-    return v[a] > v[b] || (v[a] == v[b] && a < b);
-  });
-  // A vector of exactly kk entries (the caller may keep many of them: no n-long capacity).
-  return std::vector<int32_t>(idx.begin(), idx.begin() + kk);
+  std::vector<int32_t> heap;  // exactly kk entries (callers keep many: no n-long capacity)
+  heap.reserve(size_t(kk));
+  if (kk == 0) return heap;
+  int32_t j = 0;
+  for (; j < kk; ++j) heap.push_back(j);
+  std::make_heap(heap.begin(), heap.end(), better);  // front: the worst kept
+  for (; j < n; ++j) {
+    if (!better(j, heap.front())) continue;
+    std::pop_heap(heap.begin(), heap.end(), better);
+    heap.back() = j;
+    std::push_heap(heap.begin(), heap.end(), better);
+  }
+  std::sort(heap.begin(), heap.end(), better);
+  return heap;
 }
 
 }  // namespace

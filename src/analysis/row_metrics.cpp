@@ -675,6 +675,15 @@ double entropy(const float* probs, int64_t n) {
 }
 
 namespace {
+// The sum of v[0..n) in double.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+double segment_sum(const float* v, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += double(v[j]);
+  return s;
+}
+
 // How many entries of v exceed x, counting no further than `enough` (blocks of 64 entries:
 // a row's first few blocks usually settle it).
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -708,7 +717,20 @@ RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64
     m.sink_argmax = larger == 0;
     m.sink_top5 = larger < 5;
   }
-  // Recency: keys with position > t - w, scanning back from the newest key.
+  // Recency: keys with position > t - w.
+  if (key_pos == nullptr && n - 1 <= query_pos) {
+    // Slot j is position j: window w is the slots from t - w + 1 on, summed segment by
+    // segment (vectorised) from the newest.
+    double acc = 0;
+    int64_t hi = n;
+    for (size_t wi = 0; wi < kRecencyWindows.size(); ++wi) {
+      const int64_t lo = std::clamp<int64_t>(query_pos - kRecencyWindows[wi] + 1, 0, hi);
+      acc += segment_sum(probs + lo, hi - lo);
+      m.recency[wi] = acc;
+      hi = lo;
+    }
+    return m;
+  }
   double acc = 0;
   size_t wi = 0;
   const int max_w = kRecencyWindows.back();
