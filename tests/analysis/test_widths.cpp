@@ -114,6 +114,24 @@ TEST_P(WidthsAtLevel, MatchTheDefinitionOnRowsOfEveryShape) {
 INSTANTIATE_TEST_SUITE_P(Levels, WidthsAtLevel, ::testing::Values(cpu::Level::Portable, cpu::Level::Avx2, cpu::Level::Avx512),
                          [](const auto& info) { return std::string(cpu::name(info.param)); });
 
+TEST(Widths, ALevelReachedExactlyCountsTheEntryThatReachesIt) {
+  // Exact binary fractions: two entries of 1/4 reach p = 0.5 exactly, so width_p50 is 2
+  // (cumulative mass >= p); then 128 entries of 2^-8 and 126 zeros, shuffled.
+  std::vector<float> row = {0.25f, 0.25f};
+  for (int j = 0; j < 128; ++j) row.push_back(std::ldexp(1.0f, -8));
+  for (int j = 0; j < 126; ++j) row.push_back(0.f);
+  std::mt19937_64 rng(3);
+  for (int rep = 0; rep < 4; ++rep) {
+    std::shuffle(row.begin(), row.end(), rng);
+    std::vector<float> scratch;
+    std::array<int32_t, 4> w{};
+    widths(row.data(), int64_t(row.size()), kWidthLevels.data(), 4, w.data(), scratch);
+    // 0.9 - 0.5 = 102.4 entries of 2^-8 -> 103; 0.45 -> 115.2 -> 116; 0.49 -> 125.44 -> 126.
+    EXPECT_EQ(w, (std::array<int32_t, 4>{2, 2 + 103, 2 + 116, 2 + 126}));
+    EXPECT_EQ(w, naive_widths(row));
+  }
+}
+
 TEST(Widths, RowsThatNeverReachALevelGiveN) {
   // Mass 0.98 in total: p = 0.99 is never reached, the others are.
   std::vector<float> row(500, 0.98f / 500);
