@@ -143,6 +143,60 @@ TEST(Ubatch, LogitsStreamedPerMicroBatchEqualTheCollectedOnes) {
   EXPECT_TRUE(same_bits(streamed, all));
 }
 
+// A hook that runs the model itself (a forward on another cache, on the same thread, in
+// the middle of the outer one's layers): the outer call's hidden state and activation
+// buffers must be its own, so its logits and cache are those of a run without the hook.
+class NestedForward : public AttentionHooks {
+ public:
+  NestedForward(const Model& m, std::vector<int32_t> tokens) : m_(m), tokens_(std::move(tokens)) {}
+  void after_attention(int layer, const ops::AttentionShape&, const ops::AttentionArgs&) override {
+    KVCache inner = m_.make_cache(static_cast<int64_t>(tokens_.size()));
+    ForwardOptions o;
+    o.ubatch = 8;
+    std::vector<float> logits;
+    m_.forward(tokens_, inner, o, logits);
+    inner_logits = std::move(logits);
+    ++calls;
+  }
+  bool reads_kv() const override { return false; }
+  std::vector<float> inner_logits;
+  int calls = 0;
+
+ private:
+  const Model& m_;
+  std::vector<int32_t> tokens_;
+};
+
+TEST(Ubatch, AForwardInsideAHookLeavesTheOuterForwardUnchanged) {
+  const std::string dir = std::string(ATTNSPARSE_SHARED_DIR) + "/reference";
+  const auto model = Model::load(dir + "/models/llama-spm-f32.gguf");
+  const std::vector<int32_t> all = read_ids(dir + "/expected/llama-spm-f32.random.tokens.txt");
+  const std::vector<int32_t> outer(all.begin(), all.begin() + 96), inner(all.begin() + 100, all.begin() + 131);
+  const std::vector<int64_t> rows = {0, 40, 95};
+  auto run_outer = [&](AttentionHooks* hooks, std::vector<float>& logits, KVCache& cache) {
+    ForwardOptions o;
+    o.ubatch = 32;  // micro-batches that reuse the activation buffers between them
+    o.logit_rows = rows;
+    o.hooks = hooks;
+    model->forward(outer, cache, o, logits);
+  };
+  KVCache plain_cache = model->make_cache(96), hooked_cache = model->make_cache(96);
+  std::vector<float> plain, hooked;
+  run_outer(nullptr, plain, plain_cache);
+  NestedForward hook(*model, inner);
+  run_outer(&hook, hooked, hooked_cache);
+  EXPECT_EQ(hook.calls, 3 * int(model->config().n_layer));
+  EXPECT_TRUE(same_bits(hooked, plain));
+  EXPECT_TRUE(same_bits(hooked_cache.k[0], plain_cache.k[0]));
+  // The inner forward itself is right too: the same logits as on its own.
+  KVCache alone = model->make_cache(int64_t(inner.size()));
+  ForwardOptions o;
+  o.ubatch = 8;
+  std::vector<float> want;
+  model->forward(inner, alone, o, want);
+  EXPECT_TRUE(same_bits(hook.inner_logits, want));
+}
+
 TEST(Ubatch, DefaultIsSettableAndNegativeIsRejected) {
   const int64_t saved = default_ubatch();
   EXPECT_EQ(saved, 512);
