@@ -509,7 +509,9 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   sc.ids.resize(size_t(m));
   uint16_t* ids = sc.ids.data();
   const int64_t same = level0_ids(v, m, top, shift, last, ids);
+  // (Both allocated before any add: nothing may throw while the copies hold this row.)
   if (sc.copies.empty()) sc.copies.assign(size_t(kCopies * kCopyStride), 0.0);  // zero from here on
+  sc.folded.resize(size_t(kMaxBins));
   double* h = sc.copies.data();
   const uint32_t reach0 = std::min(reach, last - 1);  // buckets below the catch-all
   // Rows whose neighbours rarely share a bucket add to one histogram (no copies to sum);
@@ -527,7 +529,6 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
     mass = h;
   } else {
     accumulate<kCopies>(v, ids, m, h);
-    sc.folded.resize(size_t(kMaxBins));
     fold_copies(h, reach0, last, sc.folded.data());
     mass = sc.folded.data();
   }
