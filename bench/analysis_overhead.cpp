@@ -10,6 +10,9 @@
 //
 //   analysis_overhead MODEL.gguf [n ...] [--reps R] [--threads T] [--stride S]
 //
+// With ATTNSPARSE_PROFILE=1 in the environment, each pass also prints the forward pass's
+// wall time per op (matmul, attention, ...): the statistics show up inside `attention`.
+//
 // Example (the numbers in bench/results/analysis.md):
 //   build/attnsparse synth --preset tinyllama-1.1b --layers 2 --out /tmp/tl2.gguf
 //   build/analysis_overhead /tmp/tl2.gguf 1024 2048 4096 --reps 3 --threads 2
