@@ -450,6 +450,14 @@ TEST(HostileHf, TokenizerJsonTypesAndVocabularySize) {
   t = tok;
   t["added_tokens"] = {{{"id", 5000}, {"content", "<big>"}, {"special", true}}};
   EXPECT_HAS(tokenizer_error(t), "the tokenizer has 5001 tokens but the embedding only 512 rows");
+  // A few named ids and one far beyond them (found by fuzzing: every id up to the largest
+  // got a token, 2 GB and 13 s for a 4 KB file).
+  t = tok;
+  t["model"]["vocab"]["<far>"] = 8888429;
+  EXPECT_HAS(tokenizer_error(t), "tokenizer.json: token id 8888429 leaves 8888129 ids without a token for 301 named ones");
+  t = tok;
+  t["added_tokens"] = {{{"id", 1000000}, {"content", "<far>"}, {"special", true}}};
+  EXPECT_HAS(tokenizer_error(t), "token id 1000000 leaves 999700 ids without a token for 301 named ones");
   t = tok;
   t["post_processor"] = {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", 3}}}}}}};
   EXPECT_HAS(tokenizer_error(t), "tokenizer.json: unexpected JSON structure");
