@@ -1,5 +1,6 @@
 // The architecture table (model/arch.h) and the per-layer attention pattern.
 #include "model/arch.h"
+#include "model/config_validate.h"
 
 #include <fmt/format.h>
 
@@ -215,6 +216,7 @@ void finalize_config(ModelConfig& c, const std::vector<bool>& pattern) {
     else if (v == "on" || v == "1" || v.empty()) c.sliding_window_applied = true;
     else fail("ATTNSPARSE_SLIDING_WINDOW must be 'on' or 'off', got '{}'", v);
   }
+  if (c.n_layer < 1 || c.n_layer > kMaxLayers) fail("the layer count {} is outside 1..{}", c.n_layer, kMaxLayers);
   c.layers.assign(c.n_layer, LayerAttention{false, 0, c.rope_base});
   if (c.sliding_window <= 0 || a.swa_period < 0) return;
   if (!pattern.empty() && static_cast<int64_t>(pattern.size()) != c.n_layer)

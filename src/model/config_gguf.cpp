@@ -9,6 +9,7 @@
 #include "io/gguf.h"
 #include "model/arch.h"
 #include "model/config.h"
+#include "model/config_validate.h"
 
 namespace attnsparse {
 
@@ -51,6 +52,8 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.n_ctx = require_int(f, a + "context_length");
   c.n_embd = require_int(f, a + "embedding_length");
   c.n_layer = require_int(f, a + "block_count");
+  if (c.n_layer > kMaxLayers)  // before anything is sized by it
+    fail_file(f.path(), "metadata key '{}' is {}: more than {} layers", a + "block_count", c.n_layer, kMaxLayers);
   c.n_ff = require_int(f, a + "feed_forward_length");
   c.n_head = require_int(f, a + "attention.head_count");
   c.n_kv_head = bounded(f, a + "attention.head_count_kv", f.get_int(a + "attention.head_count_kv").value_or(c.n_head));

@@ -354,6 +354,10 @@ TEST(HostileGguf, OutOfRangeHyperParametersAreRefused) {
        "the normalisation epsilon is -1; it must be a finite number in (0, 1]"},
       {"eps_nan", [](GgufWriter& w) { w.set_f32("llama.attention.layer_norm_rms_epsilon", NAN); },
        "the normalisation epsilon is nan"},
+      // Found by fuzz_gguf: per-layer tables were sized by the count before it was checked
+      // (922,746,880 layers: 2 GB and seconds before any error).
+      {"layers_huge", [](GgufWriter& w) { w.set_u32("llama.block_count", 922746880u); },
+       "metadata key 'llama.block_count' is 922746880: more than 4096 layers"},
       {"theta0", [](GgufWriter& w) { w.set_f32("llama.rope.freq_base", 0.f); }, "the RoPE base"},
       {"theta_neg", [](GgufWriter& w) { w.set_f32("llama.rope.freq_base", -10000.f); }, "the RoPE base"},
       {"theta_huge", [](GgufWriter& w) { w.set_f32("llama.rope.freq_base", 1e30f); }, "the RoPE base"},
