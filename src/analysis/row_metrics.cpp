@@ -366,6 +366,17 @@ inline uint16_t level0_id(float x, int64_t j, uint32_t top, int shift, uint32_t 
   return static_cast<uint16_t>(d < last ? d : last + 1 + (j & (kTailCells - 1)));
 }
 
+// The ids of entries j0..m-1 (scalar); returns how many share the bucket of the entry
+// before them, the catch-all bucket excepted.
+int64_t level0_ids_from(const float* v, int64_t j0, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
+  int64_t same = 0;
+  for (int64_t j = j0; j < m; ++j) {
+    ids[j] = level0_id(v[j], j, top, shift, last);
+    same += j > 0 && ids[j] < last && ids[j] == ids[j - 1];
+  }
+  return same;
+}
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -390,11 +401,7 @@ int64_t level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, ui
     same += __builtin_popcount(_mm512_mask_cmpeq_epi32_mask(inside, d, _mm512_alignr_epi32(d, prev_d, 15)));
     prev_d = d;
   }
-  for (; j < m; ++j) {
-    ids[j] = level0_id(v[j], j, top, shift, last);
-    same += j > 0 && ids[j] < last && ids[j] == ids[j - 1];
-  }
-  return same;
+  return same + level0_ids_from(v, j, m, top, shift, last, ids);
 }
 #pragma GCC diagnostic pop
 
@@ -402,12 +409,7 @@ int64_t level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, ui
 // the catch-all bucket excepted (a first entry counts as not sharing).
 int64_t level0_ids(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
   if (cpu::active_at_least(cpu::Level::Avx512)) return level0_ids_avx512(v, m, top, shift, last, ids);
-  int64_t same = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    ids[j] = level0_id(v[j], j, top, shift, last);
-    same += j > 0 && ids[j] < last && ids[j] == ids[j - 1];
-  }
-  return same;
+  return level0_ids_from(v, 0, m, top, shift, last, ids);
 }
 
 // The mass histogram: entry j adds its value to bucket ids[j] of copy j mod C.
