@@ -96,6 +96,7 @@ struct SelectScratch {
   std::vector<double> copies, folded;
   std::vector<float> gathered[2];  // per level: one region per boundary bucket, + a dummy cell
   std::vector<float> quick;
+  std::vector<float> stage;  // level 0: the boundary buckets' entries, before they are dealt
 };
 
 inline uint32_t float_bits(float x) { return std::bit_cast<uint32_t>(x); }
@@ -181,6 +182,40 @@ int64_t gather_bucket(const float* v, const uint16_t* ids, int64_t m, uint16_t b
   return k;
 }
 
+// v[0..m) (m <= kTiny) sorted descending into a. AVX-512: each entry's rank is counted
+// against all entries at once (those larger, and equal ones before it), with no
+// data-dependent branches; otherwise insertion sort.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+void sort_tiny_avx512(const float* v, int64_t m, float* a) {
+  static_assert(kTiny == 32);
+  const __mmask16 in0 = m >= 16 ? __mmask16(0xffff) : __mmask16((1u << m) - 1);
+  const __mmask16 in1 = m >= 32 ? __mmask16(0xffff) : m <= 16 ? __mmask16(0) : __mmask16((1u << (m - 16)) - 1);
+  const __m512 x0 = _mm512_maskz_loadu_ps(in0, v), x1 = _mm512_maskz_loadu_ps(in1, v + 16);
+  for (int64_t i = 0; i < m; ++i) {
+    const __m512 xi = _mm512_set1_ps(v[i]);
+    // lanes before i: bits 0..i-1 over the 32 entries
+    const uint32_t before = uint32_t((uint64_t(1) << i) - 1);
+    const uint32_t gt = uint32_t(_mm512_mask_cmp_ps_mask(in0, x0, xi, _CMP_GT_OQ)) |
+                        (uint32_t(_mm512_mask_cmp_ps_mask(in1, x1, xi, _CMP_GT_OQ)) << 16);
+    const uint32_t eq = uint32_t(_mm512_mask_cmp_ps_mask(in0, x0, xi, _CMP_EQ_OQ)) |
+                        (uint32_t(_mm512_mask_cmp_ps_mask(in1, x1, xi, _CMP_EQ_OQ)) << 16);
+    a[__builtin_popcount(gt) + __builtin_popcount(eq & before)] = v[i];
+  }
+}
+#pragma GCC diagnostic pop
+
+void sort_tiny(const float* v, int64_t m, float* a) {
+  if (cpu::active_at_least(cpu::Level::Avx512)) return sort_tiny_avx512(v, m, a);
+  for (int64_t j = 0; j < m; ++j) {
+    const float x = v[j];
+    int64_t k = j;
+    for (; k > 0 && a[k - 1] < x; --k) a[k] = a[k - 1];
+    a[k] = x;
+  }
+}
+
 // For each target (ascending), the smallest k such that the k largest entries of v sum to
 // at least the target; m + 1 when all of v does not reach it.
 // Level 0 buckets by `shift` bits (17: 1/64 octave, 19: 1/16 octave); level 1 by the 8
@@ -188,15 +223,10 @@ int64_t gather_bucket(const float* v, const uint16_t* ids, int64_t m, uint16_t b
 void select_counts(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int level, int shift,
                    SelectScratch& sc) {
   if (m <= kTiny) {
-    // A boundary bucket of a few entries (the usual case: 4-9 on real rows of 2,500 keys):
-    // sorted by insertion, then summed from the largest.
+    // A boundary bucket of a few entries (the usual case: 4-30 on rows of 4,096 keys):
+    // sorted (descending), then summed from the largest.
     float a[kTiny];
-    for (int64_t j = 0; j < m; ++j) {
-      const float x = v[j];
-      int64_t k = j;
-      for (; k > 0 && a[k - 1] < x; --k) a[k] = a[k - 1];
-      a[k] = x;
-    }
+    sort_tiny(v, m, a);
     int i = 0;
     while (i < nt && targets[i] <= 0) out[i++] = 0;
     double cum = 0;
@@ -416,6 +446,17 @@ int64_t level0_ids(const float* v, int64_t m, uint32_t top, int shift, uint32_t 
 template <int C>
 void accumulate(const float* v, const uint16_t* ids, int64_t m, double* h) {
   int64_t j = 0;
+  if constexpr (C == 1) {
+    for (; j + 8 <= m; j += 8) {
+      uint64_t w0, w1;
+      std::memcpy(&w0, ids + j, 8);
+      std::memcpy(&w1, ids + j + 4, 8);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) h[(w0 >> (16 * c)) & 0xffff] += v[j + c];
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) h[(w1 >> (16 * c)) & 0xffff] += v[j + 4 + c];
+    }
+  }
   for (; j + C <= m; j += C) {
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) h[c * kCopyStride + ids[j + c]] += v[j + c];
@@ -449,45 +490,78 @@ void fold_copies(double* copies, uint32_t reach, uint32_t last, double* folded) 
 
 // Entries of bucket b[s] (s < ns; tail cells count as bucket `last`) to out[s] (each with
 // 16 floats of slack), their number to size[s], and the number of entries in buckets of
-// larger values to above[s].
+// larger values to above[s]. `stage` has room for m + 32 floats.
+// AVX-512, branch free per 32 ids: the counts of ids below each b[s] in 16-bit lanes, and
+// the entries of any boundary bucket compressed to `stage`; the staged entries (few) are
+// then dealt to their buckets by their id, recomputed from their bits.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int NS>
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32_t last, const uint32_t* b, int ns,
-                          float* const* out, int64_t* size, int64_t* above) {
-  int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
+void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32_t top, int shift, uint32_t last,
+                          const uint32_t* b, float* const* out, int64_t* size, int64_t* above, float* stage) {
   const __m512i vlast = _mm512_set1_epi16(short(last));
-  __m512i want[4];
-  for (int s = 0; s < ns; ++s) want[s] = _mm512_set1_epi16(short(b[s]));
-  int64_t j = 0;
-  for (; j + 32 <= m; j += 32) {
-    const __m512i id = _mm512_min_epu16(_mm512_loadu_si512(ids + j), vlast);
-    const __m512 x0 = _mm512_loadu_ps(v + j), x1 = _mm512_loadu_ps(v + j + 16);
-    for (int s = 0; s < ns; ++s) {
-      up[s] += __builtin_popcount(_mm512_cmplt_epu16_mask(id, want[s]));
-      const __mmask32 hit = _mm512_cmpeq_epi16_mask(id, want[s]);
-      if (!hit) continue;
+  const __m512i minus1 = _mm512_set1_epi16(-1);
+  const __m512i ones = _mm512_set1_epi16(1);
+  __m512i want[NS], cnt[NS];
+  int64_t up[NS];
+  for (int s = 0; s < NS; ++s) want[s] = _mm512_set1_epi16(short(b[s])), up[s] = 0;
+  int64_t k = 0, j = 0;
+  constexpr int64_t kBlock = 32 * 32767;  // 16-bit lanes (summed as signed): at most 32,767 counts each
+  while (j + 32 <= m) {
+    const int64_t j_end = std::min(m, j + kBlock);
+    for (int s = 0; s < NS; ++s) cnt[s] = _mm512_setzero_si512();
+    for (; j + 32 <= j_end; j += 32) {
+      const __m512i id = _mm512_min_epu16(_mm512_loadu_si512(ids + j), vlast);
+      __mmask32 hit = 0;
+#pragma GCC unroll 4
+      for (int s = 0; s < NS; ++s) {
+        cnt[s] = _mm512_mask_sub_epi16(cnt[s], _mm512_cmplt_epu16_mask(id, want[s]), cnt[s], minus1);
+        hit |= _mm512_cmpeq_epi16_mask(id, want[s]);
+      }
       const __mmask16 h0 = __mmask16(hit), h1 = __mmask16(hit >> 16);
-      _mm512_storeu_ps(out[s] + k[s], _mm512_maskz_compress_ps(h0, x0));
-      k[s] += __builtin_popcount(h0);
-      _mm512_storeu_ps(out[s] + k[s], _mm512_maskz_compress_ps(h1, x1));
-      k[s] += __builtin_popcount(h1);
+      _mm512_storeu_ps(stage + k, _mm512_maskz_compress_ps(h0, _mm512_loadu_ps(v + j)));
+      k += __builtin_popcount(h0);
+      _mm512_storeu_ps(stage + k, _mm512_maskz_compress_ps(h1, _mm512_loadu_ps(v + j + 16)));
+      k += __builtin_popcount(h1);
     }
+    for (int s = 0; s < NS; ++s) up[s] += _mm512_reduce_add_epi32(_mm512_madd_epi16(cnt[s], ones));
   }
   for (; j < m; ++j) {
     const uint32_t id = std::min<uint32_t>(ids[j], last);
-    for (int s = 0; s < ns; ++s) {
+    bool any = false;
+    for (int s = 0; s < NS; ++s) {
       up[s] += id < b[s];
-      if (id == b[s]) out[s][k[s]++] = v[j];
+      any |= id == b[s];
+    }
+    stage[k] = v[j];
+    k += any;
+  }
+  int64_t n[NS];
+  for (int s = 0; s < NS; ++s) n[s] = 0;
+  for (int64_t x = 0; x < k; ++x) {
+    const float val = stage[x];
+    const uint32_t id = std::min(top - (float_bits(val) >> shift), last);
+#pragma GCC unroll 4
+    for (int s = 0; s < NS; ++s) {
+      out[s][n[s]] = val;
+      n[s] += id == b[s];
     }
   }
-  for (int s = 0; s < ns; ++s) size[s] = k[s], above[s] = up[s];
+  for (int s = 0; s < NS; ++s) size[s] = n[s], above[s] = up[s];
 }
 #pragma GCC diagnostic pop
 
-void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t last, const uint32_t* b, int ns,
-                   float* const* out, int64_t* size, int64_t* above) {
-  if (cpu::active_at_least(cpu::Level::Avx512)) return gather_level0_avx512(v, ids, m, last, b, ns, out, size, above);
+void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t top, int shift, uint32_t last,
+                   const uint32_t* b, int ns, float* const* out, int64_t* size, int64_t* above, float* stage) {
+  if (cpu::active_at_least(cpu::Level::Avx512)) {
+    switch (ns) {
+      case 1: return gather_level0_avx512<1>(v, ids, m, top, shift, last, b, out, size, above, stage);
+      case 2: return gather_level0_avx512<2>(v, ids, m, top, shift, last, b, out, size, above, stage);
+      case 3: return gather_level0_avx512<3>(v, ids, m, top, shift, last, b, out, size, above, stage);
+      default: return gather_level0_avx512<4>(v, ids, m, top, shift, last, b, out, size, above, stage);
+    }
+  }
   int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
   for (int64_t j = 0; j < m; ++j) {
     const uint32_t id = std::min<uint32_t>(ids[j], last);
@@ -599,7 +673,8 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   gathered.resize(size_t(n_slots) * size_t(m + 16));
   float* dst[4];
   for (int s = 0; s < n_slots; ++s) dst[s] = gathered.data() + size_t(s) * size_t(m + 16);
-  gather_level0(v, ids, m, last, slot_bucket, n_slots, dst, slot_size, slot_above);
+  sc.stage.resize(size_t(m + 32));
+  gather_level0(v, ids, m, top, shift, last, slot_bucket, n_slots, dst, slot_size, slot_above, sc.stage.data());
   for (int s = 0; s < n_slots; ++s) {
     double sub_targets[4];
     int which[4], k = 0;

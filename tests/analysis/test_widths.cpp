@@ -111,6 +111,18 @@ TEST_P(WidthsAtLevel, MatchTheDefinitionOnRowsOfEveryShape) {
   }
 }
 
+TEST_P(WidthsAtLevel, MatchTheDefinitionOnARowOfOverAMillionKeys) {
+  // Longer than one block of the gathering pass's 16-bit counters (32 x 32,767 ids): the
+  // counts above each boundary bucket carry across blocks.
+  if (int(cpu::supported()) < int(GetParam())) GTEST_SKIP() << "this CPU lacks the level";
+  cpu::ScopedLevel level(GetParam());
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> z(0, 1);
+  std::vector<double> logits(32 * 32767 * 2 + 4321);
+  for (auto& x : logits) x = 2.0 * z(rng);
+  expect_matches_definition(softmax(logits), "long gaussian row");
+}
+
 INSTANTIATE_TEST_SUITE_P(Levels, WidthsAtLevel, ::testing::Values(cpu::Level::Portable, cpu::Level::Avx2, cpu::Level::Avx512),
                          [](const auto& info) { return std::string(cpu::name(info.param)); });
 
