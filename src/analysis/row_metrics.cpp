@@ -96,7 +96,7 @@ struct SelectScratch {
   std::vector<double> copies, folded;
   std::vector<float> gathered[2];  // per level: one region per boundary bucket, + a dummy cell
   std::vector<float> quick;
-  std::vector<float> stage;  // level 0: the boundary buckets' entries, before they are dealt
+  std::vector<int32_t> stage;  // level 0: the boundary buckets' entries (indices), before they are dealt
 };
 
 inline uint32_t float_bits(float x) { return std::bit_cast<uint32_t>(x); }
@@ -490,19 +490,22 @@ void fold_copies(double* copies, uint32_t reach, uint32_t last, double* folded) 
 
 // Entries of bucket b[s] (s < ns; tail cells count as bucket `last`) to out[s] (each with
 // 16 floats of slack), their number to size[s], and the number of entries in buckets of
-// larger values to above[s]. `stage` has room for m + 32 floats.
+// larger values to above[s]. `stage` has room for m + 32 indices.
 // AVX-512, branch free per 32 ids: the counts of ids below each b[s] in 16-bit lanes, and
-// the entries of any boundary bucket compressed to `stage`; the staged entries (few) are
-// then dealt to their buckets by their id, recomputed from their bits.
+// the indices of any boundary bucket's entries compressed to `stage` (the row itself is
+// not read); the staged entries (few) are then dealt to their buckets by their id,
+// recomputed from their bits.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <int NS>
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32_t top, int shift, uint32_t last,
-                          const uint32_t* b, float* const* out, int64_t* size, int64_t* above, float* stage) {
+                          const uint32_t* b, float* const* out, int64_t* size, int64_t* above, int32_t* stage) {
   const __m512i vlast = _mm512_set1_epi16(short(last));
   const __m512i minus1 = _mm512_set1_epi16(-1);
   const __m512i ones = _mm512_set1_epi16(1);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i sixteen = _mm512_set1_epi32(16);
   __m512i want[NS], cnt[NS];
   int64_t up[NS];
   for (int s = 0; s < NS; ++s) want[s] = _mm512_set1_epi16(short(b[s])), up[s] = 0;
@@ -520,9 +523,10 @@ void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32
         hit |= _mm512_cmpeq_epi16_mask(id, want[s]);
       }
       const __mmask16 h0 = __mmask16(hit), h1 = __mmask16(hit >> 16);
-      _mm512_storeu_ps(stage + k, _mm512_maskz_compress_ps(h0, _mm512_loadu_ps(v + j)));
+      const __m512i jj = _mm512_add_epi32(_mm512_set1_epi32(int(j)), lane);
+      _mm512_storeu_si512(stage + k, _mm512_maskz_compress_epi32(h0, jj));
       k += __builtin_popcount(h0);
-      _mm512_storeu_ps(stage + k, _mm512_maskz_compress_ps(h1, _mm512_loadu_ps(v + j + 16)));
+      _mm512_storeu_si512(stage + k, _mm512_maskz_compress_epi32(h1, _mm512_add_epi32(jj, sixteen)));
       k += __builtin_popcount(h1);
     }
     for (int s = 0; s < NS; ++s) up[s] += _mm512_reduce_add_epi32(_mm512_madd_epi16(cnt[s], ones));
@@ -534,13 +538,13 @@ void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32
       up[s] += id < b[s];
       any |= id == b[s];
     }
-    stage[k] = v[j];
+    stage[k] = int32_t(j);
     k += any;
   }
   int64_t n[NS];
   for (int s = 0; s < NS; ++s) n[s] = 0;
   for (int64_t x = 0; x < k; ++x) {
-    const float val = stage[x];
+    const float val = v[stage[x]];
     const uint32_t id = std::min(top - (float_bits(val) >> shift), last);
 #pragma GCC unroll 4
     for (int s = 0; s < NS; ++s) {
@@ -553,7 +557,7 @@ void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32
 #pragma GCC diagnostic pop
 
 void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t top, int shift, uint32_t last,
-                   const uint32_t* b, int ns, float* const* out, int64_t* size, int64_t* above, float* stage) {
+                   const uint32_t* b, int ns, float* const* out, int64_t* size, int64_t* above, int32_t* stage) {
   if (cpu::active_at_least(cpu::Level::Avx512)) {
     switch (ns) {
       case 1: return gather_level0_avx512<1>(v, ids, m, top, shift, last, b, out, size, above, stage);
