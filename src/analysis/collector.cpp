@@ -46,28 +46,6 @@ void add_fixed(int64_t* acc, const float* probs, int64_t n) {
   for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
 }
 
-// Indices of the k largest entries of v[0..n) ordered by (value desc, index asc): one pass
-// with a heap of the k best so far (most entries lose to its worst and cost one compare).
-template <typename T>
-std::vector<int32_t> top_indices(const T* v, int64_t n, int k) {
-  auto better = [v](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); };
-  const int64_t kk = std::min<int64_t>(k, n);
-  std::vector<int32_t> heap;  // exactly kk entries (callers keep many: no n-long capacity)
-  heap.reserve(size_t(kk));
-  if (kk == 0) return heap;
-  int32_t j = 0;
-  for (; j < kk; ++j) heap.push_back(j);
-  std::make_heap(heap.begin(), heap.end(), better);  // front: the worst kept
-  for (; j < n; ++j) {
-    if (!better(j, heap.front())) continue;
-    std::pop_heap(heap.begin(), heap.end(), better);
-    heap.back() = j;
-    std::push_heap(heap.begin(), heap.end(), better);
-  }
-  std::sort(heap.begin(), heap.end(), better);
-  return heap;
-}
-
 }  // namespace
 
 DocumentCollector::DocumentCollector(const DocumentPlan& plan, const AnalysisParams& params,
@@ -190,7 +168,11 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
     PairData& pd = hp.pairs[a][g];
     pd.seen = true;
     pd.row.assign(t + 1, 0.f);
-    for (int64_t j = 0; j < n && position(j) <= t; ++j) pd.row[position(j)] = probs[j];
+    if (keys == nullptr) {
+      std::copy_n(probs, std::min<int64_t>(n, t + 1), pd.row.begin());
+    } else {
+      for (int64_t j = 0; j < n && keys[j] <= t; ++j) pd.row[keys[j]] = probs[j];
+    }
     // The anchor's heavy set is known once its micro-batch has ended (t_a < q_pos0_).
     if (a < lp.folded) compact_pair(hp, a, pd);
   }
@@ -199,9 +181,8 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
 void DocumentCollector::compact_pair(const HeadPersistence& hp, int32_t anchor, PairData& pd) const {
   const std::vector<float>& r = pd.row;
   const int64_t t = plan_.anchors[anchor];
-  pd.top = top_indices(r.data(), t + 1, kTopK.back());
-  pd.mass = 0;
-  for (float x : r) pd.mass += x;
+  pd.top = topk_indices(r.data(), t + 1, kTopK.back());
+  pd.mass = segment_sum(r.data(), int64_t(r.size()));
   const std::vector<int32_t>& heavy = hp.heavy[anchor];
   for (size_t ki = 0; ki < kTopK.size(); ++ki) {
     const int64_t k = std::min<int64_t>(kTopK[ki], t + 1);
@@ -238,7 +219,7 @@ void DocumentCollector::persistence_chunk_done(int layer) {
       const std::vector<int64_t>& bucket = hp.buckets[a];
       for (int64_t j = 0; j < int64_t(bucket.size()); ++j) hp.accumulated[j] += bucket[j];
       hp.buckets[a] = std::vector<int64_t>();
-      hp.heavy[a] = top_indices(hp.accumulated.data(), t + 1, kTopK.back());
+      hp.heavy[a] = topk_indices(hp.accumulated.data(), t + 1, kTopK.back());
     }
     for (int32_t a = 0; a < folded; ++a)
       for (PairData& pd : hp.pairs[a])

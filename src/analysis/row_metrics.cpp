@@ -722,28 +722,6 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
   }
 }
 
-std::vector<int32_t> topk_indices(const float* probs, int64_t n, int k) {
-  // "better" = larger value, then lower index. Keep a heap whose top is the worst kept.
-  auto better = [probs](int32_t i, int32_t j) {
-    return probs[i] > probs[j] || (probs[i] == probs[j] && i < j);
-  };
-  const int64_t kk = std::min<int64_t>(k, n);
-  std::vector<int32_t> heap;
-  heap.reserve(kk);
-  for (int32_t j = 0; j < n; ++j) {
-    if (int64_t(heap.size()) < kk) {
-      heap.push_back(j);
-      std::push_heap(heap.begin(), heap.end(), better);
-    } else if (kk > 0 && better(j, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), better);
-      heap.back() = j;
-      std::push_heap(heap.begin(), heap.end(), better);
-    }
-  }
-  std::sort(heap.begin(), heap.end(), better);
-  return heap;
-}
-
 namespace {
 // ln(x) for normal positive floats, |error| < 1e-7 absolute on the mantissa part; branch
 // free so that the entropy loop vectorises. x = 2^e * m with m in [sqrt(1/2), sqrt(2)).
@@ -777,8 +755,7 @@ double entropy(const float* probs, int64_t n) {
   return h;
 }
 
-namespace {
-// The sum of v[0..n) in double.
+// The sum of v[0..n) in double (vectorised: the order of the adds is the SIMD level's).
 __attribute__((target_clones("avx512f", "avx2", "default")))
 double segment_sum(const float* v, int64_t n) {
   double s = 0;
@@ -786,6 +763,8 @@ double segment_sum(const float* v, int64_t n) {
   for (int64_t j = 0; j < n; ++j) s += double(v[j]);
   return s;
 }
+
+namespace {
 
 // How many entries of v exceed x, counting no further than `enough` (blocks of 64 entries:
 // a row's first few blocks usually settle it).

@@ -60,9 +60,45 @@ void widths_quickselect(const float* probs, int64_t n, const double* levels, int
 template <typename T>
 void mass_widths_inplace(T* a, int64_t n, const double* levels, int n_levels, int64_t* out);
 
-// Indices (into probs) of the k largest entries ordered by (value desc, index asc);
-// ties are broken by the lower index. Returns min(k, n) indices.
-std::vector<int32_t> topk_indices(const float* probs, int64_t n, int k);
+// Indices (into v) of the k largest entries ordered by (value desc, index asc); ties are
+// broken by the lower index. Returns min(k, n) indices. float rows and the int64
+// accumulated attention of persistence.
+template <typename T>
+std::vector<int32_t> topk_indices(const T* v, int64_t n, int k) {
+  auto better = [v](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); };
+  const int64_t kk = std::min<int64_t>(k, n);
+  std::vector<int32_t> heap;  // exactly kk entries (callers keep many: no n-long capacity)
+  heap.reserve(size_t(kk));
+  if (kk <= 0) return heap;
+  int64_t j = 0;
+  for (; j < kk; ++j) heap.push_back(int32_t(j));
+  std::make_heap(heap.begin(), heap.end(), better);  // front: the worst kept
+  // Every kept index is below j, so entry j enters exactly when it is larger than the
+  // worst kept; blocks of 16 with none larger are passed over with one test.
+  constexpr int kBlock = 16;
+  while (j < n) {
+    const T worst = v[heap.front()];
+    if (j + kBlock <= n) {
+      bool any = false;
+      for (int x = 0; x < kBlock; ++x) any |= v[j + x] > worst;
+      if (!any) {
+        j += kBlock;
+        continue;
+      }
+    }
+    if (v[j] > worst) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = int32_t(j);
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
+    ++j;
+  }
+  std::sort(heap.begin(), heap.end(), better);
+  return heap;
+}
+
+// The sum of v[0..n) in double.
+double segment_sum(const float* v, int64_t n);
 
 // Entropy in nats, -sum a ln a over a > 0, accumulated in double.
 double entropy(const float* probs, int64_t n);
