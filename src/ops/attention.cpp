@@ -101,10 +101,9 @@ void grow(std::vector<T>& v, int64_t n) {
 // and zeroing each time. Nothing relies on their previous contents.
 Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
   const int64_t tk = detail::kTileKeys;
-  static thread_local std::vector<float> buf, obs_s;
+  static thread_local std::vector<float> buf, obs_s, probs;
   static thread_local std::vector<int8_t> cls, obs_dense;
-  static thread_local std::vector<int32_t> obs_j, iota, obs_nseg;
-  static thread_local std::vector<detail::ObsSegment> obs_seg;
+  static thread_local std::vector<int32_t> obs_j, iota;
   static thread_local std::vector<int64_t> obs_n;
   static thread_local Scratch sc;
   grow(buf, rows * dp * 2 + rows * tk + dp * tk + tk * dp + rows * 2 + 64);
@@ -123,9 +122,7 @@ Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
     grow(obs_j, rows * n_kv + 1);
     grow(obs_n, rows);
     grow(obs_dense, rows);
-    sc.obs_seg_cap = n_kv / tk + 2;  // (a row's tiles: n_kv / tk, rounded up)
-    grow(obs_seg, rows * sc.obs_seg_cap);
-    grow(obs_nseg, rows);
+    grow(probs, n_kv + 16);
     if (static_cast<int64_t>(iota.size()) < n_kv) {
       const int64_t from = static_cast<int64_t>(iota.size());
       iota.resize(n_kv);
@@ -136,8 +133,7 @@ Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
     sc.obs_n = obs_n.data();
     sc.obs_dense = obs_dense.data();
     sc.iota = iota.data();
-    sc.obs_seg = obs_seg.data();
-    sc.obs_nseg = obs_nseg.data();
+    sc.probs = probs.data();
   }
   return sc;
 }

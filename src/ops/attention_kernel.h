@@ -303,7 +303,6 @@ static void run_job(const Job& job, Scratch& sc) {
     sc.l[r] = 0.f;
     if constexpr (Observe) {
       sc.obs_n[r] = 0;
-      sc.obs_nseg[r] = 0;
       sc.obs_dense[r] = job.list == nullptr;  // (a gathered list names its own slots)
     }
   }
@@ -413,22 +412,19 @@ static void run_job(const Job& job, Scratch& sc) {
         for (int jj = 0; jj < kTileKeys; jj += W) store(srow + jj, vf{});
         continue;
       }
-      // (Observe) this tile's visited entries start at index obs_n0 of the row; a partial
-      // tile's visited columns are listed in `pick`.
-      [[maybe_unused]] int64_t obs_n0 = 0, obs_picked = 0;
-      [[maybe_unused]] int32_t pick[kTileKeys];
       if constexpr (Observe) {
+        float* os = sc.obs_s + r * s.n_kv;
         int32_t* oj = sc.obs_j + r * s.n_kv;
         int64_t n = sc.obs_n[r];
         bool dense = sc.obs_dense[r];
-        obs_n0 = n;
         // The row stops being dense: its slots so far (0..n-1) are written out.
         auto undense = [&] {
           std::memcpy(oj, sc.iota, static_cast<size_t>(n) * sizeof(int32_t));
           dense = false;
         };
         if (sc.cls[r] == kFull) {
-          // No mask in this tile: every key is visited (vectorised index fill).
+          // No mask in this tile: every key is visited (bulk copy, vectorised index fill).
+          std::memcpy(os + n, srow, static_cast<size_t>(nk) * sizeof(float));
           if (dense && j0 != n) undense();
           if (listed) {
             std::memcpy(oj + n, job.list + j0, static_cast<size_t>(nk) * sizeof(int32_t));
@@ -440,7 +436,7 @@ static void run_job(const Job& job, Scratch& sc) {
         } else {
           for (int jj = 0; jj < nk; ++jj) {
             if (srow[jj] != ninf) {
-              pick[obs_picked++] = jj;
+              os[n] = srow[jj];
               if (dense && j0 + jj != n) undense();
               if (!dense) oj[n] = listed ? job.list[j0 + jj] : static_cast<int32_t>(j0 + jj);
               ++n;
@@ -454,30 +450,10 @@ static void run_job(const Job& job, Scratch& sc) {
       const float m_new = m_old > mt ? m_old : mt;
       const vf mb = bcast(m_new);
       vf sum = vf{};
-      [[maybe_unused]] vf pd = vf{};
       for (int jj = 0; jj < kTileKeys; jj += W) {
-        const vf x = load(srow + jj);
-        const vf d = x - mb;
-        const vf p = exp2v(d);
+        const vf p = exp2v(load(srow + jj) - mb);
         store(srow + jj, p);
         sum += p;
-        // (Observe) sum p (s - m) for the entropy; masked keys (p = 0, d = -inf) add 0.
-        if constexpr (Observe) pd += p * (x > bcast(ninf) ? d : vf{});
-      }
-      const float tile_sum = hsum(sum);
-      if constexpr (Observe) {
-        // The visited probabilities relative to this tile's running max, 2^(s - m_new);
-        // the final pass scales the segment by 2^(m_new - m) / l.
-        float* os = sc.obs_s + r * s.n_kv;
-        const int64_t cnt = sc.obs_n[r] - obs_n0;
-        if (cnt > 0) {
-          if (sc.cls[r] == kFull) {
-            std::memcpy(os + obs_n0, srow, static_cast<size_t>(nk) * sizeof(float));
-          } else {
-            for (int64_t c = 0; c < obs_picked; ++c) os[obs_n0 + c] = srow[pick[c]];
-          }
-          sc.obs_seg[r * sc.obs_seg_cap + sc.obs_nseg[r]++] = ObsSegment{obs_n0, m_new, tile_sum, hsum(pd)};
-        }
       }
       if (m_new != m_old) {
         const float alpha = m_old == ninf ? 0.f : exp2v(bcast(m_old - m_new))[0];
@@ -487,7 +463,7 @@ static void run_job(const Job& job, Scratch& sc) {
         for (int64_t d = 0; d < dp; d += W) store(o + d, load(o + d) * ab);
         sc.m[r] = m_new;
       }
-      sc.l[r] += tile_sum;
+      sc.l[r] += hsum(sum);
     }
 
     // O += P V.
@@ -504,28 +480,32 @@ static void run_job(const Job& job, Scratch& sc) {
     const float* o = sc.o + r * dp;
     for (int d = 0; d < D; ++d) out[d] = o[d] * inv;
     if constexpr (Observe) {
-      // Segment g's entries are 2^(s - m_g): p = 2^(s - m) / l scales them by
-      // f = 2^(m_g - m) / l. The entropy, -sum p ln p = ln(l) sum p - ln(2) sum p (s - m),
-      // from each segment's sums: sum p = f sum_g, sum p (s - m) = f (pd_g + (m_g - m) sum_g).
       const int64_t n = sc.obs_n[r];
-      float* os = sc.obs_s + r * s.n_kv;
-      const ObsSegment* seg = sc.obs_seg + r * sc.obs_seg_cap;
-      const int n_seg = sc.obs_nseg[r];
-      double psum_t = 0, pd_t = 0;
-      for (int g = 0; g < n_seg; ++g) {
-        const int64_t b = seg[g].start, e = g + 1 < n_seg ? seg[g + 1].start : n;
-        const float delta = seg[g].m - sc.m[r];
-        const float f = exp2v(bcast(delta))[0] * inv;
-        const vf fb = bcast(f);
-        int64_t x = b;
-        for (; x + W <= e; x += W) store(os + x, load(os + x) * fb);
-        for (; x < e; ++x) os[x] *= f;
-        psum_t += double(f) * double(seg[g].sum);
-        pd_t += double(f) * (double(seg[g].pd) + double(delta) * double(seg[g].sum));
+      const float* os = sc.obs_s + r * s.n_kv;
+      const vf mb = bcast(sc.m[r]);
+      const vf ib = bcast(inv);
+      // p = 2^(s - m) / l, and on the way sum p and sum p (s - m) for the entropy:
+      // -sum p ln p = ln(l) sum p - ln(2) sum p (s - m).
+      vf psum = vf{}, pd = vf{};
+      int64_t x = 0;
+      for (; x + W <= n; x += W) {
+        const vf d = load(os + x) - mb;
+        const vf p = exp2v(d) * ib;
+        store(sc.probs + x, p);
+        psum += p;
+        pd += p * d;
+      }
+      double psum_t = hsum(psum), pd_t = hsum(pd);
+      for (; x < n; ++x) {
+        const float d = os[x] - sc.m[r];
+        const float p = exp2v(bcast(d))[0] * inv;
+        sc.probs[x] = p;
+        psum_t += p;
+        pd_t += double(p) * d;
       }
       const double entropy = n > 0 && l > 0.f ? std::log(double(l)) * psum_t - 0.6931471805599453 * pd_t : 0.0;
       const int32_t* slots = sc.obs_dense[r] ? sc.iota : sc.obs_j + r * s.n_kv;
-      job.observer->on_row_with_entropy(head, s.q_pos0 + i, os, slots, n, entropy);
+      job.observer->on_row_with_entropy(head, s.q_pos0 + i, sc.probs, slots, n, entropy);
     }
   }
 }

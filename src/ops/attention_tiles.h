@@ -169,13 +169,6 @@ inline void mask_partial(const KeySet* ks, int head, int64_t i, int64_t t, int64
   }
 }
 
-// One tile's share of an observed row: its visited entries start at index `start`, hold
-// 2^(s - m) for the running max m after the tile, and sum to `sum`; pd = sum 2^(s - m) (s - m).
-struct ObsSegment {
-  int64_t start;
-  float m, sum, pd;
-};
-
 // Per-thread buffers of the tiled core (sized for one block of rows).
 struct Scratch {
   float* q = nullptr;    // [rows][dp] queries, pre-scaled
@@ -189,17 +182,12 @@ struct Scratch {
   // Observer only: each row's visited slots and raw scores, O(n_kv) per row. A row whose
   // visited slots so far are exactly 0, 1, ..., n-1 (dense causal attention) writes no
   // slots (obs_dense[r] = 1) and is handed `iota` (slot j at index j) instead.
-  // obs_s holds each visited key's 2^(s - m_g), m_g the running max when its tile was
-  // done; the row's segments (one per tile that visited keys) say where each m_g applies,
-  // and the final pass scales them to probabilities in place.
   float* obs_s = nullptr;
   int32_t* obs_j = nullptr;
   int64_t* obs_n = nullptr;
   int8_t* obs_dense = nullptr;
   const int32_t* iota = nullptr;  // [n_kv] 0, 1, 2, ...
-  ObsSegment* obs_seg = nullptr;  // [rows][obs_seg_cap]
-  int32_t* obs_nseg = nullptr;    // [rows]
-  int64_t obs_seg_cap = 0;        // at least the tiles of a row
+  float* probs = nullptr;  // [n_kv] one row's probabilities
 };
 
 // One unit of work: a KV head and a block of query tokens [i0, i1); rows are the
