@@ -10,6 +10,7 @@
 #include "io/json_file.h"
 #include "model/arch.h"
 #include "model/config.h"
+#include "model/config_validate.h"
 
 namespace attnsparse {
 namespace {
@@ -33,6 +34,13 @@ struct Fields {
     const json* v = find(key);
     if (!v) fail_file(path, "missing field '{}'", key);
     return as_int(key, *v);
+  }
+  // A layer count, checked as soon as it is read: per-layer tables are sized by it.
+  int64_t get_layer_count(const char* key) const {
+    const int64_t v = get_int(key);
+    if (v < 1 || v > kMaxLayers)
+      fail_file(path, "field '{}' is {}: the layer count must be in [1, {}]", key, v, kMaxLayers);
+    return v;
   }
   int64_t get_int_or(const char* key, int64_t dflt) const {
     const json* v = find(key);
@@ -149,7 +157,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
   c.arch = info->name;
   if (info->learned_positions) {
     c.n_embd = f.get_int("n_embd");
-    c.n_layer = f.get_int("n_layer");
+    c.n_layer = f.get_layer_count("n_layer");
     c.n_head = f.get_int("n_head");
     c.n_kv_head = c.n_head;
     c.n_ctx = f.get_int("n_positions");
@@ -167,7 +175,7 @@ ModelConfig config_from_hf_json(const std::string& path) {
   }
   c.qkv_bias = info->qkv_bias;
   c.n_embd = f.get_int("hidden_size");
-  c.n_layer = f.get_int("num_hidden_layers");
+  c.n_layer = f.get_layer_count("num_hidden_layers");
   c.n_head = f.get_int("num_attention_heads");
   c.n_kv_head = f.get_int_or("num_key_value_heads", c.n_head);
   c.n_ff = f.get_int("intermediate_size");

@@ -411,7 +411,11 @@ TEST(HostileHf, ConfigValuesThatOverflowOrLieAreRefused) {
   expect_error({{"head_dim", int64_t{1} << 40}}, "field 'head_dim' is 1099511627776, larger than");
   expect_error({{"head_dim", 1 << 20}}, "the head size is 1048576");
   expect_error({{"num_hidden_layers", int64_t{1} << 31}}, "field 'num_hidden_layers' is 2147483648, larger than");
-  expect_error({{"num_hidden_layers", 100000}}, "the layer count is 100000, outside [1, 4096]");
+  expect_error({{"num_hidden_layers", 100000}}, "field 'num_hidden_layers' is 100000: the layer count must be in [1, 4096]");
+  expect_error({{"num_hidden_layers", 0}}, "field 'num_hidden_layers' must be positive, got 0");
+  // Refused when read, before a per-layer sliding-window pattern of 2^31 - 1 entries is made.
+  expect_error({{"num_hidden_layers", 2147483647}, {"sliding_window_pattern", 2}},
+               "field 'num_hidden_layers' is 2147483647: the layer count must be in [1, 4096]");
   expect_error({{"_name_or_path", 5}}, "field '_name_or_path' must be a string, got 5");
   // GPT-2 without n_inner: 4 * n_embd must not overflow.
   json g = {{"architectures", {"GPT2LMHeadModel"}}, {"n_embd", int64_t{1} << 62}, {"n_layer", 2}, {"n_head", 4},
