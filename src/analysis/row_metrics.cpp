@@ -101,32 +101,11 @@ struct SelectScratch {
 
 inline uint32_t float_bits(float x) { return std::bit_cast<uint32_t>(x); }
 
-// Bucket ids, 0 = the largest values. Level 0: steps of 2^(shift-23) octaves below the
-// maximum's bucket (everything further down shares the last bucket); level 1: the next 8
-// bits of the bit pattern inside one level-0 bucket.
+// Level-1 bucket ids inside one level-0 bucket: the 8 bits of the bit pattern below
+// `shift`, 0 = the largest values.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void bucket_ids(const float* v, int64_t m, int level, uint32_t top_key, int shift, uint32_t bins,
-                uint16_t* ids) {
-  if (level == 0) {
-    for (int64_t j = 0; j < m; ++j) {
-      const uint32_t d = top_key - (float_bits(v[j]) >> shift);
-      ids[j] = static_cast<uint16_t>(d < bins - 1 ? d : bins - 1);
-    }
-  } else {
-    for (int64_t j = 0; j < m; ++j) ids[j] = static_cast<uint16_t>(255u - ((float_bits(v[j]) >> shift) & 0xffu));
-  }
-}
-
-// The maximum's bit pattern (for x >= 0 the integer order is the float order; an integer
-// max vectorises where a float one, with its NaN rules, does not).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-uint32_t max_bits(const float* v, int64_t m) {
-  uint32_t mx = 0;
-  for (int64_t j = 0; j < m; ++j) {
-    const uint32_t b = float_bits(v[j]);
-    mx = b > mx ? b : mx;
-  }
-  return mx;
+void sub_bucket_ids(const float* v, int64_t m, int shift, uint16_t* ids) {
+  for (int64_t j = 0; j < m; ++j) ids[j] = static_cast<uint16_t>(255u - ((float_bits(v[j]) >> shift) & 0xffu));
 }
 
 // For up to four buckets b[s] at once: how many ids are below b[s] (entries in buckets of
@@ -218,8 +197,8 @@ void sort_tiny(const float* v, int64_t m, float* a) {
 
 // For each target (ascending), the smallest k such that the k largest entries of v sum to
 // at least the target; m + 1 when all of v does not reach it.
-// Level 0 buckets by `shift` bits (17: 1/64 octave, 19: 1/16 octave); level 1 by the 8
-// bits below.
+// The entries of one level-0 bucket (select_top): level 1 buckets them by the 8 bits below
+// `shift`; level 2 (and any short input) is the exact weighted quickselect.
 void select_counts(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int level, int shift,
                    SelectScratch& sc) {
   if (m <= kTiny) {
@@ -252,9 +231,9 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
     }
     return;
   }
-  const int bins = level == 0 ? 1 << (27 - shift) : 256;  // 1024 (shift 17) or 256 (shift 19)
+  constexpr int bins = 256;
   sc.ids.resize(size_t(m));
-  bucket_ids(v, m, level, level == 0 ? max_bits(v, m) >> shift : 0, shift, uint32_t(bins), sc.ids.data());
+  sub_bucket_ids(v, m, shift, sc.ids.data());
   // Mass per bucket; two interleaved copies break the dependency chain of neighbours that
   // fall into one bucket (flat rows).
   sc.mass.assign(size_t(2 * bins), 0.0);
@@ -323,15 +302,12 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
       if (bucket[i] >= 0) above_count[i] = slot_above[slot_of_target[i]];
   }
   if (n_slots == 0) return;
-  // The last level-0 bucket holds everything further below the maximum, whatever its
-  // exponent: the next level's bits do not order it, so it goes to the exact select.
-  auto next_level = [&](int b) { return level == 0 && b == bins - 1 ? 2 : level + 1; };
   // Gather each boundary bucket's entries, unless one bucket holds every entry.
   const bool whole = n_slots == 1 && slot_size[0] == m;
   int64_t offset[5];
   offset[0] = 0;
   for (int s = 0; s < n_slots; ++s) offset[s + 1] = offset[s] + slot_size[s] + 16;  // + slack
-  std::vector<float>& gathered = sc.gathered[level & 1];
+  std::vector<float>& gathered = sc.gathered[1];  // ([0]: select_top's, still in use)
   if (!whole) {
     gathered.resize(size_t(offset[n_slots]));
     for (int s = 0; s < n_slots; ++s)
@@ -347,7 +323,7 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
       }
     int64_t sub_out[4];
     select_counts(whole ? v : gathered.data() + offset[s], slot_size[s], sub_targets, k, sub_out,
-                  next_level(slot_bucket[s]), shift - 8, sc);
+                  2, shift - 8, sc);
     for (int x = 0; x < k; ++x) {
       const int i = which[x];
       out[i] = sub_out[x] <= slot_size[s] ? above_count[i] + sub_out[x] : -1;  // -1: rounding, redo
