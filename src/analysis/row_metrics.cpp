@@ -469,14 +469,13 @@ void fold_copies(double* copies, uint32_t reach, uint32_t last, double* folded) 
 // larger values to above[s]. `stage` has room for m + 32 indices.
 // AVX-512, branch free per 32 ids: the counts of ids below each b[s] in 16-bit lanes, and
 // the indices of any boundary bucket's entries compressed to `stage` (the row itself is
-// not read); the staged entries (few) are then dealt to their buckets by their id,
-// recomputed from their bits.
+// not read); the staged entries (few) are then dealt to their buckets by their ids.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <int NS>
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32_t top, int shift, uint32_t last,
-                          const uint32_t* b, float* const* out, int64_t* size, int64_t* above, int32_t* stage) {
+void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32_t last, const uint32_t* b,
+                          float* const* out, int64_t* size, int64_t* above, int32_t* stage) {
   const __m512i vlast = _mm512_set1_epi16(short(last));
   const __m512i minus1 = _mm512_set1_epi16(-1);
   const __m512i ones = _mm512_set1_epi16(1);
@@ -521,7 +520,7 @@ void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32
   for (int s = 0; s < NS; ++s) n[s] = 0;
   for (int64_t x = 0; x < k; ++x) {
     const float val = v[stage[x]];
-    const uint32_t id = std::min(top - (float_bits(val) >> shift), last);
+    const uint32_t id = std::min<uint32_t>(ids[stage[x]], last);
 #pragma GCC unroll 4
     for (int s = 0; s < NS; ++s) {
       out[s][n[s]] = val;
@@ -532,14 +531,14 @@ void gather_level0_avx512(const float* v, const uint16_t* ids, int64_t m, uint32
 }
 #pragma GCC diagnostic pop
 
-void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t top, int shift, uint32_t last,
-                   const uint32_t* b, int ns, float* const* out, int64_t* size, int64_t* above, int32_t* stage) {
+void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t last, const uint32_t* b, int ns,
+                   float* const* out, int64_t* size, int64_t* above, int32_t* stage) {
   if (cpu::active_at_least(cpu::Level::Avx512)) {
     switch (ns) {
-      case 1: return gather_level0_avx512<1>(v, ids, m, top, shift, last, b, out, size, above, stage);
-      case 2: return gather_level0_avx512<2>(v, ids, m, top, shift, last, b, out, size, above, stage);
-      case 3: return gather_level0_avx512<3>(v, ids, m, top, shift, last, b, out, size, above, stage);
-      default: return gather_level0_avx512<4>(v, ids, m, top, shift, last, b, out, size, above, stage);
+      case 1: return gather_level0_avx512<1>(v, ids, m, last, b, out, size, above, stage);
+      case 2: return gather_level0_avx512<2>(v, ids, m, last, b, out, size, above, stage);
+      case 3: return gather_level0_avx512<3>(v, ids, m, last, b, out, size, above, stage);
+      default: return gather_level0_avx512<4>(v, ids, m, last, b, out, size, above, stage);
     }
   }
   int64_t k[4] = {0, 0, 0, 0}, up[4] = {0, 0, 0, 0};
@@ -654,7 +653,7 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   float* dst[4];
   for (int s = 0; s < n_slots; ++s) dst[s] = gathered.data() + size_t(s) * size_t(m + 16);
   sc.stage.resize(size_t(m + 32));
-  gather_level0(v, ids, m, top, shift, last, slot_bucket, n_slots, dst, slot_size, slot_above, sc.stage.data());
+  gather_level0(v, ids, m, last, slot_bucket, n_slots, dst, slot_size, slot_above, sc.stage.data());
   for (int s = 0; s < n_slots; ++s) {
     double sub_targets[4];
     int which[4], k = 0;
