@@ -8,9 +8,17 @@
 //   - the portable kernels give the reference's bits;
 //   - the stored-layout kernels of the active SIMD level agree within rounding where no
 //     intermediate can overflow;
-//   - a NaN in a weight row or an activation row makes that output NaN in every path
-//     (never a finite number), and nothing crashes (UBSan checks every float -> int
-//     conversion).
+//   - a NaN or Inf in an activation row makes that output NaN in every path (the
+//     activation quantisers give such a block the scale NaN);
+//   - a non-finite weight (a NaN scale, or an infinite one: its element with q = 0 decodes
+//     as Inf * 0 = NaN) makes that output non-finite in every path, never a number. It
+//     need not be NaN: the reference sums the block's integers before the scale, so an
+//     infinite scale times a nonzero sum is +-Inf, while a kernel that scales partial sums
+//     may meet Inf * 0 or Inf - Inf first. The model refuses both at its finite checks.
+//     MXFP4 is exempt: its E8M0 scale is always finite (up to 2^127), and a decoded Inf
+//     there is a finite weight (6 x 2^128) past f32's range, whose products the kernels
+//     still form exactly (the activation scale is applied first);
+//   - nothing crashes (UBSan checks every float -> int conversion).
 // Without AVX512-VNNI the packed path is not taken and the other checks still run.
 #include <cmath>
 #include <cstdint>
@@ -123,20 +131,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int64_t o = 0; o < n_out; ++o) {
       const float* wrow = wf.data() + o * n_in;
       double bound = 0;  // sum of |terms|: the scale of any rounding difference
-      bool finite_inputs = true, nan_input = false;
+      bool finite_weights = true, finite_acts = true;
       for (int64_t i = 0; i < n_in; ++i) {
         bound += std::fabs(static_cast<double>(wrow[i]) * a[i]);
-        const float xi = x[tk * n_in + i];
-        finite_inputs = finite_inputs && std::isfinite(wrow[i]) && std::isfinite(xi);
-        nan_input = nan_input || std::isnan(wrow[i]) || std::isnan(xi);
+        finite_weights = finite_weights && std::isfinite(wrow[i]);
+        finite_acts = finite_acts && std::isfinite(x[tk * n_in + i]);
       }
       const int64_t idx = tk * n_out + o;
       const float got = y[idx], want = ref[idx];
-      if (nan_input && !std::isnan(want))
-        broken("a NaN input gave a number (reference)", t, n_out, n_in, m, idx, got, want);
-      if (nan_input && !std::isnan(got))
-        broken("a NaN input gave a number (SIMD kernel)", t, n_out, n_in, m, idx, got, want);
-      if (finite_inputs && bound < 1e30) {
+      if (!finite_acts && !std::isnan(want))
+        broken("a non-finite activation did not give NaN (reference)", t, n_out, n_in, m, idx, got, want);
+      if (!finite_acts && !std::isnan(got))
+        broken("a non-finite activation did not give NaN (SIMD kernel)", t, n_out, n_in, m, idx, got, want);
+      const bool nonfinite_weight = !finite_weights && t != DType::MXFP4;
+      if (nonfinite_weight && std::isfinite(want))
+        broken("a non-finite weight gave a number (reference)", t, n_out, n_in, m, idx, got, want);
+      if (nonfinite_weight && std::isfinite(got))
+        broken("a non-finite weight gave a number (SIMD kernel)", t, n_out, n_in, m, idx, got, want);
+      if (finite_weights && finite_acts && bound < 1e30) {
         if (!std::isfinite(want) || !std::isfinite(got) || std::fabs(double(got) - want) > 1e-4 * bound + 1e-30)
           broken("SIMD kernel differs from the reference", t, n_out, n_in, m, idx, got, want);
       }
