@@ -178,7 +178,9 @@ TEST_P(ArchReferenceCase, AttentionMatchesLlamaCppAndWindows) {
       const float* ref = want.data() + (l * c.n_head * n + r) * n;
       double sum = 0;
       for (int64_t k = 0; k < n; ++k) {
-        if (k > q) ASSERT_EQ(got[k], 0.f);
+        if (k > q) {
+          ASSERT_EQ(got[k], 0.f);
+        }
         if (w > 0 && q - k >= w) {
           ASSERT_EQ(got[k], 0.f) << "layer " << l << " query " << q << " key " << k;
           ASSERT_EQ(ref[k], 0.f);
@@ -189,7 +191,9 @@ TEST_P(ArchReferenceCase, AttentionMatchesLlamaCppAndWindows) {
       ASSERT_NEAR(sum, 1.0, 1e-5);
     }
     // A windowed layer of a 142-token case has keys beyond the window (the check bites).
-    if (w > 0) EXPECT_GT(beyond, 0);
+    if (w > 0) {
+      EXPECT_GT(beyond, 0);
+    }
   }
 }
 

@@ -106,7 +106,9 @@ TEST(NativeWindow, EveryPolicyVisitsOnlyKeysInsideTheWindow) {
             if (positional_truth(pol, t, p.pos(j)) && t - p.pos(j) < W) want.insert(j);
           EXPECT_EQ(got, want) << where;
         }
-        if (pol.kind == Kind::TopK) EXPECT_EQ(got, top_visible(p, h, i, pol.k, W)) << where;
+        if (pol.kind == Kind::TopK) {
+          EXPECT_EQ(got, top_visible(p, h, i, pol.k, W)) << where;
+        }
         if (pol.kind == Kind::BigBird) {
           // Global keys 0..1 are outside the window here (t >= 30): the local 4 and 6
           // random others among the visible keys.
@@ -121,11 +123,15 @@ TEST(NativeWindow, EveryPolicyVisitsOnlyKeysInsideTheWindow) {
             if (p.pos(j) <= t && t - p.pos(j) < W) live.insert(j / 4);
           EXPECT_EQ(pages.size(), std::min<size_t>(3, live.size())) << where;
           for (int64_t j = 0; j < p.s.n_kv; ++j)
-            if (pages.count(j / 4) && p.pos(j) <= t && t - p.pos(j) < W) EXPECT_TRUE(got.count(j)) << where;
+            if (pages.count(j / 4) && p.pos(j) <= t && t - p.pos(j) < W) {
+              EXPECT_TRUE(got.count(j)) << where;
+            }
         }
       }
     // KeySet::kept with the window counts what the core visited.
-    if (ks) EXPECT_EQ(ks->kept(p.s.n_head, p.s.n_q, p.s.q_pos0, p.s.n_kv, nullptr, W), visited) << text;
+    if (ks) {
+      EXPECT_EQ(ks->kept(p.s.n_head, p.s.n_q, p.s.q_pos0, p.s.n_kv, nullptr, W), visited) << text;
+    }
   }
 }
 

@@ -50,8 +50,12 @@ TEST(CliSimulate, WritesJsonFitsAndHtml) {
       EXPECT_EQ(f["logit_c"].get<double>(), 0.5);
       EXPECT_TRUE(f.contains("closed_form_C"));
     }
-    if (f["regime"] == "gaussian") EXPECT_EQ(f["sigma"].get<double>(), 1.5);
-    if (f["regime"] == "norm-bound") EXPECT_TRUE(f.contains("R"));
+    if (f["regime"] == "gaussian") {
+      EXPECT_EQ(f["sigma"].get<double>(), 1.5);
+    }
+    if (f["regime"] == "norm-bound") {
+      EXPECT_TRUE(f.contains("R"));
+    }
   }
   EXPECT_EQ(logit, 2);
   EXPECT_EQ(j["settings"][0]["n"].size(), 4u);  // 2^8 .. 2^11

@@ -194,8 +194,9 @@ TEST(Simulate, TinyCasesMatchBruteForce) {
       for (int t = 0; t < o.trials; ++t) {
         const TrialDraw draw = draw_trial(o, si, t);
         const int d = draw.d;
-        if (r.setting.regime == Regime::NormBound)
+        if (r.setting.regime == Regime::NormBound) {
           for (float s : draw.logits) EXPECT_LE(std::fabs(s), r.setting.R() * (1 + 1e-6));
+        }
         for (size_t i = 0; i < r.n.size(); ++i) {
           const int64_t n = r.n[i];
           const double f = r.setting.regime == Regime::LogitC ? std::sqrt(2 * 0.5 * std::log(double(n))) : 1.0;
