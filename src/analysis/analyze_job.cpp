@@ -67,14 +67,21 @@ void apply_setting(AnalysisParams& p, const std::string& text) {
   } catch (const std::exception&) {
     fail_usage("--set {}: '{}' is not a number", name, value);
   }
+  if (!std::isfinite(x)) fail_usage("--set {}: '{}' is not a finite number", name, value);
+  // Integers are converted only inside their type's range (validate() then applies each
+  // parameter's own bounds).
+  auto integer = [&](double lo, double hi) {
+    if (x != std::floor(x)) fail_usage("--set {}: '{}' is not an integer", name, value);
+    if (x < lo || x > hi) fail_usage("--set {}: {} is out of range [{}, {}]", name, value, lo, hi);
+    return x;
+  };
   const Settings s = settings_of(p);
   if (auto it = s.reals.find(name); it != s.reals.end()) {
     *it->second = x;
   } else if (auto jt = s.ints.find(name); jt != s.ints.end()) {
-    if (x != std::floor(x)) fail_usage("--set {}: '{}' is not an integer", name, value);
-    *jt->second = int(x);
+    *jt->second = static_cast<int>(integer(0, 2147483647.0));
   } else if (name == "min_anchor") {
-    p.persistence.min_anchor = int64_t(x);
+    p.persistence.min_anchor = static_cast<int64_t>(integer(0, 9007199254740992.0));  // 2^53
   } else {
     std::string known;
     for (const std::string& k : setting_names()) known += (known.empty() ? "" : " ") + k;

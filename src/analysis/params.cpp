@@ -1,6 +1,7 @@
 #include "analysis/params.h"
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "analysis/row_metrics.h"
@@ -41,9 +42,37 @@ void validate(const AnalysisParams& p) {
     fail_usage("C5 gap must be one of 1, 16, 128, 1024 (got {})", v.c5_gap);
   if (std::find(kTopK.begin(), kTopK.end(), v.c5_k) == kTopK.end())
     fail_usage("C5 k must be 8 or 32 (got {})", v.c5_k);
-  if (v.bootstrap_resamples < 10) fail_usage("bootstrap resamples must be >= 10");
-  if (v.reservoir < 10) fail_usage("reservoir size must be >= 10");
-  if (v.kmeans_min_k < 2 || v.kmeans_max_k < v.kmeans_min_k) fail_usage("k-means k range must satisfy 2 <= min <= max");
+  // Bounds on what sizes memory or loops (resamples x layers x heads, reservoir rows,
+  // k-means runs) and on the verdict thresholds, which must be finite and inside the
+  // range of the statistic they compare with (docs/analysis.md, "--set").
+  if (v.bootstrap_resamples < 10 || v.bootstrap_resamples > kMaxBootstrapResamples)
+    fail_usage("bootstrap_resamples must be in [10, {}] (got {})", kMaxBootstrapResamples, v.bootstrap_resamples);
+  if (v.reservoir < 10 || v.reservoir > kMaxReservoir)
+    fail_usage("reservoir must be in [10, {}] (got {})", kMaxReservoir, v.reservoir);
+  if (v.kmeans_min_k < 2 || v.kmeans_max_k < v.kmeans_min_k || v.kmeans_max_k > kMaxKmeansK)
+    fail_usage("the k-means k range must satisfy 2 <= kmeans_min_k <= kmeans_max_k <= {} (got {}..{})", kMaxKmeansK,
+               v.kmeans_min_k, v.kmeans_max_k);
+  if (v.kmeans_restarts < 1 || v.kmeans_restarts > kMaxKmeansRestarts)
+    fail_usage("kmeans_restarts must be in [1, {}] (got {})", kMaxKmeansRestarts, v.kmeans_restarts);
+  if (p.persistence.anchors > kMaxAnchors)
+    fail_usage("persistence anchors must be in [0, {}] (got {})", kMaxAnchors, p.persistence.anchors);
+  auto in = [](const char* name, double x, double lo, double hi, bool open = false) {
+    if (!std::isfinite(x) || (open ? x <= lo || x >= hi : x < lo || x > hi))
+      fail_usage("{} must be a finite number in {}{}, {}{} (got {})", name, open ? "(" : "[", lo, hi, open ? ")" : "]",
+                 x);
+  };
+  in("alpha", v.alpha, 0, 1, true);  // 1 - alpha intervals (0 and 1 give none)
+  in("c1_rho", v.c1_rho, -1, 1);
+  in("c1_p", v.c1_p, 0, 1);
+  in("c2_silhouette_supported", v.c2_silhouette_supported, -1, 1);
+  in("c2_silhouette_partial", v.c2_silhouette_partial, -1, 1);
+  in("c2_ari_supported", v.c2_ari_supported, -1, 1);
+  in("c34_ratio", v.c34_ratio, 0, 1e300, true);  // (a ratio of masses: positive)
+  in("c34_p", v.c34_p, 0, 1);
+  in("c34_supported_share", v.c34_supported_share, 0, 1);
+  in("c34_partial_share", v.c34_partial_share, 0, 1);
+  in("c5_supported", v.c5_supported, 0, 1);
+  in("c5_partial", v.c5_partial, 0, 1);
 }
 
 nlohmann::json to_json(const AnalysisParams& p) {

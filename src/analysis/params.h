@@ -57,6 +57,13 @@ struct VerdictParams {
   double c5_supported = 0.8, c5_partial = 0.4;
 };
 
+// Upper bounds of the --set parameters that size memory or loops (validate()).
+inline constexpr int kMaxBootstrapResamples = 100000;
+inline constexpr int kMaxReservoir = 1000000;
+inline constexpr int kMaxKmeansK = 64;
+inline constexpr int kMaxKmeansRestarts = 1000;
+inline constexpr int kMaxAnchors = 4096;
+
 struct AnalysisParams {
   SamplingParams sampling;
   PersistenceParams persistence;

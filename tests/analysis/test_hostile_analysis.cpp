@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "analysis/analyze_job.h"
 #include "analysis/plan.h"
 #include "analysis/row_dump.h"
 #include "cli_support.h"
@@ -43,6 +44,57 @@ TEST(HostilePlan, HugeStrideNeitherOverflowsNorMakesBogusRows) {
   p.sampling.rows = RowKind::Prefill;
   p.sampling.stride = 83;
   EXPECT_EQ(plan_document(0, 100, 2, 3, p).queries, (std::vector<int32_t>{16, 99}));
+}
+
+// --set values: before, alpha = 3 read past the bootstrap sample (heap overflow), 1e20 and
+// NaN were converted to int / int64 (undefined), kmeans_restarts = 2^31 - 1 ran for hours,
+// bootstrap_resamples = 2^31 - 1 asked for 48 GB, and NaN / Inf thresholds were accepted.
+TEST(HostileSettings, ValuesOutsideTheirRangeAreRefusedNamingTheParameter) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"alpha=3", "alpha must be a finite number in (0, 1)"},
+      {"alpha=-1", "alpha must be"},
+      {"alpha=0", "alpha must be"},
+      {"alpha=1", "alpha must be"},
+      {"alpha=inf", "--set alpha: 'inf' is not a finite number"},
+      {"reservoir=1e20", "--set reservoir: 1e20 is out of range"},
+      {"reservoir=2000000", "reservoir must be in [10, 1000000]"},
+      {"min_anchor=nan", "--set min_anchor: 'nan' is not a finite number"},
+      {"min_anchor=9223372036854775807", "--set min_anchor: 9223372036854775807 is out of range"},
+      {"min_anchor=-1", "--set min_anchor: -1 is out of range"},
+      {"kmeans_restarts=2147483647", "kmeans_restarts must be in [1, 1000]"},
+      {"kmeans_restarts=0", "kmeans_restarts must be in [1, 1000]"},
+      {"bootstrap_resamples=2147483647", "bootstrap_resamples must be in [10, 100000]"},
+      {"kmeans_max_k=100", "kmeans_max_k <= 64"},
+      {"anchors=5000", "persistence anchors must be in [0, 4096]"},
+      {"anchors=-1", "--set anchors: -1 is out of range"},
+      {"c34_ratio=-inf", "--set c34_ratio: '-inf' is not a finite number"},
+      {"c34_ratio=0", "c34_ratio must be a finite number in (0,"},
+      {"c5_supported=nan", "--set c5_supported: 'nan' is not a finite number"},
+      {"c5_supported=1.5", "c5_supported must be a finite number in [0, 1]"},
+      {"c1_p=inf", "--set c1_p: 'inf' is not a finite number"},
+      {"c1_rho=-2", "c1_rho must be a finite number in [-1, 1]"},
+      {"reservoir=12.5", "--set reservoir: '12.5' is not an integer"},
+  };
+  for (const auto& [setting, message] : bad) {
+    AnalysisParams p;
+    try {
+      apply_setting(p, setting);
+      validate(p);
+      ADD_FAILURE() << setting << " was accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << setting << ": " << e.what();
+    }
+  }
+  // The edges of the ranges are accepted.
+  for (const char* good : {"alpha=0.001", "alpha=0.999", "bootstrap_resamples=100000", "reservoir=10", "c1_p=0",
+                           "c1_p=1", "c1_rho=-1", "kmeans_max_k=64", "kmeans_restarts=1000", "anchors=4096",
+                           "min_anchor=0"}) {
+    AnalysisParams p;
+    EXPECT_NO_THROW({
+      apply_setting(p, good);
+      validate(p);
+    }) << good;
+  }
 }
 
 TEST(HostileCli, ThreadsAreBoundedInEveryVerb) {
