@@ -34,6 +34,18 @@ AttentionCase::AttentionCase(const BenchShape& shape, const PolicyMap& map) : sh
   if (shape.n < 1 || shape.head_dim < 1 || shape.heads < 1 || shape.kv_heads < 1 || shape.heads % shape.kv_heads)
     fail_usage("bench: bad shape (n {}, head_dim {}, heads {}, kv_heads {})", shape.n, shape.head_dim, shape.heads,
                shape.kv_heads);
+  // Key positions are int32 and the inputs are held in memory: bounded before any size is
+  // multiplied out (in double, which cannot overflow here).
+  constexpr int64_t kMaxKeys = int64_t(1) << 30;
+  constexpr double kMaxInputBytes = 16.0 * (1 << 30);
+  if (shape.n > kMaxKeys) fail_usage("bench: --n {} is above the limit of {} keys", shape.n, kMaxKeys);
+  if (shape.heads > 4096) fail_usage("bench: --heads {} is above the limit of 4096", shape.heads);
+  const double n_queries = shape.decode ? 1.0 : double(shape.n);
+  const double input_bytes =
+      4.0 * double(shape.head_dim) * (2.0 * n_queries * shape.heads + 2.0 * double(shape.n) * shape.kv_heads);
+  if (input_bytes > kMaxInputBytes)
+    fail_usage("bench: n {} x {} heads ({} KV) x head_dim {} needs {:.1f} GiB of inputs; the limit is {:.0f} GiB",
+               shape.n, shape.heads, shape.kv_heads, shape.head_dim, input_bytes / (1 << 30), kMaxInputBytes / (1 << 30));
   map_.validate(1, shape.heads);
   for (int h = 0; h < shape.heads; ++h) heads_.push_back(&map_.at(0, h));
   const int64_t n_q = shape.decode ? 1 : shape.n;

@@ -97,6 +97,21 @@ TEST(HostileSettings, ValuesOutsideTheirRangeAreRefusedNamingTheParameter) {
   }
 }
 
+// bench-attention multiplied --n out unchecked: 2^63 - 1 overflowed (UBSan), 2^31 asked for
+// 512 GB, 2^62 ended in "attention: null q or out".
+TEST(HostileCli, BenchAttentionSizesAreBoundedBeforeAllocating) {
+  for (const std::pair<const char*, const char*>& c :
+       {std::pair<const char*, const char*>{"9223372036854775807", "is above the limit of 1073741824 keys"},
+        {"4611686018427387904", "is above the limit of 1073741824 keys"},
+        {"100000000", "needs 71.5 GiB of inputs; the limit is 16 GiB"}}) {
+    const ProcessResult r = run_cli({"bench-attention", "--n", c.first, "--head-dim", "16", "--heads", "4",
+                                     "--kv-heads", "2", "--policy", "dense"},
+                                    Output::merged);
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find(c.second), std::string::npos) << r.out;
+  }
+}
+
 TEST(HostileCli, ThreadsAreBoundedInEveryVerb) {
   const std::string dir = fresh_dir("threads");
   for (const char* verb : {"analyze", "logits", "perplexity", "generate", "bench", "attention", "eval-policy"}) {
