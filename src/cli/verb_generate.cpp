@@ -2,6 +2,7 @@
 // and its continuation on stdout, streamed as tokens are chosen.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -34,6 +35,9 @@ void run_generate(const GenerateOptions& o) {
   const bool from_file = o.prompt_file_opt->count() > 0;
   if (o.prompt_opt->count() == 0 && !from_file) fail_usage("give --prompt or --prompt-file");
   if (o.n_new < 0) fail_usage("-n must not be negative, got {}", o.n_new);
+  // (NaN fails both checks; a negative or infinite temperature is not a distribution.)
+  if (!(o.params.temperature >= 0.f && std::isfinite(o.params.temperature)))
+    fail_usage("--temp must be a finite number >= 0 (0 = greedy), got {}", o.params.temperature);
   if (!(o.params.top_p > 0.f && o.params.top_p <= 1.f))
     fail_usage("--top-p must be in (0, 1], got {}", o.params.top_p);
   const std::string text = from_file ? read_text_file(o.prompt_file) : o.prompt;

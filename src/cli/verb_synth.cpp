@@ -11,6 +11,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "model/config_validate.h"
 #include "model/gguf_encode.h"
 #include "model/synth.h"
 #include "ops/quant/formats.h"
@@ -34,8 +35,9 @@ void run_synth(const SynthCliOptions& o) {
   if (!dt || !gguf_can_encode(*dt))
     fail_usage("--dtype: '{}' is not one of {}", o.dtype_text, ops::quant::writable_type_names());
   opts.dtype = *dt;
-  if (o.layers_opt->count() > 0 && o.layers <= 0)
-    fail_usage("--layers must be a positive number, got {}", o.layers);
+  // The loaders refuse more than kMaxLayers: synth never writes a file they cannot read.
+  if (o.layers_opt->count() > 0 && (o.layers <= 0 || o.layers > kMaxLayers))
+    fail_usage("--layers must be from 1 to {}, got {}", kMaxLayers, o.layers);
   opts.layers = o.layers;
   opts.vocab_from = o.vocab_from;
   opts.seed = o.seed;

@@ -205,5 +205,28 @@ TEST(HostileCli, AnalyzeOnANaNModelFailsInsteadOfReportingNaN) {
   fs::remove_all(dir);
 }
 
+// synth wrote models of 4097 layers that its own loader refuses (2^31 ran out of memory
+// with no output); generate sampled greedily at --temp -1 and accepted inf / nan.
+TEST(HostileCli, SynthLayersAndGenerateTemperatureAreChecked) {
+  const std::string dir = fresh_dir("synth_temp");
+  for (const char* layers : {"0", "4097", "2147483648"}) {
+    const ProcessResult r = run_cli({"synth", "--preset", "tiny", "--out", dir + "/s.gguf", "--layers", layers},
+                                    Output::merged);
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("--layers must be from 1 to 4096"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(dir + "/s.gguf"));
+  }
+  ASSERT_EQ(run_cli({"synth", "--preset", "tiny", "--out", dir + "/s.gguf"}, Output::merged).status, 0);
+  for (const char* temp : {"-1", "-inf", "inf", "nan"}) {
+    const ProcessResult r =
+        run_cli({"generate", dir + "/s.gguf", "--prompt", "hi", "-n", "2", "--temp", temp}, Output::merged);
+    EXPECT_EQ(r.status, 1) << temp << ": " << r.out;
+    EXPECT_NE(r.out.find("--temp must be a finite number >= 0"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(run_cli({"generate", dir + "/s.gguf", "--prompt", "hi", "-n", "2", "--temp", "0"}, Output::merged).status,
+            0);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace attnsparse::analysis
