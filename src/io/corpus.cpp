@@ -157,7 +157,7 @@ void read_jsonl(const fs::path& file, std::vector<Document>& out) {
     if (rec.find_first_not_of(" \t") == std::string_view::npos) continue;
     json j;
     try {
-      j = json::parse(rec);
+      j = parse_json_unique_keys(rec, fmt::format("{}:{}", file.string(), line));
     } catch (const json::parse_error& e) {
       throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(), line, json_problem(e)));
     } catch (const json::exception& e) {  // a number out of range ("1e999") and the like
@@ -200,7 +200,7 @@ void read_longbench_v2(const fs::path& file, std::vector<Document>& out) {
   const std::string text = read_whole_file(file.string());
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json_unique_keys(text, file.string());
   } catch (const json::parse_error& e) {
     throw FormatError(fmt::format("{}:{}: invalid JSON ({})", file.string(),
                                   line_of_offset(text, e.byte > 0 ? e.byte - 1 : 0), json_problem(e)));

@@ -23,7 +23,7 @@ std::string json_kind_of(const json& v) {
   return (t == "object" || t == "array") ? "an " + t : "a " + t;
 }
 
-json parse_json_text(std::string_view text, const std::string& path) {
+json parse_json_unique_keys(std::string_view text, const std::string& path) {
   // One set of keys per open object; a repeated key is an error.
   std::vector<std::set<std::string>> keys;
   std::vector<std::string> where;  // the key path of the open objects, for the message
@@ -52,8 +52,12 @@ json parse_json_text(std::string_view text, const std::string& path) {
     }
     return true;
   };
+  return json::parse(text.begin(), text.end(), check);
+}
+
+json parse_json_text(std::string_view text, const std::string& path) {
   try {
-    return json::parse(text.begin(), text.end(), check);
+    return parse_json_unique_keys(text, path);
   } catch (const json::exception& e) {
     fail_file(path, "invalid JSON: {}", json_error_text(e));
   }

@@ -14,6 +14,10 @@ namespace attnsparse {
 // "<path>: duplicate key '<key>' in <object path>".
 nlohmann::json parse_json_text(std::string_view text, const std::string& path);
 
+// parse_json_text's duplicate-key check alone: nlohmann's own exceptions (syntax, number
+// range) propagate unchanged, for callers that report them with line numbers.
+nlohmann::json parse_json_unique_keys(std::string_view text, const std::string& path);
+
 // read_input_file + parse_json_text.
 nlohmann::json read_json_file(const std::string& path);
 

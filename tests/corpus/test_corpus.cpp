@@ -255,6 +255,17 @@ TEST_F(CorpusTest, LongBenchV2ErrorsNameTheRecordLine) {
   EXPECT_TRUE(error_of({s}).starts_with(s + ":3: invalid JSON")) << error_of({s});
 }
 
+// A repeated key was read silently (the last `context` won); docs/security.md promises an
+// error, as for config.json and tokenizer.json.
+TEST_F(CorpusTest, DuplicateKeysAreRefusedWithTheFileAndLine) {
+  const std::string p = write("dup.jsonl", "{\"context\": \"a\"}\n{\"context\": \"a b\", \"input\": \"q\", \"context\": \"b\"}\n");
+  EXPECT_TRUE(error_of({p}).starts_with(p + ":2: duplicate key 'context'")) << error_of({p});
+  const std::string q = write("dup.json",
+                              "[{\"context\": \"x\", \"question\": \"q\", \"choice_A\": \"a\", \"choice_B\": \"b\", "
+                              "\"choice_C\": \"c\", \"choice_D\": \"d\", \"question\": \"r\"}]");
+  EXPECT_TRUE(error_of({q}).starts_with(q + ": duplicate key 'question'")) << error_of({q});
+}
+
 // Found by fuzz_corpus: a number beyond double range threw nlohmann's out_of_range, which
 // only the catch-all in main reported (without the file). And special files are refused.
 TEST_F(CorpusTest, NumberOverflowAndSpecialFilesAreFormatErrors) {
