@@ -11,13 +11,13 @@
 set(AREA_core "")
 set(AREA_io core)
 set(AREA_ops core)
-set(AREA_report core)
+set(AREA_report io core)
 set(AREA_model io ops core)
 set(AREA_policies model ops io core)
 set(AREA_analysis policies model ops io core)
 set(AREA_theory analysis policies model ops io report core)
 set(AREA_train model ops io core)
-set(ATTNSPARSE_AREAS core report io ops model policies analysis theory train)
+set(ATTNSPARSE_AREAS core io report ops model policies analysis theory train)
 
 # Frontends and plug-ins, built by their own rules in CMakeLists.txt and src/python/.
 set(AREA_dist analysis policies model ops io core)

@@ -3,12 +3,13 @@
 // eval-policy's report, theory simulate / fit, the condensation experiment's results.
 #include <fmt/format.h>
 
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "core/text.h"
+#include "io/json_file.h"
 #include "model/model_util.h"
 #include "report/analysis_report.h"
 #include "report/condensation_report.h"
@@ -47,14 +48,9 @@ struct ReportOptions {
 };
 
 void run_report(const ReportOptions& o) {
-  std::ifstream in(o.in_path, std::ios::binary);
-  if (!in) fail_file(o.in_path, "cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail_file(o.in_path, "not valid JSON: {}", e.what());
-  }
+  // A regular file of bounded size only (a FIFO or a device is refused, not read or
+  // waited on), duplicate keys refused, errors as one line naming the file.
+  const json j = read_json_file(o.in_path);
   const Kind* kind = detect(j);
   if (!kind)
     fail_file(o.in_path,
@@ -64,9 +60,9 @@ void run_report(const ReportOptions& o) {
   try {
     html = kind->html(j);
   } catch (const json::exception& e) {
-    fail_file(o.in_path, "malformed {}: {}", kind->name, e.what());
-  } catch (const Error& e) {
-    fail_file(o.in_path, "malformed {}: {}", kind->name, e.what());
+    fail_file(o.in_path, "malformed {}: {}", kind->name, json_error_text(e));
+  } catch (const Error& e) {  // may quote names from the file: one printable line
+    fail_file(o.in_path, "malformed {}: {}", kind->name, printable(e.what(), 400));
   }
   std::string out = o.out_path;
   if (out.empty()) {

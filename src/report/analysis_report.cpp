@@ -7,6 +7,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
+#include "io/json_file.h"
 #include "report/svg.h"
 
 namespace attnsparse::report {
@@ -15,6 +17,12 @@ namespace {
 
 using json = nlohmann::json;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Bounds on the counts that size this page's memory and loops (json_int refuses a
+// tampered file past them): real models have at most a few hundred layers and heads, the
+// analysis far fewer clusters and histogram bins.
+constexpr int64_t kMaxLayers = 4096, kMaxHeads = 4096, kMaxCells = int64_t{1} << 18;  // layers x heads
+constexpr int64_t kMaxClusters = 4096, kMaxClusterFeatures = 1024, kMaxBins = 100000;
 
 double number(const json& j) { return j.is_number() ? j.get<double>() : kNaN; }
 
@@ -57,8 +65,11 @@ Series layer_series(json& report, const std::string& metric, const std::string& 
 std::vector<int64_t> layer_windows(json& report) {
   std::vector<int64_t> w;
   for (json& l : report["per_layer"]) {
-    const double x = at(l, {"attention", "window"});
-    w.push_back(std::isfinite(x) ? int64_t(x) : 0);
+    const json* a = l.is_object() && l.contains("attention") ? &l["attention"] : nullptr;
+    const bool has = a && a->is_object() && a->contains("window") && (*a)["window"].is_number();
+    w.push_back(has ? json_int((*a)["window"], fmt::format("per_layer[{}].attention.window", w.size()), kJsonIntMin,
+                               kJsonIntMax)
+                    : 0);
   }
   return w;
 }
@@ -85,12 +96,16 @@ void ring_windowed(json& report, std::vector<Series>& series, ChartSpec& spec) {
     ring.marker = Marker::Ring;
     for (size_t k = 0; k < series[i].x.size(); ++k) {
       const double l = series[i].x[k];
-      if (l >= 0 && size_t(l) < windows.size() && windows[size_t(l)] > 0)
+      if (l >= 0 && l < double(windows.size()) && windows[size_t(l)] > 0)
         ring.x.push_back(l), ring.y.push_back(series[i].y[k]);
     }
     series.push_back(ring);
   }
   spec.note += std::string(spec.note.empty() ? "" : " ") + "Rings: sliding-window layers.";
+}
+
+int64_t conjecture_id(const json& c, size_t i) {
+  return json_int(c.is_object() && c.contains("id") ? c["id"] : json(), fmt::format("conjectures[{}].id", i), 0, 1000);
 }
 
 std::string verdict_section(json& report) {
@@ -99,7 +114,8 @@ std::string verdict_section(json& report) {
     const std::string v = c["verdict"].get<std::string>();
     std::string evidence = c["detail"].get<std::string>();
     if (c.value("insufficient_data", false)) evidence += " (insufficient data)";
-    rows.push_back({fmt::format("C{}", c["id"].get<int>()), c["name"].get<std::string>(), verdict_label(v), evidence});
+    const int64_t id = conjecture_id(c, rows.size());
+    rows.push_back({fmt::format("C{}", id), c["name"].get<std::string>(), verdict_label(v), evidence});
     classes.push_back({"", "l", v == "supported" ? "good" : v == "not_supported" ? "bad" : "", "l"});
   }
   return table({"#", "conjecture", "verdict", "evidence"}, rows, classes) +
@@ -182,11 +198,15 @@ std::string sink_recency_charts(json& report) {
   ratio.y = log_axis("median ratio");
   ratio.y_rules = {{5.0, "verdict threshold"}, {1.0, "uniform"}};
   std::vector<Series> rs;
+  size_t ci = 0;
   for (json& c : report["conjectures"]) {
-    const int id = c["id"].get<int>();
+    const size_t i = ci++;
+    const int64_t id = conjecture_id(c, i);
     if (id != 3 && id != 4) continue;
     Series s;
-    s.name = id == 3 ? fmt::format("R_{} / baseline (C3)", c["statistics"].value("window", 32))
+    s.name = id == 3 ? fmt::format("R_{} / baseline (C3)",
+                                   json_int_or(c["statistics"], "window", fmt::format("conjectures[{}].statistics.window", i),
+                                               32, kJsonIntMin, kJsonIntMax))
                      : "a_0 (t+1) (C4)";
     for (json& l : c["statistics"]["per_layer"]) {
       s.x.push_back(number(l["layer"]));
@@ -199,7 +219,10 @@ std::string sink_recency_charts(json& report) {
 }
 
 std::string head_section(json& report) {
-  const int L = report["counts"]["layers"].get<int>(), H = report["counts"]["heads"].get<int>();
+  const int L = int(json_int(report["counts"]["layers"], "counts.layers", 1, kMaxLayers));
+  const int H = int(json_int(report["counts"]["heads"], "counts.heads", 1, kMaxHeads));
+  if (int64_t{L} * H > kMaxCells)
+    throw FormatError(fmt::format("counts.layers x counts.heads = {} x {} is more than {} heads", L, H, kMaxCells));
   std::vector<std::vector<int>> labels(L, std::vector<int>(H, -1));
   std::vector<std::vector<std::string>> tips(L, std::vector<std::string>(H));
   HeatmapSpec width, sink;
@@ -222,10 +245,17 @@ std::string head_section(json& report) {
                                    ? fmt::format("{} (w {})", l, windows[size_t(l)])
                                    : std::to_string(l));
   }
+  // The cluster of every per_head entry, in file order (-1: none).
+  std::vector<int> cluster_of;
   for (json& h : report["per_head"]) {
-    const int l = h["layer"].get<int>(), k = h["head"].get<int>();
+    const size_t i = cluster_of.size();
+    cluster_of.push_back(h["cluster"].is_number()
+                             ? int(json_int(h["cluster"], fmt::format("per_head[{}].cluster", i), 0, kMaxClusters - 1))
+                             : -1);
+    const int64_t l = json_int(h["layer"], fmt::format("per_head[{}].layer", i), 0, kMaxLayers - 1);
+    const int64_t k = json_int(h["head"], fmt::format("per_head[{}].head", i), 0, kMaxHeads - 1);
     if (l >= L || k >= H) continue;
-    labels[l][k] = h["cluster"].is_number() ? h["cluster"].get<int>() : -1;
+    labels[l][k] = cluster_of[i];
     width.values[l][k] = at(h, {"features", "width_norm_p90"});
     sink.values[l][k] = at(h, {"features", "sink_mass"});
     tips[l][k] = fmt::format("layer {} head {}: cluster {}, w_0.9 {}, sink {}, R_32 {}, H/ln(t+1) {}, overlap@16 {}", l, k,
@@ -236,27 +266,35 @@ std::string head_section(json& report) {
                              format_number(at(h, {"features", "persistence_overlap_k32"})));
   }
   json& cl = report["clusters"];
-  const std::string title = cl["best_k"].is_number()
-                                ? fmt::format("Head clusters (k = {}, silhouette {})", cl["best_k"].get<int>(),
-                                              format_number(number(cl["silhouette"])))
-                                : std::string("Head clusters (none)");
+  const int64_t best_k = cl["best_k"].is_number() ? json_int(cl["best_k"], "clusters.best_k", 1, kMaxClusters) : 0;
+  const std::string title = best_k > 0 ? fmt::format("Head clusters (k = {}, silhouette {})", best_k,
+                                                     format_number(number(cl["silhouette"])))
+                                       : std::string("Head clusters (none)");
   std::string html = grid({cluster_grid_svg(labels, tips, title), heatmap(width), heatmap(sink)});
   // Cluster centres in feature units: the mean of each feature over the cluster's heads.
-  if (cl["best_k"].is_number()) {
-    const int k = cl["best_k"].get<int>();
+  if (best_k > 0) {
+    const int k = int(best_k);
     std::vector<std::string> header = {"cluster", "heads"};
-    for (json& f : cl["features"]) header.push_back(f.get<std::string>());
+    if (cl["features"].size() > size_t(kMaxClusterFeatures))
+      throw FormatError(fmt::format("clusters.features holds {} names, more than {}", cl["features"].size(),
+                                    kMaxClusterFeatures));
+    std::vector<std::string> features;
+    for (json& f : cl["features"]) features.push_back(f.get<std::string>());
+    header.insert(header.end(), features.begin(), features.end());
+    // One pass over the heads: counts and feature sums per cluster.
+    std::vector<int64_t> count(size_t(k), 0);
+    std::vector<std::vector<double>> sum(size_t(k), std::vector<double>(features.size(), 0.0));
+    size_t i = 0;
+    for (json& h : report["per_head"]) {
+      const int c = cluster_of[i++];
+      if (c < 0 || c >= k) continue;
+      ++count[size_t(c)];
+      for (size_t f = 0; f < features.size(); ++f) sum[size_t(c)][f] += number(h["features"][features[f]]);
+    }
     std::vector<std::vector<std::string>> rows;
     for (int c = 0; c < k; ++c) {
-      int count = 0;
-      std::vector<double> sum(cl["features"].size(), 0.0);
-      for (json& h : report["per_head"]) {
-        if (!h["cluster"].is_number() || h["cluster"].get<int>() != c) continue;
-        ++count;
-        for (size_t f = 0; f < sum.size(); ++f) sum[f] += number(h["features"][cl["features"][f].get<std::string>()]);
-      }
-      std::vector<std::string> row = {std::to_string(c), std::to_string(count)};
-      for (double s : sum) row.push_back(format_number(count ? s / count : kNaN));
+      std::vector<std::string> row = {std::to_string(c), std::to_string(count[size_t(c)])};
+      for (double s : sum[size_t(c)]) row.push_back(format_number(count[size_t(c)] ? s / double(count[size_t(c)]) : kNaN));
       rows.push_back(row);
     }
     html += table(header, rows);
@@ -311,7 +349,8 @@ std::string persistence_chart(json& report) {
   std::vector<Series> per_layer;
   for (json& g : report["persistence"]) {
     Series s;
-    s.name = fmt::format("gap {}", g["gap"].get<int>());
+    s.name = fmt::format("gap {}", json_int(g["gap"], fmt::format("persistence[{}].gap", per_layer.size()), kJsonIntMin,
+                                            kJsonIntMax));
     json& v = g["per_layer"]["overlap_k32"];
     for (size_t l = 0; l < v.size(); ++l) {
       s.x.push_back(double(l));
@@ -340,7 +379,15 @@ std::string distribution_charts(json& report) {
     json& h = d[k.key];
     const bool log10 = h["log10"].get<bool>();
     const double lo = h["lo"].get<double>(), hi = h["hi"].get<double>();
-    const int bins = h["bins"].get<int>();
+    const std::string where = fmt::format("distributions.{}", k.key);
+    const int bins = int(json_int(h["bins"], where + ".bins", 1, kMaxBins));
+    // counts: [below the axis, bins..., above the axis], per layer likewise.
+    const auto check_counts = [&](const json& counts, const std::string& name) {
+      if (!counts.is_array() || counts.size() != size_t(bins) + 2)
+        throw FormatError(fmt::format("field '{}' must be an array of bins + 2 = {} counts, got {}", name, bins + 2,
+                                      counts.is_array() ? fmt::format("{} values", counts.size()) : json_kind_of(counts)));
+    };
+    check_counts(h["counts"], where + ".counts");
     ChartSpec spec;
     spec.title = k.title;
     spec.x = log10 ? log_axis(k.x) : linear_axis(k.x);
@@ -363,6 +410,7 @@ std::string distribution_charts(json& report) {
     json& per = h["per_layer"];
     const size_t L = per.size();
     if (L >= 3) {
+      for (size_t l : {size_t(0), L / 2, L - 1}) check_counts(per[l], fmt::format("{}.per_layer[{}]", where, l));
       series.push_back(series_of(per[0], "first layer"));
       series.push_back(series_of(per[L / 2], fmt::format("layer {}", L / 2)));
       series.push_back(series_of(per[L - 1], "last layer"));
@@ -523,10 +571,11 @@ std::string verdict_table_text(const json& original) {
   out += fmt::format("{} documents, {} tokens, {} rows, {} layers x {} heads\n", text_of(c["documents"]),
                      text_of(c["tokens"]), text_of(c["rows"]), text_of(c["layers"]), text_of(c["heads"]));
   out += fmt::format("{:<3} {:<48} {:<14} {}\n", "#", "conjecture", "verdict", "evidence");
+  size_t ci = 0;
   for (json& k : report["conjectures"]) {
     std::string evidence = k["detail"].get<std::string>();
     if (k.value("insufficient_data", false)) evidence += " (insufficient data)";
-    out += fmt::format("C{:<2} {:<48} {:<14} {}\n", k["id"].get<int>(), k["name"].get<std::string>(),
+    out += fmt::format("C{:<2} {:<48} {:<14} {}\n", conjecture_id(k, ci++), k["name"].get<std::string>(),
                        verdict_label(k["verdict"].get<std::string>()), evidence);
   }
   return out;

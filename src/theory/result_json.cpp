@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "io/json_file.h"
 #include "theory/fit_model.h"
 #include "theory/theory_report.h"
 
@@ -62,6 +63,15 @@ double threshold(const json& rules, const char* key, double fallback) {
   return value;
 }
 
+// Integer fields through json_int (get<int>() on 1e308 is undefined behaviour): name is
+// the field's place in the file for the message.
+int64_t int_field(const json& j, const char* key, const std::string& name, int64_t lo, int64_t hi) {
+  return json_int(field(j, key), name, lo, hi);
+}
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+// A layer x head heatmap is allocated from the model's shape.
+constexpr int64_t kMaxLayers = 4096, kMaxHeads = 4096, kMaxCells = int64_t{1} << 18;
+
 // The pages index these as rectangles: every row as long as the lengths n.
 void check_rows(const std::vector<std::vector<double>>& m, size_t cols, const std::string& what) {
   if (m.empty()) fail("{}: no values", what);
@@ -74,13 +84,15 @@ void check_rows(const std::vector<std::vector<double>>& m, size_t cols, const st
 std::string simulation_html_from_json(const json& j) {
   const json& p = field(j, "params");
   SimOptions opt;
-  opt.n_lo = field(p, "n_lo").get<int64_t>();
-  opt.n_hi = field(p, "n_hi").get<int64_t>();
+  // Printed on the page, not used to size anything: bounds are the types' (and the run's
+  // own minimums), so no file the tool wrote is refused.
+  opt.n_lo = int_field(p, "n_lo", "params.n_lo", 1, kJsonIntMax);
+  opt.n_hi = int_field(p, "n_hi", "params.n_hi", 1, kJsonIntMax);
   opt.eps = nums(field(p, "eps"));
-  opt.trials = field(p, "trials").get<int>();
-  opt.seed = field(p, "seed").get<uint64_t>();
-  opt.k_const = p.value("k_const", int64_t{8});
-  opt.bootstrap = field(p, "bootstrap").get<int>();
+  opt.trials = int(int_field(p, "trials", "params.trials", 1, kIntMax));
+  opt.seed = json_uint64(field(p, "seed"), "params.seed");
+  opt.k_const = json_int_or(p, "k_const", "params.k_const", 8, 1, kJsonIntMax);
+  opt.bootstrap = int(int_field(p, "bootstrap", "params.bootstrap", 0, kIntMax));
   opt.level = field(p, "ci_level").get<double>();
   opt.center = p.value("center", std::string("mean")) == "median" ? Center::Median : Center::Mean;
   opt.keys = p.value("keys", std::string("direct")) == "reduced" ? KeyMethod::Reduced : KeyMethod::Direct;
@@ -89,15 +101,16 @@ std::string simulation_html_from_json(const json& j) {
   opt.alpha = num(p, "alpha");
   std::vector<SettingResult> res;
   for (const json& s : field(j, "settings")) {
+    const std::string at = fmt::format("settings[{}]", res.size());
     SettingResult r;
     const std::string regime = field(s, "regime").get<std::string>();
     r.setting.regime = regime == "norm-bound" ? Regime::NormBound : regime == "logit-c" ? Regime::LogitC : Regime::Gaussian;
-    r.setting.d = field(s, "d").get<int>();
+    r.setting.d = int(int_field(s, "d", at + ".d", 1, kIntMax));
     if (s.contains("sigma")) r.setting.sigma = num(s["sigma"]);
     if (s.contains("B")) r.setting.B = num(s["B"]);
     if (s.contains("F")) r.setting.F = num(s["F"]);
     if (s.contains("logit_c")) r.setting.c = num(s["logit_c"]);
-    r.n = field(s, "n").get<std::vector<int64_t>>();
+    r.n = json_int_array(field(s, "n"), at + ".n", 1, kJsonIntMax);
     for (const json& k : field(s, "k_eps")) {
       r.eps.push_back(num(field(k, "eps")));
       r.k_eps.push_back(k.contains("trials") ? matrix(k["trials"]) : one_trial(field(k, "mean")));
@@ -110,7 +123,7 @@ std::string simulation_html_from_json(const json& j) {
       RuleResult rule;
       rule.name = field(rr, "name").get<std::string>();
       rule.formula = field(rr, "formula").get<std::string>();
-      rule.k = field(rr, "k").get<std::vector<int64_t>>();
+      rule.k = json_int_array(field(rr, "k"), fmt::format("{}.rules[{}].k", at, r.rules.size()), kJsonIntMin, kJsonIntMax);
       rule.err = rr.contains("err_trials") ? matrix(rr["err_trials"]) : one_trial(field(rr, "err_mean"));
       rule.rel = rr.contains("rel_err_trials") ? matrix(rr["rel_err_trials"]) : one_trial(field(rr, "rel_err_mean"));
       rule.tail = rr.contains("tail_trials") ? matrix(rr["tail_trials"]) : one_trial(field(rr, "tail_mean"));
@@ -119,9 +132,11 @@ std::string simulation_html_from_json(const json& j) {
     res.push_back(std::move(r));
   }
   // Fits: in file order, per setting and eps.
+  size_t fi = 0;
   for (const json& f : field(j, "fits")) {
-    const size_t si = field(f, "setting").get<size_t>();
-    if (si >= res.size()) fail("fit for setting {} of {}", si, res.size());
+    const std::string at = fmt::format("fits[{}].setting", fi++);
+    if (res.empty()) fail("{}: the file has no settings", at);
+    const size_t si = size_t(int_field(f, "setting", at, 0, int64_t(res.size()) - 1));
     PowerFit pf;
     pf.C = num(field(f, "C"));
     pf.C_lo = num(field(f, "C_ci").at(0));
@@ -161,12 +176,12 @@ std::string fit_html_from_json(const json& j) {
   const json& d = field(j, "data");
   FitOptions o;
   o.eps = nums(field(p, "eps"));
-  o.max_tokens = field(p, "max_tokens").get<int64_t>();
-  o.min_n = field(p, "min_n").get<int64_t>();
-  o.rows_per_bin = field(p, "rows_per_bin").get<int>();
-  o.bootstrap = field(p, "bootstrap").get<int>();
+  o.max_tokens = int_field(p, "max_tokens", "params.max_tokens", 0, kJsonIntMax);
+  o.min_n = int_field(p, "min_n", "params.min_n", 0, kJsonIntMax);
+  o.rows_per_bin = int(int_field(p, "rows_per_bin", "params.rows_per_bin", 0, kIntMax));
+  o.bootstrap = int(int_field(p, "bootstrap", "params.bootstrap", 0, kIntMax));
   o.level = field(p, "ci_level").get<double>();
-  o.seed = field(p, "seed").get<uint64_t>();
+  o.seed = json_uint64(field(p, "seed"), "params.seed");
   const json& rules = p.contains("verdict_rules") ? p["verdict_rules"] : json();
   o.collapsed_below = threshold(rules, "collapsed", o.collapsed_below);
   o.dense_above = threshold(rules, "dense", o.dense_above);
@@ -176,33 +191,36 @@ std::string fit_html_from_json(const json& j) {
   FitResult r;
   r.model = field(m, "path").get<std::string>();
   r.arch = field(m, "arch").get<std::string>();
-  r.n_layer = field(m, "n_layer").get<int>();
-  r.n_head = field(m, "n_head").get<int>();
-  r.n_kv_head = field(m, "n_kv_head").get<int>();
-  r.head_dim = field(m, "head_dim").get<int>();
-  r.window = field(p, "window").get<int64_t>();
-  r.documents = field(d, "documents").get<int64_t>();
-  r.tokens = field(d, "tokens").get<int64_t>();
-  r.rows = field(d, "rows_analysed").get<int64_t>();
-  r.skipped_short = d.value("documents_skipped_short", int64_t{0});
-  r.cut = d.value("documents_cut_to_max_tokens", int64_t{0});
+  // n_layer x n_head sizes the heatmaps; the rest is printed.
+  r.n_layer = int(int_field(m, "n_layer", "model.n_layer", 1, kMaxLayers));
+  r.n_head = int(int_field(m, "n_head", "model.n_head", 1, kMaxHeads));
+  if (int64_t{r.n_layer} * r.n_head > kMaxCells)
+    fail("model.n_layer x model.n_head = {} x {} is more than {} heads", r.n_layer, r.n_head, kMaxCells);
+  r.n_kv_head = int(int_field(m, "n_kv_head", "model.n_kv_head", 0, kIntMax));
+  r.head_dim = int(int_field(m, "head_dim", "model.head_dim", 0, kIntMax));
+  r.window = int_field(p, "window", "params.window", kJsonIntMin, kJsonIntMax);
+  r.documents = int_field(d, "documents", "data.documents", 0, kJsonIntMax);
+  r.tokens = int_field(d, "tokens", "data.tokens", 0, kJsonIntMax);
+  r.rows = int_field(d, "rows_analysed", "data.rows_analysed", 0, kJsonIntMax);
+  r.skipped_short = json_int_or(d, "documents_skipped_short", "data.documents_skipped_short", 0, 0, kJsonIntMax);
+  r.cut = json_int_or(d, "documents_cut_to_max_tokens", "data.documents_cut_to_max_tokens", 0, 0, kJsonIntMax);
   r.bootstrap_unit = p.value("bootstrap_unit", std::string("documents"));
   for (const json& hj : field(j, "heads")) {
+    const std::string at = fmt::format("heads[{}]", r.heads.size());
     HeadFit h;
-    h.layer = field(hj, "layer").get<int>();
-    h.head = field(hj, "head").get<int>();
-    h.kv_head = field(hj, "kv_head").get<int>();
-    if (h.layer < 0 || h.layer >= r.n_layer || h.head < 0 || h.head >= r.n_head)
-      fail("head L{}H{} outside the model's {} x {}", h.layer, h.head, r.n_layer, r.n_head);
+    // Indices of the heatmaps: inside the model's n_layer x n_head.
+    h.layer = int(int_field(hj, "layer", at + ".layer", 0, r.n_layer - 1));
+    h.head = int(int_field(hj, "head", at + ".head", 0, r.n_head - 1));
+    h.kv_head = int(int_field(hj, "kv_head", at + ".kv_head", 0, kIntMax));
     const json& bins = field(hj, "bins");
-    h.bin_lo = field(bins, "n_lo").get<std::vector<int64_t>>();
+    h.bin_lo = json_int_array(field(bins, "n_lo"), at + ".bins.n_lo", kJsonIntMin, kJsonIntMax);
     h.bin_n = nums(field(bins, "n_mean"));
-    h.bin_rows = field(bins, "rows").get<std::vector<int64_t>>();
+    h.bin_rows = json_int_array(field(bins, "rows"), at + ".bins.rows", kJsonIntMin, kJsonIntMax);
     for (const json& k : field(hj, "k_eps_mean")) h.bin_k.push_back(nums(field(k, "k")));
     const json& b = field(hj, "budget");
     h.dyn_alpha = num(b, "alpha");
     h.dyn_C = num(b, "C");
-    h.k_fixed = b.value("k_fixed", int64_t{0});
+    h.k_fixed = json_int_or(b, "k_fixed", at + ".budget.k_fixed", 0, kJsonIntMin, kJsonIntMax);
     for (const json& ru : field(hj, "rules")) {
       h.err.push_back(nums(field(ru, "err")));
       h.rel.push_back(nums(field(ru, "rel_err")));
@@ -218,8 +236,11 @@ std::string fit_html_from_json(const json& j) {
     h.verdict.assign(o.eps.size(), "too few lengths");
     r.heads.push_back(std::move(h));
   }
+  size_t fi = 0;
   for (const json& f : field(j, "fits")) {
-    const int layer = field(f, "layer").get<int>(), head = field(f, "head").get<int>();
+    const std::string at = fmt::format("fits[{}]", fi++);
+    const int64_t layer = int_field(f, "layer", at + ".layer", kJsonIntMin, kJsonIntMax);
+    const int64_t head = int_field(f, "head", at + ".head", kJsonIntMin, kJsonIntMax);
     const double eps = num(field(f, "eps"));
     for (HeadFit& h : r.heads) {
       if (h.layer != layer || h.head != head) continue;

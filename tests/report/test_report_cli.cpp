@@ -149,7 +149,7 @@ TEST(ReportCli, BadFilesAreOneLineAndNoOutput) {
   struct Case {
     std::string file, needle;
   };
-  const Case cases[] = {{"notjson.json", "not valid JSON"},
+  const Case cases[] = {{"notjson.json", "invalid JSON"},
                         {"other.json", "not a result file"},
                         {"badtheory.json", "malformed theory simulate result"},
                         {"missing.json", "cannot open"}};
