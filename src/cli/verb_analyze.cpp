@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "core/files.h"
 #include "analysis/analyze_job.h"
 #include "cli/verb.h"
 #include "core/error.h"
@@ -84,6 +85,11 @@ void run(const Options& o, ShardComm* comm) {
   for (const std::string& s : o.settings) apply_setting(params, s);
   validate(params);
 
+  {
+    std::vector<std::string> inputs = o.data;
+    inputs.push_back(o.model_path);
+    refuse_output_over_inputs(o.dump_rows, inputs, "--dump-rows");
+  }
   const auto model = load_model(o.model_path);
   AnalyzeJob job;
   job.model_path = o.model_path;

@@ -5,6 +5,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "model/dense_attention.h"
 #include "model/model.h"
 #include "model/model_util.h"
@@ -19,6 +20,7 @@ struct AttentionOptions {
 
 void run_attention(const AttentionOptions& o) {
   apply_threads(o.threads);
+  refuse_output_over_inputs(o.out_path, {o.tokens_path, o.model_path}, "--out");
   const std::vector<int32_t> tokens = read_token_file(o.tokens_path);
   auto model = load_model(o.model_path);
   const auto& c = model->config();

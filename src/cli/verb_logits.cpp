@@ -5,6 +5,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/model_util.h"
@@ -20,6 +21,7 @@ struct LogitsOptions {
 
 void run_logits(const LogitsOptions& o) {
   apply_threads(o.threads);
+  refuse_output_over_inputs(o.out_path, {o.tokens_path, o.model_path}, "--out");
   const std::vector<int32_t> tokens = read_token_file(o.tokens_path);
   std::vector<int64_t> rows;
   if (!o.rows_text.empty()) rows = parse_index_list(o.rows_text, "--rows");

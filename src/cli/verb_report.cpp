@@ -8,6 +8,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/text.h"
 #include "io/json_file.h"
 #include "model/model_util.h"
@@ -70,6 +71,7 @@ void run_report(const ReportOptions& o) {
     if (out.size() > 5 && out.compare(out.size() - 5, 5, ".json") == 0) out.resize(out.size() - 5);
     out += ".html";
   }
+  refuse_output_over_inputs(out, {o.in_path}, "-o");
   write_file_atomic(out, html.data(), html.size());
   fmt::print("{} -> {}\n", kind->name, out);
 }

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace attnsparse {
 
@@ -87,6 +88,17 @@ std::string read_input_file(const std::string& path, uint64_t max_bytes) {
   ::close(fd);
   out.resize(got);
   return out;
+}
+
+void refuse_output_over_inputs(const std::string& out, const std::vector<std::string>& inputs,
+                               const char* option) {
+  struct stat o;
+  if (out.empty() || ::stat(out.c_str(), &o) != 0) return;  // (nothing there to destroy)
+  for (const std::string& in : inputs) {
+    struct stat i;
+    if (!in.empty() && ::stat(in.c_str(), &i) == 0 && i.st_dev == o.st_dev && i.st_ino == o.st_ino)
+      fail_usage("{} {} is the input file {}; choose another output", option, printable(out, 200), printable(in, 200));
+  }
 }
 
 std::string resolve_output_path(const std::string& path) {

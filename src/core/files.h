@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace attnsparse {
 
@@ -30,6 +31,12 @@ std::string read_input_file(const std::string& path, uint64_t max_bytes = kMaxTe
 // FormatError "<path>: <reason>" for devices, FIFOs, directories, sockets, symlink loops,
 // and a missing directory.
 std::string resolve_output_path(const std::string& path);
+
+// UsageError "<option> <out> is the input file <in>; choose another output" when the
+// output names an existing file that is one of the inputs (the same file through any
+// path or link): writing it would destroy the input. Inputs that do not exist are skipped.
+void refuse_output_over_inputs(const std::string& out, const std::vector<std::string>& inputs,
+                               const char* option);
 
 // Writes bytes to resolve_output_path(path) + ".tmp" and renames it over the target, so a
 // failure (disk full, permission denied) leaves no partial file and the old file intact.

@@ -108,6 +108,25 @@ TEST(Finite, FindsTheFirstNaNOrInf) {
   EXPECT_TRUE(all_finite(x.data(), 9000));
 }
 
+// `report ep.json -o ep.json`, `logits M --tokens ids.txt --out ids.txt` and `analyze
+// --dump-rows` naming a data file replaced the input with the output.
+TEST(OutputFiles, AnOutputThatIsAnInputIsRefused) {
+  Tmp t;
+  write(t.file("in.json"), "{}");
+  write(t.file("other.json"), "{}");
+  fs::create_symlink(t.file("in.json"), t.file("link.json"));
+  fs::create_hard_link(t.file("in.json"), t.file("hard.json"));
+  for (const char* out : {"in.json", "link.json", "hard.json"})
+    EXPECT_HAS(error_of([&] { refuse_output_over_inputs(t.file(out), {t.file("x"), t.file("in.json")}, "--out"); }),
+               "is the input file");
+  EXPECT_HAS(error_of([&] { refuse_output_over_inputs(t.file("in.json"), {t.file("in.json")}, "-o"); }),
+             "-o " + t.file("in.json") + " is the input file " + t.file("in.json") + "; choose another output");
+  // Another file, a new file, and inputs that do not exist are fine.
+  EXPECT_NO_THROW(refuse_output_over_inputs(t.file("other.json"), {t.file("in.json")}, "--out"));
+  EXPECT_NO_THROW(refuse_output_over_inputs(t.file("new.json"), {t.file("in.json")}, "--out"));
+  EXPECT_NO_THROW(refuse_output_over_inputs(t.file("in.json"), {t.file("none"), ""}, "--out"));
+}
+
 TEST(InputFiles, OnlyRegularFilesAreRead) {
   Tmp t;
   write(t.file("ok.txt"), "hello");
