@@ -37,12 +37,15 @@ void validate(const FitOptions& o) {
   if (o.eps.empty()) fail_usage("--eps: give at least one value");
   for (double e : o.eps)
     if (!(e > 0 && e < 1)) fail_usage("--eps {} is outside (0, 1)", e);
-  if (o.min_n < 2) fail_usage("--min-n {} must be at least 2", o.min_n);
-  if (o.max_tokens < 4 * o.min_n)
-    fail_usage("--max-tokens {} must be at least 4 x --min-n ({}) so that rows span three lengths", o.max_tokens,
-               o.min_n);
+  // Both bounded before 4 x --min-n is formed, so the product cannot overflow.
+  if (o.max_tokens < 8 || o.max_tokens > kFitMaxTokens)
+    fail_usage("--max-tokens {} is outside [8, {}]", o.max_tokens, kFitMaxTokens);
+  if (o.min_n < 2 || o.min_n > o.max_tokens / 4)
+    fail_usage("--min-n {} is outside [2, {}] (--max-tokens / 4, so that rows span three lengths)", o.min_n,
+               o.max_tokens / 4);
   if (o.max_docs < 0) fail_usage("--docs {} must be >= 0", o.max_docs);
-  if (o.rows_per_bin < 0) fail_usage("--rows-per-bin {} must be >= 0 (0 = every row)", o.rows_per_bin);
+  if (o.rows_per_bin < 0 || o.rows_per_bin > kFitMaxTokens)
+    fail_usage("--rows-per-bin {} is outside [0, {}] (0 = every row)", o.rows_per_bin, kFitMaxTokens);
   if (o.bootstrap < 0 || o.bootstrap > 100000) fail_usage("--bootstrap {} is outside [0, 100000]", o.bootstrap);
   if (!(o.level > 0 && o.level < 1)) fail_usage("--level {} is outside (0, 1)", o.level);
 }

@@ -40,6 +40,9 @@
 
 namespace attnsparse::theory {
 
+// The most tokens per document (--max-tokens): the model runs once over them.
+constexpr int64_t kFitMaxTokens = int64_t{1} << 24;
+
 struct FitOptions {
   std::string model_path;
   ModelLoadOptions model_options;  // --tokenizer

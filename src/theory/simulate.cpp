@@ -5,10 +5,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <random>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "theory/normal.h"
 
@@ -55,20 +58,19 @@ std::vector<int64_t> powers_of_two(int64_t lo, int64_t hi) {
 
 namespace {
 int64_t parse_count(const std::string& s, const std::string& whole) {
-  size_t pos = 0;
-  try {
-    if (s.size() > 2 && s.compare(0, 2, "2^") == 0) {
-      const int e = std::stoi(s.substr(2), &pos);
-      if (pos != s.size() - 2 || e < 0 || e > 40) throw std::invalid_argument("");
-      return int64_t{1} << e;
-    }
-    const long long v = std::stoll(s, &pos);
-    if (pos != s.size()) throw std::invalid_argument("");
-    return v;
-  } catch (const std::exception&) {
+  // Exact: digits only (or 2^a), no sign, blank, exponent or saturation; the bound on the
+  // value itself is validate()'s (--n HI <= kMaxLength).
+  std::optional<int64_t> v;
+  if (s.size() > 2 && s.compare(0, 2, "2^") == 0) {
+    const auto e = parse_int64(s.substr(2));
+    if (e && *e >= 0 && *e <= 40 && std::isdigit(static_cast<unsigned char>(s[2]))) v = int64_t{1} << *e;
+  } else if (!s.empty() && std::isdigit(static_cast<unsigned char>(s[0]))) {
+    v = parse_int64(s);
+  }
+  if (!v)
     fail_usage("--n '{}': '{}' is not an integer (use LO:HI, e.g. 1024:131072 or 2^10:2^17)",
                whole, s);
-  }
+  return *v;
 }
 }  // namespace
 
@@ -107,7 +109,7 @@ std::vector<Setting> sweep_settings(const std::vector<int>& ds, const std::vecto
 void validate(const SimOptions& o) {
   if (o.n_lo < 2) fail_usage("--n: the smallest length must be at least 2 (got {})", o.n_lo);
   if (o.n_lo > o.n_hi) fail_usage("--n: LO = {} is larger than HI = {}", o.n_lo, o.n_hi);
-  if (o.n_hi > (int64_t{1} << 24)) fail_usage("--n: HI = {} is above the limit 2^24", o.n_hi);
+  if (o.n_hi > kMaxLength) fail_usage("--n: HI = {} is above the limit 2^24", o.n_hi);
   if (powers_of_two(o.n_lo, o.n_hi).size() < 2)
     fail_usage("--n {}:{} holds fewer than two powers of two; a fit needs at least two lengths",
                o.n_lo, o.n_hi);
@@ -130,9 +132,12 @@ void validate(const SimOptions& o) {
   for (double e : o.eps)
     if (!(e > 0 && e < 1)) fail_usage("--eps {} is outside (0, 1)", e);
   if (o.trials < 2 || o.trials > 100000) fail_usage("--trials {} is outside [2, 100000]", o.trials);
-  if (o.k_const < 1) fail_usage("--k-const {} must be at least 1", o.k_const);
-  if (!std::isnan(o.alpha) && !(o.alpha > 0 && std::isfinite(o.alpha)))
-    fail_usage("--alpha {} must be positive", o.alpha);
+  // k = K and k = ceil(alpha n^C) (C <= 1) are clamped to n <= kMaxLength; these bounds keep every
+  // budget computed from them well inside int64 before the clamp.
+  if (o.k_const < 1 || o.k_const > kMaxLength)
+    fail_usage("--k-const {} is outside [1, {}]", o.k_const, kMaxLength);
+  if (!std::isnan(o.alpha) && !(o.alpha > 0 && o.alpha <= double(kMaxLength)))
+    fail_usage("--alpha {} is outside (0, {}]", o.alpha, kMaxLength);
   if (!std::isnan(o.exponent) && !(o.exponent >= 0 && o.exponent <= 1))
     fail_usage("--exponent {} is outside [0, 1]", o.exponent);
   if (o.bootstrap < 0 || o.bootstrap > 1000000) fail_usage("--bootstrap {} is outside [0, 1e6]", o.bootstrap);
@@ -280,10 +285,14 @@ int64_t k_eps_with(std::vector<double>& work, double eps, SelectMethod method) {
 
 // The budget of a rule at length n, clamped to [1, n].
 int64_t rule_k(int rule, int64_t n, int64_t k_const, double alpha, double C) {
-  double k = rule == 0 ? double(k_const)
-           : rule == 1 ? std::ceil(std::log(double(n)))
-                       : std::ceil(alpha * std::pow(double(n), C) - 1e-9);
-  return std::clamp<int64_t>(static_cast<int64_t>(k), 1, n);
+  const double k = rule == 0 ? double(k_const)
+                 : rule == 1 ? std::ceil(std::log(double(n)))
+                             : std::ceil(alpha * std::pow(double(n), C) - 1e-9);
+  // Clamped as a double first: a fitted prefactor can be huge (or NaN), and a double
+  // outside int64 has no integer conversion.
+  if (!(k >= 1)) return 1;
+  if (k >= double(n)) return n;
+  return static_cast<int64_t>(k);
 }
 
 // Pass 2 for one trial: for every n the dense output o (Gaussian values) and, per rule,

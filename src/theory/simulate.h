@@ -54,6 +54,10 @@ struct Setting {
   std::string definition() const;  // the logit formula, spelled out
 };
 
+// The longest row simulated (--n HI), and so also the largest budget --k-const and the
+// largest prefactor --alpha that can matter (every budget is clamped to n).
+constexpr int64_t kMaxLength = int64_t{1} << 24;
+
 struct SimOptions {
   int64_t n_lo = 1024, n_hi = 131072;  // powers of two between these (inclusive)
   std::vector<Setting> settings;

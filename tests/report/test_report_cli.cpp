@@ -165,7 +165,7 @@ TEST(ReportCli, BadFilesAreOneLineAndNoOutput) {
   // Fields removed from real files (found by mutating them: a theory page indexed a
   // shortened trial row out of bounds; analysis pages read missing keys through const
   // access): one error line, never a crash.
-  const ProcessResult sim = run_cli("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 10 --threads 1 --out '" +
+  const ProcessResult sim = run_cli("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 20 --threads 1 --out '" +
                          (dir / "sim").string() + "'");
   ASSERT_EQ(sim.status, 0) << sim.err;
   auto theory = nlohmann::json::parse(slurp(dir / "sim" / "theory.json"));

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "support/run_process.h"
 
@@ -81,6 +82,73 @@ TEST(CliSimulate, BadArgumentsFailWithOneLineAndNoOutput) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
     EXPECT_FALSE(fs::exists(out / "theory.json")) << args;
   }
+  fs::remove_all(dir);
+}
+
+// Hostile numbers: each is refused before any work with one line naming the option and its
+// range, a non-zero status and no output (they once reached undefined behaviour in the
+// budget rule, saturated, wrapped, or were silently read as 0 or as "not given").
+TEST(CliSimulate, HostileNumbersAreRefusedWithTheOptionAndItsRange) {
+  const fs::path dir = fresh_dir("hostile");
+  const fs::path out = dir / "out";
+  const std::string base = "theory simulate --n 64:256 --threads 1 --out " + out.string() + " ";
+  // --d 16 --trials 4 unless the case gives its own.
+  auto command = [&base](const std::string& args) {
+    return base + args + (args.find("--d ") == std::string::npos ? " --d 16" : "") +
+           (args.find("--trials ") == std::string::npos ? " --trials 4" : "");
+  };
+  struct Case {
+    std::string args, option, range;
+  };
+  const std::vector<Case> cases = {
+      {"--logit-c 0.5 --bootstrap 20 --k-const 9223372036854775807", "--k-const", "[1, 16777216]"},
+      {"--logit-c 0.5 --bootstrap 20 --k-const 18446744073709551616", "--k-const", "[1, 16777216]"},
+      {"--logit-c 0.5 --bootstrap 20 --k-const 0", "--k-const", "[1, 16777216]"},
+      {"--logit-c 0.5 --bootstrap 20 --alpha 1e18", "--alpha", "(0, 16777216]"},
+      {"--logit-c 0.5 --bootstrap 20 --alpha nan", "--alpha", "(0, 16777216]"},
+      {"--logit-c 0.5 --bootstrap 20 --alpha ''", "--alpha", "(0, 16777216]"},
+      {"--logit-c 0.5 --bootstrap 20 --exponent nan", "--exponent", "[0, 1]"},
+      {"--logit-c 0.5 --bootstrap 20 --exponent inf", "--exponent", "[0, 1]"},
+      {"--logit-c 0.5 --bootstrap 20 --seed 18446744073709551616", "--seed", "[0, 9223372036854775807]"},
+      {"--logit-c 0.5 --bootstrap 20 --seed -1", "--seed", "[0, 9223372036854775807]"},
+      {"--logit-c 0.5 --bootstrap 20 --seed ''", "--seed", "[0, 9223372036854775807]"},
+      {"--logit-c 0.5 --bootstrap ''", "--bootstrap", "[20, 1000000]"},
+      {"--logit-c 0.5 --bootstrap 0", "--bootstrap", "[20, 1000000]"},
+      {"--logit-c 0.5 --bootstrap 19", "--bootstrap", "[20, 1000000]"},
+      {"--logit-c 0.5 --bootstrap 20 --level nan", "--level", "(0, 1)"},
+      {"--logit-c 0.5 --bootstrap 20 --level ''", "--level", "(0, 1)"},
+      {"--logit-c 0.5 --bootstrap 20 --trials ''", "--trials", "[2, 100000]"},
+      {"--sigma '' --bootstrap 20", "--sigma", "at least one value"},
+      {"--logit-c 0.5 --sigma nan --bootstrap 20", "--sigma", "not a finite number"},
+      {"--norm-bound '' --weight-frobenius 2 --bootstrap 20", "--norm-bound", "at least one value"},
+      {"--logit-c '' --bootstrap 20", "--logit-c", "at least one value"},
+      {"--logit-c 0.5 --bootstrap 20 --d 1e2", "--d", "[1, 8192]"},
+  };
+  for (const Case& c : cases) {
+    const ProcessResult r = run_cli(command(c.args));
+    EXPECT_NE(r.status, 0) << c.args;
+    const std::string line = "error: " + c.option;
+    EXPECT_NE(r.err.find(line), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_NE(r.err.find(c.range), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << ": " << r.err;
+    EXPECT_FALSE(fs::exists(out)) << c.args;
+  }
+  // --n LO:HI takes digits or 2^a only.
+  for (const std::string n : {"' 64:256'", "64:+256", "64:256x", "64:2^+8", "64:"}) {
+    const ProcessResult r = run_cli("theory simulate --d 16 --trials 4 --threads 1 --out " + out.string() +
+                                    " --logit-c 0.5 --bootstrap 20 --n " + n);
+    EXPECT_NE(r.status, 0) << n;
+    EXPECT_NE(r.err.find("error: --n"), std::string::npos) << n << ": " << r.err;
+  }
+  // The largest accepted budget and prefactor run (every budget clamped to n).
+  const ProcessResult ok = run_cli(command("--logit-c 0.5 --bootstrap 20 --k-const 16777216 --alpha 16777216"));
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  std::ifstream jin(out / "theory.json");
+  const auto j = nlohmann::json::parse(jin);
+  for (const auto& rule : j["settings"][0]["rules"])
+    if (rule["name"] != "log") {
+      EXPECT_EQ(rule["k"].back().get<int64_t>(), 256) << rule["name"];
+    }
   fs::remove_all(dir);
 }
 

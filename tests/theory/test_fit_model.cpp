@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "analysis/shared_data.h"
 #include "io/gguf.h"
@@ -348,6 +350,59 @@ TEST(FitModel, CliWritesJsonAndHtmlAndFailsCleanly) {
   EXPECT_FALSE(fs::exists(dir / "bad" / "theory_fit.json"));
   const ProcessResult help = run_cli("theory fit --help");
   EXPECT_NE(help.out.find("Example"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// Hostile numbers: each is refused before the model loads, with one line naming the option
+// and its range, a non-zero status and no output (--min-n 2^63-1 once overflowed 4 x
+// --min-n; the rest saturated, wrapped or were silently read as 0; --bootstrap 0 printed
+// C [C, C] as an interval).
+TEST(FitModel, CliRefusesHostileNumbersWithTheOptionAndItsRange) {
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  REQUIRE_SHARED_FILE(model);
+  const fs::path dir = temp_dir("hostile");
+  const fs::path text = dir / "story.txt";
+  {
+    std::ofstream t(text);
+    for (int i = 0; i < 12; ++i) t << "Once upon a time a small cat sat by the river and watched the boats go by. ";
+  }
+  const fs::path out = dir / "out";
+  const std::string base = "theory fit " + model + " --data " + text.string() + " --threads 1 --out " + out.string() + " ";
+  struct Case {
+    std::string args, option, range;
+  };
+  const std::vector<Case> cases = {
+      {"--max-tokens 64 --min-n 9223372036854775807", "--min-n", "[2, 16]"},
+      {"--max-tokens 64 --min-n 17", "--min-n", "[2, 16]"},
+      {"--max-tokens 64 --min-n ''", "--min-n", "[2, 16]"},
+      {"--max-tokens 18446744073709551616", "--max-tokens", "[8, 16777216]"},
+      {"--max-tokens 1e3", "--max-tokens", "[8, 16777216]"},
+      {"--max-tokens ''", "--max-tokens", "[8, 16777216]"},
+      {"--seed 18446744073709551616", "--seed", "[0, 9223372036854775807]"},
+      {"--seed -1", "--seed", "[0, 9223372036854775807]"},
+      {"--seed ''", "--seed", "[0, 9223372036854775807]"},
+      {"--bootstrap ''", "--bootstrap", "[20, 100000]"},
+      {"--bootstrap 0", "--bootstrap", "[20, 100000]"},
+      {"--docs ''", "--docs", "[0, 1000000]"},
+      {"--docs -1", "--docs", "[0, 1000000]"},
+      {"--rows-per-bin ''", "--rows-per-bin", "[0, 16777216]"},
+      {"--rows-per-bin 99999999999", "--rows-per-bin", "[0, 16777216]"},
+      {"--eps nan", "--eps", "not a finite number"},
+  };
+  for (const Case& c : cases) {
+    const ProcessResult r = run_cli(base + c.args);
+    EXPECT_NE(r.status, 0) << c.args;
+    EXPECT_NE(r.err.find("error: " + c.option), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_NE(r.err.find(c.range), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << ": " << r.err;
+    EXPECT_FALSE(fs::exists(out)) << c.args;
+  }
+  // The same document with valid numbers runs, and its interval comes from 20 resamples.
+  const ProcessResult ok = run_cli(base + "--max-tokens 64 --min-n 8 --rows-per-bin 4 --bootstrap 20");
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  std::ifstream jin(out / "theory_fit.json");
+  const auto j = nlohmann::json::parse(jin);
+  EXPECT_EQ(j["params"]["bootstrap"].get<int>(), 20);
   fs::remove_all(dir);
 }
 
