@@ -148,7 +148,7 @@ TEST(ReportHostile, DuplicateKeysAndHugeNumbersAreCleanErrors) {
 TEST(ReportHostile, TamperedTheorySimulateIntegers) {
   const fs::path dir = work_dir() / "theory";
   fs::remove_all(dir);
-  const ProcessResult sim = run_cli("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 10 --threads 1 --out '" +
+  const ProcessResult sim = run_cli("theory simulate --n 64:256 --d 8 --sigma 1 --trials 3 --bootstrap 20 --threads 1 --out '" +
                                     (dir / "sim").string() + "'");
   ASSERT_EQ(sim.status, 0) << sim.err;
   const json base = json::parse(slurp(dir / "sim" / "theory.json"));
