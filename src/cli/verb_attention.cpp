@@ -16,6 +16,7 @@ namespace {
 struct AttentionOptions {
   std::string model_path, tokens_path, out_path;
   int threads = 0;
+  bool beyond_context = false;
 };
 
 void run_attention(const AttentionOptions& o) {
@@ -26,6 +27,13 @@ void run_attention(const AttentionOptions& o) {
   const auto& c = model->config();
   check_token_ids(tokens, c.n_vocab, o.tokens_path);
   const int64_t n = static_cast<int64_t>(tokens.size());
+  // As logits: past the training context the probabilities are extrapolation.
+  if (n > c.n_ctx && !o.beyond_context)
+    fail_file(o.tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
+              "or pass --beyond-context to evaluate them anyway", n, c.n_ctx, c.n_ctx);
+  if (n > c.n_ctx)
+    fmt::print(stderr, "attnsparse attention: warning: {} tokens exceed the model's context length of {}\n", n,
+               c.n_ctx);
   const double bytes = dense_attention_bytes(c.n_layer, c.n_head, n);
   if (bytes > 8e9) fail_usage("{} tokens would need {:.1f} GB of attention output; use fewer tokens", n, bytes / 1e9);
   std::vector<float> out(static_cast<size_t>(c.n_layer * c.n_head * n * n), 0.f);
@@ -45,6 +53,8 @@ void register_attention(CLI::App& app) {
   add_model_options(sub, o->model_path);
   sub->add_option("--tokens", o->tokens_path, "file of whitespace-separated token ids")->required();
   sub->add_option("--out", o->out_path, "output file (f32)")->required();
+  sub->add_flag("--beyond-context", o->beyond_context,
+                "evaluate more tokens than the model's context length (refused otherwise)");
   add_threads_option(sub, &o->threads);
   add_ubatch_option(sub);
   add_kv_type_option(sub);

@@ -13,6 +13,7 @@
 #include "analysis/plan.h"
 #include "analysis/row_dump.h"
 #include "cli_support.h"
+#include "shared_data.h"
 #include "core/error.h"
 
 namespace attnsparse::analysis {
@@ -225,6 +226,27 @@ TEST(HostileCli, SynthLayersAndGenerateTemperatureAreChecked) {
   }
   EXPECT_EQ(run_cli({"generate", dir + "/s.gguf", "--prompt", "hi", "-n", "2", "--temp", "0"}, Output::merged).status,
             0);
+  fs::remove_all(dir);
+}
+
+// attention evaluated 600 tokens on a 512-token model without a word (logits refused
+// them); an output naming the token file replaced it.
+TEST(HostileCli, AttentionBeyondTheContextAndOverItsInputAreRefused) {
+  const std::string dir = fresh_dir("attention_ctx");
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  if (!fs::exists(model)) GTEST_SKIP() << model << " is missing";
+  {
+    std::ofstream ids(dir + "/ids.txt");
+    for (int i = 0; i < 600; ++i) ids << (i % 100) + 5 << ' ';
+  }
+  ProcessResult r = run_cli({"attention", model, "--tokens", dir + "/ids.txt", "--out", dir + "/a.f32"}, Output::merged);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("600 tokens exceed the model's context length of 512"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/a.f32"));
+  r = run_cli({"attention", model, "--tokens", dir + "/ids.txt", "--out", dir + "/ids.txt"}, Output::merged);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("is the input file"), std::string::npos) << r.out;
+  EXPECT_EQ(fs::file_size(dir + "/ids.txt"), 1800u);  // unchanged
   fs::remove_all(dir);
 }
 
