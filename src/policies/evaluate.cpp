@@ -565,6 +565,16 @@ EvalResult evaluate_policies(const Model& model, const std::vector<EvalDocument>
   if (docs.empty()) fail_usage("no document with at least 2 tokens to evaluate");
   if (options.chunk < 1) fail_usage("--chunk must be at least 1, got {}", options.chunk);
   if (options.decode_tokens < 0) fail_usage("--decode-tokens must not be negative, got {}", options.decode_tokens);
+  // Real decoding prefills all but the last N tokens: a document needs more than N. When
+  // none has, the run would report no decode at all (null) as if it had not been asked for.
+  if (options.decode_tokens > 0) {
+    int64_t longest = 0;
+    for (const auto& d : docs) longest = std::max<int64_t>(longest, static_cast<int64_t>(d.tokens.size()));
+    if (longest <= options.decode_tokens)
+      fail_usage("--decode-tokens {}: no document is longer than that (the longest has {} tokens after "
+                 "--max-tokens); real decoding needs at least one prompt token before the decoded ones",
+                 options.decode_tokens, longest);
+  }
   std::vector<PolicyMap> maps;
   for (const auto& p : policies) {
     p.map.validate(n_layer, n_head);

@@ -250,5 +250,26 @@ TEST(HostileCli, AttentionBeyondTheContextAndOverItsInputAreRefused) {
   fs::remove_all(dir);
 }
 
+// --decode-tokens at or above every document's length reported "real_decode": null for
+// dense and every policy, with exit 0, as if it had not been asked for.
+TEST(HostileCli, EvalPolicyDecodeTokensLongerThanEveryDocumentIsRefused) {
+  const std::string dir = fresh_dir("decode_tokens");
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  if (!fs::exists(model)) GTEST_SKIP() << model << " is missing";
+  {
+    std::ofstream ids(dir + "/doc.tok");
+    for (int i = 0; i < 40; ++i) ids << (i % 100) + 5 << ' ';
+  }
+  const ProcessResult r = run_cli({"eval-policy", model, "--data", dir + "/doc.tok", "--policy", "window=8",
+                                   "--decode-tokens", "40", "--out", dir + "/e.json"},
+                                  Output::merged);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("--decode-tokens 40: no document is longer than that (the longest has 40 tokens"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/e.json"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace attnsparse::analysis
