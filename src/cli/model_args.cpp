@@ -30,7 +30,12 @@ ModelLoadOptions model_load_options() {
 }
 
 std::unique_ptr<Model> load_model(const std::string& path) {
-  return Model::load(path, model_load_options());
+  auto model = Model::load(path, model_load_options());
+  // The model loads its tokenizer when a verb first needs it; one named by --tokenizer is
+  // loaded now, so that a missing or broken file is an error in every verb, not ignored
+  // by the verbs that read token ids.
+  if (!tokenizer_option().empty()) model->tokenizer();
+  return model;
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path) {

@@ -271,5 +271,24 @@ TEST(HostileCli, EvalPolicyDecodeTokensLongerThanEveryDocumentIsRefused) {
   fs::remove_all(dir);
 }
 
+// --tokenizer naming a missing file was ignored by the verbs that read token ids.
+TEST(HostileCli, AMissingTokenizerFileIsAnErrorInEveryVerb) {
+  const std::string dir = fresh_dir("tokenizer_opt");
+  const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
+  if (!fs::exists(model)) GTEST_SKIP() << model << " is missing";
+  std::ofstream(dir + "/ids.txt") << "1 2 3 4";
+  const std::string missing = dir + "/none.gguf";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"info", model, "--tokenizer", missing},
+        {"logits", model, "--tokens", dir + "/ids.txt", "--out", dir + "/l.f32", "--tokenizer", missing},
+        {"attention", model, "--tokens", dir + "/ids.txt", "--out", dir + "/a.f32", "--tokenizer", missing}}) {
+    const ProcessResult r = run_cli(args, Output::merged);
+    EXPECT_EQ(r.status, 1) << args[0] << ": " << r.out;
+    EXPECT_NE(r.out.find("none.gguf: no such file or directory"), std::string::npos) << args[0] << ": " << r.out;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/l.f32"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace attnsparse::analysis
