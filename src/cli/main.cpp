@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -191,6 +192,29 @@ int main(int argc, char** argv) {
                                  INT64_MIN, INT64_MAX);
             },
             ""));
+  // An empty value is neither a number nor a path: CLI11 read '' as 0 for numbers, and an
+  // empty --out DIR meant the current directory. A negative value of an unsigned option
+  // (--seed -1) wrapped around to 2^64 - 1. Both are refused in every verb, nested ones
+  // (theory simulate / fit) included; --prompt '' stays possible.
+  const std::function<void(CLI::App*)> guard_values = [&](CLI::App* parent) {
+    for (CLI::App* sub : parent->get_subcommands([](const CLI::App*) { return true; })) {
+      for (CLI::Option* opt : sub->get_options()) {
+        if (opt->get_type_size_max() == 0 || opt->get_name() == "--prompt") continue;  // flags
+        const bool is_unsigned = opt->get_type_name() == "UINT";
+        opt->check(CLI::Validator(
+            [is_unsigned](std::string& s) -> std::string {
+              if (s.empty()) return "an empty value is not allowed";
+              if (is_unsigned && s.find_first_not_of(" \t") != std::string::npos &&
+                  s[s.find_first_not_of(" \t")] == '-')
+                return fmt::format("'{}' is negative; expected an integer >= 0", attnsparse::printable(s, 40));
+              return {};
+            },
+            ""));
+      }
+      guard_values(sub);
+    }
+  };
+  guard_values(&app);
 
   std::string verb = argc > 1 ? argv[1] : "";
   try {

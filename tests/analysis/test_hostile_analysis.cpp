@@ -290,5 +290,29 @@ TEST(HostileCli, AMissingTokenizerFileIsAnErrorInEveryVerb) {
   fs::remove_all(dir);
 }
 
+// CLI11 read '' as 0 for numbers and an empty --out DIR as the current directory, and
+// wrapped --seed -1 to 2^64 - 1.
+TEST(HostileCli, EmptyValuesAndNegativeUnsignedValuesAreRefused) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"analyze", "m.gguf", "--data", "d", "--out", ""},
+        {"theory", "simulate", "--n", "64:256", "--d", "16", "--logit-c", "0.5", "--out", ""},
+        {"logits", "m.gguf", "--tokens", "t", "--out", ""}}) {
+    const ProcessResult r = run_cli(args, Output::merged);
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("--out: an empty value is not allowed"), std::string::npos) << r.out;
+  }
+  // (Options with their own range check say so in their words.)
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"analyze", "m.gguf", "--data", "d", "--out", "o", "--stride", ""},
+        {"eval-policy", "m.gguf", "--data", "d", "--policy", "dense", "--out", "o", "--max-tokens", ""}}) {
+    const ProcessResult r = run_cli(args, Output::merged);
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("error: " + args[args.size() - 2] + ": "), std::string::npos) << r.out;
+  }
+  const ProcessResult r = run_cli({"generate", "m.gguf", "--prompt", "hi", "--seed", "-1"}, Output::merged);
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("--seed: '-1' is negative; expected an integer >= 0"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace attnsparse::analysis
