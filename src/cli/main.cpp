@@ -184,7 +184,9 @@ int main(int argc, char** argv) {
   // became 2^63 - 1): every integer option of every verb is parsed exactly first.
   for (CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
     for (CLI::Option* opt : sub->get_options())
-      if (opt->get_type_name() == "INT" || opt->get_type_name() == "UINT")
+      // (with a check attached the type name reads "INT:POSITIVE", "INT:INT in [1 - 256]")
+      if (const std::string t = opt->get_type_name(); t == "INT" || t == "UINT" || t.starts_with("INT:") ||
+                                                      t.starts_with("UINT:"))
         opt->check(CLI::Validator(
             [](std::string& s) -> std::string {
               if (attnsparse::parse_int64(s)) return {};
@@ -200,7 +202,7 @@ int main(int argc, char** argv) {
     for (CLI::App* sub : parent->get_subcommands([](const CLI::App*) { return true; })) {
       for (CLI::Option* opt : sub->get_options()) {
         if (opt->get_type_size_max() == 0 || opt->get_name() == "--prompt") continue;  // flags
-        const bool is_unsigned = opt->get_type_name() == "UINT";
+        const bool is_unsigned = opt->get_type_name() == "UINT" || opt->get_type_name().starts_with("UINT:");
         opt->check(CLI::Validator(
             [is_unsigned](std::string& s) -> std::string {
               if (s.empty()) return "an empty value is not allowed";

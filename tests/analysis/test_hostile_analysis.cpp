@@ -130,7 +130,12 @@ TEST(HostileCli, IntegerOptionsBeyondInt64AreRefused) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"analyze", "m.gguf", "--data", "d", "--out", "o", "--stride", "9999999999999999999"},
         {"analyze", "m.gguf", "--data", "d", "--out", "o", "--min-query", "-9999999999999999999"},
-        {"perplexity", "m.gguf", "--text-file", "t", "--ctx", "18446744073709551616"}}) {
+        {"perplexity", "m.gguf", "--text-file", "t", "--ctx", "18446744073709551616"},
+        // Options with a range check attached were parsed by CLI11 alone: hex and leading
+        // spaces were taken (--head-dim 0x10 ran with 16).
+        {"bench-attention", "--n", "64", "--head-dim", "0x10", "--heads", "4", "--kv-heads", "2", "--policy", "dense"},
+        {"bench-attention", "--n", " 64", "--head-dim", "16", "--heads", "4", "--kv-heads", "2", "--policy", "dense"},
+        {"eval-policy", "m.gguf", "--data", "d", "--policy", "dense", "--out", "o", "--max-tokens", "0x10"}}) {
     const ProcessResult r = run_cli(args, Output::merged);
     EXPECT_EQ(r.status, 2) << r.out;
     EXPECT_NE(r.out.find("is not an integer in [-9223372036854775808, 9223372036854775807]"), std::string::npos)
