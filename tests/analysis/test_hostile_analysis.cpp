@@ -134,7 +134,8 @@ TEST(HostileCli, IntegerOptionsBeyondInt64AreRefused) {
         // Options with a range check attached were parsed by CLI11 alone: hex and leading
         // spaces were taken (--head-dim 0x10 ran with 16).
         {"bench-attention", "--n", "64", "--head-dim", "0x10", "--heads", "4", "--kv-heads", "2", "--policy", "dense"},
-        {"bench-attention", "--n", " 64", "--head-dim", "16", "--heads", "4", "--kv-heads", "2", "--policy", "dense"},
+        {"bench-attention", "--n", "64", "--head-dim", "16", "--heads", "4", "--kv-heads", "2", "--policy", "dense",
+         "--repeat", " 3"},
         {"eval-policy", "m.gguf", "--data", "d", "--policy", "dense", "--out", "o", "--max-tokens", "0x10"}}) {
     const ProcessResult r = run_cli(args, Output::merged);
     EXPECT_EQ(r.status, 2) << r.out;
