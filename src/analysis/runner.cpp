@@ -10,6 +10,7 @@
 #include "analysis/row_dump.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "io/json_file.h"
 #include "model/model_util.h"
 
 namespace attnsparse::analysis {
@@ -52,7 +53,7 @@ Checkpoint read_checkpoint(const std::string& path, const std::string& fingerpri
     c.dump_bytes = j.at("dump_bytes").get<int64_t>();
     c.acc = Accumulator::from_json(j.at("accumulator"));
   } catch (const json::exception& e) {
-    fail_file(path, "damaged checkpoint ({})", e.what());
+    fail_file(path, "damaged checkpoint ({})", json_error_text(e));
   } catch (const FormatError& e) {
     if (std::string(e.what()).starts_with(path)) throw;
     fail_file(path, "damaged checkpoint ({})", e.what());

@@ -241,6 +241,12 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "attnsparse %s: error: out of memory\n", verb.c_str());
     return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // "<path>: <reason>" as every other file error, instead of the library's
+    // "filesystem error: status: File name too long [<the whole path>]".
+    const std::string path = e.path1().empty() ? std::string() : attnsparse::printable(e.path1().string(), 200) + ": ";
+    std::fprintf(stderr, "attnsparse %s: error: %s%s\n", verb.c_str(), path.c_str(), e.code().message().c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnsparse %s: error: %s\n", verb.c_str(), attnsparse::printable(e.what(), 2000).c_str());
     return 1;

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "io/corpus.h"
+#include "io/json_file.h"
 #include "model/arch.h"
 #include "model/documents.h"
 #include "model/generate.h"
@@ -491,7 +492,7 @@ size_t read_checkpoint(const std::string& path, const std::string& fingerprint, 
     if (next > documents) fail_file(path, "the checkpoint does not fit this run");
     t = totals_of(j.at("totals"), maps, layers);
   } catch (const json::exception& e) {
-    fail_file(path, "damaged checkpoint ({})", e.what());
+    fail_file(path, "damaged checkpoint ({})", json_error_text(e));
   } catch (const FormatError& e) {
     if (std::string(e.what()).starts_with(path)) throw;
     fail_file(path, "damaged checkpoint ({})", e.what());
