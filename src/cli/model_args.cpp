@@ -1,5 +1,9 @@
 // MODEL and --tokenizer for every verb that loads a model (see verb.h).
 #include "cli/verb.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
 #include "model/model.h"
 
 namespace attnsparse::cli {
@@ -41,6 +45,15 @@ std::unique_ptr<Model> load_model(const std::string& path) {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path) {
   const std::string& t = tokenizer_option();
   return Tokenizer::load(t.empty() ? model_path : t);
+}
+
+void check_context_length(const char* verb, int64_t n, int64_t n_ctx, bool beyond_context,
+                          const std::string& tokens_path) {
+  if (n <= n_ctx) return;
+  if (!beyond_context)
+    fail_file(tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
+              "or pass --beyond-context to evaluate them anyway", n, n_ctx, n_ctx);
+  fmt::print(stderr, "attnsparse {}: warning: {} tokens exceed the model's context length of {}\n", verb, n, n_ctx);
 }
 
 }  // namespace attnsparse::cli

@@ -60,6 +60,12 @@ ModelLoadOptions model_load_options();
 std::unique_ptr<Model> load_model(const std::string& path);
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_path);  // tokenize
 
+// Past the training context the results are extrapolation and a full causal pass grows
+// with the square of the token count: n tokens beyond n_ctx are refused (FormatError
+// naming tokens_path) unless --beyond-context was given, then warned about on stderr.
+void check_context_length(const char* verb, int64_t n, int64_t n_ctx, bool beyond_context,
+                          const std::string& tokens_path);
+
 }  // namespace attnsparse::cli
 
 #define ATTNSPARSE_VERB(fn) \

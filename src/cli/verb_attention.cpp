@@ -27,13 +27,7 @@ void run_attention(const AttentionOptions& o) {
   const auto& c = model->config();
   check_token_ids(tokens, c.n_vocab, o.tokens_path);
   const int64_t n = static_cast<int64_t>(tokens.size());
-  // As logits: past the training context the probabilities are extrapolation.
-  if (n > c.n_ctx && !o.beyond_context)
-    fail_file(o.tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
-              "or pass --beyond-context to evaluate them anyway", n, c.n_ctx, c.n_ctx);
-  if (n > c.n_ctx)
-    fmt::print(stderr, "attnsparse attention: warning: {} tokens exceed the model's context length of {}\n", n,
-               c.n_ctx);
+  check_context_length("attention", n, c.n_ctx, o.beyond_context, o.tokens_path);
   const double bytes = dense_attention_bytes(c.n_layer, c.n_head, n);
   if (bytes > 8e9) fail_usage("{} tokens would need {:.1f} GB of attention output; use fewer tokens", n, bytes / 1e9);
   std::vector<float> out(static_cast<size_t>(c.n_layer * c.n_head * n * n), 0.f);

@@ -31,15 +31,7 @@ void run_logits(const LogitsOptions& o) {
   auto model = load_model(o.model_path);
   const auto& c = model->config();
   check_token_ids(tokens, c.n_vocab, o.tokens_path);
-  // Past the training context the logits are extrapolation and the run is quadratic in
-  // the token count: refused unless asked for, then warned about.
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n > c.n_ctx && !o.beyond_context)
-    fail_file(o.tokens_path, "{} tokens exceed the model's context length of {}; use at most {} tokens, "
-              "or pass --beyond-context to evaluate them anyway", n, c.n_ctx, c.n_ctx);
-  if (n > c.n_ctx)
-    fmt::print(stderr, "attnsparse logits: warning: {} tokens exceed the model's context length of {}\n", n,
-               c.n_ctx);
+  check_context_length("logits", static_cast<int64_t>(tokens.size()), c.n_ctx, o.beyond_context, o.tokens_path);
   const std::vector<float> logits = causal_logits(*model, tokens, rows);
   write_file_atomic(o.out_path, logits.data(), logits.size() * sizeof(float));
   const int64_t n_rows = static_cast<int64_t>(logits.size()) / c.n_vocab;
