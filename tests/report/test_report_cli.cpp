@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "support/files.h"
 #include "support/run_process.h"
 
 namespace fs = std::filesystem;
@@ -26,12 +27,7 @@ const std::string kShared = ATTNSPARSE_SHARED_DIR "/reference";
 
 fs::path work_dir() { return fs::path(::testing::TempDir()) / ("report_cli_" + std::to_string(::getpid())); }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using attnsparse::testing::slurp;
 
 
 bool have(const std::string& path) { return fs::exists(path); }

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "io/json_file.h"
+#include "support/files.h"
 #include "support/run_process.h"
 
 namespace fs = std::filesystem;
@@ -34,12 +35,7 @@ const std::string kShared = ATTNSPARSE_SHARED_DIR "/reference";
 
 fs::path work_dir() { return fs::path(::testing::TempDir()) / ("report_hostile_" + std::to_string(::getpid())); }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using attnsparse::testing::slurp;
 
 size_t lines(const std::string& s) { return size_t(std::count(s.begin(), s.end(), '\n')); }
 
