@@ -235,16 +235,19 @@ TEST(HostileCli, SynthLayersAndGenerateTemperatureAreChecked) {
   fs::remove_all(dir);
 }
 
+// n token ids 5, 6, ..., 104, 5, ... separated by spaces.
+void write_token_ids(const std::string& path, int n) {
+  std::ofstream ids(path);
+  for (int i = 0; i < n; ++i) ids << (i % 100) + 5 << ' ';
+}
+
 // attention evaluated 600 tokens on a 512-token model without a word (logits refused
 // them); an output naming the token file replaced it.
 TEST(HostileCli, AttentionBeyondTheContextAndOverItsInputAreRefused) {
   const std::string dir = fresh_dir("attention_ctx");
   const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
   if (!fs::exists(model)) GTEST_SKIP() << model << " is missing";
-  {
-    std::ofstream ids(dir + "/ids.txt");
-    for (int i = 0; i < 600; ++i) ids << (i % 100) + 5 << ' ';
-  }
+  write_token_ids(dir + "/ids.txt", 600);
   ProcessResult r = run_cli({"attention", model, "--tokens", dir + "/ids.txt", "--out", dir + "/a.f32"}, Output::merged);
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("600 tokens exceed the model's context length of 512"), std::string::npos) << r.out;
@@ -262,10 +265,7 @@ TEST(HostileCli, EvalPolicyDecodeTokensLongerThanEveryDocumentIsRefused) {
   const std::string dir = fresh_dir("decode_tokens");
   const std::string model = reference_dir() + "/models/llama-spm-f32.gguf";
   if (!fs::exists(model)) GTEST_SKIP() << model << " is missing";
-  {
-    std::ofstream ids(dir + "/doc.tok");
-    for (int i = 0; i < 40; ++i) ids << (i % 100) + 5 << ' ';
-  }
+  write_token_ids(dir + "/doc.tok", 40);
   const ProcessResult r = run_cli({"eval-policy", model, "--data", dir + "/doc.tok", "--policy", "window=8",
                                    "--decode-tokens", "40", "--out", dir + "/e.json"},
                                   Output::merged);
