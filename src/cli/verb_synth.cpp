@@ -11,7 +11,7 @@
 
 #include "cli/verb.h"
 #include "core/error.h"
-#include "model/config_validate.h"
+#include "core/model_limits.h"
 #include "model/gguf_encode.h"
 #include "model/synth.h"
 #include "ops/quant/formats.h"

@@ -11,7 +11,6 @@ namespace {
 
 // Far above every published model, far below any overflow of the sizes derived from them.
 constexpr int64_t kMaxEmbd = int64_t{1} << 20;
-constexpr int64_t kMaxHeads = 4096;
 constexpr int64_t kMaxHeadDim = 4096;
 constexpr int64_t kMaxFf = int64_t{1} << 22;
 constexpr int64_t kMaxVocab = int64_t{1} << 24;

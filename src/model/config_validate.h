@@ -4,13 +4,13 @@
 #pragma once
 #include <string>
 
+#include "core/model_limits.h"  // kMaxLayers, kMaxHeads
 #include "model/config.h"
 
 namespace attnsparse {
 
-// The most layers a model may have (validate_config; per-layer tables are sized by it, so
-// readers check it as soon as they read the count).
-inline constexpr int64_t kMaxLayers = 4096;
+// (kMaxLayers: per-layer tables are sized by it, so readers check it as soon as they read
+// the count.)
 
 // FormatError "<path>: <field> ..." naming the first value that is out of range.
 void validate_config(const ModelConfig& config, const std::string& path);

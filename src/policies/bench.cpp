@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/model_limits.h"
 #include "policies/planner.h"
 
 namespace attnsparse::policies {
@@ -39,7 +40,7 @@ AttentionCase::AttentionCase(const BenchShape& shape, const PolicyMap& map) : sh
   constexpr int64_t kMaxKeys = int64_t(1) << 30;
   constexpr double kMaxInputBytes = 16.0 * (1 << 30);
   if (shape.n > kMaxKeys) fail_usage("bench: --n {} is above the limit of {} keys", shape.n, kMaxKeys);
-  if (shape.heads > 4096) fail_usage("bench: --heads {} is above the limit of 4096", shape.heads);
+  if (shape.heads > kMaxHeads) fail_usage("bench: --heads {} is above the limit of {}", shape.heads, kMaxHeads);
   const double n_queries = shape.decode ? 1.0 : double(shape.n);
   const double input_bytes =
       4.0 * double(shape.head_dim) * (2.0 * n_queries * shape.heads + 2.0 * double(shape.n) * shape.kv_heads);

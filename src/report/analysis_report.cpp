@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/model_limits.h"
 #include "io/json_file.h"
 #include "report/svg.h"
 
@@ -19,9 +20,8 @@ using json = nlohmann::json;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Bounds on the counts that size this page's memory and loops (json_int refuses a
-// tampered file past them): real models have at most a few hundred layers and heads, the
-// analysis far fewer clusters and histogram bins.
-constexpr int64_t kMaxLayers = 4096, kMaxHeads = 4096, kMaxCells = int64_t{1} << 18;  // layers x heads
+// tampered file past them): layers and heads as core/model_limits.h; the analysis has far
+// fewer clusters and histogram bins.
 constexpr int64_t kMaxClusters = 4096, kMaxClusterFeatures = 1024, kMaxBins = 100000;
 
 double number(const json& j) { return j.is_number() ? j.get<double>() : kNaN; }
@@ -221,8 +221,8 @@ std::string sink_recency_charts(json& report) {
 std::string head_section(json& report) {
   const int L = int(json_int(report["counts"]["layers"], "counts.layers", 1, kMaxLayers));
   const int H = int(json_int(report["counts"]["heads"], "counts.heads", 1, kMaxHeads));
-  if (int64_t{L} * H > kMaxCells)
-    throw FormatError(fmt::format("counts.layers x counts.heads = {} x {} is more than {} heads", L, H, kMaxCells));
+  if (int64_t{L} * H > kMaxLayerHeads)
+    throw FormatError(fmt::format("counts.layers x counts.heads = {} x {} is more than {} heads", L, H, kMaxLayerHeads));
   std::vector<std::vector<int>> labels(L, std::vector<int>(H, -1));
   std::vector<std::vector<std::string>> tips(L, std::vector<std::string>(H));
   HeatmapSpec width, sink;

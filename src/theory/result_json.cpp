@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/model_limits.h"  // a layer x head heatmap is allocated from the model's shape
 #include "io/json_file.h"
 #include "theory/fit_model.h"
 #include "theory/theory_report.h"
@@ -69,8 +70,6 @@ int64_t int_field(const json& j, const char* key, const std::string& name, int64
   return json_int(field(j, key), name, lo, hi);
 }
 constexpr int64_t kIntMax = std::numeric_limits<int>::max();
-// A layer x head heatmap is allocated from the model's shape.
-constexpr int64_t kMaxLayers = 4096, kMaxHeads = 4096, kMaxCells = int64_t{1} << 18;
 
 // The pages index these as rectangles: every row as long as the lengths n.
 void check_rows(const std::vector<std::vector<double>>& m, size_t cols, const std::string& what) {
@@ -194,8 +193,8 @@ std::string fit_html_from_json(const json& j) {
   // n_layer x n_head sizes the heatmaps; the rest is printed.
   r.n_layer = int(int_field(m, "n_layer", "model.n_layer", 1, kMaxLayers));
   r.n_head = int(int_field(m, "n_head", "model.n_head", 1, kMaxHeads));
-  if (int64_t{r.n_layer} * r.n_head > kMaxCells)
-    fail("model.n_layer x model.n_head = {} x {} is more than {} heads", r.n_layer, r.n_head, kMaxCells);
+  if (int64_t{r.n_layer} * r.n_head > kMaxLayerHeads)
+    fail("model.n_layer x model.n_head = {} x {} is more than {} heads", r.n_layer, r.n_head, kMaxLayerHeads);
   r.n_kv_head = int(int_field(m, "n_kv_head", "model.n_kv_head", 0, kIntMax));
   r.head_dim = int(int_field(m, "head_dim", "model.head_dim", 0, kIntMax));
   r.window = int_field(p, "window", "params.window", kJsonIntMin, kJsonIntMax);
