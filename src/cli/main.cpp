@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -180,43 +181,40 @@ int main(int argc, char** argv) {
   auto& verbs = attnsparse::cli::registry();
   std::sort(verbs.begin(), verbs.end());
   for (auto& [name, registrar] : verbs) registrar(app);
-  // CLI11 clamps an integer beyond int64 to the largest value (--stride 9999999999999999999
-  // became 2^63 - 1): every integer option of every verb is parsed exactly first.
-  for (CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
-    for (CLI::Option* opt : sub->get_options())
-      // (with a check attached the type name reads "INT:POSITIVE", "INT:INT in [1 - 256]")
-      if (const std::string t = opt->get_type_name(); t == "INT" || t == "UINT" || t.starts_with("INT:") ||
-                                                      t.starts_with("UINT:"))
-        opt->check(CLI::Validator(
-            [](std::string& s) -> std::string {
-              if (attnsparse::parse_int64(s)) return {};
-              return fmt::format("'{}' is not an integer in [{}, {}]", attnsparse::printable(s, 40),
-                                 INT64_MIN, INT64_MAX);
-            },
-            ""));
-  // An empty value is neither a number nor a path: CLI11 read '' as 0 for numbers, and an
-  // empty --out DIR meant the current directory. A negative value of an unsigned option
-  // (--seed -1) wrapped around to 2^64 - 1. Both are refused in every verb, nested ones
-  // (theory simulate / fit) included; --prompt '' stays possible.
-  const std::function<void(CLI::App*)> guard_values = [&](CLI::App* parent) {
+  // Every option of every verb, nested ones (theory simulate / fit) included, in one walk:
+  // - an empty value is refused: CLI11 read '' as 0 for numbers, and an empty --out DIR
+  //   meant the current directory (--prompt '' stays possible);
+  // - an integer option is parsed exactly: CLI11 clamped an integer beyond int64 to the
+  //   largest value (--stride 9999999999999999999 became 2^63 - 1) and took hex and
+  //   leading spaces; an unsigned one refuses a negative value (--seed -1 wrapped to
+  //   2^64 - 1). With a check attached CLI11 names the type "INT:POSITIVE", "INT:INT in
+  //   [1 - 256]". The nested verbs take their numbers as text and parse each against the
+  //   option's own range (a better message), so this applies to the verbs' own options.
+  const std::function<void(CLI::App*, bool)> check_values = [&](CLI::App* parent, bool verbs) {
     for (CLI::App* sub : parent->get_subcommands([](const CLI::App*) { return true; })) {
       for (CLI::Option* opt : sub->get_options()) {
         if (opt->get_type_size_max() == 0 || opt->get_name() == "--prompt") continue;  // flags
-        const bool is_unsigned = opt->get_type_name() == "UINT" || opt->get_type_name().starts_with("UINT:");
+        const std::string t = opt->get_type_name();
+        const bool is_unsigned = t == "UINT" || t.starts_with("UINT:");
+        const bool is_integer = is_unsigned || (verbs && (t == "INT" || t.starts_with("INT:")));
         opt->check(CLI::Validator(
-            [is_unsigned](std::string& s) -> std::string {
+            [is_integer, is_unsigned](std::string& s) -> std::string {
               if (s.empty()) return "an empty value is not allowed";
-              if (is_unsigned && s.find_first_not_of(" \t") != std::string::npos &&
-                  s[s.find_first_not_of(" \t")] == '-')
+              if (!is_integer) return {};
+              const std::optional<int64_t> v = attnsparse::parse_int64(s);
+              if (!v)
+                return fmt::format("'{}' is not an integer in [{}, {}]", attnsparse::printable(s, 40), INT64_MIN,
+                                   INT64_MAX);
+              if (is_unsigned && *v < 0)
                 return fmt::format("'{}' is negative; expected an integer >= 0", attnsparse::printable(s, 40));
               return {};
             },
             ""));
       }
-      guard_values(sub);
+      check_values(sub, false);
     }
   };
-  guard_values(&app);
+  check_values(&app, true);
 
   std::string verb = argc > 1 ? argv[1] : "";
   try {
