@@ -8,10 +8,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "core/files.h"
 #include "analysis/analyze_job.h"
 #include "cli/verb.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "dist/world.h"
 #include "model/model.h"
 #include "model/model_util.h"

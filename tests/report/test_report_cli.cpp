@@ -14,6 +14,7 @@
 #include <string>
 
 #include "support/files.h"
+#include "report_support.h"
 #include "support/run_process.h"
 
 namespace fs = std::filesystem;
@@ -27,6 +28,7 @@ const std::string kShared = ATTNSPARSE_SHARED_DIR "/reference";
 
 fs::path work_dir() { return fs::path(::testing::TempDir()) / ("report_cli_" + std::to_string(::getpid())); }
 
+using attnsparse::testing::analyze_reference_case;
 using attnsparse::testing::slurp;
 
 
@@ -90,11 +92,7 @@ TEST(ReportCli, AnalysisPageRedrawsByteForByte) {
   const std::string model = kShared + "/models/llama-spm-f32.gguf";
   if (!have(model)) GTEST_SKIP() << model;
   const fs::path dir = work_dir() / "analysis";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  fs::copy_file(kShared + "/expected/llama-spm-f32.random.tokens.txt", dir / "doc.tok");
-  const ProcessResult a = run_cli("analyze '" + model + "' --data '" + (dir / "doc.tok").string() + "' --threads 1 --out '" +
-                       (dir / "out").string() + "'");
+  const ProcessResult a = analyze_reference_case(dir, model);
   ASSERT_EQ(a.status, 0) << a.err;
   const ProcessResult re = run_cli("report '" + (dir / "out" / "report.json").string() + "' -o '" + (dir / "re.html").string() + "'");
   ASSERT_EQ(re.status, 0) << re.err;

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "io/json_file.h"
 #include "support/files.h"
+#include "report_support.h"
 #include "support/run_process.h"
 
 namespace fs = std::filesystem;
@@ -35,6 +36,7 @@ const std::string kShared = ATTNSPARSE_SHARED_DIR "/reference";
 
 fs::path work_dir() { return fs::path(::testing::TempDir()) / ("report_hostile_" + std::to_string(::getpid())); }
 
+using attnsparse::testing::analyze_reference_case;
 using attnsparse::testing::slurp;
 
 size_t lines(const std::string& s) { return size_t(std::count(s.begin(), s.end(), '\n')); }
@@ -180,11 +182,7 @@ TEST(ReportHostile, TamperedAnalysisIntegers) {
   const std::string model = kShared + "/models/llama-spm-f32.gguf";
   if (!fs::exists(model)) GTEST_SKIP() << model;
   const fs::path dir = work_dir() / "analysis";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  fs::copy_file(kShared + "/expected/llama-spm-f32.random.tokens.txt", dir / "doc.tok");
-  const ProcessResult a = run_cli("analyze '" + model + "' --data '" + (dir / "doc.tok").string() + "' --threads 1 --out '" +
-                                  (dir / "out").string() + "'");
+  const ProcessResult a = analyze_reference_case(dir, model);
   ASSERT_EQ(a.status, 0) << a.err;
   const json base = json::parse(slurp(dir / "out" / "report.json"));
   ASSERT_TRUE(base["distributions"].contains("width_norm_p90"));
