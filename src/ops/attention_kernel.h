@@ -424,7 +424,11 @@ static void run_job(const Job& job, Scratch& sc) {
         };
         if (sc.cls[r] == kFull) {
           // No mask in this tile: every key is visited (bulk copy, vectorised index fill).
-          std::memcpy(os + n, srow, static_cast<size_t>(nk) * sizeof(float));
+          if (nk == kTileKeys) {
+            for (int jj = 0; jj < kTileKeys; jj += W) store(os + n + jj, load(srow + jj));
+          } else {
+            std::memcpy(os + n, srow, static_cast<size_t>(nk) * sizeof(float));
+          }
           if (dense && j0 != n) undense();
           if (listed) {
             std::memcpy(oj + n, job.list + j0, static_cast<size_t>(nk) * sizeof(int32_t));
