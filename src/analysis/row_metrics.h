@@ -1,11 +1,12 @@
 // Per-row attention metrics (docs/methods.md §4): widths, entropy, sink, recency, top-k.
 // All functions take one probability row `probs[0..n)` over keys whose absolute positions
 // are `key_pos[0..n)` (increasing; nullptr = positions 0..n-1) for a query at position t.
-// Cost is O(n) per row: widths use histogram selection, top-k a bounded heap.
+// Cost is O(n) per row: widths use histogram selection, top-k a bound from chunk maxima.
 #pragma once
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "analysis/layer_kind.h"
@@ -67,34 +68,33 @@ template <typename T>
 std::vector<int32_t> topk_indices(const T* v, int64_t n, int k) {
   auto better = [v](int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); };
   const int64_t kk = std::min<int64_t>(k, n);
-  std::vector<int32_t> heap;  // exactly kk entries (callers keep many: no n-long capacity)
-  heap.reserve(size_t(kk));
-  if (kk <= 0) return heap;
-  int64_t j = 0;
-  for (; j < kk; ++j) heap.push_back(int32_t(j));
-  std::make_heap(heap.begin(), heap.end(), better);  // front: the worst kept
-  // Every kept index is below j, so entry j enters exactly when it is larger than the
-  // worst kept; blocks of 16 with none larger are passed over with one test.
-  constexpr int kBlock = 16;
-  while (j < n) {
-    const T worst = v[heap.front()];
-    if (j + kBlock <= n) {
-      bool any = false;
-      for (int x = 0; x < kBlock; ++x) any |= v[j + x] > worst;
-      if (!any) {
-        j += kBlock;
-        continue;
-      }
-    }
-    if (v[j] > worst) {
-      std::pop_heap(heap.begin(), heap.end(), better);
-      heap.back() = int32_t(j);
-      std::push_heap(heap.begin(), heap.end(), better);
-    }
-    ++j;
+  std::vector<int32_t> out;  // exactly kk entries at the end (callers keep many)
+  if (kk <= 0) return out;
+  // The kk-th largest of the maxima of up to 4 kk chunks is at most the kk-th largest
+  // entry (kk distinct entries reach it), so every entry of the top kk is at least that
+  // bound. The entries that reach it (a little over kk on attention rows) are then
+  // ranked: two passes over the row, no heap updates.
+  const int64_t n_chunks = std::min<int64_t>(n, 4 * kk);
+  std::vector<T> maxima(static_cast<size_t>(n_chunks));
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t c0 = c * n / n_chunks, c1 = (c + 1) * n / n_chunks;
+    T mx = v[c0];
+    for (int64_t j = c0 + 1; j < c1; ++j) mx = v[j] > mx ? v[j] : mx;
+    maxima[size_t(c)] = mx;
   }
-  std::sort(heap.begin(), heap.end(), better);
-  return heap;
+  std::nth_element(maxima.begin(), maxima.begin() + (kk - 1), maxima.end(), std::greater<T>());
+  const T bound = maxima[size_t(kk - 1)];
+  for (int64_t j = 0; j < n; ++j)
+    if (v[j] >= bound) out.push_back(int32_t(j));
+  if (int64_t(out.size()) < kk) {  // (unordered entries, NaN, only): rank them all
+    out.resize(size_t(n));
+    for (int64_t j = 0; j < n; ++j) out[size_t(j)] = int32_t(j);
+  }
+  std::nth_element(out.begin(), out.begin() + (kk - 1), out.end(), better);
+  out.resize(size_t(kk));
+  out.shrink_to_fit();
+  std::sort(out.begin(), out.end(), better);
+  return out;
 }
 
 // The sum of v[0..n) in double.

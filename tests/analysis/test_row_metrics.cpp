@@ -149,17 +149,19 @@ std::vector<int32_t> naive_topk(const std::vector<T>& v, int k) {
 
 TEST(RowMetrics, TopkIndicesMatchAStableSortOnFloatAndInt64Rows) {
   // Rows whose later entries keep entering the kept set (ascending), never do (descending
-  // after a peak), plateaus of equal values (ties go to the lower index) and noise, at
-  // lengths around the 16-entry blocks the selection passes over.
+  // after a peak), plateaus of equal values (ties go to the lower index), one value
+  // throughout (every entry reaches the chunk-maxima bound) and noise, at lengths below,
+  // at and above k and the 4k chunks the bound is taken over.
   std::mt19937_64 rng(21);
-  for (int n : {1, 5, 16, 17, 31, 32, 33, 100, 1000, 4099}) {
-    for (int shape = 0; shape < 4; ++shape) {
+  for (int n : {1, 5, 16, 17, 31, 32, 33, 100, 127, 128, 129, 257, 1000, 4099}) {
+    for (int shape = 0; shape < 5; ++shape) {
       std::vector<float> f(n);
       std::vector<int64_t> q(n);
       for (int j = 0; j < n; ++j) {
         const double x = shape == 0   ? j
                          : shape == 1 ? n - j
                          : shape == 2 ? double((j * 7) % 5)
+                         : shape == 3 ? 0.25
                                       : std::uniform_real_distribution<double>(0, 1)(rng);
         f[j] = float(x);
         q[j] = int64_t(x * 1000);
