@@ -56,8 +56,8 @@ void BM_row(benchmark::State& state) {
 }
 
 void args(benchmark::internal::Benchmark* b) {
-  for (int64_t n : {512, 4096}) {
-    for (int64_t sigma10 : {1, 10, 30, 80}) b->Args({n, sigma10, 0});
+  for (int64_t n : {512, 2048, 4096}) {
+    for (int64_t sigma10 : {1, 10, 15, 30, 80}) b->Args({n, sigma10, 0});
     b->Args({n, 5, 1});  // a sink over a flat row
   }
 }
