@@ -1,5 +1,6 @@
 #include "analysis/row_metrics.h"
 #include "core/cpu.h"
+#include "core/scratch.h"
 
 #include <algorithm>
 #include <bit>
@@ -88,13 +89,6 @@ namespace {
 constexpr int kMaxBins = 1024;
 constexpr int64_t kSmall = 96;  // rows this short go straight to the quickselect
 constexpr int64_t kTiny = 32;   // ... and this short to an insertion sort
-
-// Grows v to at least n elements and never shrinks it: rows of varying lengths would
-// otherwise zero the difference again on every other row.
-template <typename T>
-inline void at_least(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
 
 struct SelectScratch {
   std::vector<uint16_t> ids;
@@ -239,7 +233,7 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
     return;
   }
   constexpr int bins = 256;
-  at_least(sc.ids, size_t(m));
+  grow(sc.ids, m);
   sub_bucket_ids(v, m, shift, sc.ids.data());
   // Mass per bucket; two interleaved copies break the dependency chain of neighbours that
   // fall into one bucket (flat rows).
@@ -316,7 +310,7 @@ void select_counts(const float* v, int64_t m, const double* targets, int nt, int
   for (int s = 0; s < n_slots; ++s) offset[s + 1] = offset[s] + slot_size[s] + 16;  // + slack
   std::vector<float>& gathered = sc.gathered[1];  // ([0]: select_top's, still in use)
   if (!whole) {
-    at_least(gathered, size_t(offset[n_slots]));
+    grow(gathered, offset[n_slots]);
     for (int s = 0; s < n_slots; ++s)
       gather_bucket(v, ids, m, uint16_t(slot_bucket[s]), gathered.data() + offset[s]);
   }
@@ -568,7 +562,7 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   const uint32_t top = hi_bits >> shift;
   // Buckets 0..reach hold entries (reach < last: the catch-all bucket stays empty).
   const uint32_t reach = std::min(last, top - std::min(top, lo_bits >> shift));
-  at_least(sc.ids, size_t(m));
+  grow(sc.ids, m);
   uint16_t* ids = sc.ids.data();
   const int64_t same = level0_ids(v, m, top, shift, last, ids);
   // (Both allocated before any add: nothing may throw while the copies hold this row.)
@@ -656,10 +650,10 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   // can hold every entry).
   int64_t slot_size[4], slot_above[4];
   std::vector<float>& gathered = sc.gathered[0];
-  at_least(gathered, size_t(n_slots) * size_t(m + 16));
+  grow(gathered, int64_t(n_slots) * (m + 16));
   float* dst[4];
   for (int s = 0; s < n_slots; ++s) dst[s] = gathered.data() + size_t(s) * size_t(m + 16);
-  at_least(sc.stage, size_t(m + 32));
+  grow(sc.stage, m + 32);
   gather_level0(v, ids, m, last, slot_bucket, n_slots, dst, slot_size, slot_above, sc.stage.data());
   for (int s = 0; s < n_slots; ++s) {
     double sub_targets[4];

@@ -17,6 +17,7 @@
 
 #include "core/cpu.h"
 #include "core/error.h"
+#include "core/scratch.h"
 #include "ops/attention_tiles.h"
 #include "ops/keyset.h"
 #include "ops/matmul.h"
@@ -89,12 +90,6 @@ constexpr int kTargetRows = 32;  // rows (heads of a group x tokens) per job
 // (a decode step of a small model, one query of the eviction simulator) run faster on the
 // calling thread than waking the others, and do not stall when the machine is busy.
 bool worth_threads(double macs) { return macs >= 1 << 18; }
-
-// Grows a reused buffer (never shrinks, never clears).
-template <typename T>
-void grow(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
-}
 
 // This thread's buffers for jobs of `rows` rows. They outlive the call (OpenMP keeps its
 // threads): decode steps and small chunks would otherwise pay an allocation, page faults
