@@ -47,13 +47,17 @@ class NullObserver : public ops::RowObserver {
 class MetricsObserver : public ops::RowObserver {
  public:
   void on_row(int, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n) override {
-    thread_local std::vector<float> scratch;
-    benchmark::DoNotOptimize(analysis::compute_row_metrics(probs, keys, n, query_pos, scratch));
+    metrics(query_pos, probs, keys, n, nullptr);
   }
   void on_row_with_entropy(int, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n,
                            double entropy) override {
+    metrics(query_pos, probs, keys, n, &entropy);
+  }
+
+ private:
+  static void metrics(int64_t query_pos, const float* probs, const int32_t* keys, int64_t n, const double* entropy) {
     thread_local std::vector<float> scratch;
-    benchmark::DoNotOptimize(analysis::compute_row_metrics(probs, keys, n, query_pos, scratch, &entropy));
+    benchmark::DoNotOptimize(analysis::compute_row_metrics(probs, keys, n, query_pos, scratch, entropy));
   }
 };
 
