@@ -8,6 +8,8 @@
 //   - the portable kernels give the reference's bits;
 //   - the stored-layout kernels of the active SIMD level agree within rounding where no
 //     intermediate can overflow (MXFP4's scale product included: scale_products_finite);
+//     for Q4_K / Q5_K the rounding is measured against the scale and min parts apart
+//     (min_parts), as their difference can cancel to zero;
 //   - a NaN or Inf in an activation row makes that output NaN in every path (the
 //     activation quantisers give such a block the scale NaN);
 //   - a non-finite weight (a NaN scale, or an infinite one: its element with q = 0 decodes
@@ -65,6 +67,22 @@ bool scale_products_finite(DType t, const uint8_t* wrow, const float* x, int64_t
     if (!(prod < 1e30)) return false;
   }
   return true;
+}
+
+// Q4_K and Q5_K weights are d*sc*q - dmin*m, and every path sums the two parts apart
+// (the integer sums of q and of the activations, then the two block scales), so its
+// rounding scales with the parts, not with their difference, which can cancel to zero
+// (d*sc*q == dmin*m gives zero weights whose product is the rounding of two equal terms).
+// Returns each element's -dmin*m (the row decoded with every d set to zero); zeros for the
+// types without mins.
+std::vector<float> min_parts(DType t, const uint8_t* row, int64_t n_in) {
+  std::vector<float> mn(n_in, 0.f);
+  if (t != DType::Q4_K && t != DType::Q5_K) return mn;
+  const auto& tr = dtype_traits(t);
+  std::vector<uint8_t> r(row, row + dtype_row_bytes(t, n_in));
+  for (int64_t b = 0; b < n_in / tr.block_size; ++b) r[b * tr.block_bytes] = r[b * tr.block_bytes + 1] = 0;  // d = +0
+  dequantize_row(t, r.data(), mn.data(), n_in);
+  return mn;
 }
 
 struct Reader {
@@ -148,10 +166,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::vector<float> a = testing::decoded_acts(t, x.data() + tk * n_in, n_in);
     for (int64_t o = 0; o < n_out; ++o) {
       const float* wrow = wf.data() + o * n_in;
-      double bound = 0;  // sum of |terms|: the scale of any rounding difference
+      const std::vector<float> mn = min_parts(t, w_bytes.data() + o * row_bytes, n_in);
+      double bound = 0;  // sum of |terms| (each part apart): the scale of any rounding difference
       bool finite_weights = true, finite_acts = true;
       for (int64_t i = 0; i < n_in; ++i) {
-        bound += std::fabs(static_cast<double>(wrow[i]) * a[i]);
+        const double part_q = static_cast<double>(wrow[i]) - mn[i];  // d*sc*q
+        bound += (std::fabs(part_q) + std::fabs(static_cast<double>(mn[i]))) * std::fabs(static_cast<double>(a[i]));
         finite_weights = finite_weights && std::isfinite(wrow[i]);
         finite_acts = finite_acts && std::isfinite(x[tk * n_in + i]);
       }

@@ -90,6 +90,19 @@ run_one() {  # run_one TARGET: one single-threaded libFuzzer run; exit status of
     >"$build/artifacts/$t.log" 2>&1
 }
 
+# The failing run's report and its input go to stderr too, so a CI log alone reproduces it.
+report_failure() {  # report_failure TARGET
+  local t=$1 a
+  echo "fuzz: the last lines of $t's log:" >&2
+  grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$build/artifacts/$t.log" | tail -n 60 >&2 || true
+  for a in "$build/artifacts/$t"-*; do
+    [[ -f "$a" && "$a" -nt "$build/artifacts/.started" ]] || continue
+    if (($(stat -c %s "$a") <= 16384)); then
+      echo "fuzz: input $a (base64; decode with base64 -d):" >&2
+      base64 -w 120 "$a" >&2
+    fi
+  done
+}
 declare -A pid_of=()
 status=0
 failed=""
@@ -108,11 +121,13 @@ reap() {  # waits for one run to end; on failure stops the others
         status=1
         echo "fuzz: $k failed (exit $rc), see $build/artifacts/$k.log; stopping the other targets" >&2
         stop_others
+        report_failure "$k"
       fi
     fi
   done
 }
 for t in "${targets[@]}"; do rm -f "$build/artifacts/$t.log"; done
+touch "$build/artifacts/.started"  # inputs written after this are this run's
 for t in "${targets[@]}"; do
   [[ -n "$failed" ]] && break
   while ((${#pid_of[@]} >= parallel)); do reap; done
