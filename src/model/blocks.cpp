@@ -166,13 +166,21 @@ void attention_block(const ForwardContext& fc, int layer, const float* q, int64_
   require_finite_rows(q, fc.n, c.n_head * c.head_dim, q_stride, layer, "queries", "attn_q");
   require_finite_rows(new_k, fc.n, kv_dim, kv_dim, layer, "keys", "attn_k");
   require_finite_rows(new_v, fc.n, kv_dim, kv_dim, layer, "values", "attn_v");
-  const ops::KeySet* keys = fc.hooks ? fc.hooks->plan(layer, shape, args) : nullptr;
-  ops::RowObserver* observer = fc.hooks ? fc.hooks->observer(layer) : nullptr;
+  const ops::KeySet* keys = nullptr;
+  ops::RowObserver* observer = nullptr;
+  if (fc.hooks) {
+    profile::Scope timer(profile::Hooks);
+    keys = fc.hooks->plan(layer, shape, args);
+    observer = fc.hooks->observer(layer);
+  }
   {
     profile::Scope timer(profile::Attention);
     ops::attention(shape, args, keys, observer);
   }
-  if (fc.hooks) fc.hooks->after_attention(layer, shape, args);
+  if (fc.hooks) {
+    profile::Scope timer(profile::Hooks);
+    fc.hooks->after_attention(layer, shape, args);
+  }
 }
 
 void head_rms_norm(const ModelConfig& c, const Norm& norm, float* x, int64_t n, int64_t stride,

@@ -9,8 +9,8 @@
 namespace attnsparse::profile {
 namespace {
 std::atomic<double> g_seconds[kNumOps];
-const char* kNames[kNumOps] = {"embed", "norm", "matmul", "rope", "attention", "activation",
-                               "logits (output matmul)", "other"};
+const char* kNames[kNumOps] = {"embed",      "norm", "matmul", "rope", "attention", "hooks (around attention)",
+                               "activation", "logits (output matmul)", "other"};
 }  // namespace
 
 bool enabled() {

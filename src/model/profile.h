@@ -6,7 +6,9 @@
 
 namespace attnsparse::profile {
 
-enum Op { Embed, Norm, Matmul, Rope, Attention, Activation, Logits, Other, kNumOps };
+// Hooks: the forward's hooks around attention (plan, observer, after_attention), e.g.
+// the analysis collector's per-layer reductions between micro-batches.
+enum Op { Embed, Norm, Matmul, Rope, Attention, Hooks, Activation, Logits, Other, kNumOps };
 
 bool enabled();
 void add(Op op, double seconds);
