@@ -59,8 +59,11 @@ class DocumentCollector {
   struct Slot;
   // entropy: the row's entropy when the producer computed it (the attention kernel does),
   // else nullptr and it is computed from probs.
+  // add_to_bucket = false: the caller adds the row to its persistence bucket (on_rows).
   void on_row(int layer, int head, int64_t query, const float* probs, const int32_t* keys, int64_t n,
-              const double* entropy = nullptr);
+              const double* entropy = nullptr, bool add_to_bucket = true);
+  void on_rows(int layer, int head, int64_t query0, int n_rows, const float* const* probs,
+               const int32_t* const* keys, const int64_t* n, const double* entropy);
   void reduce_rows(int layer);
   void persistence_chunk_done(int layer);
   void reduce_persistence(int layer);

@@ -64,6 +64,39 @@ void SyntheticRowSource::row(uint64_t doc_seed, int layer, int head, int64_t t,
   for (double& x : probs) x /= total;
 }
 
+void SyntheticRowSource::run_blocks(uint64_t doc_seed, int layer, int64_t c0, int64_t cn,
+                                    ops::RowObserver* obs) const {
+  constexpr int B = ops::RowObserver::kObservedBlock;
+  const int64_t per_head = (cn + B - 1) / B;
+#pragma omp parallel
+  {
+    std::vector<double> p;
+    std::vector<std::vector<float>> pf(B);
+    std::vector<std::vector<int32_t>> keys(B);
+    const float* probs[B];
+    const int32_t* slots[B];
+    int64_t n[B];
+#pragma omp for schedule(dynamic, 2)
+    for (int64_t x = 0; x < per_head * n_heads_; ++x) {
+      const int head = static_cast<int>(x % n_heads_);
+      const int64_t q0 = c0 + (x / n_heads_) * B, nb = std::min<int64_t>(B, c0 + cn - q0);
+      for (int64_t k = 0; k < nb; ++k) {
+        const int64_t t = q0 + k;
+        row(doc_seed, layer, head, t, p);
+        pf[k].assign(p.begin(), p.end());
+        const int64_t first = first_key(layer, t);
+        keys[k].resize(p.size());
+        for (size_t i = 0; i < keys[k].size(); ++i) keys[k][i] = int32_t(first + int64_t(i));
+        probs[k] = pf[k].data();
+        slots[k] = first > 0 ? keys[k].data() : nullptr;
+        n[k] = int64_t(p.size());
+      }
+      // No entropies: the collector computes them from the rows, as for on_row.
+      obs->on_rows(head, q0, static_cast<int>(nb), probs, slots, n, nullptr);
+    }
+  }
+}
+
 void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t prefill_len,
                                       DocumentCollector& collector) {
   const uint64_t doc_seed = document_seed(tokens);
@@ -76,6 +109,11 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
       for (int l = 0; l < n_layers_; ++l) {
         if (ubatch > 0) collector.begin_chunk(l, c0, cn);
         ops::RowObserver* obs = collector.observer(l);
+        if (blocks) {
+          run_blocks(doc_seed, l, c0, cn, obs);
+          collector.end_layer(l);
+          continue;
+        }
 #pragma omp parallel
         {
           std::vector<double> p;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "analysis/row_source.h"
+#include "ops/attention.h"
 
 namespace attnsparse::analysis {
 
@@ -54,8 +55,12 @@ class SyntheticRowSource : public RowSource {
   int64_t ubatch = 0;
   // Native sliding window per layer (0 = global); empty: every layer global.
   std::vector<int64_t> windows;
+  // Hand a head's consecutive queries to the observer together (RowObserver::on_rows, at
+  // most kObservedBlock at a time), as the tiled attention kernel does; false: row by row.
+  bool blocks = false;
 
  private:
+  void run_blocks(uint64_t doc_seed, int layer, int64_t c0, int64_t cn, ops::RowObserver* obs) const;
   int n_layers_, n_heads_;
   PatternFn pattern_;
   uint64_t seed_;

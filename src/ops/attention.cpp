@@ -117,7 +117,9 @@ Scratch& thread_scratch(int64_t rows, int64_t dp, int64_t n_kv, bool observe) {
     grow(obs_j, rows * n_kv + 1);
     grow(obs_n, rows);
     grow(obs_dense, rows);
-    grow(probs, n_kv + 16);
+    const int64_t stride = (n_kv + 31) / 16 * 16;
+    grow(probs, RowObserver::kObservedBlock * stride);
+    sc.probs_stride = stride;
     if (static_cast<int64_t>(iota.size()) < n_kv) {
       const int64_t from = static_cast<int64_t>(iota.size());
       iota.resize(n_kv);

@@ -474,7 +474,13 @@ static void run_job(const Job& job, Scratch& sc) {
     pv_all(sc.s, vt, vt_stride, nk, nvec, rows, sc.o, dp);
   }
 
-  // Normalise and write out; emit observed rows.
+  // Normalise and write out; emit observed rows, a head's consecutive queries in blocks.
+  constexpr int kBlock = RowObserver::kObservedBlock;
+  [[maybe_unused]] const float* blk_probs[kBlock];
+  [[maybe_unused]] const int32_t* blk_slots[kBlock];
+  [[maybe_unused]] int64_t blk_n[kBlock];
+  [[maybe_unused]] double blk_entropy[kBlock];
+  [[maybe_unused]] int blk = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const int head = job.kvh * group + static_cast<int>(r / nt);
     const int64_t i = job.i0 + r % nt;
@@ -491,11 +497,12 @@ static void run_job(const Job& job, Scratch& sc) {
       // p = 2^(s - m) / l, and on the way sum p and sum p (s - m) for the entropy:
       // -sum p ln p = ln(l) sum p - ln(2) sum p (s - m).
       vf psum = vf{}, pd = vf{};
+      float* probs = sc.probs + blk * sc.probs_stride;
       int64_t x = 0;
       for (; x + W <= n; x += W) {
         const vf d = load(os + x) - mb;
         const vf p = exp2v(d) * ib;
-        store(sc.probs + x, p);
+        store(probs + x, p);
         psum += p;
         pd += p * d;
       }
@@ -503,13 +510,20 @@ static void run_job(const Job& job, Scratch& sc) {
       for (; x < n; ++x) {
         const float d = os[x] - sc.m[r];
         const float p = exp2v(bcast(d))[0] * inv;
-        sc.probs[x] = p;
+        probs[x] = p;
         psum_t += p;
         pd_t += double(p) * d;
       }
-      const double entropy = n > 0 && l > 0.f ? std::log(double(l)) * psum_t - 0.6931471805599453 * pd_t : 0.0;
-      const int32_t* slots = sc.obs_dense[r] ? sc.iota : sc.obs_j + r * s.n_kv;
-      job.observer->on_row_with_entropy(head, s.q_pos0 + i, sc.probs, slots, n, entropy);
+      blk_probs[blk] = probs;
+      blk_slots[blk] = sc.obs_dense[r] ? sc.iota : sc.obs_j + r * s.n_kv;
+      blk_n[blk] = n;
+      blk_entropy[blk] = n > 0 && l > 0.f ? std::log(double(l)) * psum_t - 0.6931471805599453 * pd_t : 0.0;
+      ++blk;
+      // The block ends when full or with the head's last query of this job.
+      if (blk == kBlock || r % nt == nt - 1) {
+        job.observer->on_rows(head, s.q_pos0 + i - (blk - 1), blk, blk_probs, blk_slots, blk_n, blk_entropy);
+        blk = 0;
+      }
     }
   }
 }

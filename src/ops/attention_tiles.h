@@ -187,7 +187,8 @@ struct Scratch {
   int64_t* obs_n = nullptr;
   int8_t* obs_dense = nullptr;
   const int32_t* iota = nullptr;  // [n_kv] 0, 1, 2, ...
-  float* probs = nullptr;  // [n_kv] one row's probabilities
+  float* probs = nullptr;  // [kObservedBlock][probs_stride] rows' probabilities
+  int64_t probs_stride = 0;
 };
 
 // One unit of work: a KV head and a block of query tokens [i0, i1); rows are the

@@ -48,6 +48,32 @@ TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
   }
 }
 
+// The tiled kernel hands a head's consecutive queries over together (on_rows), and the
+// collector adds four rows of one persistence bucket in one pass: the accumulators must be
+// those of row-by-row delivery, for blocks inside and across buckets and micro-batches,
+// windowed layers (listed keys) included.
+TEST(UbatchInvariance, RowsInBlocksGiveTheSameAccumulatorsAsRowByRow) {
+  auto source = mixed_source();
+  const auto docs = make_documents(2, 301);
+  AnalysisParams params;
+  params.sampling.min_query = 4;
+  params.persistence.min_anchor = 20;
+  params.verdict.bootstrap_resamples = 50;
+  for (const std::vector<int64_t>& windows : {std::vector<int64_t>{}, std::vector<int64_t>{0, 37, 0}}) {
+    source.windows = windows;
+    for (int64_t ub : {0, 7, 64}) {
+      source.ubatch = ub;
+      source.blocks = false;
+      const auto rows = run_synthetic(source, docs, params, /*dump=*/true);
+      source.blocks = true;
+      const auto blocks = run_synthetic(source, docs, params, /*dump=*/true);
+      ASSERT_GT(rows.report["persistence"].size(), 0u);
+      EXPECT_EQ(blocks.acc.to_json().dump(), rows.acc.to_json().dump()) << "ubatch " << ub << " windows " << windows.size();
+      EXPECT_EQ(row_lines(blocks.rows), row_lines(rows.rows)) << "ubatch " << ub;
+    }
+  }
+}
+
 TEST(UbatchInvariance, AnalyzeCliGivesTheSameReportForEveryUbatch) {
   namespace fs = std::filesystem;
   using testing_support::Output;
