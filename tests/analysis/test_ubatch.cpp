@@ -27,13 +27,19 @@ std::string row_lines(const std::vector<testing::CsvRow>& rows) {
   return s;
 }
 
-TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
-  auto source = mixed_source();
-  const auto docs = make_documents(3, 300);
+// Rows from t = 4, persistence anchors from t = 20, a short bootstrap.
+AnalysisParams synthetic_params() {
   AnalysisParams params;
   params.sampling.min_query = 4;
   params.persistence.min_anchor = 20;
   params.verdict.bootstrap_resamples = 50;
+  return params;
+}
+
+TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
+  auto source = mixed_source();
+  const auto docs = make_documents(3, 300);
+  const AnalysisParams params = synthetic_params();
   const auto whole = run_synthetic(source, docs, params, /*dump=*/true);
   ASSERT_GT(whole.rows.size(), 0u);
   ASSERT_GT(whole.report["persistence"].size(), 0u);
@@ -55,10 +61,7 @@ TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
 TEST(UbatchInvariance, RowsInBlocksGiveTheSameAccumulatorsAsRowByRow) {
   auto source = mixed_source();
   const auto docs = make_documents(2, 301);
-  AnalysisParams params;
-  params.sampling.min_query = 4;
-  params.persistence.min_anchor = 20;
-  params.verdict.bootstrap_resamples = 50;
+  const AnalysisParams params = synthetic_params();
   for (const std::vector<int64_t>& windows : {std::vector<int64_t>{}, std::vector<int64_t>{0, 37, 0}}) {
     source.windows = windows;
     for (int64_t ub : {0, 7, 64}) {
