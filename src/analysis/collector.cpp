@@ -62,6 +62,12 @@ void add_fixed4(int64_t* acc, const float* p0, const float* p1, const float* p2,
               int64_t{static_cast<int32_t>(p3[j] * kFixedScale + 0.5f)};
 }
 
+// Cache slots are strictly increasing, so first 0 and last n-1 means slot j is key j:
+// the dense case, which takes the vectorised paths.
+bool dense_slots(const int32_t* keys, int64_t n) {
+  return keys == nullptr || n == 0 || (keys[0] == 0 && keys[n - 1] == n - 1);
+}
+
 }  // namespace
 
 DocumentCollector::DocumentCollector(const DocumentPlan& plan, const AnalysisParams& params,
@@ -136,36 +142,37 @@ ops::RowObserver* DocumentCollector::observer(int layer) {
   return observer_.get();
 }
 
+template <typename Add>
+void DocumentCollector::with_bucket(int layer, int head, int32_t b, Add&& add) {
+  std::lock_guard<std::mutex> lock(bucket_locks_[size_t(head) * plan_.anchors.size() + b]);
+  std::vector<int64_t>& bucket = persistence_[layer].heads[head].buckets[b];
+  if (bucket.empty()) bucket.assign(plan_.anchors[b] + 1, 0);
+  add(bucket.data());
+}
+
 void DocumentCollector::on_rows(int layer, int head, int64_t query0, int n_rows, const float* const* probs,
                                 const int32_t* const* keys, const int64_t* n, const double* entropy) {
   // Four dense rows of one persistence bucket go into it in one pass; anything else row
   // by row.
   bool together = persistence_call_ && n_rows == 4 && head >= 0 && head < n_heads_ &&
                   query0 - q_pos0_ >= 0 && query0 + n_rows - q_pos0_ <= n_q_;
-  for (int k = 0; together && k < n_rows; ++k) {
-    const bool dense = keys[k] == nullptr || n[k] == 0 || (keys[k][0] == 0 && keys[k][n[k] - 1] == n[k] - 1);
-    together = dense && bucket_of_[query0 + k] >= 0 && bucket_of_[query0 + k] == bucket_of_[query0];
-  }
+  for (int k = 0; together && k < n_rows; ++k)
+    together = dense_slots(keys[k], n[k]) && bucket_of_[query0 + k] >= 0 && bucket_of_[query0 + k] == bucket_of_[query0];
   for (int k = 0; k < n_rows; ++k)
     on_row(layer, head, query0 + k, probs[k], keys[k], n[k], entropy ? entropy + k : nullptr, !together);
   if (!together) return;
-  const int32_t b = bucket_of_[query0];
-  std::lock_guard<std::mutex> lock(bucket_locks_[size_t(head) * plan_.anchors.size() + b]);
-  std::vector<int64_t>& bucket = persistence_[layer].heads[head].buckets[b];
-  if (bucket.empty()) bucket.assign(plan_.anchors[b] + 1, 0);
-  int64_t* acc = bucket.data();
-  const int64_t common = std::min({n[0], n[1], n[2], n[3]});
-  add_fixed4(acc, probs[0], probs[1], probs[2], probs[3], common);
-  for (int k = 0; k < n_rows; ++k) add_fixed(acc + common, probs[k] + common, n[k] - common);
+  with_bucket(layer, head, bucket_of_[query0], [&](int64_t* acc) {
+    const int64_t common = std::min({n[0], n[1], n[2], n[3]});
+    add_fixed4(acc, probs[0], probs[1], probs[2], probs[3], common);
+    for (int k = 0; k < n_rows; ++k) add_fixed(acc + common, probs[k] + common, n[k] - common);
+  });
 }
 
 void DocumentCollector::on_row(int layer, int head, int64_t query, const float* probs,
                                const int32_t* keys, int64_t n, const double* entropy, bool add_to_bucket) {
   const int64_t i = query - q_pos0_;
   if (i < 0 || i >= n_q_ || head < 0 || head >= n_heads_) return;
-  // Slots are strictly increasing, so first 0 and last n-1 means slot j is key j: the
-  // dense case, which takes the vectorised paths below.
-  if (keys != nullptr && n > 0 && keys[0] == 0 && keys[n - 1] == n - 1) keys = nullptr;
+  if (dense_slots(keys, n)) keys = nullptr;
   // Analysis runs dense attention without eviction: cache slots are key positions.
   const int32_t c = candidate_of_[query];
   if (c >= 0 && plan_.selected(layer, head, c)) {
@@ -180,15 +187,13 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
   HeadPersistence& hp = lp.heads[head];
   const int32_t b = bucket_of_[query];
   if (b >= 0 && add_to_bucket) {
-    std::lock_guard<std::mutex> lock(bucket_locks_[size_t(head) * plan_.anchors.size() + b]);
-    std::vector<int64_t>& bucket = hp.buckets[b];
-    if (bucket.empty()) bucket.assign(plan_.anchors[b] + 1, 0);
-    int64_t* acc = bucket.data();
-    if (keys == nullptr) {
-      add_fixed(acc, probs, n);
-    } else {
-      for (int64_t j = 0; j < n; ++j) acc[keys[j]] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
-    }
+    with_bucket(layer, head, b, [&](int64_t* acc) {
+      if (keys == nullptr) {
+        add_fixed(acc, probs, n);
+      } else {
+        for (int64_t j = 0; j < n; ++j) acc[keys[j]] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
+      }
+    });
   }
   auto position = [keys](int64_t j) -> int64_t { return keys ? keys[j] : j; };
   if (const int32_t a = anchor_of_[query]; a >= 0) {

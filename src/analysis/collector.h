@@ -64,6 +64,10 @@ class DocumentCollector {
               const double* entropy = nullptr, bool add_to_bucket = true);
   void on_rows(int layer, int head, int64_t query0, int n_rows, const float* const* probs,
                const int32_t* const* keys, const int64_t* n, const double* entropy);
+  // Calls add(bucket b's data) for `head` in `layer` under the bucket's lock, the bucket
+  // sized on first use.
+  template <typename Add>
+  void with_bucket(int layer, int head, int32_t b, Add&& add);
   void reduce_rows(int layer);
   void persistence_chunk_done(int layer);
   void reduce_persistence(int layer);

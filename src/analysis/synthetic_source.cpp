@@ -64,39 +64,6 @@ void SyntheticRowSource::row(uint64_t doc_seed, int layer, int head, int64_t t,
   for (double& x : probs) x /= total;
 }
 
-void SyntheticRowSource::run_blocks(uint64_t doc_seed, int layer, int64_t c0, int64_t cn,
-                                    ops::RowObserver* obs) const {
-  constexpr int B = ops::RowObserver::kObservedBlock;
-  const int64_t per_head = (cn + B - 1) / B;
-#pragma omp parallel
-  {
-    std::vector<double> p;
-    std::vector<std::vector<float>> pf(B);
-    std::vector<std::vector<int32_t>> keys(B);
-    const float* probs[B];
-    const int32_t* slots[B];
-    int64_t n[B];
-#pragma omp for schedule(dynamic, 2)
-    for (int64_t x = 0; x < per_head * n_heads_; ++x) {
-      const int head = static_cast<int>(x % n_heads_);
-      const int64_t q0 = c0 + (x / n_heads_) * B, nb = std::min<int64_t>(B, c0 + cn - q0);
-      for (int64_t k = 0; k < nb; ++k) {
-        const int64_t t = q0 + k;
-        row(doc_seed, layer, head, t, p);
-        pf[k].assign(p.begin(), p.end());
-        const int64_t first = first_key(layer, t);
-        keys[k].resize(p.size());
-        for (size_t i = 0; i < keys[k].size(); ++i) keys[k][i] = int32_t(first + int64_t(i));
-        probs[k] = pf[k].data();
-        slots[k] = first > 0 ? keys[k].data() : nullptr;
-        n[k] = int64_t(p.size());
-      }
-      // No entropies: the collector computes them from the rows, as for on_row.
-      obs->on_rows(head, q0, static_cast<int>(nb), probs, slots, n, nullptr);
-    }
-  }
-}
-
 void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t prefill_len,
                                       DocumentCollector& collector) {
   const uint64_t doc_seed = document_seed(tokens);
@@ -109,28 +76,37 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
       for (int l = 0; l < n_layers_; ++l) {
         if (ubatch > 0) collector.begin_chunk(l, c0, cn);
         ops::RowObserver* obs = collector.observer(l);
-        if (blocks) {
-          run_blocks(doc_seed, l, c0, cn, obs);
-          collector.end_layer(l);
-          continue;
-        }
+        // Units of one head and `per` consecutive queries, latest queries first as the
+        // attention core runs them; a unit of several rows goes to on_rows.
+        constexpr int B = ops::RowObserver::kObservedBlock;
+        const int64_t per = blocks ? B : 1, units = (cn + per - 1) / per;
 #pragma omp parallel
         {
           std::vector<double> p;
-          std::vector<float> pf;
-          std::vector<int32_t> keys;
+          std::vector<std::vector<float>> pf(B);
+          std::vector<std::vector<int32_t>> keys(B);
+          const float* probs[B];
+          const int32_t* slots[B];
+          int64_t n_keys[B];
 #pragma omp for schedule(dynamic, 4)
-          for (int64_t r = 0; r < cn * n_heads_; ++r) {
-            // Latest queries first, as the attention core does.
-            const int head = static_cast<int>(r % n_heads_);
-            const int64_t t = c0 + cn - 1 - r / n_heads_;
-            row(doc_seed, l, head, t, p);
-            pf.assign(p.begin(), p.end());
-            // Slots are positions (no eviction); a windowed row lists its visible slots.
-            const int64_t first = first_key(l, t);
-            keys.resize(p.size());
-            for (size_t i = 0; i < keys.size(); ++i) keys[i] = int32_t(first + int64_t(i));
-            obs->on_row(head, t, pf.data(), first > 0 ? keys.data() : nullptr, int64_t(p.size()));
+          for (int64_t x = 0; x < units * n_heads_; ++x) {
+            const int head = static_cast<int>(x % n_heads_);
+            const int64_t end = c0 + cn - (x / n_heads_) * per, t0 = std::max(c0, end - per);
+            for (int64_t t = t0; t < end; ++t) {
+              const int64_t k = t - t0;
+              row(doc_seed, l, head, t, p);
+              pf[k].assign(p.begin(), p.end());
+              // Slots are positions (no eviction); a windowed row lists its visible slots.
+              const int64_t first = first_key(l, t);
+              keys[k].resize(p.size());
+              for (size_t i = 0; i < keys[k].size(); ++i) keys[k][i] = int32_t(first + int64_t(i));
+              probs[k] = pf[k].data();
+              slots[k] = first > 0 ? keys[k].data() : nullptr;
+              n_keys[k] = int64_t(p.size());
+            }
+            // No entropies: the collector computes them from the rows.
+            if (blocks) obs->on_rows(head, t0, static_cast<int>(end - t0), probs, slots, n_keys, nullptr);
+            else obs->on_row(head, t0, probs[0], slots[0], n_keys[0]);
           }
         }
         collector.end_layer(l);

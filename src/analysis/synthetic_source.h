@@ -60,7 +60,6 @@ class SyntheticRowSource : public RowSource {
   bool blocks = false;
 
  private:
-  void run_blocks(uint64_t doc_seed, int layer, int64_t c0, int64_t cn, ops::RowObserver* obs) const;
   int n_layers_, n_heads_;
   PatternFn pattern_;
   uint64_t seed_;
