@@ -49,24 +49,35 @@ class MetricsObserver : public ops::RowObserver {
   void on_row(int, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n) override {
     metrics(query_pos, probs, keys, n, nullptr);
   }
-  void on_row_with_entropy(int, int64_t query_pos, const float* probs, const int32_t* keys, int64_t n,
-                           double entropy) override {
-    metrics(query_pos, probs, keys, n, &entropy);
+  // The kernel's blocks, with each row's entropy and largest probability (as the collector
+  // takes them).
+  void on_rows(int, int64_t query_pos0, int n_rows, const float* const* probs, const int32_t* const* keys,
+               const int64_t* n, const double* entropy, const float* largest) override {
+    for (int k = 0; k < n_rows; ++k)
+      metrics(query_pos0 + k, probs[k], keys[k], n[k], entropy ? entropy + k : nullptr, largest ? largest + k : nullptr);
   }
 
  private:
-  static void metrics(int64_t query_pos, const float* probs, const int32_t* keys, int64_t n, const double* entropy) {
+  static void metrics(int64_t query_pos, const float* probs, const int32_t* keys, int64_t n, const double* entropy,
+                      const float* largest = nullptr) {
     thread_local std::vector<float> scratch;
-    benchmark::DoNotOptimize(analysis::compute_row_metrics(probs, keys, n, query_pos, scratch, entropy));
+    benchmark::DoNotOptimize(analysis::compute_row_metrics(probs, keys, n, query_pos, scratch, entropy, 0, largest));
   }
 };
 
 class WidthsObserver : public ops::RowObserver {
  public:
-  void on_row(int, int64_t, const float* probs, const int32_t*, int64_t n) override {
+  void on_row(int, int64_t, const float* probs, const int32_t*, int64_t n) override { widths(probs, n, nullptr); }
+  void on_rows(int, int64_t, int n_rows, const float* const* probs, const int32_t* const*, const int64_t* n,
+               const double*, const float* largest) override {
+    for (int k = 0; k < n_rows; ++k) widths(probs[k], n[k], largest ? largest + k : nullptr);
+  }
+
+ private:
+  static void widths(const float* probs, int64_t n, const float* largest) {
     thread_local std::vector<float> scratch;
     int32_t w[4];
-    analysis::widths(probs, n, analysis::kWidthLevels.data(), 4, w, scratch);
+    analysis::widths(probs, n, analysis::kWidthLevels.data(), 4, w, scratch, largest);
     benchmark::DoNotOptimize(w);
   }
 };

@@ -1,11 +1,13 @@
 // Per-row metric cost (ns per key) on softmax rows of Gaussian logits with standard deviation
 // sigma (0.1: nearly uniform, 8: a few keys hold the mass; the third argument 1: plus an
-// attention sink holding ~20%): widths by histogram selection
-// against the weighted quickselect baseline, entropy, and all metrics of a row.
+// attention sink holding ~20%): widths by histogram selection (also with the row's largest
+// entry given, as the attention kernel hands it over) against the weighted quickselect
+// baseline, entropy, and all metrics of a row.
 //
 //   build/row_metrics --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -40,12 +42,16 @@ void BM_row(benchmark::State& state) {
   const int64_t n = state.range(0);
   const double sigma = double(state.range(1)) / 10.0;
   const auto data = rows(n, sigma, state.range(2) != 0);
+  std::vector<float> largest;  // each row's largest entry, as the attention kernel hands it over
+  for (const auto& r : data) largest.push_back(*std::max_element(r.begin(), r.end()));
   std::vector<float> scratch;
   int32_t w[4];
   size_t i = 0;
   for (auto _ : state) {
-    const float* row = data[i++ % data.size()].data();
+    const size_t k = i++ % data.size();
+    const float* row = data[k].data();
     if constexpr (Kind == 0) widths(row, n, kWidthLevels.data(), 4, w, scratch);
+    if constexpr (Kind == 4) widths(row, n, kWidthLevels.data(), 4, w, scratch, &largest[k]);
     if constexpr (Kind == 1) widths_quickselect(row, n, kWidthLevels.data(), 4, w, scratch);
     if constexpr (Kind == 2) benchmark::DoNotOptimize(entropy(row, n));
     if constexpr (Kind == 3) benchmark::DoNotOptimize(compute_row_metrics(row, nullptr, n, n - 1, scratch));
@@ -65,6 +71,7 @@ void args(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(BM_row<0>)->Name("widths_histogram")->Apply(args);
+BENCHMARK(BM_row<4>)->Name("widths_histogram_largest_given")->Apply(args);
 BENCHMARK(BM_row<1>)->Name("widths_quickselect")->Apply(args);
 BENCHMARK(BM_row<2>)->Name("entropy")->Apply(args);
 BENCHMARK(BM_row<3>)->Name("all_row_metrics")->Apply(args);

@@ -32,8 +32,8 @@ class DocumentCollector::LayerObserver : public ops::RowObserver {
     c_->on_row(layer, head, query_pos, probs, keys, n_keys, &entropy);
   }
   void on_rows(int head, int64_t query_pos0, int n_rows, const float* const* probs, const int32_t* const* keys,
-               const int64_t* n_keys, const double* entropy) override {
-    c_->on_rows(layer, head, query_pos0, n_rows, probs, keys, n_keys, entropy);
+               const int64_t* n_keys, const double* entropy, const float* largest) override {
+    c_->on_rows(layer, head, query_pos0, n_rows, probs, keys, n_keys, entropy, largest);
   }
 
  private:
@@ -151,7 +151,8 @@ void DocumentCollector::with_bucket(int layer, int head, int32_t b, Add&& add) {
 }
 
 void DocumentCollector::on_rows(int layer, int head, int64_t query0, int n_rows, const float* const* probs,
-                                const int32_t* const* keys, const int64_t* n, const double* entropy) {
+                                const int32_t* const* keys, const int64_t* n, const double* entropy,
+                                const float* largest) {
   // Four dense rows of one persistence bucket go into it in one pass; anything else row
   // by row.
   bool together = persistence_call_ && n_rows == 4 && head >= 0 && head < n_heads_ &&
@@ -159,7 +160,8 @@ void DocumentCollector::on_rows(int layer, int head, int64_t query0, int n_rows,
   for (int k = 0; together && k < n_rows; ++k)
     together = dense_slots(keys[k], n[k]) && bucket_of_[query0 + k] >= 0 && bucket_of_[query0 + k] == bucket_of_[query0];
   for (int k = 0; k < n_rows; ++k)
-    on_row(layer, head, query0 + k, probs[k], keys[k], n[k], entropy ? entropy + k : nullptr, !together);
+    on_row(layer, head, query0 + k, probs[k], keys[k], n[k], entropy ? entropy + k : nullptr, !together,
+           largest ? largest + k : nullptr);
   if (!together) return;
   with_bucket(layer, head, bucket_of_[query0], [&](int64_t* acc) {
     const int64_t common = std::min({n[0], n[1], n[2], n[3]});
@@ -169,7 +171,8 @@ void DocumentCollector::on_rows(int layer, int head, int64_t query0, int n_rows,
 }
 
 void DocumentCollector::on_row(int layer, int head, int64_t query, const float* probs,
-                               const int32_t* keys, int64_t n, const double* entropy, bool add_to_bucket) {
+                               const int32_t* keys, int64_t n, const double* entropy, bool add_to_bucket,
+                               const float* largest) {
   const int64_t i = query - q_pos0_;
   if (i < 0 || i >= n_q_ || head < 0 || head >= n_heads_) return;
   if (dense_slots(keys, n)) keys = nullptr;
@@ -178,7 +181,7 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
   if (c >= 0 && plan_.selected(layer, head, c)) {
     thread_local std::vector<float> scratch;
     Slot& s = slots_[size_t(head) * n_q_ + i];
-    s.m = compute_row_metrics(probs, keys, n, query, scratch, entropy, windows_[layer]);
+    s.m = compute_row_metrics(probs, keys, n, query, scratch, entropy, windows_[layer], largest);
     s.filled = true;
   }
   if (!persistence_call_) return;

@@ -60,10 +60,11 @@ class DocumentCollector {
   // entropy: the row's entropy when the producer computed it (the attention kernel does),
   // else nullptr and it is computed from probs.
   // add_to_bucket = false: the caller adds the row to its persistence bucket (on_rows).
+  // largest: the row's largest probability when the producer found it, else nullptr.
   void on_row(int layer, int head, int64_t query, const float* probs, const int32_t* keys, int64_t n,
-              const double* entropy = nullptr, bool add_to_bucket = true);
+              const double* entropy = nullptr, bool add_to_bucket = true, const float* largest = nullptr);
   void on_rows(int layer, int head, int64_t query0, int n_rows, const float* const* probs,
-               const int32_t* const* keys, const int64_t* n, const double* entropy);
+               const int32_t* const* keys, const int64_t* n, const double* entropy, const float* largest);
   // Calls add(bucket b's data) for `head` in `layer` under the bucket's lock, the bucket
   // sized on first use.
   template <typename Add>

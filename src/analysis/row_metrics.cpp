@@ -353,18 +353,23 @@ constexpr int64_t kCopyStride = kMaxBins + kTailCells;  // per copy: up to kMaxB
 // One histogram when fewer than 1 in kOneCopyRatio entries share their neighbour's bucket.
 constexpr int64_t kOneCopyRatio = 16;
 
-// The row's largest and smallest bit patterns (entries >= 0: integer order = float order).
+// The row's largest bit pattern (entries >= 0: integer order = float order).
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void minmax_bits(const float* v, int64_t m, uint32_t* lo, uint32_t* hi) {
-  uint32_t mx = 0, mn = 0xffffffffu;
+uint32_t max_bits(const float* v, int64_t m) {
+  uint32_t mx = 0;
   for (int64_t j = 0; j < m; ++j) {
     const uint32_t b = float_bits(v[j]);
     mx = b > mx ? b : mx;
-    mn = b < mn ? b : mn;
   }
-  *lo = mn;
-  *hi = mx;
+  return mx;
 }
+
+// What the id pass learns besides the ids.
+struct IdStats {
+  int64_t same = 0;      // entries in the bucket of the entry before them (catch-all excepted)
+  uint32_t deepest = 0;  // the largest bucket below the catch-all that holds an entry
+  bool tail = false;     // some entry is in the catch-all
+};
 
 // Bucket id of entry j: top - (bits >> shift) below `last`; else a tail cell
 // last + 1 + j mod kTailCells (the catch-all bucket `last` itself is never used).
@@ -373,21 +378,22 @@ inline uint16_t level0_id(float x, int64_t j, uint32_t top, int shift, uint32_t 
   return static_cast<uint16_t>(d < last ? d : last + 1 + (j & (kTailCells - 1)));
 }
 
-// The ids of entries j0..m-1 (scalar); returns how many share the bucket of the entry
-// before them, the catch-all bucket excepted.
-int64_t level0_ids_from(const float* v, int64_t j0, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
-  int64_t same = 0;
+// The ids of entries j0..m-1 (scalar), adding to st.
+void level0_ids_from(const float* v, int64_t j0, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids,
+                     IdStats& st) {
   for (int64_t j = j0; j < m; ++j) {
     ids[j] = level0_id(v[j], j, top, shift, last);
-    same += j > 0 && ids[j] < last && ids[j] == ids[j - 1];
+    const bool inside = ids[j] < last;
+    st.same += j > 0 && inside && ids[j] == ids[j - 1];
+    if (inside) st.deepest = std::max<uint32_t>(st.deepest, ids[j]);
+    st.tail |= !inside;
   }
-  return same;
 }
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-int64_t level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
+IdStats level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
   const __m512i vtop = _mm512_set1_epi32(int(top));
   const __m512i vlast = _mm512_set1_epi32(int(last));
   const __m512i vcell0 = _mm512_set1_epi32(int(last + 1));
@@ -395,12 +401,16 @@ int64_t level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, ui
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   int64_t j = 0, same = 0;
   __m512i prev_d = _mm512_set1_epi32(-1);
+  __m512i deepest = _mm512_setzero_si512();
+  __mmask16 tail = 0;
   for (; j + 16 <= m; j += 16) {
     const __m512i x = _mm512_loadu_si512(v + j);
     const __m512i d = _mm512_sub_epi32(vtop, _mm512_srli_epi32(x, unsigned(shift)));
     const __m512i jj = _mm512_add_epi32(_mm512_set1_epi32(int(j)), lane);
     const __m512i cell = _mm512_add_epi32(vcell0, _mm512_and_si512(jj, cells));
     const __mmask16 inside = _mm512_cmplt_epu32_mask(d, vlast);
+    deepest = _mm512_mask_max_epu32(deepest, inside, deepest, d);
+    tail |= __mmask16(~inside);
     const __m512i id = _mm512_mask_mov_epi32(cell, inside, d);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(ids + j), _mm512_cvtepi32_epi16(id));
     // Entries whose bucket is that of the entry before (the catch-all's rotating cells do
@@ -408,15 +418,25 @@ int64_t level0_ids_avx512(const float* v, int64_t m, uint32_t top, int shift, ui
     same += __builtin_popcount(_mm512_mask_cmpeq_epi32_mask(inside, d, _mm512_alignr_epi32(d, prev_d, 15)));
     prev_d = d;
   }
-  return same + level0_ids_from(v, j, m, top, shift, last, ids);
+  IdStats st;
+  st.same = same;
+  uint32_t lanes[16];  // (GCC 12's _mm512_reduce_max_epu32 warns inside its own header)
+  _mm512_storeu_si512(lanes, deepest);
+  for (uint32_t x : lanes) st.deepest = std::max(st.deepest, x);
+  st.tail = tail != 0;
+  level0_ids_from(v, j, m, top, shift, last, ids, st);
+  return st;
 }
 #pragma GCC diagnostic pop
 
-// Writes the ids; returns how many entries share the bucket of the entry before them,
-// the catch-all bucket excepted (a first entry counts as not sharing).
-int64_t level0_ids(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
+// Writes the ids; returns how many entries share the bucket of the entry before them
+// (the catch-all bucket excepted; a first entry counts as not sharing), the deepest bucket
+// used below the catch-all, and whether the catch-all holds any entry.
+IdStats level0_ids(const float* v, int64_t m, uint32_t top, int shift, uint32_t last, uint16_t* ids) {
   if (cpu::active_at_least(cpu::Level::Avx512)) return level0_ids_avx512(v, m, top, shift, last, ids);
-  return level0_ids_from(v, 0, m, top, shift, last, ids);
+  IdStats st;
+  level0_ids_from(v, 0, m, top, shift, last, ids, st);
+  return st;
 }
 
 // The mass histogram: entry j adds its value to bucket ids[j] of copy j mod C.
@@ -554,17 +574,18 @@ void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t last
   for (int s = 0; s < ns; ++s) size[s] = k[s], above[s] = up[s];
 }
 
-// select_counts at level 0 (same contract), for rows longer than kSmall.
-void select_top(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int shift, SelectScratch& sc) {
+// select_counts at level 0 (same contract), for rows longer than kSmall. `largest`: the
+// largest entry of v when the caller knows it, else nullptr (one more pass finds it).
+void select_top(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int shift, SelectScratch& sc,
+                const float* largest) {
   const uint32_t bins = 1u << (27 - shift), last = bins - 1;
-  uint32_t lo_bits, hi_bits;
-  minmax_bits(v, m, &lo_bits, &hi_bits);
-  const uint32_t top = hi_bits >> shift;
-  // Buckets 0..reach hold entries (reach < last: the catch-all bucket stays empty).
-  const uint32_t reach = std::min(last, top - std::min(top, lo_bits >> shift));
+  const uint32_t top = (largest ? float_bits(*largest) : max_bits(v, m)) >> shift;
   grow(sc.ids, m);
   uint16_t* ids = sc.ids.data();
-  const int64_t same = level0_ids(v, m, top, shift, last, ids);
+  const IdStats st = level0_ids(v, m, top, shift, last, ids);
+  const int64_t same = st.same;
+  // Buckets 0..reach hold entries (reach < last: the catch-all bucket stays empty).
+  const uint32_t reach = st.tail ? last : st.deepest;
   // (Both allocated before any add: nothing may throw while the copies hold this row.)
   if (sc.copies.empty()) sc.copies.assign(size_t(kCopies * kCopyStride), 0.0);  // zero from here on
   sc.folded.resize(size_t(kMaxBins));
@@ -676,7 +697,7 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
 }  // namespace
 
 void widths(const float* probs, int64_t n, const double* levels, int n_levels, int32_t* out,
-            std::vector<float>& scratch) {
+            std::vector<float>& scratch, const float* largest) {
   if (n <= kSmall) {
     widths_quickselect(probs, n, levels, n_levels, out, scratch);
     return;
@@ -686,7 +707,7 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
   for (int start = 0; start < n_levels; start += 4) {
     const int nt = std::min(4, n_levels - start);
     // Finer level-0 buckets pay for clearing their histogram only on longer rows.
-    select_top(probs, n, levels + start, nt, counts, n >= 1024 ? 17 : 19, sc);
+    select_top(probs, n, levels + start, nt, counts, n >= 1024 ? 17 : 19, sc, largest);
     bool redo = false;
     for (int i = 0; i < nt; ++i) {
       redo |= counts[i] < 0;
@@ -759,13 +780,13 @@ int64_t count_greater(const float* v, int64_t n, float x, int64_t enough) {
 
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
                                int64_t query_pos, std::vector<float>& scratch, const double* known_entropy,
-                               int64_t window) {
+                               int64_t window, const float* largest) {
   RowMetrics m;
   m.query = static_cast<int32_t>(query_pos);
   m.n_keys = static_cast<int32_t>(n);
   m.visible = static_cast<int32_t>(visible_keys(query_pos, window));
   m.sink_visible = query_pos < m.visible;  // key 0 lies inside the window
-  widths(probs, n, kWidthLevels.data(), int(kWidthLevels.size()), m.width.data(), scratch);
+  widths(probs, n, kWidthLevels.data(), int(kWidthLevels.size()), m.width.data(), scratch, largest);
   m.entropy = known_entropy ? *known_entropy : entropy(probs, n);
   auto pos = [&](int64_t j) -> int64_t { return key_pos ? key_pos[j] : j; };
   if (m.sink_visible && n > 0 && pos(0) == 0) {

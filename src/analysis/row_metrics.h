@@ -49,8 +49,10 @@ struct RowMetrics {
 
 // Exact W_p = min{k : sum of the k largest entries >= p} for each p in `levels` (sorted
 // ascending). Returns n when the row never reaches p (rounding). `scratch` is reused.
+// `largest`: the row's largest entry when the caller already has it (the attention kernel
+// does), which saves a pass over the row; nullptr: found here. It must be that entry.
 void widths(const float* probs, int64_t n, const double* levels, int n_levels, int32_t* out,
-            std::vector<float>& scratch);
+            std::vector<float>& scratch, const float* largest = nullptr);
 // The same by weighted quickselect alone (the reference for tests and short rows).
 void widths_quickselect(const float* probs, int64_t n, const double* levels, int n_levels,
                         int32_t* out, std::vector<float>& scratch);
@@ -107,8 +109,10 @@ double entropy(const float* probs, int64_t n);
 // computes it from the scores), else nullptr and it is computed from probs. window: the
 // layer's native sliding window (0 = global), which sets `visible` and `sink_visible`;
 // the row itself holds the visible keys (the attention core gives nothing else).
+// largest: the row's largest probability when known (see widths), else nullptr.
 RowMetrics compute_row_metrics(const float* probs, const int32_t* key_pos, int64_t n,
                                int64_t query_pos, std::vector<float>& scratch,
-                               const double* known_entropy = nullptr, int64_t window = 0);
+                               const double* known_entropy = nullptr, int64_t window = 0,
+                               const float* largest = nullptr);
 
 }  // namespace attnsparse::analysis

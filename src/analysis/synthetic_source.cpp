@@ -105,7 +105,7 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
               n_keys[k] = int64_t(p.size());
             }
             // No entropies: the collector computes them from the rows.
-            if (blocks) obs->on_rows(head, t0, static_cast<int>(end - t0), probs, slots, n_keys, nullptr);
+            if (blocks) obs->on_rows(head, t0, static_cast<int>(end - t0), probs, slots, n_keys, nullptr, nullptr);
             else obs->on_row(head, t0, probs[0], slots[0], n_keys[0]);
           }
         }

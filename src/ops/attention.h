@@ -85,11 +85,15 @@ class RowObserver {
   // Rows of one head for the consecutive queries query_pos0, query_pos0 + 1, ... (at most
   // kObservedBlock), each with its probabilities, slots, length and entropy: the tiled
   // kernel finishes a job's queries of a head together, and an observer can then do work
-  // over several rows in one pass. `entropy` may be nullptr (not known). The default hands
-  // each row to on_row_with_entropy (on_row without entropies).
+  // over several rows in one pass. `entropy` may be nullptr (not known). `largest`, when
+  // not nullptr: each row's largest probability (the kernel finds it while it writes the
+  // row; observers that need it skip a pass). The default hands each row to
+  // on_row_with_entropy (on_row without entropies).
   static constexpr int kObservedBlock = 4;
   virtual void on_rows(int head, int64_t query_pos0, int n_rows, const float* const* probs,
-                       const int32_t* const* keys, const int64_t* n_keys, const double* entropy) {
+                       const int32_t* const* keys, const int64_t* n_keys, const double* entropy,
+                       const float* largest) {
+    (void)largest;
     for (int k = 0; k < n_rows; ++k) {
       if (entropy != nullptr) on_row_with_entropy(head, query_pos0 + k, probs[k], keys[k], n_keys[k], entropy[k]);
       else on_row(head, query_pos0 + k, probs[k], keys[k], n_keys[k]);

@@ -480,6 +480,7 @@ static void run_job(const Job& job, Scratch& sc) {
   [[maybe_unused]] const int32_t* blk_slots[kBlock];
   [[maybe_unused]] int64_t blk_n[kBlock];
   [[maybe_unused]] double blk_entropy[kBlock];
+  [[maybe_unused]] float blk_largest[kBlock];
   [[maybe_unused]] int blk = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const int head = job.kvh * group + static_cast<int>(r / nt);
@@ -496,7 +497,7 @@ static void run_job(const Job& job, Scratch& sc) {
       const vf ib = bcast(inv);
       // p = 2^(s - m) / l, and on the way sum p and sum p (s - m) for the entropy:
       // -sum p ln p = ln(l) sum p - ln(2) sum p (s - m).
-      vf psum = vf{}, pd = vf{};
+      vf psum = vf{}, pd = vf{}, pmax = vf{};
       float* probs = sc.probs + blk * sc.probs_stride;
       int64_t x = 0;
       for (; x + W <= n; x += W) {
@@ -505,23 +506,28 @@ static void run_job(const Job& job, Scratch& sc) {
         store(probs + x, p);
         psum += p;
         pd += p * d;
+        pmax = p > pmax ? p : pmax;
       }
       double psum_t = hsum(psum), pd_t = hsum(pd);
+      float largest = hmax(pmax);
       for (; x < n; ++x) {
         const float d = os[x] - sc.m[r];
         const float p = exp2v(bcast(d))[0] * inv;
         probs[x] = p;
         psum_t += p;
         pd_t += double(p) * d;
+        largest = p > largest ? p : largest;
       }
       blk_probs[blk] = probs;
       blk_slots[blk] = sc.obs_dense[r] ? sc.iota : sc.obs_j + r * s.n_kv;
       blk_n[blk] = n;
       blk_entropy[blk] = n > 0 && l > 0.f ? std::log(double(l)) * psum_t - 0.6931471805599453 * pd_t : 0.0;
+      blk_largest[blk] = largest;
       ++blk;
       // The block ends when full or with the head's last query of this job.
       if (blk == kBlock || r % nt == nt - 1) {
-        job.observer->on_rows(head, s.q_pos0 + i - (blk - 1), blk, blk_probs, blk_slots, blk_n, blk_entropy);
+        job.observer->on_rows(head, s.q_pos0 + i - (blk - 1), blk, blk_probs, blk_slots, blk_n, blk_entropy,
+                              blk_largest);
         blk = 0;
       }
     }

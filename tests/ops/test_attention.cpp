@@ -3,6 +3,8 @@
 // evicted caches (key_pos), observers, and each SIMD variant the CPU can run.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -78,8 +80,20 @@ class CaptureObserver : public RowObserver {
     rows_[{head, pos}] = std::move(c);
     ++calls_;
   }
+  // The kernel's blocks: each row's largest probability, when handed over, must be exactly
+  // the largest entry of the row (the widths rely on it).
+  void on_rows(int head, int64_t pos0, int n_rows, const float* const* probs, const int32_t* const* keys,
+               const int64_t* n, const double* entropy, const float* largest) override {
+    for (int k = 0; largest != nullptr && k < n_rows; ++k) {
+      const float mx = n[k] > 0 ? *std::max_element(probs[k], probs[k] + n[k]) : 0.f;
+      if (largest[k] != mx) ++largest_wrong_;
+      ++largest_given_;
+    }
+    RowObserver::on_rows(head, pos0, n_rows, probs, keys, n, entropy, largest);
+  }
   std::map<std::pair<int, int64_t>, Captured> rows_;
   int64_t calls_ = 0;
+  std::atomic<int64_t> largest_given_{0}, largest_wrong_{0};
   std::mutex mu_;
 };
 
@@ -120,6 +134,8 @@ void check(const Problem& p, const KeySet* keys, const std::string& what) {
     attention(p.s, p.args(got), keys, &obs);
     expect_close(got, want, p, tag + " observed");
     ASSERT_EQ(obs.calls_, ref_obs.calls_) << tag;
+    EXPECT_EQ(obs.largest_wrong_, 0) << tag << ": rows whose largest probability was handed over wrong, of "
+                                     << obs.largest_given_;
     for (const auto& [key, row] : ref_obs.rows_) {
       auto it = obs.rows_.find(key);
       ASSERT_NE(it, obs.rows_.end()) << tag;
