@@ -574,12 +574,12 @@ void gather_level0(const float* v, const uint16_t* ids, int64_t m, uint32_t last
   for (int s = 0; s < ns; ++s) size[s] = k[s], above[s] = up[s];
 }
 
-// select_counts at level 0 (same contract), for rows longer than kSmall. `largest`: the
-// largest entry of v when the caller knows it, else nullptr (one more pass finds it).
+// select_counts at level 0 (same contract), for rows longer than kSmall. largest_bits:
+// the bit pattern of v's largest entry.
 void select_top(const float* v, int64_t m, const double* targets, int nt, int64_t* out, int shift, SelectScratch& sc,
-                const float* largest) {
+                uint32_t largest_bits) {
   const uint32_t bins = 1u << (27 - shift), last = bins - 1;
-  const uint32_t top = (largest ? float_bits(*largest) : max_bits(v, m)) >> shift;
+  const uint32_t top = largest_bits >> shift;
   grow(sc.ids, m);
   uint16_t* ids = sc.ids.data();
   const IdStats st = level0_ids(v, m, top, shift, last, ids);
@@ -703,11 +703,13 @@ void widths(const float* probs, int64_t n, const double* levels, int n_levels, i
     return;
   }
   thread_local SelectScratch sc;
+  // (One pass over the row when the caller does not know its largest entry, for all levels.)
+  const uint32_t largest_bits = largest ? float_bits(*largest) : max_bits(probs, n);
   int64_t counts[4];
   for (int start = 0; start < n_levels; start += 4) {
     const int nt = std::min(4, n_levels - start);
     // Finer level-0 buckets pay for clearing their histogram only on longer rows.
-    select_top(probs, n, levels + start, nt, counts, n >= 1024 ? 17 : 19, sc, largest);
+    select_top(probs, n, levels + start, nt, counts, n >= 1024 ? 17 : 19, sc, largest_bits);
     bool redo = false;
     for (int i = 0; i < nt; ++i) {
       redo |= counts[i] < 0;

@@ -3,9 +3,8 @@
 // evicted caches (key_pos), observers, and each SIMD variant the CPU can run.
 #include <gtest/gtest.h>
 
-#include <atomic>
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <mutex>
