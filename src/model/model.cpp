@@ -66,18 +66,24 @@ KVCache Model::make_cache(int64_t capacity, DType type) const {
   cache.type = type;
   const int64_t kv_dim = c.n_kv_head * c.head_dim;
   cache.kv_dim = kv_dim;
+  // Each layer's buffers are made in place (zero-filled once), not copied from a template
+  // row: the copy wrote every byte of the cache a second time.
+  auto layers = [&](auto& per_layer, int64_t size) {
+    per_layer.resize(size_t(c.n_layer));
+    for (auto& buffer : per_layer) buffer.resize(size_t(size));
+  };
   if (type == DType::F32) {
-    cache.k.assign(c.n_layer, std::vector<float>(capacity * kv_dim));
-    cache.v.assign(c.n_layer, std::vector<float>(capacity * kv_dim));
+    layers(cache.k, capacity * kv_dim);
+    layers(cache.v, capacity * kv_dim);
   } else {
     if (kv_dim % dtype_traits(type).block_size != 0)
       fail_usage("--kv-type {}: K/V rows of {} elements are not a multiple of its block size {}", dtype_name(type),
                  kv_dim, dtype_traits(type).block_size);
     const int64_t rb = dtype_row_bytes(type, kv_dim);
-    cache.kq.assign(c.n_layer, std::vector<uint8_t>(capacity * rb));
-    cache.vq.assign(c.n_layer, std::vector<uint8_t>(capacity * rb));
+    layers(cache.kq, capacity * rb);
+    layers(cache.vq, capacity * rb);
   }
-  cache.positions.assign(c.n_layer, std::vector<int32_t>(capacity));
+  layers(cache.positions, capacity);
   return cache;
 }
 
