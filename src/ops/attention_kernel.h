@@ -484,8 +484,9 @@ static void run_job(const Job& job, Scratch& sc) {
   [[maybe_unused]] int blk = 0;
   // Observed rows: jobs of odd query blocks hand their heads over from the middle of the
   // group, so that two threads on neighbouring blocks of one KV head are seldom on the same
-  // head at once (an observer's per-head sums, such as analyze's persistence buckets, then
-  // bounce between their caches and wait on one lock). A head's queries stay in order.
+  // head at once (an observer's per-head sums, such as analyze's persistence buckets, would
+  // otherwise bounce between the cores' caches and wait on one lock). A head's queries
+  // still come in order.
   const int64_t r_shift = Observe && ((job.i0 / nt) & 1) ? (group / 2) * nt : 0;
   for (int64_t rr = 0; rr < rows; ++rr) {
     const int64_t r = rr + r_shift < rows ? rr + r_shift : rr + r_shift - rows;
