@@ -465,6 +465,7 @@ void accumulate(const float* v, const uint16_t* ids, int64_t m, double* h) {
 // double conversions 16 at a time into a small buffer: the scalar loop is left with a
 // load, an add and a store per entry (its conversions were a third of its instructions;
 // 0.80x the time on rows of 4,096 keys).
+// (GCC 12 warns about an uninitialised variable inside its own _mm512_cvtps_pd.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <int C>
@@ -480,7 +481,7 @@ void accumulate_avx512(const float* v, const uint16_t* ids, int64_t m, double* h
 #pragma GCC unroll 16
     for (int c = 0; c < 16; ++c) h[(c % C) * kCopyStride + ((w[c / 4] >> (16 * (c % 4))) & 0xffff)] += wide[c];
   }
-  for (; j < m; ++j) h[(j % C) * kCopyStride + ids[j]] += v[j];
+  accumulate<C>(v + j, ids + j, m - j, h);  // the last entries (j is a multiple of C)
 }
 #pragma GCC diagnostic pop
 
@@ -613,7 +614,6 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   grow(sc.ids, m);
   uint16_t* ids = sc.ids.data();
   const IdStats st = level0_ids(v, m, top, shift, last, ids);
-  const int64_t same = st.same;
   // Buckets 0..reach hold entries (reach < last: the catch-all bucket stays empty).
   const uint32_t reach = st.tail ? last : st.deepest;
   // (Both allocated before any add: nothing may throw while the copies hold this row.)
@@ -623,7 +623,7 @@ void select_top(const float* v, int64_t m, const double* targets, int nt, int64_
   const uint32_t reach0 = std::min(reach, last - 1);  // buckets below the catch-all
   // Rows whose neighbours rarely share a bucket add to one histogram (no copies to sum);
   // the others spread their adds over kCopies copies, summed afterwards.
-  const bool one_copy = same * kOneCopyRatio < m;
+  const bool one_copy = st.same * kOneCopyRatio < m;
   double* mass;
   if (one_copy) {
     accumulate_any(1, v, ids, m, h);
