@@ -51,15 +51,21 @@ void add_fixed(int64_t* acc, const float* probs, int64_t n) {
   for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
 }
 
-// Four rows at once: the same integers as four add_fixed calls, summed in registers, so
-// the bucket is read and written once instead of four times.
+inline int64_t fixed(const float* p, int64_t j) { return int64_t{static_cast<int32_t>(p[j] * kFixedScale + 0.5f)}; }
+
+// Four (eight) rows at once: the same integers as four (eight) add_fixed calls, summed in
+// registers, so the bucket is read and written once instead of four (eight) times.
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void add_fixed4(int64_t* acc, const float* p0, const float* p1, const float* p2, const float* p3, int64_t n) {
+void add_fixed4(int64_t* acc, const float* const* p, int64_t n) {
+  const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+  for (int64_t j = 0; j < n; ++j) acc[j] += fixed(p0, j) + fixed(p1, j) + fixed(p2, j) + fixed(p3, j);
+}
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void add_fixed8(int64_t* acc, const float* const* p, int64_t n) {
+  const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3], *p4 = p[4], *p5 = p[5], *p6 = p[6], *p7 = p[7];
   for (int64_t j = 0; j < n; ++j)
-    acc[j] += int64_t{static_cast<int32_t>(p0[j] * kFixedScale + 0.5f)} +
-              int64_t{static_cast<int32_t>(p1[j] * kFixedScale + 0.5f)} +
-              int64_t{static_cast<int32_t>(p2[j] * kFixedScale + 0.5f)} +
-              int64_t{static_cast<int32_t>(p3[j] * kFixedScale + 0.5f)};
+    acc[j] += ((fixed(p0, j) + fixed(p1, j)) + (fixed(p2, j) + fixed(p3, j))) +
+              ((fixed(p4, j) + fixed(p5, j)) + (fixed(p6, j) + fixed(p7, j)));
 }
 
 // Cache slots are strictly increasing, so first 0 and last n-1 means slot j is key j:
@@ -153,9 +159,9 @@ void DocumentCollector::with_bucket(int layer, int head, int32_t b, Add&& add) {
 void DocumentCollector::on_rows(int layer, int head, int64_t query0, int n_rows, const float* const* probs,
                                 const int32_t* const* keys, const int64_t* n, const double* entropy,
                                 const float* largest) {
-  // Four dense rows of one persistence bucket go into it in one pass; anything else row
-  // by row.
-  bool together = persistence_call_ && n_rows == 4 && head >= 0 && head < n_heads_ &&
+  // Four or eight dense rows of one persistence bucket go into it in one pass; anything
+  // else row by row.
+  bool together = persistence_call_ && (n_rows == 4 || n_rows == 8) && head >= 0 && head < n_heads_ &&
                   query0 - q_pos0_ >= 0 && query0 + n_rows - q_pos0_ <= n_q_;
   for (int k = 0; together && k < n_rows; ++k)
     together = dense_slots(keys[k], n[k]) && bucket_of_[query0 + k] >= 0 && bucket_of_[query0 + k] == bucket_of_[query0];
@@ -164,8 +170,9 @@ void DocumentCollector::on_rows(int layer, int head, int64_t query0, int n_rows,
            largest ? largest + k : nullptr);
   if (!together) return;
   with_bucket(layer, head, bucket_of_[query0], [&](int64_t* acc) {
-    const int64_t common = std::min({n[0], n[1], n[2], n[3]});
-    add_fixed4(acc, probs[0], probs[1], probs[2], probs[3], common);
+    const int64_t common = *std::min_element(n, n + n_rows);
+    if (n_rows == 8) add_fixed8(acc, probs, common);
+    else add_fixed4(acc, probs, common);
     for (int k = 0; k < n_rows; ++k) add_fixed(acc + common, probs[k] + common, n[k] - common);
   });
 }

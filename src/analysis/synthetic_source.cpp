@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "analysis/collector.h"
+#include "core/error.h"
 #include "analysis/plan.h"
 
 namespace attnsparse::analysis {
@@ -79,7 +80,9 @@ void SyntheticRowSource::run_document(std::span<const int32_t> tokens, int64_t p
         // Units of one head and `per` consecutive queries, latest queries first as the
         // attention core runs them; a unit of several rows goes to on_rows.
         constexpr int B = ops::RowObserver::kObservedBlock;
-        const int64_t per = blocks ? B : 1, units = (cn + per - 1) / per;
+        if (blocks && (block_rows < 1 || block_rows > B))
+          fail("internal: blocks of {} rows (1..{})", block_rows, B);
+        const int64_t per = blocks ? block_rows : 1, units = (cn + per - 1) / per;
 #pragma omp parallel
         {
           std::vector<double> p;

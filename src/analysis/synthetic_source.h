@@ -58,6 +58,8 @@ class SyntheticRowSource : public RowSource {
   // Hand a head's consecutive queries to the observer together (RowObserver::on_rows, at
   // most kObservedBlock at a time), as the tiled attention kernel does; false: row by row.
   bool blocks = false;
+  // Rows per block with `blocks` (1..kObservedBlock): the kernel's jobs hand over 4 or 8.
+  int block_rows = ops::RowObserver::kObservedBlock;
 
  private:
   int n_layers_, n_heads_;

@@ -85,6 +85,18 @@ void validate(const AttentionShape& s, const AttentionArgs& a, const KeySet* key
 }
 
 constexpr int kTargetRows = 32;  // rows (heads of a group x tokens) per job
+// Observed jobs take twice the rows while their score rows stay within kObservedBudget
+// bytes per thread: each job streams every K/V tile of its KV head, and the observed
+// path's per-row buffers (n_kv scores per row) already push those tiles out of L2, so
+// fewer, larger jobs read them half as often.
+constexpr int kObservedRows = 64;
+constexpr int64_t kObservedBudget = int64_t{32} << 20;
+
+int64_t rows_target(int64_t n_kv, bool observe) {
+  if (observe && int64_t{kObservedRows} * n_kv * int64_t(sizeof(float) + sizeof(int32_t)) <= kObservedBudget)
+    return kObservedRows;
+  return kTargetRows;
+}
 
 // Whether a call of about `macs` multiply-adds is worth a parallel region: tiny calls
 // (a decode step of a small model, one query of the eviction simulator) run faster on the
@@ -146,7 +158,7 @@ void run_job(Isa isa, const Job& job, Scratch& sc) {
 void run_tiled(const AttentionShape& s, const AttentionArgs& a, const KeySet* keys,
                RowObserver* observer) {
   const int group = s.n_head / s.n_kv_head;
-  const int64_t nt = std::max<int64_t>(1, kTargetRows / group);
+  const int64_t nt = std::max<int64_t>(1, rows_target(s.n_kv, observer != nullptr) / group);
   const int64_t nblocks = (s.n_q + nt - 1) / nt;
   const int64_t rows = group * nt;
   const int64_t dp = (s.head_dim + 15) / 16 * 16;

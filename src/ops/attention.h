@@ -89,7 +89,7 @@ class RowObserver {
   // not nullptr: each row's largest probability (the kernel finds it while it writes the
   // row; observers that need it skip a pass). The default hands each row to
   // on_row_with_entropy (on_row without entropies).
-  static constexpr int kObservedBlock = 4;
+  static constexpr int kObservedBlock = 8;
   virtual void on_rows(int head, int64_t query_pos0, int n_rows, const float* const* probs,
                        const int32_t* const* keys, const int64_t* n_keys, const double* entropy,
                        const float* largest) {

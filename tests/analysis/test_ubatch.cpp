@@ -55,9 +55,10 @@ TEST(UbatchInvariance, SyntheticReportAndRowsDoNotDependOnMicroBatches) {
 }
 
 // The tiled kernel hands a head's consecutive queries over together (on_rows), and the
-// collector adds four rows of one persistence bucket in one pass: the accumulators must be
-// those of row-by-row delivery, for blocks inside and across buckets and micro-batches,
-// windowed layers (listed keys) included.
+// collector adds four or eight rows of one persistence bucket in one pass: the accumulators
+// must be those of row-by-row delivery, for blocks inside and across buckets and
+// micro-batches, windowed layers (listed keys) included. Blocks of 3 take the row-by-row
+// path inside the collector.
 TEST(UbatchInvariance, RowsInBlocksGiveTheSameAccumulatorsAsRowByRow) {
   auto source = mixed_source();
   const auto docs = make_documents(2, 301);
@@ -68,11 +69,15 @@ TEST(UbatchInvariance, RowsInBlocksGiveTheSameAccumulatorsAsRowByRow) {
       source.ubatch = ub;
       source.blocks = false;
       const auto rows = run_synthetic(source, docs, params, /*dump=*/true);
-      source.blocks = true;
-      const auto blocks = run_synthetic(source, docs, params, /*dump=*/true);
       ASSERT_GT(rows.report["persistence"].size(), 0u);
-      EXPECT_EQ(blocks.acc.to_json().dump(), rows.acc.to_json().dump()) << "ubatch " << ub << " windows " << windows.size();
-      EXPECT_EQ(row_lines(blocks.rows), row_lines(rows.rows)) << "ubatch " << ub;
+      for (int per : {3, 4, 8}) {
+        source.blocks = true;
+        source.block_rows = per;
+        const auto blocks = run_synthetic(source, docs, params, /*dump=*/true);
+        EXPECT_EQ(blocks.acc.to_json().dump(), rows.acc.to_json().dump())
+            << "blocks of " << per << ", ubatch " << ub << " windows " << windows.size();
+        EXPECT_EQ(row_lines(blocks.rows), row_lines(rows.rows)) << "blocks of " << per << ", ubatch " << ub;
+      }
     }
   }
 }
