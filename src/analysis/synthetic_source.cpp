@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "analysis/collector.h"
-#include "core/error.h"
 #include "analysis/plan.h"
+#include "core/error.h"
 
 namespace attnsparse::analysis {
 
