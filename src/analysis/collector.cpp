@@ -44,14 +44,15 @@ namespace {
 
 constexpr float kFixedScale = 1073741824.0f;  // 2^30
 
+// Entry j of a row in fixed point, as the persistence buckets sum it.
+inline int64_t fixed(const float* p, int64_t j) { return int64_t{static_cast<int32_t>(p[j] * kFixedScale + 0.5f)}; }
+
 // Adds fixed-point probabilities to the bucket; one function per ISA (the library is
 // built for baseline x86-64).
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void add_fixed(int64_t* acc, const float* probs, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
+  for (int64_t j = 0; j < n; ++j) acc[j] += fixed(probs, j);
 }
-
-inline int64_t fixed(const float* p, int64_t j) { return int64_t{static_cast<int32_t>(p[j] * kFixedScale + 0.5f)}; }
 
 // Four (eight) rows at once: the same integers as four (eight) add_fixed calls, summed in
 // registers, so the bucket is read and written once instead of four (eight) times.
@@ -201,7 +202,7 @@ void DocumentCollector::on_row(int layer, int head, int64_t query, const float* 
       if (keys == nullptr) {
         add_fixed(acc, probs, n);
       } else {
-        for (int64_t j = 0; j < n; ++j) acc[keys[j]] += static_cast<int32_t>(probs[j] * kFixedScale + 0.5f);
+        for (int64_t j = 0; j < n; ++j) acc[keys[j]] += fixed(probs, j);
       }
     });
   }
